@@ -1,0 +1,1 @@
+"""Temporal activities: action invocation, built-in actions, projection writers."""

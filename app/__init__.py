@@ -1,0 +1,1 @@
+"""The Tempoflow HTTP API (FastAPI)."""

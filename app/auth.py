@@ -1,0 +1,65 @@
+"""API keys: random secrets shown once, stored as HMAC-SHA256 hashes, bound to a tenant."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from projections.models import ApiKey
+
+ROLES = frozenset({"admin", "publisher", "operator", "ingest"})
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+KEY_PREFIX = "tf_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    tenant: str
+    key_id: str
+    roles: frozenset[str]
+
+    def has_any(self, roles: frozenset[str]) -> bool:
+        return "admin" in self.roles or bool(self.roles & roles)
+
+
+def hash_key(key: str, pepper: str) -> str:
+    return hmac.new(pepper.encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+async def create_api_key(
+    session: AsyncSession, *, tenant: str, roles: list[str], pepper: str, name: str = ""
+) -> str:
+    """Store a new key and return its plaintext (the only time it is visible)."""
+    if not re.match(TENANT_PATTERN, tenant):
+        raise ValueError(f"tenant must match {TENANT_PATTERN}")
+    unknown = set(roles) - ROLES
+    if unknown or not roles:
+        raise ValueError(f"roles must be among {sorted(ROLES)}; got {sorted(roles)}")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiKey(
+        id=str(uuid.uuid4()), tenant=tenant, name=name or f"{tenant} key",
+        prefix=secret[: len(KEY_PREFIX) + 6], key_hash=hash_key(secret, pepper),
+        roles=sorted(set(roles)),
+    ))
+    await session.flush()
+    return secret
+
+
+async def authenticate(session: AsyncSession, key: str, pepper: str) -> Principal | None:
+    row = (
+        await session.execute(
+            select(ApiKey).where(ApiKey.key_hash == hash_key(key, pepper), ApiKey.revoked_at.is_(None))
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    return Principal(tenant=row.tenant, key_id=row.id, roles=frozenset(row.roles))

@@ -1,0 +1,1 @@
+"""Data-access functions: take a session, flush, never commit (routes own transactions)."""

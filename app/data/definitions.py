@@ -1,0 +1,90 @@
+"""Definitions and their immutable versions (primary data)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from projections.models import DefinitionRow, DefinitionVersionRow
+from tempoflow.definition import content_hash
+
+
+async def get_definition(
+    session: AsyncSession, tenant: str, key: str, *, for_update: bool = False
+) -> DefinitionRow | None:
+    stmt = select(DefinitionRow).where(DefinitionRow.tenant == tenant, DefinitionRow.key == key)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def upsert_draft(
+    session: AsyncSession, tenant: str, key: str, *, name: str, description: str | None,
+    body: dict[str, Any],
+) -> tuple[DefinitionRow, bool]:
+    """Create or replace the draft; returns the row and whether it was created."""
+    row = await get_definition(session, tenant, key, for_update=True)
+    created = row is None
+    if row is None:
+        row = DefinitionRow(tenant=tenant, key=key, latest_version=None)
+        session.add(row)
+    row.name = name
+    row.description = description
+    row.draft = body
+    row.draft_hash = content_hash(body)
+    row.updated_at = func.now()
+    await session.flush()
+    await session.refresh(row)
+    return row, created
+
+
+async def list_definitions(
+    session: AsyncSession, tenant: str, *, limit: int, after: str | None
+) -> list[DefinitionRow]:
+    stmt = select(DefinitionRow).where(DefinitionRow.tenant == tenant)
+    if after is not None:
+        stmt = stmt.where(DefinitionRow.key > after)
+    stmt = stmt.order_by(DefinitionRow.key).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def get_version(
+    session: AsyncSession, tenant: str, key: str, version: int
+) -> DefinitionVersionRow | None:
+    return await session.get(DefinitionVersionRow, (tenant, key, version))
+
+
+async def list_versions(session: AsyncSession, tenant: str, key: str) -> list[DefinitionVersionRow]:
+    stmt = (
+        select(DefinitionVersionRow)
+        .where(DefinitionVersionRow.tenant == tenant, DefinitionVersionRow.key == key)
+        .order_by(DefinitionVersionRow.version.desc())
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def publish(
+    session: AsyncSession, definition: DefinitionRow, *, published_by: str
+) -> tuple[DefinitionVersionRow, bool]:
+    """Publish the (locked) draft; the same content as the latest version is not republished.
+
+    Returns the version and whether it was created.
+    """
+    if definition.latest_version is not None:
+        latest = await get_version(session, definition.tenant, definition.key,
+                                   definition.latest_version)
+        if latest is not None and latest.content_hash == definition.draft_hash:
+            return latest, False
+    version = DefinitionVersionRow(
+        tenant=definition.tenant, key=definition.key,
+        version=(definition.latest_version or 0) + 1, name=definition.name,
+        description=definition.description, body=definition.draft,
+        content_hash=definition.draft_hash, published_by=published_by,
+    )
+    session.add(version)
+    definition.latest_version = version.version
+    await session.flush()
+    await session.refresh(version)
+    return version, True

@@ -1,0 +1,53 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from activities.builtin import default_registry
+from activities.registry import ActionRegistry
+from app.errors import install_error_handlers
+from app.limits import BodySizeLimit
+from app.routers import ROUTERS
+from projections.db import create_engine, session_factory
+from tempoflow.settings import Settings
+from tempoflow.worker import connect_temporal
+
+DESCRIPTION = """Publish JSON workflow definitions and run them durably on Temporal.
+
+Every endpoint except `/healthz` and `/readyz` needs an API key:
+`Authorization: Bearer <key>`. Errors are RFC 9457 problem+json with a stable `code`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: ActionRegistry | None = None,
+    temporal: Client | None = None,
+) -> FastAPI:
+    """Build the app; the engine and the Temporal client are made in the lifespan."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.sqlalchemy_url)
+        app.state.sessions = session_factory(engine)
+        app.state.temporal = temporal or await connect_temporal(settings)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title="Tempoflow", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.registry = registry or default_registry()
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    return app

@@ -1,0 +1,7 @@
+"""One router per resource, collected in :data:`ROUTERS`."""
+
+from __future__ import annotations
+
+from app.routers import actions, definitions, health, runs
+
+ROUTERS = [health.router, definitions.router, runs.router, actions.router]

@@ -1,0 +1,149 @@
+"""Definitions: drafts, validation, immutable published versions."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Response
+
+from app.data import definitions as data
+from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep
+from app.pagination import decode_cursor, encode_cursor
+from app.schemas import (
+    DEFINITION_KEY,
+    DefinitionDraft,
+    DefinitionPublic,
+    DefinitionsPublic,
+    DefinitionSummary,
+    DefinitionValidate,
+    ValidationReport,
+    VersionPublic,
+)
+from tempoflow.definition import validate_definition
+from tempoflow.errors import NotFound, Unprocessable
+from tempoflow.settings import Settings
+
+router = APIRouter(prefix="/v1/definitions", tags=["definitions"])
+
+KeyPath = Annotated[str, Path(pattern=DEFINITION_KEY)]
+
+
+def _not_found(key: str) -> NotFound:
+    return NotFound(f"definition {key!r} does not exist", code="definition_not_found",
+                    hint="PUT /v1/definitions/{key} creates it")
+
+
+def _check_size(body: dict[str, Any], settings: Settings) -> None:
+    size = len(json.dumps(body, separators=(",", ":")).encode())
+    if size > settings.max_definition_bytes:
+        raise Unprocessable(
+            f"the definition is {size} bytes; the limit is {settings.max_definition_bytes}",
+            code="definition_too_large",
+            errors=[{"path": "/definition", "code": "definition_too_large",
+                     "message": "definition too large"}],
+            hint="split it into child workflows or raise TEMPOFLOW_MAX_DEFINITION_BYTES",
+        )
+
+
+def _invalid(issues: list[Any]) -> Unprocessable:
+    return Unprocessable(
+        f"the definition has {len(issues)} error(s)", code="definition_invalid",
+        errors=[i.model_dump(exclude_none=True) for i in issues],
+        hint="each error's path is a JSON pointer into the definition",
+    )
+
+
+@router.put("/{key}", response_model=DefinitionPublic)
+async def update_definition(
+    key: KeyPath, draft: DefinitionDraft, principal: Publisher, session: SessionDep,
+    settings: SettingsDep, response: Response,
+) -> DefinitionPublic:
+    """Create or replace the draft (drafts may be invalid; validate or publish checks)."""
+    _check_size(draft.definition, settings)
+    row, created = await data.upsert_draft(
+        session, principal.tenant, key, name=draft.name, description=draft.description,
+        body=draft.definition,
+    )
+    await session.commit()
+    response.status_code = 201 if created else 200
+    return DefinitionPublic.model_validate(row)
+
+
+@router.get("", response_model=DefinitionsPublic)
+async def read_definitions(
+    principal: Reader, session: SessionDep, settings: SettingsDep,
+    limit: Annotated[int | None, Query(ge=1)] = None, cursor: str | None = None,
+) -> DefinitionsPublic:
+    size = min(limit or settings.default_page_size, settings.max_page_size)
+    after = decode_cursor(cursor, 1)
+    rows = await data.list_definitions(
+        session, principal.tenant, limit=size + 1, after=after[0] if after else None
+    )
+    next_cursor = encode_cursor([rows[size - 1].key]) if len(rows) > size else None
+    return DefinitionsPublic(
+        items=[DefinitionSummary.model_validate(r) for r in rows[:size]], next_cursor=next_cursor
+    )
+
+
+@router.get("/{key}", response_model=DefinitionPublic)
+async def read_definition(key: KeyPath, principal: Reader, session: SessionDep) -> DefinitionPublic:
+    row = await data.get_definition(session, principal.tenant, key)
+    if row is None:
+        raise _not_found(key)
+    return DefinitionPublic.model_validate(row)
+
+
+@router.post("/{key}/validate", response_model=ValidationReport)
+async def validate_definition_draft(
+    key: KeyPath, principal: Reader, session: SessionDep, registry: RegistryDep,
+    settings: SettingsDep, body: Annotated[DefinitionValidate | None, Body()] = None,
+) -> ValidationReport:
+    """Validate the stored draft, or ``definition`` from the body; 422 lists every error."""
+    definition = body.definition if body is not None else None
+    if definition is None:
+        row = await data.get_definition(session, principal.tenant, key)
+        if row is None:
+            raise _not_found(key)
+        definition = row.draft
+    _check_size(definition, settings)
+    issues = validate_definition(definition, registry.names())
+    if issues:
+        raise _invalid(issues)
+    return ValidationReport(valid=True)
+
+
+@router.post("/{key}/publish", response_model=VersionPublic)
+async def publish_definition(
+    key: KeyPath, principal: Publisher, session: SessionDep, registry: RegistryDep,
+    response: Response,
+) -> VersionPublic:
+    """Publish the draft as immutable version N (same content as the latest: same N, 200)."""
+    row = await data.get_definition(session, principal.tenant, key, for_update=True)
+    if row is None:
+        raise _not_found(key)
+    issues = validate_definition(row.draft, registry.names())
+    if issues:
+        raise _invalid(issues)
+    version, created = await data.publish(session, row, published_by=principal.key_id)
+    await session.commit()
+    response.status_code = 201 if created else 200
+    return VersionPublic.model_validate(version)
+
+
+@router.get("/{key}/versions", response_model=list[VersionPublic])
+async def read_versions(key: KeyPath, principal: Reader, session: SessionDep) -> list[VersionPublic]:
+    if await data.get_definition(session, principal.tenant, key) is None:
+        raise _not_found(key)
+    return [VersionPublic.model_validate(v) for v in await data.list_versions(
+        session, principal.tenant, key)]
+
+
+@router.get("/{key}/versions/{version}", response_model=VersionPublic)
+async def read_version(
+    key: KeyPath, version: Annotated[int, Path(ge=1)], principal: Reader, session: SessionDep
+) -> VersionPublic:
+    row = await data.get_version(session, principal.tenant, key, version)
+    if row is None:
+        raise NotFound(f"definition {key!r} has no version {version}", code="version_not_found")
+    return VersionPublic.model_validate(row)

@@ -1,0 +1,151 @@
+"""Runs: start on Temporal, read from the projections."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import jsonschema
+from fastapi import APIRouter, Path, Query, Response
+
+from app.data.definitions import get_definition, get_version
+from app.deps import Operator, SessionDep, SettingsDep, TemporalClientDep
+from app.pagination import decode_cursor, encode_cursor
+from app.run_starter import describe_run, start_run, workflow_id
+from app.schemas import RunCreate, RunPublic, RunsPublic, StepPublic, StepsPublic
+from projections import queries
+from projections.models import RunRow
+from projections.records import RunStatus
+from tempoflow.errors import NotFound, Unprocessable
+from tempoflow.settings import Settings
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+RunIdPath = Annotated[str, Path(min_length=1, max_length=36)]
+
+
+def _ui_url(settings: Settings, wid: str) -> str | None:
+    if not settings.temporal_ui_url:
+        return None
+    return (f"{settings.temporal_ui_url.rstrip('/')}/namespaces/"
+            f"{settings.temporal_namespace}/workflows/{quote(wid, safe='')}")
+
+
+def _public(row: RunRow, settings: Settings) -> RunPublic:
+    return RunPublic(
+        id=row.run_id, workflow_id=row.workflow_id, definition=row.definition_key,
+        version=row.definition_version, status=row.status, input=row.input, output=row.output,
+        error=row.error, started_at=row.started_at, closed_at=row.closed_at,
+        temporal_ui_url=_ui_url(settings, row.workflow_id),
+    )
+
+
+def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -> None:
+    size = len(json.dumps(data, separators=(",", ":")).encode())
+    if size > settings.max_run_input_bytes:
+        raise Unprocessable(
+            f"the run input is {size} bytes; the limit is {settings.max_run_input_bytes}",
+            code="input_too_large", hint="pass a reference (URL, id) instead of the data",
+            errors=[{"path": "/input", "code": "input_too_large", "message": "input too large"}],
+        )
+    if schema is None:
+        return
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [
+        {"path": "/input" + "".join(f"/{p}" for p in e.absolute_path),
+         "code": f"input.{e.validator}", "message": e.message}
+        for e in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    ]
+    if errors:
+        raise Unprocessable(
+            f"the run input does not match the definition's inputSchema ({len(errors)} error(s))",
+            code="input_invalid", errors=errors,
+            hint="GET /v1/definitions/{key}/versions/{n} shows the inputSchema",
+        )
+
+
+@router.post("", response_model=RunPublic, status_code=201)
+async def create_run(
+    body: RunCreate, principal: Operator, session: SessionDep, settings: SettingsDep,
+    client: TemporalClientDep, response: Response,
+) -> RunPublic:
+    """Start a run of a published version (latest when ``version`` is omitted)."""
+    number = body.version
+    if number is None:
+        definition = await get_definition(session, principal.tenant, body.definition)
+        if definition is None or definition.latest_version is None:
+            raise NotFound(
+                f"definition {body.definition!r} has no published version",
+                code="definition_not_published", hint="POST /v1/definitions/{key}/publish first",
+            )
+        number = definition.latest_version
+    version = await get_version(session, principal.tenant, body.definition, number)
+    if version is None:
+        raise NotFound(f"definition {body.definition!r} has no version {number}",
+                       code="version_not_found")
+    session.expunge(version)
+    await session.rollback()  # release the connection while Temporal is called
+    _check_input(body.input, version.body.get("inputSchema"), settings)
+    started = await start_run(
+        client, task_queue=settings.task_queue, tenant=principal.tenant, version=version,
+        data=body.input, idempotency_key=body.idempotency_key,
+    )
+    if not started.created:
+        response.status_code = 200
+        row = await queries.get_run(session, principal.tenant, started.run_id)
+        if row is not None:
+            return _public(row, settings)
+    return RunPublic(
+        id=started.run_id, workflow_id=started.workflow_id, definition=version.key,
+        version=version.version, status=RunStatus.RUNNING, input=body.input,
+        source="temporal", temporal_ui_url=_ui_url(settings, started.workflow_id),
+    )
+
+
+@router.get("", response_model=RunsPublic)
+async def read_runs(
+    principal: Operator, session: SessionDep, settings: SettingsDep,
+    status: RunStatus | None = None, definition: str | None = None,
+    limit: Annotated[int | None, Query(ge=1)] = None, cursor: str | None = None,
+) -> RunsPublic:
+    """Runs of the caller's tenant, newest first."""
+    size = min(limit or settings.default_page_size, settings.max_page_size)
+    before = decode_cursor(cursor, 2)
+    rows = await queries.list_runs(
+        session, principal.tenant, limit=size + 1, status=status, definition=definition,
+        before=(datetime.fromisoformat(before[0]), before[1]) if before else None,
+    )
+    next_cursor = None
+    if len(rows) > size:
+        last = rows[size - 1]
+        next_cursor = encode_cursor([last.started_at.isoformat(), last.run_id])
+    return RunsPublic(items=[_public(r, settings) for r in rows[:size]], next_cursor=next_cursor)
+
+
+@router.get("/{run_id}", response_model=RunPublic)
+async def read_run(
+    run_id: RunIdPath, principal: Operator, session: SessionDep, settings: SettingsDep,
+    client: TemporalClientDep,
+) -> RunPublic:
+    row = await queries.get_run(session, principal.tenant, run_id)
+    if row is not None:
+        return _public(row, settings)
+    # Not projected yet: ask Temporal, the authority (workflow ids carry the tenant).
+    described = await describe_run(client, principal.tenant, run_id)
+    if described is None:
+        raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
+    return RunPublic(**described, temporal_ui_url=_ui_url(settings, workflow_id(
+        principal.tenant, run_id)))
+
+
+@router.get("/{run_id}/steps", response_model=StepsPublic)
+async def read_run_steps(
+    run_id: RunIdPath, principal: Operator, session: SessionDep, client: TemporalClientDep
+) -> StepsPublic:
+    steps = await queries.list_steps(session, principal.tenant, run_id)
+    if not steps and await queries.get_run(session, principal.tenant, run_id) is None:
+        if await describe_run(client, principal.tenant, run_id) is None:
+            raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
+    return StepsPublic(items=[StepPublic.model_validate(s) for s in steps])

@@ -1,0 +1,119 @@
+"""Start runs on Temporal (the only authority) and read them back when not yet projected."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from projections.models import DefinitionVersionRow
+from tempoflow.errors import Conflict
+from temporal_workflows import search_attributes as sa
+from temporal_workflows.models import WORKFLOW_NAME, RunInput
+
+_IDEMPOTENCY_NS = uuid.UUID("6f1c2a47-3d4b-4f4e-9a55-2f0d8c1e7b10")
+
+TEMPORAL_STATUS = {
+    WorkflowExecutionStatus.RUNNING: "RUNNING",
+    WorkflowExecutionStatus.COMPLETED: "SUCCEEDED",
+    WorkflowExecutionStatus.FAILED: "FAILED",
+    WorkflowExecutionStatus.TERMINATED: "FAILED",
+    WorkflowExecutionStatus.TIMED_OUT: "FAILED",
+    WorkflowExecutionStatus.CANCELED: "CANCELED",
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: "RUNNING",
+}
+
+
+def workflow_id(tenant: str, run_id: str) -> str:
+    """Workflow ids are namespaced by tenant."""
+    return f"{tenant}/{run_id}"
+
+
+def run_id_for(tenant: str, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_IDEMPOTENCY_NS, f"{tenant}\x00{idempotency_key}"))
+
+
+@dataclass(frozen=True)
+class Started:
+    run_id: str
+    workflow_id: str
+    created: bool
+
+
+def _request_hash(key: str, version: int, data: Any) -> str:
+    raw = json.dumps([key, version, data], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+async def start_run(
+    client: Client, *, task_queue: str, tenant: str, version: DefinitionVersionRow, data: Any,
+    idempotency_key: str | None,
+) -> Started:
+    """Start the interpreter for ``version``; the same idempotency key returns the same run.
+
+    Temporal deduplicates by workflow id (derived from tenant + key) for the whole
+    retention period, so the check is atomic without touching Postgres.
+    """
+    run_id = run_id_for(tenant, idempotency_key)
+    wid = workflow_id(tenant, run_id)
+    request_hash = _request_hash(version.key, version.version, data)
+    try:
+        await client.start_workflow(
+            WORKFLOW_NAME,
+            RunInput(run_id=run_id, tenant=tenant, definition_key=version.key,
+                     definition_version=version.version, definition=version.body, input=data),
+            id=wid,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(sa.TENANT, tenant),
+                SearchAttributePair(sa.DEFINITION_KEY, version.key),
+                SearchAttributePair(sa.DEFINITION_VERSION, version.version),
+            ]),
+            memo={"requestHash": request_hash},
+            static_summary=f"{version.key} v{version.version}",
+        )
+    except WorkflowAlreadyStartedError:
+        if idempotency_key is None:
+            raise
+        desc = await client.get_workflow_handle(wid).describe()
+        if await desc.memo_value("requestHash", default=None) != request_hash:
+            raise Conflict(
+                "this idempotency key was used for a different request",
+                code="idempotency_key_reused",
+                hint="use a new idempotencyKey, or repeat the original request unchanged",
+                extra={"runId": run_id},
+            ) from None
+        return Started(run_id, wid, created=False)
+    return Started(run_id, wid, created=True)
+
+
+async def describe_run(client: Client, tenant: str, run_id: str) -> dict[str, Any] | None:
+    """The run as Temporal sees it, for runs the projection has not caught up with."""
+    wid = workflow_id(tenant, run_id)
+    try:
+        desc = await client.get_workflow_handle(wid).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    attrs = desc.typed_search_attributes
+    return {
+        "id": run_id,
+        "workflow_id": wid,
+        "definition": attrs.get(sa.DEFINITION_KEY) or "",
+        "version": attrs.get(sa.DEFINITION_VERSION) or 0,
+        "status": TEMPORAL_STATUS.get(desc.status, "RUNNING") if desc.status else "RUNNING",
+        "started_at": desc.start_time,
+        "closed_at": desc.close_time,
+        "source": "temporal",
+    }

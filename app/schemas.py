@@ -1,0 +1,128 @@
+"""Request and response models, named by role (``…Create``, ``…Public``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from tempoflow.definition import Issue
+
+DEFINITION_KEY = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+class _Write(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class DefinitionDraft(_Write):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    definition: dict[str, Any]
+
+
+class DefinitionValidate(_Write):
+    """Validate this body instead of the stored draft (for CI before a PUT)."""
+
+    definition: dict[str, Any] | None = None
+
+
+class DefinitionPublic(_Public):
+    key: str
+    name: str
+    description: str | None
+    definition: dict[str, Any] = Field(validation_alias="draft")
+    draft_hash: str
+    latest_version: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DefinitionSummary(_Public):
+    key: str
+    name: str
+    description: str | None
+    latest_version: int | None
+    updated_at: datetime
+
+
+class DefinitionsPublic(_Public):
+    items: list[DefinitionSummary]
+    next_cursor: str | None = None
+
+
+class VersionPublic(_Public):
+    key: str
+    version: int
+    name: str
+    description: str | None
+    definition: dict[str, Any] = Field(validation_alias="body")
+    content_hash: str
+    published_at: datetime
+
+
+class ValidationReport(_Public):
+    valid: bool
+    errors: list[Issue] = Field(default_factory=list)
+
+
+class RunCreate(_Write):
+    definition: str = Field(pattern=DEFINITION_KEY)
+    version: int | None = Field(default=None, ge=1)
+    input: Any = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class RunPublic(_Public):
+    id: str
+    workflow_id: str
+    definition: str
+    version: int
+    status: str
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    closed_at: datetime | None = None
+    source: str = Field(
+        default="projection",
+        description="'projection' (Postgres) or 'temporal' when the projection has not caught up",
+    )
+    temporal_ui_url: str | None = None
+
+
+class RunsPublic(_Public):
+    items: list[RunPublic]
+    next_cursor: str | None = None
+
+
+class StepPublic(_Public):
+    seq: int
+    path: str
+    step_id: str
+    type: str
+    status: str
+    attempt: int | None
+    started_at: datetime
+    finished_at: datetime | None
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
+class StepsPublic(_Public):
+    items: list[StepPublic]
+
+
+class ActionPublic(_Public):
+    name: str
+    version: int
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]

@@ -1,0 +1,1 @@
+"""Run-state projections in PostgreSQL: models, idempotent writers and read queries."""

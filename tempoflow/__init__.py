@@ -1,0 +1,1 @@
+"""Tempoflow: JSON workflow definitions executed durably on Temporal."""

@@ -1,0 +1,87 @@
+"""Typed settings, read from ``TEMPOFLOW_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_PEPPER = "tempoflow-development-pepper"
+
+
+class Settings(BaseSettings):
+    """Every knob of the API, the worker and the dev stack.
+
+    ``database_url`` and ``temporal_address`` win over the embedded servers: when they are
+    unset, ``tempoflow dev`` starts embedded PostgreSQL and a Temporal dev server under
+    ``home``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TEMPOFLOW_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    home: Path = Path(".tempoflow")
+
+    database_url: str | None = None
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    task_queue: str = "tempoflow"
+
+    temporal_ui_url: str | None = None
+    """Base URL of the Temporal Web UI; run responses link to it when set."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+
+    # HMAC key for API key hashes; must be set outside development.
+    api_key_pepper: str = DEV_PEPPER
+
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    """Largest accepted request body (413 above it)."""
+    max_definition_bytes: int = Field(default=262_144, ge=1024)
+    """Largest definition body (JSON-encoded); bounded by Temporal's 2 MB payload limit."""
+    max_run_input_bytes: int = Field(default=262_144, ge=1024)
+    """Largest run input (JSON-encoded); it is stored in workflow history."""
+    default_page_size: int = 50
+    max_page_size: int = 500
+
+    @model_validator(mode="after")
+    def _refuse_insecure_defaults(self) -> Settings:
+        if self.environment == "production":
+            missing = []
+            if self.api_key_pepper == DEV_PEPPER:
+                missing.append("TEMPOFLOW_API_KEY_PEPPER")
+            if not self.database_url:
+                missing.append("TEMPOFLOW_DATABASE_URL")
+            if not self.temporal_address:
+                missing.append("TEMPOFLOW_TEMPORAL_ADDRESS")
+            if missing:
+                raise ValueError(
+                    "production refuses development defaults; set " + ", ".join(missing)
+                )
+        return self
+
+    @cached_property
+    def resolved_temporal_address(self) -> str:
+        """The configured Temporal address, or the embedded dev server's."""
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL in SQLAlchemy's asyncpg form."""
+        if not self.database_url:
+            raise RuntimeError("TEMPOFLOW_DATABASE_URL is not set (tempoflow dev sets it)")
+        return to_asyncpg_url(self.database_url)
+
+
+def to_asyncpg_url(url: str) -> str:
+    """Turn ``postgresql://…`` or ``postgres://…`` into ``postgresql+asyncpg://…``."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url.split('://', 1)[0]}://…")

@@ -1,0 +1,92 @@
+"""Build and run the Temporal worker (interpreter workflow + activities)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.actions import TempoflowActivities
+from activities.builtin import default_registry
+from activities.registry import ActionRegistry
+from projections.db import create_engine, session_factory
+from tempoflow.settings import Settings
+from temporal_workflows.interpreter import InterpreterWorkflow
+
+log = logging.getLogger("tempoflow.worker")
+
+# Project code and jsonata are deterministic and side-effect free at import; passing them
+# through saves re-importing them per run, and jsonata's thread-local needs it.
+PASSTHROUGH = (
+    "expression", "projections", "tempoflow", "temporal_workflows", "activities",
+    "jsonata", "jsonschema", "pydantic", "pydantic_core", "annotated_types",
+)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The workflow runner shared by the Tempoflow worker and the benchmark baseline."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    """A client with the pydantic data converter (the same on API, worker and tests)."""
+    return await Client.connect(
+        settings.resolved_temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def create_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    registry: ActionRegistry,
+    sessions: async_sessionmaker[AsyncSession],
+    workflows: Sequence[type] = (),
+    activities: Sequence[Any] = (),
+    max_concurrent_activities: int = 100,
+) -> Worker:
+    """A worker running the interpreter and the action/projection activities."""
+    impl = TempoflowActivities(registry, sessions)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[InterpreterWorkflow, *workflows],
+        activities=[impl.invoke_action, impl.project, *activities],
+        workflow_runner=workflow_runner(),
+        max_concurrent_activities=max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=5),
+    )
+
+
+async def run_worker(settings: Settings, registry: ActionRegistry | None = None) -> None:
+    """Run the worker until SIGINT/SIGTERM, then shut down gracefully."""
+    client = await connect_temporal(settings)
+    engine = create_engine(settings.sqlalchemy_url)
+    worker = create_worker(
+        client,
+        task_queue=settings.task_queue,
+        registry=registry or default_registry(),
+        sessions=session_factory(engine),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling task queue %s at %s", settings.task_queue,
+             settings.resolved_temporal_address)
+    async with worker:
+        await stop.wait()
+    await engine.dispose()

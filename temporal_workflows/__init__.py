@@ -1,0 +1,1 @@
+"""The interpreter workflow and its node executors (pure, deterministic code)."""

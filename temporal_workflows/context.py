@@ -1,0 +1,105 @@
+"""Per-run interpreter state: variables, expression evaluation, projection buffer."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+
+from expression import EvalContext, ExpressionError, evaluate, resolve
+from projections.records import ProjectionBatch, RunRecord, RunStatus, StepRecord, StepStatus
+from temporal_workflows.failures import StepFailure
+from temporal_workflows.models import RunInput
+
+
+class RunContext:
+    """Everything the node executors share for one run."""
+
+    def __init__(self, inp: RunInput) -> None:
+        info = workflow.info()
+        self.inp = inp
+        self.workflow_id = info.workflow_id
+        self.vars: dict[str, Any] = {}
+        self.meta = {
+            "runId": inp.run_id,
+            "tenant": inp.tenant,
+            "definitionKey": inp.definition_key,
+            "definitionVersion": inp.definition_version,
+            "startedAt": info.start_time.isoformat(),
+            "attempt": info.attempt,
+        }
+        self._eval_context = EvalContext(now=workflow.now, random=workflow.random().random)
+        self._seq = 0
+        self._steps: list[StepRecord] = []
+        self._run_sent = False
+        self.started_at: datetime = info.start_time
+
+    # -- expressions -------------------------------------------------------------------
+    def envelope(self) -> dict[str, Any]:
+        return {"payload": self.inp.input, "vars": self.vars, "meta": self.meta}
+
+    def evaluate(self, expression: str, path: str) -> Any:
+        """Evaluate one expression; failures become a catchable ``ExpressionError``."""
+        try:
+            return evaluate(expression, self.envelope(), self._eval_context)
+        except ExpressionError as err:
+            raise StepFailure(
+                "ExpressionError", f"{err.code}: {err.message}", path, err.with_path(path).to_dict()
+            ) from None
+
+    def resolve(self, value: Any, path: str) -> Any:
+        """Resolve every ``{"$expr": …}`` inside ``value``."""
+        return resolve(value, self.evaluate, path)
+
+    # -- variables ---------------------------------------------------------------------
+    def set_var(self, dotted: str, value: Any) -> None:
+        """Assign ``value`` at a dot path, creating missing parents."""
+        *parents, last = dotted.split(".")
+        target = self.vars
+        for name in parents:
+            child = target.get(name)
+            if not isinstance(child, dict):
+                child = {}
+                target[name] = child
+            target = child
+        target[last] = value
+
+    # -- projections -------------------------------------------------------------------
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def step_record(
+        self, seq: int, path: str, step: Any, status: StepStatus, started_at: datetime, **fields: Any
+    ) -> StepRecord:
+        return StepRecord(
+            run_id=self.inp.run_id, tenant=self.inp.tenant, seq=seq, path=path, step_id=step.id,
+            type=step.type, status=status, started_at=started_at, **fields,
+        )
+
+    def record(self, record: StepRecord) -> None:
+        self._steps.append(record)
+
+    def run_record(self, status: RunStatus, **fields: Any) -> RunRecord:
+        return RunRecord(
+            run_id=self.inp.run_id, tenant=self.inp.tenant, workflow_id=self.workflow_id,
+            definition_key=self.inp.definition_key,
+            definition_version=self.inp.definition_version, status=status, seq=self._seq,
+            input=self.inp.input, started_at=self.started_at, **fields,
+        )
+
+    def take_pending(self, run: RunRecord | None = None) -> ProjectionBatch:
+        """Hand over buffered records; the first batch carries the RUNNING run row."""
+        if run is None and not self._run_sent:
+            run = self.run_record(RunStatus.RUNNING)
+        self._run_sent = True
+        batch = ProjectionBatch(run=run, steps=self._steps)
+        self._steps = []
+        return batch
+
+    def idempotency_key(self, path: str) -> str:
+        """Stable across retries, worker crashes and replays of this step."""
+        raw = f"{self.inp.tenant}|{self.workflow_id}|{path}".encode()
+        return hashlib.sha256(raw).hexdigest()[:40]

@@ -1,0 +1,32 @@
+"""Control-flow signals inside the interpreter (never leave the workflow)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StepFailure(Exception):
+    """A step failed; ``type`` is what ``catchOn`` lists and what the run's error shows."""
+
+    def __init__(self, type: str, message: str, path: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.type = type
+        self.message = message
+        self.path = path
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "message": self.message,
+            "stepPath": self.path,
+            "details": self.details,
+        }
+
+
+class RunReturned(Exception):
+    """``control.return`` ended the run with ``output``."""
+
+    def __init__(self, output: Any) -> None:
+        super().__init__("run returned")
+        self.output = output

@@ -1,0 +1,72 @@
+"""Actions registered only by the tests (the registry is per worker)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from activities.builtin import default_registry
+from activities.registry import ActionContext, ActionError, ActionRegistry
+
+
+class Anything(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class FailInput(BaseModel):
+    type: str = "PaymentDeclined"
+    message: str = "card declined"
+    retryable: bool = False
+
+
+class FlakyInput(BaseModel):
+    failures: int
+
+
+class Effects:
+    """What the test actions did, so tests can assert side effects happened once."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.keys: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.reached: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self.release: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+
+    def record(self, ctx: ActionContext) -> int:
+        self.calls[(ctx.run_id, ctx.step_id)] += 1
+        self.keys[(ctx.run_id, ctx.step_id)].add(ctx.idempotency_key)
+        return self.calls[(ctx.run_id, ctx.step_id)]
+
+
+def build_registry(effects: Effects) -> ActionRegistry:
+    registry = default_registry()
+
+    @registry.action("test.echo", input_model=Anything, output_model=Anything)
+    async def echo(data: Anything, ctx: ActionContext) -> Anything:
+        effects.record(ctx)
+        return Anything(**(data.model_extra or {}), attempt=ctx.attempt)
+
+    @registry.action("test.fail", input_model=FailInput, output_model=Anything)
+    async def fail(data: FailInput, ctx: ActionContext) -> Anything:
+        effects.record(ctx)
+        raise ActionError(data.type, data.message, retryable=data.retryable, details={"x": 1})
+
+    @registry.action("test.flaky", input_model=FlakyInput, output_model=Anything)
+    async def flaky(data: FlakyInput, ctx: ActionContext) -> Anything:
+        count = effects.record(ctx)
+        if count <= data.failures:
+            raise ActionError("Transient", f"failure {count}", retryable=True)
+        return Anything(succeededOnAttempt=ctx.attempt)
+
+    @registry.action("test.gate", input_model=Anything, output_model=Anything)
+    async def gate(data: Anything, ctx: ActionContext) -> Anything:
+        """Signals the test that it runs, then waits until the test releases it."""
+        effects.record(ctx)
+        effects.reached[ctx.run_id].set()
+        await effects.release[ctx.run_id].wait()
+        return Anything(gated=True)
+
+    return registry

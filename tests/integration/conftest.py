@@ -1,0 +1,100 @@
+"""A whole Tempoflow stack per test: worker on a fresh task queue, API over ASGI."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from app.auth import create_api_key
+from app.main import create_app
+from tempoflow.settings import Settings
+from tempoflow.worker import create_worker
+from tests.actions import Effects, build_registry
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Stack:
+    http: httpx.AsyncClient
+    client: Client
+    sessions: async_sessionmaker[AsyncSession]
+    settings: Settings
+    effects: Effects
+    tenant: str
+    keys: dict[str, str]
+    worker_factory: Any
+
+    def auth(self, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    async def publish(self, key: str, definition: dict[str, Any], role: str = "admin") -> int:
+        r = await self.http.put(f"/v1/definitions/{key}", headers=self.auth(role),
+                                json={"name": key, "definition": definition})
+        assert r.status_code in (200, 201), r.text
+        r = await self.http.post(f"/v1/definitions/{key}/publish", headers=self.auth(role))
+        assert r.status_code in (200, 201), r.text
+        return int(r.json()["version"])
+
+    async def start(self, key: str, data: Any = None, **extra: Any) -> dict[str, Any]:
+        body = {"definition": key, "input": data if data is not None else {}, **extra}
+        r = await self.http.post("/v1/runs", headers=self.auth(), json=body)
+        assert r.status_code in (200, 201), r.text
+        return dict(r.json())
+
+    async def result(self, run: dict[str, Any]) -> Any:
+        """Wait for the run's workflow to close (Temporal), then return its result."""
+        return await self.client.get_workflow_handle(run["workflowId"]).result()
+
+    async def run_view(self, run_id: str) -> dict[str, Any]:
+        r = await self.http.get(f"/v1/runs/{run_id}", headers=self.auth())
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def steps(self, run_id: str) -> list[dict[str, Any]]:
+        r = await self.http.get(f"/v1/runs/{run_id}/steps", headers=self.auth())
+        assert r.status_code == 200, r.text
+        return list(r.json()["items"])
+
+
+async def make_keys(sessions: async_sessionmaker[AsyncSession], tenant: str, pepper: str) -> dict[str, str]:
+    async with sessions.begin() as session:
+        return {
+            role: await create_api_key(session, tenant=tenant, roles=[role], pepper=pepper)
+            for role in ("admin", "publisher", "operator", "ingest")
+        }
+
+
+@pytest.fixture
+async def stack(
+    database_url: str, temporal_client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Stack]:
+    task_queue = f"tq-{uuid.uuid4()}"
+    settings = Settings(
+        environment="test", database_url=database_url, task_queue=task_queue,
+        temporal_ui_url="http://127.0.0.1:8233",
+    )
+    effects = Effects()
+    registry = build_registry(effects)
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    keys = await make_keys(sessions, tenant, settings.api_key_pepper)
+
+    def worker_factory() -> Worker:
+        return create_worker(temporal_client, task_queue=task_queue, registry=registry,
+                             sessions=sessions)
+
+    app = create_app(settings, registry=registry, temporal=temporal_client)
+    async with (
+        worker_factory(),
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tempoflow") as http,
+    ):
+        yield Stack(http, temporal_client, sessions, settings, effects, tenant, keys, worker_factory)
