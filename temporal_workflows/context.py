@@ -45,8 +45,9 @@ class RunContext:
         try:
             return evaluate(expression, self.envelope(), self._eval_context)
         except ExpressionError as err:
+            # The enclosing step fills in its own path; ``details.path`` is the expression's.
             raise StepFailure(
-                "ExpressionError", f"{err.code}: {err.message}", path, err.with_path(path).to_dict()
+                "ExpressionError", f"{err.code}: {err.message}", None, err.with_path(path).to_dict()
             ) from None
 
     def resolve(self, value: Any, path: str) -> Any:

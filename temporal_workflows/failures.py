@@ -8,7 +8,8 @@ from typing import Any
 class StepFailure(Exception):
     """A step failed; ``type`` is what ``catchOn`` lists and what the run's error shows."""
 
-    def __init__(self, type: str, message: str, path: str, details: Any = None) -> None:
+    def __init__(self, type: str, message: str, path: str | None, details: Any = None) -> None:
+        """``path`` is the failing step's pointer; ``None`` lets the interpreter fill it."""
         super().__init__(message)
         self.type = type
         self.message = message

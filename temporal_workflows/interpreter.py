@@ -52,6 +52,8 @@ class InterpreterWorkflow:
             except RunReturned as returned:
                 output = returned.output
         except StepFailure as failure:
+            if failure.path is None:
+                failure.path = "/output"
             await self._flush(ctx.run_record(
                 RunStatus.FAILED, error=failure.to_dict(), closed_at=workflow.now()
             ))
@@ -75,6 +77,8 @@ class InterpreterWorkflow:
             try:
                 outcome = await EXECUTORS[step.type](step, path, seq, ctx, self._run_block)
             except StepFailure as failure:
+                if failure.path is None:
+                    failure.path = path
                 ctx.record(ctx.step_record(
                     seq, path, step, StepStatus.FAILED, started, attempt=None,
                     finished_at=workflow.now(), error=failure.to_dict(),
