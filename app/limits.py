@@ -34,24 +34,30 @@ class BodySizeLimit:
                 await self._reject()(scope, receive, send)
                 return
         seen = 0
-        started = False
+        started = rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > self.max_bytes and not rejected:
+                    # Answer now: frameworks turn errors raised while reading the body
+                    # into a 400, which would hide the real reason.
+                    rejected = True
+                    if not started:
+                        await self._reject()(scope, receive, send)
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return  # the 413 was sent; drop whatever the app answers
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
-            if not started:
-                await self._reject()(scope, receive, send)
+            pass

