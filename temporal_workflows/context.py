@@ -17,24 +17,35 @@ from temporal_workflows.models import RunInput
 class RunContext:
     """Everything the node executors share for one run."""
 
-    def __init__(self, inp: RunInput) -> None:
-        info = workflow.info()
+    def __init__(
+        self, inp: RunInput, *, workflow_id: str, started_at: datetime, attempt: int,
+        eval_context: EvalContext,
+    ) -> None:
         self.inp = inp
-        self.workflow_id = info.workflow_id
+        self.workflow_id = workflow_id
+        self.started_at = started_at
         self.vars: dict[str, Any] = {}
         self.meta = {
             "runId": inp.run_id,
             "tenant": inp.tenant,
             "definitionKey": inp.definition_key,
             "definitionVersion": inp.definition_version,
-            "startedAt": info.start_time.isoformat(),
-            "attempt": info.attempt,
+            "startedAt": started_at.isoformat(),
+            "attempt": attempt,
         }
-        self._eval_context = EvalContext(now=workflow.now, random=workflow.random().random)
+        self._eval_context = eval_context
         self._seq = 0
         self._steps: list[StepRecord] = []
         self._run_sent = False
-        self.started_at: datetime = info.start_time
+
+    @classmethod
+    def in_workflow(cls, inp: RunInput) -> RunContext:
+        """Bind to the running workflow: its id, start time, clock and random source."""
+        info = workflow.info()
+        return cls(
+            inp, workflow_id=info.workflow_id, started_at=info.start_time, attempt=info.attempt,
+            eval_context=EvalContext(now=workflow.now, random=workflow.random().random),
+        )
 
     # -- expressions -------------------------------------------------------------------
     def envelope(self) -> dict[str, Any]:

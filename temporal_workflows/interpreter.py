@@ -33,7 +33,7 @@ class InterpreterWorkflow:
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
-        ctx = self._ctx = RunContext(inp)
+        ctx = self._ctx = RunContext.in_workflow(inp)
         try:
             definition = parse_definition(inp.definition)
         except ValidationError as err:

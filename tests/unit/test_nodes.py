@@ -1,0 +1,113 @@
+"""Node executors on a RunContext outside Temporal (they are pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from expression import EvalContext
+from tempoflow.definition import parse_definition
+from temporal_workflows.context import RunContext
+from temporal_workflows.failures import RunReturned, StepFailure
+from temporal_workflows.models import RunInput
+from temporal_workflows.nodes import EXECUTORS
+
+START = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+def ctx(payload: Any = None) -> RunContext:
+    inp = RunInput(run_id="r1", tenant="acme", definition_key="k", definition_version=3,
+                   definition={}, input=payload)
+    return RunContext(inp, workflow_id="acme/r1", started_at=START, attempt=1,
+                      eval_context=EvalContext(now=lambda: START))
+
+
+def step(body: dict[str, Any]) -> Any:
+    return parse_definition({"steps": [body]}).steps[0]
+
+
+async def run(s: Any, c: RunContext, path: str = "/steps/0") -> Any:
+    ran: list[tuple[list[Any], str]] = []
+
+    async def run_block(steps: list[Any], base: str) -> None:
+        ran.append(([x.id for x in steps], base))
+
+    outcome = await EXECUTORS[s.type](s, path, 1, c, run_block)
+    return outcome, ran
+
+
+async def test_state_set_creates_parents_and_resolves() -> None:
+    c = ctx({"n": 4})
+    outcome, _ = await run(step({"id": "a", "type": "state.set", "values": {
+        "order.total": {"$expr": "payload.n * 2"}, "order.currency": "EUR", "flag": True}}), c)
+    assert c.vars == {"order": {"total": 8, "currency": "EUR"}, "flag": True}
+    assert outcome.output == {"order.total": 8, "order.currency": "EUR", "flag": True}
+
+
+async def test_state_set_replaces_non_object_parent() -> None:
+    c = ctx()
+    c.vars["a"] = 5
+    await run(step({"id": "s", "type": "state.set", "values": {"a.b": 1}}), c)
+    assert c.vars == {"a": {"b": 1}}
+
+
+async def test_assign_sees_state_before_the_step() -> None:
+    c = ctx()
+    c.vars["x"] = 1
+    await run(step({"id": "a", "type": "transform.assign",
+                    "assign": {"x": "vars.x + 1", "y": "vars.x"}}), c)
+    assert c.vars == {"x": 2, "y": 1}
+
+
+async def test_meta_is_visible() -> None:
+    c = ctx()
+    await run(step({"id": "a", "type": "transform.assign",
+                    "assign": {"m": "meta.definitionKey & '@' & $string(meta.definitionVersion)",
+                               "t": "meta.startedAt", "now": "$now()"}}), c)
+    assert c.vars == {"m": "k@3", "t": START.isoformat(), "now": "2026-01-02T03:04:05.000Z"}
+
+
+@pytest.mark.parametrize(("condition", "branch"), [
+    ("payload.n > 1", "then"), ("payload.n > 5", "else"), ("payload.missing", "else"),
+    ("payload.list", "then"), ("''", "else"),
+])
+async def test_if_picks_branch(condition: str, branch: str) -> None:
+    c = ctx({"n": 2, "list": [0, 1]})
+    s = step({"id": "c", "type": "control.if", "condition": condition,
+              "then": [{"id": "t", "type": "state.set", "values": {"a": 1}}],
+              "else": [{"id": "e", "type": "state.set", "values": {"a": 2}}]})
+    outcome, ran = await run(s, c, "/steps/4")
+    assert outcome.output == {"branch": branch}
+    assert ran == [(["t"] if branch == "then" else ["e"], f"/steps/4/{branch}")]
+
+
+async def test_return_raises_with_output() -> None:
+    c = ctx({"v": 9})
+    with pytest.raises(RunReturned) as returned:
+        await run(step({"id": "r", "type": "control.return",
+                        "output": {"v": {"$expr": "payload.v"}, "lit": [1]}}), c)
+    assert returned.value.output == {"v": 9, "lit": [1]}
+
+
+async def test_expression_failure_is_catchable_step_failure() -> None:
+    c = ctx()
+    with pytest.raises(StepFailure) as failure:
+        await run(step({"id": "a", "type": "transform.assign", "assign": {"x": "$number('z')"}}), c)
+    assert failure.value.type == "ExpressionError"
+    assert failure.value.path is None  # the interpreter fills in the step path
+    assert failure.value.details["path"] == "/steps/0/assign/x"
+
+
+def test_pending_batch_carries_run_record_once() -> None:
+    c = ctx()
+    first = c.take_pending()
+    assert first.run is not None and first.run.status == "RUNNING"
+    assert first.run.workflow_id == "acme/r1"
+    assert c.take_pending().run is None
+
+
+def test_idempotency_key_is_stable_per_path() -> None:
+    assert ctx().idempotency_key("/steps/1") == ctx().idempotency_key("/steps/1")
+    assert ctx().idempotency_key("/steps/1") != ctx().idempotency_key("/steps/2")
