@@ -1,8 +1,12 @@
-"""Idempotent projection upserts (activities retry, so every write may happen twice)."""
+"""Idempotent projection upserts (activities retry, so every write may happen twice).
+
+The statements are built once and executed with parameter lists, so SQLAlchemy compiles
+each only once per process (multi-row ``VALUES`` would compile per row count).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import ColumnElement, and_, func, literal_column, or_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,20 +19,21 @@ from projections.records import (
     StepRecord,
 )
 
-_TERMINAL_STEP = [s.value for s in TERMINAL_STEP]
-_TERMINAL_RUN = [s.value for s in TERMINAL_RUN]
 
 
-async def upsert_steps(session: AsyncSession, steps: list[StepRecord]) -> None:
-    """Insert or update steps keyed by (run_id, seq); a finished step is never reopened."""
-    if not steps:
-        return
-    # One statement cannot touch a row twice: keep the latest record per sequence.
-    latest = {s.seq: s for s in steps}
-    rows = [s.model_dump() for s in latest.values()]
-    stmt = insert(StepRow).values(rows)
+def _literals(values: frozenset[str]) -> list[ColumnElement[str]]:
+    # Inline constants: executemany cannot expand IN-list parameters.
+    return [literal_column(f"'{v}'") for v in sorted(values)]
+
+
+_TERMINAL_STEP = _literals(TERMINAL_STEP)
+_TERMINAL_RUN = _literals(TERMINAL_RUN)
+
+
+def _step_upsert():  # type: ignore[no-untyped-def]
+    stmt = insert(StepRow)
     excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[StepRow.run_id, StepRow.seq],
         set_={
             "status": excluded.status,
@@ -40,19 +45,15 @@ async def upsert_steps(session: AsyncSession, steps: list[StepRecord]) -> None:
             "output": excluded.output,
             "error": excluded.error,
         },
-        where=or_(
-            StepRow.status.not_in(_TERMINAL_STEP), excluded.status.in_(_TERMINAL_STEP)
-        ),
+        # A finished step is never reopened by a late or repeated write.
+        where=or_(StepRow.status.not_in(_TERMINAL_STEP), excluded.status.in_(_TERMINAL_STEP)),
     )
-    await session.execute(stmt)
 
 
-async def upsert_run(session: AsyncSession, run: RunRecord) -> None:
-    """Insert or update the run row; an older sequence or a closed run is never overwritten."""
-    row = run.model_dump()
-    stmt = insert(RunRow).values(**row)
+def _run_upsert():  # type: ignore[no-untyped-def]
+    stmt = insert(RunRow)
     excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[RunRow.run_id],
         set_={
             "status": excluded.status,
@@ -62,9 +63,27 @@ async def upsert_run(session: AsyncSession, run: RunRecord) -> None:
             "closed_at": excluded.closed_at,
             "updated_at": func.now(),
         },
+        # An older sequence or a closed run is never overwritten.
         where=and_(RunRow.seq <= excluded.seq, RunRow.status.not_in(_TERMINAL_RUN)),
     )
-    await session.execute(stmt)
+
+
+STEP_UPSERT = _step_upsert()
+RUN_UPSERT = _run_upsert()
+
+
+async def upsert_steps(session: AsyncSession, steps: list[StepRecord]) -> None:
+    """Insert or update steps keyed by (run_id, seq)."""
+    if not steps:
+        return
+    # Keep the latest record per sequence (a batch may hold two records of one step).
+    latest = {s.seq: s for s in steps}
+    await session.execute(STEP_UPSERT, [s.model_dump() for s in latest.values()])
+
+
+async def upsert_run(session: AsyncSession, run: RunRecord) -> None:
+    """Insert or update the run row keyed by run_id."""
+    await session.execute(RUN_UPSERT, [run.model_dump()])
 
 
 async def write_batch(session: AsyncSession, batch: ProjectionBatch) -> None:

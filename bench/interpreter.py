@@ -1,0 +1,129 @@
+"""Tempoflow vs a hand-written Temporal workflow: N runs of 10 sequential no-op actions.
+
+Both run on the same server, in the same worker (same runner, same limits), in the same
+process. Tempoflow runs with projections on (every step lands in PostgreSQL), so the
+ratio measures interpreter plus projection overhead.
+
+    python bench/interpreter.py [--quick] [--runs N] [--concurrency C]
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import func, select  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+
+from activities.builtin import default_registry  # noqa: E402
+from app.run_starter import start_run  # noqa: E402
+from bench._stack import bench_stack  # noqa: E402
+from bench.baseline import STEPS, BaselineWorkflow, baseline_noop  # noqa: E402
+from projections.db import session_factory  # noqa: E402
+from projections.models import DefinitionVersionRow, RunRow, StepRow  # noqa: E402
+from tempoflow.worker import create_worker  # noqa: E402
+
+TENANT = "bench"
+DEFINITION = {"steps": [
+    {"id": f"s{i}", "type": "action.call", "action": "core.noop", "input": {"i": i},
+     "output": f"r{i}"} for i in range(STEPS)
+]}
+
+
+async def _drive(runs: int, concurrency: int, start_one) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
+    sem = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        async with sem:
+            t0 = time.perf_counter()
+            await start_one(i)
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(runs)))
+    return time.perf_counter() - t0, latencies
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    async with bench_stack() as stack:
+        client: Client = stack.client
+        queue = f"bench-{uuid.uuid4()}"
+        sessions = session_factory(stack.engine)
+        worker = create_worker(client, task_queue=queue, registry=default_registry(),
+                               sessions=sessions, workflows=[BaselineWorkflow],
+                               activities=[baseline_noop])
+        version = DefinitionVersionRow(key="bench-noop", version=1, body=DEFINITION)
+
+        async def tempoflow(i: int) -> None:
+            started = await start_run(client, task_queue=queue, tenant=TENANT, version=version,
+                                      data={"n": i}, idempotency_key=None)
+            await client.get_workflow_handle(started.workflow_id).result()
+
+        async def baseline(i: int) -> None:
+            await client.execute_workflow(BaselineWorkflow.run, i, id=f"baseline-{uuid.uuid4()}",
+                                          task_queue=queue)
+
+        async with worker:
+            warm = max(5, args.runs // 20)
+            await _drive(warm, args.concurrency, tempoflow)
+            await _drive(warm, args.concurrency, baseline)
+            # Alternate halves so neither side gets a warmer server.
+            half = args.runs // 2
+            tf_time = bl_time = 0.0
+            tf_lat: list[float] = []
+            bl_lat: list[float] = []
+            for _ in range(2):
+                t, lat = await _drive(half, args.concurrency, tempoflow)
+                tf_time, tf_lat = tf_time + t, tf_lat + lat
+                t, lat = await _drive(half, args.concurrency, baseline)
+                bl_time, bl_lat = bl_time + t, bl_lat + lat
+        async with sessions() as session:
+            closed = await session.scalar(select(func.count()).select_from(RunRow).where(
+                RunRow.status == "SUCCEEDED"))
+            steps = await session.scalar(select(func.count()).select_from(StepRow).where(
+                StepRow.status == "SUCCEEDED"))
+    total = 2 * half
+    tf_rps, bl_rps = total / tf_time, total / bl_time
+    return {
+        "bench": "interpreter",
+        "runs": total,
+        "steps_per_run": STEPS,
+        "concurrency": args.concurrency,
+        "tempoflow_runs_per_s": round(tf_rps, 2),
+        "baseline_runs_per_s": round(bl_rps, 2),
+        "throughput_ratio": round(tf_rps / bl_rps, 3),
+        "tempoflow_p50_ms": _pct(tf_lat, 0.5),
+        "tempoflow_p99_ms": _pct(tf_lat, 0.99),
+        "baseline_p50_ms": _pct(bl_lat, 0.5),
+        "baseline_p99_ms": _pct(bl_lat, 0.99),
+        "projected_runs": closed,
+        "projected_steps": steps,
+        "projections_complete": closed == total + warm and steps == (total + warm) * STEPS,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs (< 2 minutes)")
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    args.runs = args.runs or (100 if args.quick else 400)
+    result = asyncio.run(main(args))
+    print(json.dumps(result))
