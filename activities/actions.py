@@ -44,14 +44,25 @@ class TempoflowActivities:
 
     @activity.defn(dynamic=True)
     async def invoke_action(self, args: Sequence[RawValue]) -> ActionOutcome:
-        """Run the action named by the activity type."""
+        """Run the action named by the activity type.
+
+        One transaction per attempt: the records the workflow buffered plus this step as
+        RUNNING with its attempt number; a failed attempt also records its error.
+        """
         info = activity.info()
         inv = activity.payload_converter().from_payload(args[0].payload, ActionInvocation)
         started = _now()
         step = StepRecord(
-            run_id=inv.run_id, tenant=inv.tenant, seq=inv.seq, path=inv.step_path,
-            step_id=inv.step_id, type="action.call", status=StepStatus.RUNNING,
-            attempt=info.attempt, started_at=started, input=inv.input,
+            run_id=inv.run_id,
+            tenant=inv.tenant,
+            seq=inv.seq,
+            path=inv.step_path,
+            step_id=inv.step_id,
+            type="action.call",
+            status=StepStatus.RUNNING,
+            attempt=info.attempt,
+            started_at=started,
+            input=inv.input,
         )
         batch = inv.pending.model_copy(update={"steps": [*inv.pending.steps, step]})
         await self._write(batch)
@@ -61,10 +72,8 @@ class TempoflowActivities:
             failed = step.model_copy(update={"error": _error_dict(err), "finished_at": _now()})
             await self._write(ProjectionBatch(steps=[failed]))
             raise
-        done = step.model_copy(update={
-            "status": StepStatus.SUCCEEDED, "output": output, "finished_at": _now(),
-        })
-        await self._write(ProjectionBatch(steps=[done]))
+        # The SUCCEEDED record travels back with the result: the workflow buffers it and
+        # the next write carries it, so a step costs one transaction, not two.
         return ActionOutcome(output=output, attempt=info.attempt)
 
     async def _run(self, inv: ActionInvocation, attempt: int) -> Any:
@@ -72,7 +81,8 @@ class TempoflowActivities:
         if spec is None:
             raise ApplicationError(
                 f"action {inv.action!r} is not registered on this worker",
-                type="ActionNotFound", non_retryable=True,
+                type="ActionNotFound",
+                non_retryable=True,
             )
         try:
             data = spec.input_model.model_validate(inv.input)
@@ -80,12 +90,18 @@ class TempoflowActivities:
             raise ApplicationError(
                 f"invalid input for {inv.action}: {err.error_count()} error(s)",
                 err.errors(include_url=False, include_context=False),
-                type="ActionInputError", non_retryable=True,
+                type="ActionInputError",
+                non_retryable=True,
             ) from None
         ctx = ActionContext(
-            tenant=inv.tenant, run_id=inv.run_id, workflow_id=inv.workflow_id,
-            step_path=inv.step_path, step_id=inv.step_id, attempt=attempt,
-            idempotency_key=inv.idempotency_key, logger=activity.logger,
+            tenant=inv.tenant,
+            run_id=inv.run_id,
+            workflow_id=inv.workflow_id,
+            step_path=inv.step_path,
+            step_id=inv.step_id,
+            attempt=attempt,
+            idempotency_key=inv.idempotency_key,
+            logger=activity.logger,
         )
         try:
             result = await spec.handler(data, ctx)
@@ -98,7 +114,8 @@ class TempoflowActivities:
         except ValidationError as err:
             raise ApplicationError(
                 f"action {inv.action} returned invalid output: {err.error_count()} error(s)",
-                type="ActionOutputError", non_retryable=True,
+                type="ActionOutputError",
+                non_retryable=True,
             ) from None
 
 

@@ -47,11 +47,15 @@ async def log(data: LogInput, ctx: ActionContext) -> LogOutput:
 
 def register_builtins(registry: ActionRegistry) -> ActionRegistry:
     registry.action(
-        "core.noop", input_model=NoopInput, output_model=NoopOutput,
+        "core.noop",
+        input_model=NoopInput,
+        output_model=NoopOutput,
         description="Does nothing; returns its input.",
     )(noop)
     registry.action(
-        "core.log", input_model=LogInput, output_model=LogOutput,
+        "core.log",
+        input_model=LogInput,
+        output_model=LogOutput,
         description="Writes a message to the worker log.",
     )(log)
     return registry

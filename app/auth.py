@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -45,11 +45,16 @@ async def create_api_key(
     if unknown or not roles:
         raise ValueError(f"roles must be among {sorted(ROLES)}; got {sorted(roles)}")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiKey(
-        id=str(uuid.uuid4()), tenant=tenant, name=name or f"{tenant} key",
-        prefix=secret[: len(KEY_PREFIX) + 6], key_hash=hash_key(secret, pepper),
-        roles=sorted(set(roles)),
-    ))
+    session.add(
+        ApiKey(
+            id=str(uuid.uuid4()),
+            tenant=tenant,
+            name=name or f"{tenant} key",
+            prefix=secret[: len(KEY_PREFIX) + 6],
+            key_hash=hash_key(secret, pepper),
+            roles=sorted(set(roles)),
+        )
+    )
     await session.flush()
     return secret
 
@@ -57,7 +62,9 @@ async def create_api_key(
 async def authenticate(session: AsyncSession, key: str, pepper: str) -> Principal | None:
     row = (
         await session.execute(
-            select(ApiKey).where(ApiKey.key_hash == hash_key(key, pepper), ApiKey.revoked_at.is_(None))
+            select(ApiKey).where(
+                ApiKey.key_hash == hash_key(key, pepper), ApiKey.revoked_at.is_(None)
+            )
         )
     ).scalar_one_or_none()
     if row is None:

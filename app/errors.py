@@ -9,7 +9,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
 from temporalio.service import RPCError
 
 from tempoflow.errors import ServiceUnavailable, TempoflowError
@@ -72,8 +71,15 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TempoflowError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return problem(
-        request, exc.status, exc.code, exc.title, exc.detail, hint=exc.hint,
-        errors=exc.errors, extra=exc.extra, headers=headers,
+        request,
+        exc.status,
+        exc.code,
+        exc.title,
+        exc.detail,
+        hint=exc.hint,
+        errors=exc.errors,
+        extra=exc.extra,
+        headers=headers,
     )
 
 
@@ -84,8 +90,12 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
         for e in exc.errors()
     ]
     return problem(
-        request, 422, "request_invalid", "Unprocessable content",
-        f"the request has {len(errors)} invalid field(s)", errors=errors,
+        request,
+        422,
+        "request_invalid",
+        "Unprocessable content",
+        f"the request has {len(errors)} invalid field(s)",
+        errors=errors,
         hint="see /docs for the request schema",
     )
 
@@ -98,21 +108,32 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
 
 async def _integrity(request: Request, exc: Exception) -> JSONResponse:
     return problem(
-        request, 409, "conflict", "Conflict",
-        "the change conflicts with a concurrent one", hint="retry the request",
+        request,
+        409,
+        "conflict",
+        "Conflict",
+        "the change conflicts with a concurrent one",
+        hint="retry the request",
     )
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
-    return await _domain(request, ServiceUnavailable(
-        "the database is unavailable", code="database_unavailable", hint="retry later"))
+    return await _domain(
+        request,
+        ServiceUnavailable(
+            "the database is unavailable", code="database_unavailable", hint="retry later"
+        ),
+    )
 
 
 async def _temporal_down(request: Request, exc: Exception) -> JSONResponse:
     message = exc.message if isinstance(exc, RPCError) else str(exc)
-    return await _domain(request, ServiceUnavailable(
-        f"Temporal refused the call: {message}", code="temporal_unavailable",
-        hint="retry later"))
+    return await _domain(
+        request,
+        ServiceUnavailable(
+            f"Temporal refused the call: {message}", code="temporal_unavailable", hint="retry later"
+        ),
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

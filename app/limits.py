@@ -20,7 +20,10 @@ class BodySizeLimit:
 
     def _reject(self) -> ASGIApp:
         return problem(
-            None, 413, "payload_too_large", "Content too large",
+            None,
+            413,
+            "payload_too_large",
+            "Content too large",
             f"request bodies are limited to {self.max_bytes} bytes",
             hint="split the request or raise TEMPOFLOW_MAX_REQUEST_BYTES",
         )

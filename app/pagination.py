@@ -22,7 +22,8 @@ def decode_cursor(cursor: str | None, size: int) -> list[Any] | None:
         values = None
     if not isinstance(values, list) or len(values) != size:
         raise Unprocessable(
-            "the cursor is not valid", code="cursor_invalid",
+            "the cursor is not valid",
+            code="cursor_invalid",
             errors=[{"path": "query:/cursor", "code": "cursor_invalid", "message": "bad cursor"}],
             hint="pass back the nextCursor value of the previous page unchanged",
         )

@@ -55,7 +55,12 @@ def _request_hash(key: str, version: int, data: Any) -> str:
 
 
 async def start_run(
-    client: Client, *, task_queue: str, tenant: str, version: DefinitionVersionRow, data: Any,
+    client: Client,
+    *,
+    task_queue: str,
+    tenant: str,
+    version: DefinitionVersionRow,
+    data: Any,
     idempotency_key: str | None,
 ) -> Started:
     """Start the interpreter for ``version``; the same idempotency key returns the same run.
@@ -69,16 +74,24 @@ async def start_run(
     try:
         await client.start_workflow(
             WORKFLOW_NAME,
-            RunInput(run_id=run_id, tenant=tenant, definition_key=version.key,
-                     definition_version=version.version, definition=version.body, input=data),
+            RunInput(
+                run_id=run_id,
+                tenant=tenant,
+                definition_key=version.key,
+                definition_version=version.version,
+                definition=version.body,
+                input=data,
+            ),
             id=wid,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(sa.TENANT, tenant),
-                SearchAttributePair(sa.DEFINITION_KEY, version.key),
-                SearchAttributePair(sa.DEFINITION_VERSION, version.version),
-            ]),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.TENANT, tenant),
+                    SearchAttributePair(sa.DEFINITION_KEY, version.key),
+                    SearchAttributePair(sa.DEFINITION_VERSION, version.version),
+                ]
+            ),
             memo={"requestHash": request_hash},
             static_summary=f"{version.key} v{version.version}",
         )

@@ -57,7 +57,7 @@ async def bench_stack() -> AsyncIterator[BenchStack]:
                 dev_server_extra_args=embedded.SQLITE_PRAGMAS,
             )
             client = env.client
-        engine = create_engine(to_asyncpg_url(url), pool_size=20)
+        engine = create_engine(to_asyncpg_url(url), pool_size=20, pre_ping=False)
         try:
             yield BenchStack(client, engine, url)
         finally:

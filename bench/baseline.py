@@ -36,7 +36,10 @@ class BaselineWorkflow:
         out = {}
         for i in range(STEPS):
             r = await workflow.execute_activity(
-                baseline_noop, NoopIn(i=i), start_to_close_timeout=timedelta(minutes=1),
-                retry_policy=RetryPolicy(maximum_attempts=3))
+                baseline_noop,
+                NoopIn(i=i),
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
             out[f"r{i}"] = r.i
         return out

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import time
 import uuid
@@ -22,22 +21,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, select  # noqa: E402
-from temporalio.client import Client  # noqa: E402
+from sqlalchemy import func, select
+from temporalio.client import Client
 
-from activities.builtin import default_registry  # noqa: E402
-from app.run_starter import start_run  # noqa: E402
-from bench._stack import bench_stack  # noqa: E402
-from bench.baseline import STEPS, BaselineWorkflow, baseline_noop  # noqa: E402
-from projections.db import session_factory  # noqa: E402
-from projections.models import DefinitionVersionRow, RunRow, StepRow  # noqa: E402
-from tempoflow.worker import create_worker  # noqa: E402
+from activities.builtin import default_registry
+from app.run_starter import start_run
+from bench._stack import bench_stack
+from bench.baseline import STEPS, BaselineWorkflow, baseline_noop
+from projections.db import session_factory
+from projections.models import DefinitionVersionRow, RunRow, StepRow
+from tempoflow.worker import create_worker
 
 TENANT = "bench"
-DEFINITION = {"steps": [
-    {"id": f"s{i}", "type": "action.call", "action": "core.noop", "input": {"i": i},
-     "output": f"r{i}"} for i in range(STEPS)
-]}
+DEFINITION = {
+    "steps": [
+        {
+            "id": f"s{i}",
+            "type": "action.call",
+            "action": "core.noop",
+            "input": {"i": i},
+            "output": f"r{i}",
+        }
+        for i in range(STEPS)
+    ]
+}
 
 
 async def _drive(runs: int, concurrency: int, start_one) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
@@ -65,19 +72,31 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         client: Client = stack.client
         queue = f"bench-{uuid.uuid4()}"
         sessions = session_factory(stack.engine)
-        worker = create_worker(client, task_queue=queue, registry=default_registry(),
-                               sessions=sessions, workflows=[BaselineWorkflow],
-                               activities=[baseline_noop])
+        worker = create_worker(
+            client,
+            task_queue=queue,
+            registry=default_registry(),
+            sessions=sessions,
+            workflows=[BaselineWorkflow],
+            activities=[baseline_noop],
+        )
         version = DefinitionVersionRow(key="bench-noop", version=1, body=DEFINITION)
 
         async def tempoflow(i: int) -> None:
-            started = await start_run(client, task_queue=queue, tenant=TENANT, version=version,
-                                      data={"n": i}, idempotency_key=None)
+            started = await start_run(
+                client,
+                task_queue=queue,
+                tenant=TENANT,
+                version=version,
+                data={"n": i},
+                idempotency_key=None,
+            )
             await client.get_workflow_handle(started.workflow_id).result()
 
         async def baseline(i: int) -> None:
-            await client.execute_workflow(BaselineWorkflow.run, i, id=f"baseline-{uuid.uuid4()}",
-                                          task_queue=queue)
+            await client.execute_workflow(
+                BaselineWorkflow.run, i, id=f"baseline-{uuid.uuid4()}", task_queue=queue
+            )
 
         async with worker:
             warm = max(5, args.runs // 20)
@@ -94,10 +113,12 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 t, lat = await _drive(half, args.concurrency, baseline)
                 bl_time, bl_lat = bl_time + t, bl_lat + lat
         async with sessions() as session:
-            closed = await session.scalar(select(func.count()).select_from(RunRow).where(
-                RunRow.status == "SUCCEEDED"))
-            steps = await session.scalar(select(func.count()).select_from(StepRow).where(
-                StepRow.status == "SUCCEEDED"))
+            closed = await session.scalar(
+                select(func.count()).select_from(RunRow).where(RunRow.status == "SUCCEEDED")
+            )
+            steps = await session.scalar(
+                select(func.count()).select_from(StepRow).where(StepRow.status == "SUCCEEDED")
+            )
     total = 2 * half
     tf_rps, bl_rps = total / tf_time, total / bl_time
     return {

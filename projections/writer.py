@@ -7,7 +7,7 @@ each only once per process (multi-row ``VALUES`` would compile per row count).
 from __future__ import annotations
 
 from sqlalchemy import ColumnElement, and_, func, literal_column, or_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections.models import RunRow, StepRow
@@ -20,7 +20,6 @@ from projections.records import (
 )
 
 
-
 def _literals(values: frozenset[str]) -> list[ColumnElement[str]]:
     # Inline constants: executemany cannot expand IN-list parameters.
     return [literal_column(f"'{v}'") for v in sorted(values)]
@@ -30,7 +29,7 @@ _TERMINAL_STEP = _literals(TERMINAL_STEP)
 _TERMINAL_RUN = _literals(TERMINAL_RUN)
 
 
-def _step_upsert():  # type: ignore[no-untyped-def]
+def _step_upsert() -> Insert:
     stmt = insert(StepRow)
     excluded = stmt.excluded
     return stmt.on_conflict_do_update(
@@ -50,7 +49,7 @@ def _step_upsert():  # type: ignore[no-untyped-def]
     )
 
 
-def _run_upsert():  # type: ignore[no-untyped-def]
+def _run_upsert() -> Insert:
     stmt = insert(RunRow)
     excluded = stmt.excluded
     return stmt.on_conflict_do_update(

@@ -1,4 +1,4 @@
-"""The ``tempoflow`` command: dev, api, worker, migrate, apikey."""
+"""The ``tempoflow`` command: dev, api, worker, migrate, apikey, publish, run."""
 
 from __future__ import annotations
 
@@ -44,8 +44,13 @@ def cmd_api(args: argparse.Namespace) -> int:
     from tempoflow.database import ensure_database_url
 
     settings = ensure_database_url(_settings())
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_level="info", lifespan="on")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        lifespan="on",
+    )
     _exit_after_temporal(0)
     return 0
 
@@ -80,8 +85,13 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
         engine = create_engine(settings.sqlalchemy_url, pool_size=1)
         try:
             async with session_factory(engine).begin() as session:
-                return await create_api_key(session, tenant=args.tenant, roles=args.role,
-                                            pepper=settings.api_key_pepper, name=args.name)
+                return await create_api_key(
+                    session,
+                    tenant=args.tenant,
+                    roles=args.role,
+                    pepper=settings.api_key_pepper,
+                    name=args.name,
+                )
         finally:
             await engine.dispose()
 
@@ -107,16 +117,26 @@ def build_parser() -> argparse.ArgumentParser:
     apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
     create = apikey_sub.add_parser("create", help="create a key; prints only the key")
     create.add_argument("--tenant", required=True)
-    create.add_argument("--role", action="append", required=True,
-                        help="admin, publisher, operator or ingest (repeatable)")
+    create.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        help="admin, publisher, operator or ingest (repeatable)",
+    )
     create.add_argument("--name", default="")
     create.set_defaults(func=cmd_apikey_create)
+    from tempoflow.remote import add_commands
+
+    add_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for name in ("tempoflow", "temporalio", "uvicorn"):
         logging.getLogger(name).setLevel(logging.INFO)
     args = build_parser().parse_args(argv)

@@ -90,7 +90,9 @@ Step = Annotated[
     StateSet | TransformAssign | ActionCall | ControlIf | ControlReturn,
     Field(discriminator="type"),
 ]
-NODE_TYPES = frozenset({"state.set", "transform.assign", "action.call", "control.if", "control.return"})
+NODE_TYPES = frozenset(
+    {"state.set", "transform.assign", "action.call", "control.if", "control.return"}
+)
 
 
 class Definition(_Model):
@@ -137,10 +139,14 @@ def _pydantic_issues(err: ValidationError) -> list[Issue]:
     issues = []
     for e in err.errors():
         loc = [("else" if p == "else_" else p) for p in e["loc"]]
-        issues.append(Issue(
-            path=_pointer(loc), code=f"schema.{e['type']}", message=e["msg"],
-            hint="see docs/definition-language.md for the node types and their fields",
-        ))
+        issues.append(
+            Issue(
+                path=_pointer(loc),
+                code=f"schema.{e['type']}",
+                message=e["msg"],
+                hint="see docs/definition-language.md for the node types and their fields",
+            )
+        )
     return issues
 
 
@@ -194,20 +200,26 @@ def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list
     seen: dict[str, str] = {}
     for path, step in walk_steps(definition.steps):
         if step.id in seen:
-            issues.append(Issue(
-                path=f"{path}/id", code="step.duplicate_id",
-                message=f"step id {step.id!r} is already used at {seen[step.id]}",
-                hint="give every step a unique id",
-            ))
+            issues.append(
+                Issue(
+                    path=f"{path}/id",
+                    code="step.duplicate_id",
+                    message=f"step id {step.id!r} is already used at {seen[step.id]}",
+                    hint="give every step a unique id",
+                )
+            )
         else:
             seen[step.id] = path
         if isinstance(step, ActionCall) and known_actions is not None:
             if step.action not in known_actions:
-                issues.append(Issue(
-                    path=f"{path}/action", code="action.unknown",
-                    message=f"action {step.action!r} is not registered",
-                    hint="GET /v1/actions lists the registered actions",
-                ))
+                issues.append(
+                    Issue(
+                        path=f"{path}/action",
+                        code="action.unknown",
+                        message=f"action {step.action!r} is not registered",
+                        hint="GET /v1/actions lists the registered actions",
+                    )
+                )
         for expr_path, expr in _step_expressions(path, step):
             try:
                 compile_expression(expr)
@@ -224,9 +236,12 @@ def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list
                 definition.inputSchema
             )
         except jsonschema.SchemaError as err:
-            issues.append(Issue(
-                path="/inputSchema" + "".join(f"/{p}" for p in err.absolute_path),
-                code="input_schema.invalid", message=err.message,
-                hint="inputSchema must be a valid JSON Schema",
-            ))
+            issues.append(
+                Issue(
+                    path="/inputSchema" + "".join(f"/{p}" for p in err.absolute_path),
+                    code="input_schema.invalid",
+                    message=err.message,
+                    hint="inputSchema must be a valid JSON Schema",
+                )
+            )
     return issues

@@ -24,10 +24,12 @@ DEV_TENANT = "dev"
 def _check_ports(settings: Settings) -> None:
     embedded.ensure_port_free(settings.api_host, settings.api_port, "API", "TEMPOFLOW_API_PORT")
     if not settings.temporal_address:
-        embedded.ensure_port_free("127.0.0.1", settings.temporal_port, "Temporal",
-                                  "TEMPOFLOW_TEMPORAL_PORT")
-        embedded.ensure_port_free("127.0.0.1", settings.temporal_ui_port, "Temporal UI",
-                                  "TEMPOFLOW_TEMPORAL_UI_PORT")
+        embedded.ensure_port_free(
+            "127.0.0.1", settings.temporal_port, "Temporal", "TEMPOFLOW_TEMPORAL_PORT"
+        )
+        embedded.ensure_port_free(
+            "127.0.0.1", settings.temporal_ui_port, "Temporal UI", "TEMPOFLOW_TEMPORAL_UI_PORT"
+        )
 
 
 async def _dev_api_key(settings: Settings, home: Path) -> str:
@@ -43,8 +45,13 @@ async def _dev_api_key(settings: Settings, home: Path) -> str:
                 key = path.read_text().strip()
                 if await authenticate(session, key, settings.api_key_pepper):
                     return key
-            key = await create_api_key(session, tenant=DEV_TENANT, roles=["admin"],
-                                       pepper=settings.api_key_pepper, name="development key")
+            key = await create_api_key(
+                session,
+                tenant=DEV_TENANT,
+                roles=["admin"],
+                pepper=settings.api_key_pepper,
+                name="development key",
+            )
     finally:
         await engine.dispose()
     path.write_text(key + "\n")
@@ -52,14 +59,18 @@ async def _dev_api_key(settings: Settings, home: Path) -> str:
     return key
 
 
-def _spawn(args: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
-    out = open(log, "ab") if log else None  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                            start_new_session=True)
+def _spawn(
+    args: list[str], env: dict[str, str], log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    out = open(log, "ab") if log else None
+    return subprocess.Popen(
+        args, env=env, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
+    )
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, name: str, sig: int = signal.SIGTERM,
-          timeout: float = 15) -> None:
+def _stop(
+    proc: subprocess.Popen[bytes] | None, name: str, sig: int = signal.SIGTERM, timeout: float = 15
+) -> None:
     if proc is None or proc.poll() is not None:
         return
     print(f"stopping {name}…", file=sys.stderr)
@@ -71,7 +82,9 @@ def _stop(proc: subprocess.Popen[bytes] | None, name: str, sig: int = signal.SIG
         proc.wait()
 
 
-async def _serve(settings: Settings, home: Path, children: dict[str, subprocess.Popen[bytes]]) -> int:
+async def _serve(
+    settings: Settings, home: Path, children: dict[str, subprocess.Popen[bytes]]
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -81,10 +94,16 @@ async def _serve(settings: Settings, home: Path, children: dict[str, subprocess.
     env["TEMPOFLOW_DATABASE_URL"] = settings.database_url or ""
     env["TEMPOFLOW_HOME"] = str(home)
     if not settings.temporal_address:
-        children["temporal"] = _spawn(embedded.temporal_dev_server_command(
-            port=settings.temporal_port, ui_port=settings.temporal_ui_port,
-            db_file=home / "temporal.db"), env, home / "temporal.log")
-        await embedded.wait_for_port("127.0.0.1", settings.temporal_port, timeout=60)
+        children["temporal"] = _spawn(
+            embedded.temporal_dev_server_command(
+                port=settings.temporal_port,
+                ui_port=settings.temporal_ui_port,
+                db_file=home / "temporal.db",
+            ),
+            env,
+            home / "temporal.log",
+        )
+        await embedded.wait_for_port("127.0.0.1", settings.temporal_port, within=60)
         env["TEMPOFLOW_TEMPORAL_ADDRESS"] = settings.resolved_temporal_address
         env.setdefault("TEMPOFLOW_TEMPORAL_UI_URL", f"http://127.0.0.1:{settings.temporal_ui_port}")
     await asyncio.to_thread(migrate.upgrade, settings.database_url or "")
@@ -93,7 +112,7 @@ async def _serve(settings: Settings, home: Path, children: dict[str, subprocess.
     cli = [sys.executable, "-m", "tempoflow.cli"]
     children["worker"] = _spawn([*cli, "worker"], env)
     children["api"] = _spawn([*cli, "api"], env)
-    await embedded.wait_for_port(settings.api_host, settings.api_port, timeout=60)
+    await embedded.wait_for_port(settings.api_host, settings.api_port, within=60)
     api = f"http://{settings.api_host}:{settings.api_port}"
     ui = env.get("TEMPOFLOW_TEMPORAL_UI_URL", "(external Temporal: see its UI)")
     print(

@@ -90,17 +90,29 @@ def temporal_dev_server_command(
     """``temporal server start-dev`` with WAL pragmas and Tempoflow's search attributes."""
     from temporal_workflows.search_attributes import cli_flags
 
-    cmd = [str(TEMPORAL_CLI), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-           "--log-level", "warn", *SQLITE_PRAGMAS, *cli_flags()]
+    cmd = [
+        str(TEMPORAL_CLI),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warn",
+        *SQLITE_PRAGMAS,
+        *cli_flags(),
+    ]
     cmd += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     if db_file is not None:
         cmd += ["--db-filename", str(db_file)]
     return cmd + (extra or [])
 
 
-async def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
+async def wait_for_port(host: str, port: int, within: float = 30.0) -> None:
+    """Wait until something accepts connections on ``host:port``."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         try:
             _, writer = await asyncio.open_connection(host, port)
@@ -108,5 +120,5 @@ async def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
             return
         except OSError:
             if loop.time() > deadline:
-                raise TimeoutError(f"nothing answered on {host}:{port} within {timeout}s") from None
+                raise TimeoutError(f"nothing answered on {host}:{port} within {within}s") from None
             await asyncio.sleep(0.1)

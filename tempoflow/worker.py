@@ -27,8 +27,16 @@ log = logging.getLogger("tempoflow.worker")
 # Project code and jsonata are deterministic and side-effect free at import; passing them
 # through saves re-importing them per run, and jsonata's thread-local needs it.
 PASSTHROUGH = (
-    "expression", "projections", "tempoflow", "temporal_workflows", "activities",
-    "jsonata", "jsonschema", "pydantic", "pydantic_core", "annotated_types",
+    "expression",
+    "projections",
+    "tempoflow",
+    "temporal_workflows",
+    "activities",
+    "jsonata",
+    "jsonschema",
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
 )
 
 
@@ -75,7 +83,7 @@ def create_worker(
 async def run_worker(settings: Settings, registry: ActionRegistry | None = None) -> None:
     """Run the worker until SIGINT/SIGTERM, then shut down gracefully."""
     client = await connect_temporal(settings)
-    engine = create_engine(settings.sqlalchemy_url)
+    engine = create_engine(settings.sqlalchemy_url, pool_size=20, pre_ping=False)
     worker = create_worker(
         client,
         task_queue=settings.task_queue,
@@ -86,8 +94,11 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker polling task queue %s at %s", settings.task_queue,
-             settings.resolved_temporal_address)
+    log.info(
+        "worker polling task queue %s at %s",
+        settings.task_queue,
+        settings.resolved_temporal_address,
+    )
     async with worker:
         await stop.wait()
     await engine.dispose()

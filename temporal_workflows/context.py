@@ -18,7 +18,12 @@ class RunContext:
     """Everything the node executors share for one run."""
 
     def __init__(
-        self, inp: RunInput, *, workflow_id: str, started_at: datetime, attempt: int,
+        self,
+        inp: RunInput,
+        *,
+        workflow_id: str,
+        started_at: datetime,
+        attempt: int,
         eval_context: EvalContext,
     ) -> None:
         self.inp = inp
@@ -43,7 +48,10 @@ class RunContext:
         """Bind to the running workflow: its id, start time, clock and random source."""
         info = workflow.info()
         return cls(
-            inp, workflow_id=info.workflow_id, started_at=info.start_time, attempt=info.attempt,
+            inp,
+            workflow_id=info.workflow_id,
+            started_at=info.start_time,
+            attempt=info.attempt,
             eval_context=EvalContext(now=workflow.now, random=workflow.random().random),
         )
 
@@ -84,11 +92,24 @@ class RunContext:
         return self._seq
 
     def step_record(
-        self, seq: int, path: str, step: Any, status: StepStatus, started_at: datetime, **fields: Any
+        self,
+        seq: int,
+        path: str,
+        step: Any,
+        status: StepStatus,
+        started_at: datetime,
+        **fields: Any,
     ) -> StepRecord:
         return StepRecord(
-            run_id=self.inp.run_id, tenant=self.inp.tenant, seq=seq, path=path, step_id=step.id,
-            type=step.type, status=status, started_at=started_at, **fields,
+            run_id=self.inp.run_id,
+            tenant=self.inp.tenant,
+            seq=seq,
+            path=path,
+            step_id=step.id,
+            type=step.type,
+            status=status,
+            started_at=started_at,
+            **fields,
         )
 
     def record(self, record: StepRecord) -> None:
@@ -96,10 +117,16 @@ class RunContext:
 
     def run_record(self, status: RunStatus, **fields: Any) -> RunRecord:
         return RunRecord(
-            run_id=self.inp.run_id, tenant=self.inp.tenant, workflow_id=self.workflow_id,
+            run_id=self.inp.run_id,
+            tenant=self.inp.tenant,
+            workflow_id=self.workflow_id,
             definition_key=self.inp.definition_key,
-            definition_version=self.inp.definition_version, status=status, seq=self._seq,
-            input=self.inp.input, started_at=self.started_at, **fields,
+            definition_version=self.inp.definition_version,
+            status=status,
+            seq=self._seq,
+            input=self.inp.input,
+            started_at=self.started_at,
+            **fields,
         )
 
     def take_pending(self, run: RunRecord | None = None) -> ProjectionBatch:

@@ -40,13 +40,15 @@ class InterpreterWorkflow:
             raise ApplicationError(
                 f"definition {inp.definition_key} v{inp.definition_version} is invalid",
                 err.errors(include_url=False, include_context=False),
-                type="DefinitionInvalid", non_retryable=True,
+                type="DefinitionInvalid",
+                non_retryable=True,
             ) from None
         try:
             try:
                 await self._run_block(definition.steps, "/steps")
                 output: Any = (
-                    ctx.vars if definition.output is None
+                    ctx.vars
+                    if definition.output is None
                     else ctx.resolve(definition.output, "/output")
                 )
             except RunReturned as returned:
@@ -54,16 +56,18 @@ class InterpreterWorkflow:
         except StepFailure as failure:
             if failure.path is None:
                 failure.path = "/output"
-            await self._flush(ctx.run_record(
-                RunStatus.FAILED, error=failure.to_dict(), closed_at=workflow.now()
-            ))
+            await self._flush(
+                ctx.run_record(RunStatus.FAILED, error=failure.to_dict(), closed_at=workflow.now())
+            )
             raise ApplicationError(
                 failure.message, failure.to_dict(), type=failure.type, non_retryable=True
             ) from None
         except asyncio.CancelledError:
             await self._flush(ctx.run_record(RunStatus.CANCELED, closed_at=workflow.now()))
             raise
-        await self._flush(ctx.run_record(RunStatus.SUCCEEDED, output=output, closed_at=workflow.now()))
+        await self._flush(
+            ctx.run_record(RunStatus.SUCCEEDED, output=output, closed_at=workflow.now())
+        )
         return RunResult(output=output)
 
     async def _run_block(self, steps: list[Any], base: str) -> None:
@@ -79,24 +83,47 @@ class InterpreterWorkflow:
             except StepFailure as failure:
                 if failure.path is None:
                     failure.path = path
-                ctx.record(ctx.step_record(
-                    seq, path, step, StepStatus.FAILED, started, attempt=None,
-                    finished_at=workflow.now(), error=failure.to_dict(),
-                ))
+                ctx.record(
+                    ctx.step_record(
+                        seq,
+                        path,
+                        step,
+                        StepStatus.FAILED,
+                        started,
+                        attempt=None,
+                        finished_at=workflow.now(),
+                        error=failure.to_dict(),
+                    )
+                )
                 raise
             except RunReturned as returned:
                 # The return step itself carries the output; enclosing blocks just end.
                 output = returned.output if step.type == "control.return" else None
-                ctx.record(ctx.step_record(
-                    seq, path, step, StepStatus.SUCCEEDED, started,
-                    finished_at=workflow.now(), output=output,
-                ))
+                ctx.record(
+                    ctx.step_record(
+                        seq,
+                        path,
+                        step,
+                        StepStatus.SUCCEEDED,
+                        started,
+                        finished_at=workflow.now(),
+                        output=output,
+                    )
+                )
                 raise
-            if outcome is not None:
-                ctx.record(ctx.step_record(
-                    seq, path, step, StepStatus.SUCCEEDED, started,
-                    finished_at=workflow.now(), input=outcome.input, output=outcome.output,
-                ))
+            ctx.record(
+                ctx.step_record(
+                    seq,
+                    path,
+                    step,
+                    StepStatus.SUCCEEDED,
+                    started,
+                    finished_at=workflow.now(),
+                    input=outcome.input,
+                    output=outcome.output,
+                    attempt=outcome.attempt,
+                )
+            )
 
     async def _flush(self, run: RunRecord | None = None) -> None:
         assert self._ctx is not None
@@ -104,8 +131,10 @@ class InterpreterWorkflow:
         if batch.is_empty():
             return
         await workflow.execute_local_activity(
-            PROJECT_ACTIVITY, batch,
-            start_to_close_timeout=timedelta(seconds=10), retry_policy=_PROJECTION_RETRY,
+            PROJECT_ACTIVITY,
+            batch,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=_PROJECTION_RETRY,
         )
 
     @workflow.query(name="tempoflow.state")

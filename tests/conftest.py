@@ -25,7 +25,8 @@ from temporal_workflows import search_attributes
 
 DEV_SERVER_ARGS = [
     *embedded.SQLITE_PRAGMAS,
-    "--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=100",
+    "--dynamic-config-value",
+    "limit.historyCount.suggestContinueAsNew=100",
 ]
 
 
@@ -38,7 +39,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured:
         admin_url = configured
     else:
-        server = embedded.start_postgres(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+        server = embedded.start_postgres(
+            tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete"
+        )
         admin_url = embedded.database_url(server, "postgres")
     asyncio.run(embedded.create_database(admin_url, name))
     url = admin_url.split("?")[0].rsplit("/", 1)[0] + f"/{name}"

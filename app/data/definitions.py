@@ -21,7 +21,12 @@ async def get_definition(
 
 
 async def upsert_draft(
-    session: AsyncSession, tenant: str, key: str, *, name: str, description: str | None,
+    session: AsyncSession,
+    tenant: str,
+    key: str,
+    *,
+    name: str,
+    description: str | None,
     body: dict[str, Any],
 ) -> tuple[DefinitionRow, bool]:
     """Create or replace the draft; returns the row and whether it was created."""
@@ -73,15 +78,20 @@ async def publish(
     Returns the version and whether it was created.
     """
     if definition.latest_version is not None:
-        latest = await get_version(session, definition.tenant, definition.key,
-                                   definition.latest_version)
+        latest = await get_version(
+            session, definition.tenant, definition.key, definition.latest_version
+        )
         if latest is not None and latest.content_hash == definition.draft_hash:
             return latest, False
     version = DefinitionVersionRow(
-        tenant=definition.tenant, key=definition.key,
-        version=(definition.latest_version or 0) + 1, name=definition.name,
-        description=definition.description, body=definition.draft,
-        content_hash=definition.draft_hash, published_by=published_by,
+        tenant=definition.tenant,
+        key=definition.key,
+        version=(definition.latest_version or 0) + 1,
+        name=definition.name,
+        description=definition.description,
+        body=definition.draft,
+        content_hash=definition.draft_hash,
+        published_by=published_by,
     )
     session.add(version)
     definition.latest_version = version.version

@@ -30,8 +30,11 @@ KeyPath = Annotated[str, Path(pattern=DEFINITION_KEY)]
 
 
 def _not_found(key: str) -> NotFound:
-    return NotFound(f"definition {key!r} does not exist", code="definition_not_found",
-                    hint="PUT /v1/definitions/{key} creates it")
+    return NotFound(
+        f"definition {key!r} does not exist",
+        code="definition_not_found",
+        hint="PUT /v1/definitions/{key} creates it",
+    )
 
 
 def _check_size(body: dict[str, Any], settings: Settings) -> None:
@@ -40,15 +43,21 @@ def _check_size(body: dict[str, Any], settings: Settings) -> None:
         raise Unprocessable(
             f"the definition is {size} bytes; the limit is {settings.max_definition_bytes}",
             code="definition_too_large",
-            errors=[{"path": "/definition", "code": "definition_too_large",
-                     "message": "definition too large"}],
+            errors=[
+                {
+                    "path": "/definition",
+                    "code": "definition_too_large",
+                    "message": "definition too large",
+                }
+            ],
             hint="split it into child workflows or raise TEMPOFLOW_MAX_DEFINITION_BYTES",
         )
 
 
 def _invalid(issues: list[Any]) -> Unprocessable:
     return Unprocessable(
-        f"the definition has {len(issues)} error(s)", code="definition_invalid",
+        f"the definition has {len(issues)} error(s)",
+        code="definition_invalid",
         errors=[i.model_dump(exclude_none=True) for i in issues],
         hint="each error's path is a JSON pointer into the definition",
     )
@@ -56,13 +65,21 @@ def _invalid(issues: list[Any]) -> Unprocessable:
 
 @router.put("/{key}", response_model=DefinitionPublic)
 async def update_definition(
-    key: KeyPath, draft: DefinitionDraft, principal: Publisher, session: SessionDep,
-    settings: SettingsDep, response: Response,
+    key: KeyPath,
+    draft: DefinitionDraft,
+    principal: Publisher,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> DefinitionPublic:
     """Create or replace the draft (drafts may be invalid; validate or publish checks)."""
     _check_size(draft.definition, settings)
     row, created = await data.upsert_draft(
-        session, principal.tenant, key, name=draft.name, description=draft.description,
+        session,
+        principal.tenant,
+        key,
+        name=draft.name,
+        description=draft.description,
         body=draft.definition,
     )
     await session.commit()
@@ -72,8 +89,11 @@ async def update_definition(
 
 @router.get("", response_model=DefinitionsPublic)
 async def read_definitions(
-    principal: Reader, session: SessionDep, settings: SettingsDep,
-    limit: Annotated[int | None, Query(ge=1)] = None, cursor: str | None = None,
+    principal: Reader,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    cursor: str | None = None,
 ) -> DefinitionsPublic:
     size = min(limit or settings.default_page_size, settings.max_page_size)
     after = decode_cursor(cursor, 1)
@@ -96,8 +116,12 @@ async def read_definition(key: KeyPath, principal: Reader, session: SessionDep) 
 
 @router.post("/{key}/validate", response_model=ValidationReport)
 async def validate_definition_draft(
-    key: KeyPath, principal: Reader, session: SessionDep, registry: RegistryDep,
-    settings: SettingsDep, body: Annotated[DefinitionValidate | None, Body()] = None,
+    key: KeyPath,
+    principal: Reader,
+    session: SessionDep,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    body: Annotated[DefinitionValidate | None, Body()] = None,
 ) -> ValidationReport:
     """Validate the stored draft, or ``definition`` from the body; 422 lists every error."""
     definition = body.definition if body is not None else None
@@ -115,7 +139,10 @@ async def validate_definition_draft(
 
 @router.post("/{key}/publish", response_model=VersionPublic)
 async def publish_definition(
-    key: KeyPath, principal: Publisher, session: SessionDep, registry: RegistryDep,
+    key: KeyPath,
+    principal: Publisher,
+    session: SessionDep,
+    registry: RegistryDep,
     response: Response,
 ) -> VersionPublic:
     """Publish the draft as immutable version N (same content as the latest: same N, 200)."""
@@ -132,11 +159,15 @@ async def publish_definition(
 
 
 @router.get("/{key}/versions", response_model=list[VersionPublic])
-async def read_versions(key: KeyPath, principal: Reader, session: SessionDep) -> list[VersionPublic]:
+async def read_versions(
+    key: KeyPath, principal: Reader, session: SessionDep
+) -> list[VersionPublic]:
     if await data.get_definition(session, principal.tenant, key) is None:
         raise _not_found(key)
-    return [VersionPublic.model_validate(v) for v in await data.list_versions(
-        session, principal.tenant, key)]
+    return [
+        VersionPublic.model_validate(v)
+        for v in await data.list_versions(session, principal.tenant, key)
+    ]
 
 
 @router.get("/{key}/versions/{version}", response_model=VersionPublic)

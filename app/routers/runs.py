@@ -29,15 +29,24 @@ RunIdPath = Annotated[str, Path(min_length=1, max_length=36)]
 def _ui_url(settings: Settings, wid: str) -> str | None:
     if not settings.temporal_ui_url:
         return None
-    return (f"{settings.temporal_ui_url.rstrip('/')}/namespaces/"
-            f"{settings.temporal_namespace}/workflows/{quote(wid, safe='')}")
+    return (
+        f"{settings.temporal_ui_url.rstrip('/')}/namespaces/"
+        f"{settings.temporal_namespace}/workflows/{quote(wid, safe='')}"
+    )
 
 
 def _public(row: RunRow, settings: Settings) -> RunPublic:
     return RunPublic(
-        id=row.run_id, workflow_id=row.workflow_id, definition=row.definition_key,
-        version=row.definition_version, status=row.status, input=row.input, output=row.output,
-        error=row.error, started_at=row.started_at, closed_at=row.closed_at,
+        id=row.run_id,
+        workflow_id=row.workflow_id,
+        definition=row.definition_key,
+        version=row.definition_version,
+        status=row.status,
+        input=row.input,
+        output=row.output,
+        error=row.error,
+        started_at=row.started_at,
+        closed_at=row.closed_at,
         temporal_ui_url=_ui_url(settings, row.workflow_id),
     )
 
@@ -47,29 +56,38 @@ def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -
     if size > settings.max_run_input_bytes:
         raise Unprocessable(
             f"the run input is {size} bytes; the limit is {settings.max_run_input_bytes}",
-            code="input_too_large", hint="pass a reference (URL, id) instead of the data",
+            code="input_too_large",
+            hint="pass a reference (URL, id) instead of the data",
             errors=[{"path": "/input", "code": "input_too_large", "message": "input too large"}],
         )
     if schema is None:
         return
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = [
-        {"path": "/input" + "".join(f"/{p}" for p in e.absolute_path),
-         "code": f"input.{e.validator}", "message": e.message}
+        {
+            "path": "/input" + "".join(f"/{p}" for p in e.absolute_path),
+            "code": f"input.{e.validator}",
+            "message": e.message,
+        }
         for e in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     ]
     if errors:
         raise Unprocessable(
             f"the run input does not match the definition's inputSchema ({len(errors)} error(s))",
-            code="input_invalid", errors=errors,
+            code="input_invalid",
+            errors=errors,
             hint="GET /v1/definitions/{key}/versions/{n} shows the inputSchema",
         )
 
 
 @router.post("", response_model=RunPublic, status_code=201)
 async def create_run(
-    body: RunCreate, principal: Operator, session: SessionDep, settings: SettingsDep,
-    client: TemporalClientDep, response: Response,
+    body: RunCreate,
+    principal: Operator,
+    session: SessionDep,
+    settings: SettingsDep,
+    client: TemporalClientDep,
+    response: Response,
 ) -> RunPublic:
     """Start a run of a published version (latest when ``version`` is omitted)."""
     number = body.version
@@ -78,19 +96,25 @@ async def create_run(
         if definition is None or definition.latest_version is None:
             raise NotFound(
                 f"definition {body.definition!r} has no published version",
-                code="definition_not_published", hint="POST /v1/definitions/{key}/publish first",
+                code="definition_not_published",
+                hint="POST /v1/definitions/{key}/publish first",
             )
         number = definition.latest_version
     version = await get_version(session, principal.tenant, body.definition, number)
     if version is None:
-        raise NotFound(f"definition {body.definition!r} has no version {number}",
-                       code="version_not_found")
+        raise NotFound(
+            f"definition {body.definition!r} has no version {number}", code="version_not_found"
+        )
     session.expunge(version)
     await session.rollback()  # release the connection while Temporal is called
     _check_input(body.input, version.body.get("inputSchema"), settings)
     started = await start_run(
-        client, task_queue=settings.task_queue, tenant=principal.tenant, version=version,
-        data=body.input, idempotency_key=body.idempotency_key,
+        client,
+        task_queue=settings.task_queue,
+        tenant=principal.tenant,
+        version=version,
+        data=body.input,
+        idempotency_key=body.idempotency_key,
     )
     if not started.created:
         response.status_code = 200
@@ -98,23 +122,36 @@ async def create_run(
         if row is not None:
             return _public(row, settings)
     return RunPublic(
-        id=started.run_id, workflow_id=started.workflow_id, definition=version.key,
-        version=version.version, status=RunStatus.RUNNING, input=body.input,
-        source="temporal", temporal_ui_url=_ui_url(settings, started.workflow_id),
+        id=started.run_id,
+        workflow_id=started.workflow_id,
+        definition=version.key,
+        version=version.version,
+        status=RunStatus.RUNNING,
+        input=body.input,
+        source="temporal",
+        temporal_ui_url=_ui_url(settings, started.workflow_id),
     )
 
 
 @router.get("", response_model=RunsPublic)
 async def read_runs(
-    principal: Operator, session: SessionDep, settings: SettingsDep,
-    status: RunStatus | None = None, definition: str | None = None,
-    limit: Annotated[int | None, Query(ge=1)] = None, cursor: str | None = None,
+    principal: Operator,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: RunStatus | None = None,
+    definition: str | None = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    cursor: str | None = None,
 ) -> RunsPublic:
     """Runs of the caller's tenant, newest first."""
     size = min(limit or settings.default_page_size, settings.max_page_size)
     before = decode_cursor(cursor, 2)
     rows = await queries.list_runs(
-        session, principal.tenant, limit=size + 1, status=status, definition=definition,
+        session,
+        principal.tenant,
+        limit=size + 1,
+        status=status,
+        definition=definition,
         before=(datetime.fromisoformat(before[0]), before[1]) if before else None,
     )
     next_cursor = None
@@ -126,7 +163,10 @@ async def read_runs(
 
 @router.get("/{run_id}", response_model=RunPublic)
 async def read_run(
-    run_id: RunIdPath, principal: Operator, session: SessionDep, settings: SettingsDep,
+    run_id: RunIdPath,
+    principal: Operator,
+    session: SessionDep,
+    settings: SettingsDep,
     client: TemporalClientDep,
 ) -> RunPublic:
     row = await queries.get_run(session, principal.tenant, run_id)
@@ -136,8 +176,9 @@ async def read_run(
     described = await describe_run(client, principal.tenant, run_id)
     if described is None:
         raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
-    return RunPublic(**described, temporal_ui_url=_ui_url(settings, workflow_id(
-        principal.tenant, run_id)))
+    return RunPublic(
+        **described, temporal_ui_url=_ui_url(settings, workflow_id(principal.tenant, run_id))
+    )
 
 
 @router.get("/{run_id}/steps", response_model=StepsPublic)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from temporal_workflows.nodes import action_call, control_if, control_return, state_set
-from temporal_workflows.nodes import transform_assign
+from temporal_workflows.nodes import (
+    action_call,
+    control_if,
+    control_return,
+    state_set,
+    transform_assign,
+)
 from temporal_workflows.nodes.base import Executor, RunBlock, StepOutcome
 
 EXECUTORS: dict[str, Executor] = {

@@ -15,12 +15,19 @@ from temporal_workflows.nodes.base import RunBlock, StepOutcome
 
 async def execute(
     step: ActionCall, path: str, seq: int, ctx: RunContext, run_block: RunBlock
-) -> StepOutcome | None:
+) -> StepOutcome:
     data = ctx.resolve(step.input, f"{path}/input")
     invocation = ActionInvocation(
-        action=step.action, input=data, tenant=ctx.inp.tenant, run_id=ctx.inp.run_id,
-        workflow_id=ctx.workflow_id, step_path=path, step_id=step.id, seq=seq,
-        idempotency_key=ctx.idempotency_key(path), pending=ctx.take_pending(),
+        action=step.action,
+        input=data,
+        tenant=ctx.inp.tenant,
+        run_id=ctx.inp.run_id,
+        workflow_id=ctx.workflow_id,
+        step_path=path,
+        step_id=step.id,
+        seq=seq,
+        idempotency_key=ctx.idempotency_key(path),
+        pending=ctx.take_pending(),
     )
     policy = step.retry
     try:
@@ -49,5 +56,5 @@ async def execute(
         raise StepFailure("ActionError", str(cause or err), path) from None
     if step.output is not None:
         ctx.set_var(step.output, outcome.output)
-    # The activity projected this step itself (attempts, timings, output).
-    return None
+    # The activity projected the step's input when it started; keep it out of history.
+    return StepOutcome(output=outcome.output, attempt=outcome.attempt)

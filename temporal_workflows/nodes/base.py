@@ -11,11 +11,12 @@ from temporal_workflows.context import RunContext
 
 @dataclass(frozen=True)
 class StepOutcome:
-    """What the interpreter projects for a finished step (``None``: projected elsewhere)."""
+    """What the interpreter projects for a finished step."""
 
     input: Any = None
     output: Any = None
+    attempt: int = 1
 
 
 RunBlock = Callable[[list[Any], str], Awaitable[None]]
-Executor = Callable[[Any, str, int, RunContext, RunBlock], Awaitable[StepOutcome | None]]
+Executor = Callable[[Any, str, int, RunContext, RunBlock], Awaitable[StepOutcome]]

@@ -38,8 +38,11 @@ class Stack:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
     async def publish(self, key: str, definition: dict[str, Any], role: str = "admin") -> int:
-        r = await self.http.put(f"/v1/definitions/{key}", headers=self.auth(role),
-                                json={"name": key, "definition": definition})
+        r = await self.http.put(
+            f"/v1/definitions/{key}",
+            headers=self.auth(role),
+            json={"name": key, "definition": definition},
+        )
         assert r.status_code in (200, 201), r.text
         r = await self.http.post(f"/v1/definitions/{key}/publish", headers=self.auth(role))
         assert r.status_code in (200, 201), r.text
@@ -66,7 +69,9 @@ class Stack:
         return list(r.json()["items"])
 
 
-async def make_keys(sessions: async_sessionmaker[AsyncSession], tenant: str, pepper: str) -> dict[str, str]:
+async def make_keys(
+    sessions: async_sessionmaker[AsyncSession], tenant: str, pepper: str
+) -> dict[str, str]:
     async with sessions.begin() as session:
         return {
             role: await create_api_key(session, tenant=tenant, roles=[role], pepper=pepper)
@@ -80,7 +85,9 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     task_queue = f"tq-{uuid.uuid4()}"
     settings = Settings(
-        environment="test", database_url=database_url, task_queue=task_queue,
+        environment="test",
+        database_url=database_url,
+        task_queue=task_queue,
         temporal_ui_url="http://127.0.0.1:8233",
     )
     effects = Effects()
@@ -89,14 +96,26 @@ async def stack(
     keys = await make_keys(sessions, tenant, settings.api_key_pepper)
 
     def worker_factory() -> Worker:
-        return create_worker(temporal_client, task_queue=task_queue, registry=registry,
-                             sessions=sessions)
+        return create_worker(
+            temporal_client, task_queue=task_queue, registry=registry, sessions=sessions
+        )
 
     app = create_app(settings, registry=registry, temporal=temporal_client)
     async with (
         worker_factory(),
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tempoflow") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://tempoflow"
+        ) as http,
     ):
-        yield Stack(http, temporal_client, sessions, settings, effects, tenant, keys, worker_factory,
-                    registry)
+        yield Stack(
+            http,
+            temporal_client,
+            sessions,
+            settings,
+            effects,
+            tenant,
+            keys,
+            worker_factory,
+            registry,
+        )

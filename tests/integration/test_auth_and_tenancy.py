@@ -8,8 +8,12 @@ SIMPLE = {"steps": [{"id": "a", "type": "state.set", "values": {"x": 1}}]}
 
 
 async def test_no_key_is_401_problem(stack: Stack) -> None:
-    for method, path in [("GET", "/v1/definitions"), ("GET", "/v1/runs"),
-                         ("POST", "/v1/runs"), ("PUT", "/v1/definitions/x")]:
+    for method, path in [
+        ("GET", "/v1/definitions"),
+        ("GET", "/v1/runs"),
+        ("POST", "/v1/runs"),
+        ("PUT", "/v1/definitions/x"),
+    ]:
         r = await stack.http.request(method, path, json={})
         assert r.status_code == 401, (method, path)
         assert r.headers["content-type"] == "application/problem+json"
@@ -23,8 +27,11 @@ async def test_no_key_is_401_problem(stack: Stack) -> None:
 
 
 async def test_wrong_role_is_403(stack: Stack) -> None:
-    r = await stack.http.put("/v1/definitions/x", headers=stack.auth("operator"),
-                             json={"name": "x", "definition": SIMPLE})
+    r = await stack.http.put(
+        "/v1/definitions/x",
+        headers=stack.auth("operator"),
+        json={"name": "x", "definition": SIMPLE},
+    )
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
     await stack.publish("x", SIMPLE, role="publisher")
     r = await stack.http.post("/v1/runs", headers=stack.auth("publisher"), json={"definition": "x"})
@@ -43,9 +50,13 @@ async def test_other_tenant_sees_404(stack: Stack) -> None:
     await stack.result(run)
     other = await make_keys(stack.sessions, "other-" + stack.tenant, stack.settings.api_key_pepper)
     h = {"Authorization": f"Bearer {other['admin']}"}
-    for path in ["/v1/definitions/secret", "/v1/definitions/secret/versions/1",
-                 "/v1/definitions/secret/versions", f"/v1/runs/{run['id']}",
-                 f"/v1/runs/{run['id']}/steps"]:
+    for path in [
+        "/v1/definitions/secret",
+        "/v1/definitions/secret/versions/1",
+        "/v1/definitions/secret/versions",
+        f"/v1/runs/{run['id']}",
+        f"/v1/runs/{run['id']}/steps",
+    ]:
         r = await stack.http.get(path, headers=h)
         assert r.status_code == 404, path
         assert r.headers["content-type"] == "application/problem+json"
@@ -56,8 +67,9 @@ async def test_other_tenant_sees_404(stack: Stack) -> None:
     r = await stack.http.post("/v1/definitions/secret/publish", headers=h)
     assert r.status_code == 404
     # Same key in the other tenant is a separate definition.
-    r = await stack.http.put("/v1/definitions/secret", headers=h,
-                             json={"name": "mine", "definition": SIMPLE})
+    r = await stack.http.put(
+        "/v1/definitions/secret", headers=h, json={"name": "mine", "definition": SIMPLE}
+    )
     assert r.status_code == 201
     mine = (await stack.http.get("/v1/definitions/secret", headers=stack.auth())).json()
     assert mine["name"] == "secret"

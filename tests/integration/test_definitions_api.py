@@ -16,8 +16,11 @@ BROKEN = {
 
 
 async def test_validate_lists_every_error_with_paths(stack: Stack) -> None:
-    r = await stack.http.put("/v1/definitions/broken", headers=stack.auth(),
-                             json={"name": "Broken", "definition": BROKEN})
+    r = await stack.http.put(
+        "/v1/definitions/broken",
+        headers=stack.auth(),
+        json={"name": "Broken", "definition": BROKEN},
+    )
     assert r.status_code == 201  # drafts may be invalid
     for path in ["/v1/definitions/broken/validate", "/v1/definitions/broken/publish"]:
         r = await stack.http.post(path, headers=stack.auth())
@@ -34,22 +37,30 @@ async def test_validate_lists_every_error_with_paths(stack: Stack) -> None:
         }
         assert all(e.get("hint") for e in body["errors"])
     assert (await stack.http.get("/v1/definitions/broken", headers=stack.auth())).json()[
-        "latestVersion"] is None
+        "latestVersion"
+    ] is None
 
 
 async def test_schema_errors_name_the_step(stack: Stack) -> None:
-    bad = {"steps": [GOOD["steps"][0], {"id": "b", "type": "state.sett"},
-                     {"id": "c", "type": "action.call"}]}
-    r = await stack.http.post("/v1/definitions/x/validate", headers=stack.auth(),
-                              json={"definition": bad})
+    bad = {
+        "steps": [
+            GOOD["steps"][0],
+            {"id": "b", "type": "state.sett"},
+            {"id": "c", "type": "action.call"},
+        ]
+    }
+    r = await stack.http.post(
+        "/v1/definitions/x/validate", headers=stack.auth(), json={"definition": bad}
+    )
     assert r.status_code == 422
     paths = {e["path"] for e in r.json()["errors"]}
     assert paths == {"/steps/1", "/steps/2/action"}
 
 
 async def test_validate_inline_body(stack: Stack) -> None:
-    r = await stack.http.post("/v1/definitions/x/validate", headers=stack.auth(),
-                              json={"definition": GOOD})
+    r = await stack.http.post(
+        "/v1/definitions/x/validate", headers=stack.auth(), json={"definition": GOOD}
+    )
     assert r.status_code == 200 and r.json() == {"valid": True, "errors": []}
 
 
@@ -78,24 +89,32 @@ async def test_publish_is_immutable_and_content_addressed(stack: Stack) -> None:
 
 async def test_list_definitions_pages(stack: Stack) -> None:
     for key in ["c", "a", "b"]:
-        r = await stack.http.put(f"/v1/definitions/{key}", headers=stack.auth(),
-                                 json={"name": key, "definition": GOOD})
+        r = await stack.http.put(
+            f"/v1/definitions/{key}", headers=stack.auth(), json={"name": key, "definition": GOOD}
+        )
         assert r.status_code == 201
     page = (await stack.http.get("/v1/definitions?limit=2", headers=stack.auth())).json()
     assert [d["key"] for d in page["items"]] == ["a", "b"]
-    rest = (await stack.http.get(f"/v1/definitions?limit=2&cursor={page['nextCursor']}",
-                                 headers=stack.auth())).json()
+    rest = (
+        await stack.http.get(
+            f"/v1/definitions?limit=2&cursor={page['nextCursor']}", headers=stack.auth()
+        )
+    ).json()
     assert [d["key"] for d in rest["items"]] == ["c"] and rest["nextCursor"] is None
     r = await stack.http.get("/v1/definitions?cursor=garbage", headers=stack.auth())
     assert r.status_code == 422 and r.json()["code"] == "cursor_invalid"
 
 
 async def test_bad_requests_are_problems(stack: Stack) -> None:
-    r = await stack.http.put("/v1/definitions/Bad Key!", headers=stack.auth(),
-                             json={"name": "x", "definition": GOOD})
+    r = await stack.http.put(
+        "/v1/definitions/Bad Key!", headers=stack.auth(), json={"name": "x", "definition": GOOD}
+    )
     assert r.status_code == 422 and r.json()["code"] == "request_invalid"
-    r = await stack.http.put("/v1/definitions/x", headers=stack.auth(),
-                             json={"name": "x", "definition": GOOD, "extra": 1})
+    r = await stack.http.put(
+        "/v1/definitions/x",
+        headers=stack.auth(),
+        json={"name": "x", "definition": GOOD, "extra": 1},
+    )
     assert r.status_code == 422
     assert r.json()["errors"][0]["path"] == "/extra"
     r = await stack.http.post("/v1/runs", headers=stack.auth(), json={"definition": "nothing"})
@@ -105,7 +124,10 @@ async def test_bad_requests_are_problems(stack: Stack) -> None:
 
 
 async def test_body_over_limit_is_413(stack: Stack) -> None:
-    big = {"name": "x", "definition": {"steps": [], "pad": "x" * (stack.settings.max_request_bytes + 1)}}
+    big = {
+        "name": "x",
+        "definition": {"steps": [], "pad": "x" * (stack.settings.max_request_bytes + 1)},
+    }
     r = await stack.http.put("/v1/definitions/x", headers=stack.auth(), json=big)
     assert r.status_code == 413
     assert r.json()["code"] == "payload_too_large"
@@ -121,8 +143,14 @@ async def test_body_over_limit_is_413(stack: Stack) -> None:
 
 async def test_definition_over_size_limit_is_422(stack: Stack) -> None:
     pad = "x" * (stack.settings.max_definition_bytes + 10)
-    r = await stack.http.put("/v1/definitions/x", headers=stack.auth(), json={
-        "name": "x", "definition": {"steps": [{"id": "a", "type": "state.set", "values": {"p": pad}}]}})
+    r = await stack.http.put(
+        "/v1/definitions/x",
+        headers=stack.auth(),
+        json={
+            "name": "x",
+            "definition": {"steps": [{"id": "a", "type": "state.set", "values": {"p": pad}}]},
+        },
+    )
     assert r.status_code == 422 and r.json()["code"] == "definition_too_large"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from tempoflow.definition import NODE_TYPES, walk_steps, parse_definition
+from tempoflow.definition import NODE_TYPES, parse_definition, walk_steps
 from tests.integration.conftest import Stack
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "definition-language.md"
@@ -22,8 +22,11 @@ def examples() -> list[dict[str, Any]]:
 
 
 def test_every_node_type_has_an_example() -> None:
-    covered = {step.type for ex in examples()
-               for _, step in walk_steps(parse_definition(ex["definition"]).steps)}
+    covered = {
+        step.type
+        for ex in examples()
+        for _, step in walk_steps(parse_definition(ex["definition"]).steps)
+    }
     assert covered == NODE_TYPES
 
 

@@ -14,17 +14,40 @@ ORDER = {
         "properties": {"orderId": {"type": "string"}, "items": {"type": "array"}},
     },
     "steps": [
-        {"id": "init", "type": "state.set", "values": {"status": "new", "orderId": {"$expr": "payload.orderId"}}},
-        {"id": "total", "type": "transform.assign", "assign": {"total": "$sum(payload.items.(price * qty))"}},
-        {"id": "charge", "type": "action.call", "action": "test.echo",
-         "input": {"amount": {"$expr": "vars.total"}, "order": {"$expr": "vars.orderId"}},
-         "output": "payment"},
-        {"id": "big", "type": "control.if", "condition": "vars.total > 100",
-         "then": [{"id": "flag", "type": "state.set", "values": {"review": True}}],
-         "else": [{"id": "noflag", "type": "state.set", "values": {"review": False}}]},
-        {"id": "done", "type": "control.return",
-         "output": {"order": {"$expr": "vars.orderId"}, "total": {"$expr": "vars.total"},
-                    "review": {"$expr": "vars.review"}, "paid": {"$expr": "vars.payment.amount"}}},
+        {
+            "id": "init",
+            "type": "state.set",
+            "values": {"status": "new", "orderId": {"$expr": "payload.orderId"}},
+        },
+        {
+            "id": "total",
+            "type": "transform.assign",
+            "assign": {"total": "$sum(payload.items.(price * qty))"},
+        },
+        {
+            "id": "charge",
+            "type": "action.call",
+            "action": "test.echo",
+            "input": {"amount": {"$expr": "vars.total"}, "order": {"$expr": "vars.orderId"}},
+            "output": "payment",
+        },
+        {
+            "id": "big",
+            "type": "control.if",
+            "condition": "vars.total > 100",
+            "then": [{"id": "flag", "type": "state.set", "values": {"review": True}}],
+            "else": [{"id": "noflag", "type": "state.set", "values": {"review": False}}],
+        },
+        {
+            "id": "done",
+            "type": "control.return",
+            "output": {
+                "order": {"$expr": "vars.orderId"},
+                "total": {"$expr": "vars.total"},
+                "review": {"$expr": "vars.review"},
+                "paid": {"$expr": "vars.payment.amount"},
+            },
+        },
     ],
 }
 ORDER_INPUT = {"orderId": "o-1", "items": [{"price": 30, "qty": 2}, {"price": 50, "qty": 1}]}
@@ -70,14 +93,28 @@ async def test_run_succeeds_and_projection_matches(stack: Stack) -> None:
 
 
 async def test_failing_action_fails_run_with_step_path(stack: Stack) -> None:
-    await stack.publish("pay", {"steps": [
-        {"id": "a", "type": "state.set", "values": {"x": 1}},
-        {"id": "guard", "type": "control.if", "condition": "vars.x = 1", "then": [
-            {"id": "charge", "type": "action.call", "action": "test.fail",
-             "input": {"type": "PaymentDeclined", "message": "card declined"}},
-        ]},
-        {"id": "never", "type": "state.set", "values": {"y": 2}},
-    ]})
+    await stack.publish(
+        "pay",
+        {
+            "steps": [
+                {"id": "a", "type": "state.set", "values": {"x": 1}},
+                {
+                    "id": "guard",
+                    "type": "control.if",
+                    "condition": "vars.x = 1",
+                    "then": [
+                        {
+                            "id": "charge",
+                            "type": "action.call",
+                            "action": "test.fail",
+                            "input": {"type": "PaymentDeclined", "message": "card declined"},
+                        },
+                    ],
+                },
+                {"id": "never", "type": "state.set", "values": {"y": 2}},
+            ]
+        },
+    )
     run = await stack.start("pay")
     with pytest.raises(WorkflowFailureError) as failure:
         await stack.result(run)
@@ -98,10 +135,21 @@ async def test_failing_action_fails_run_with_step_path(stack: Stack) -> None:
 
 
 async def test_retryable_action_retries_then_succeeds(stack: Stack) -> None:
-    await stack.publish("flaky", {"steps": [
-        {"id": "call", "type": "action.call", "action": "test.flaky", "input": {"failures": 2},
-         "output": "r", "retry": {"maxAttempts": 5, "initialInterval": "PT0.05S"}},
-    ]})
+    await stack.publish(
+        "flaky",
+        {
+            "steps": [
+                {
+                    "id": "call",
+                    "type": "action.call",
+                    "action": "test.flaky",
+                    "input": {"failures": 2},
+                    "output": "r",
+                    "retry": {"maxAttempts": 5, "initialInterval": "PT0.05S"},
+                },
+            ]
+        },
+    )
     run = await stack.start("flaky")
     result = await stack.result(run)
     assert result["output"] == {"r": {"succeededOnAttempt": 3}}
@@ -114,19 +162,28 @@ async def test_retryable_action_retries_then_succeeds(stack: Stack) -> None:
 async def test_idempotent_start_returns_same_run(stack: Stack) -> None:
     await stack.publish("once", {"steps": [{"id": "a", "type": "state.set", "values": {"x": 1}}]})
     first = await stack.start("once", {"n": 1}, idempotencyKey="order-42")
-    r = await stack.http.post("/v1/runs", headers=stack.auth(), json={
-        "definition": "once", "input": {"n": 1}, "idempotencyKey": "order-42"})
+    r = await stack.http.post(
+        "/v1/runs",
+        headers=stack.auth(),
+        json={"definition": "once", "input": {"n": 1}, "idempotencyKey": "order-42"},
+    )
     assert r.status_code == 200
     assert r.json()["id"] == first["id"]
     await stack.result(first)
     # Still the same run after it closed.
-    r = await stack.http.post("/v1/runs", headers=stack.auth(), json={
-        "definition": "once", "input": {"n": 1}, "idempotencyKey": "order-42"})
+    r = await stack.http.post(
+        "/v1/runs",
+        headers=stack.auth(),
+        json={"definition": "once", "input": {"n": 1}, "idempotencyKey": "order-42"},
+    )
     assert r.status_code == 200 and r.json()["id"] == first["id"]
     assert r.json()["status"] == "SUCCEEDED"
     # The same key with another request is a conflict, not a silent different run.
-    r = await stack.http.post("/v1/runs", headers=stack.auth(), json={
-        "definition": "once", "input": {"n": 2}, "idempotencyKey": "order-42"})
+    r = await stack.http.post(
+        "/v1/runs",
+        headers=stack.auth(),
+        json={"definition": "once", "input": {"n": 2}, "idempotencyKey": "order-42"},
+    )
     assert r.status_code == 409
     assert r.json()["code"] == "idempotency_key_reused"
     runs = (await stack.http.get("/v1/runs", headers=stack.auth())).json()["items"]
@@ -135,8 +192,9 @@ async def test_idempotent_start_returns_same_run(stack: Stack) -> None:
 
 async def test_input_schema_rejects_bad_input(stack: Stack) -> None:
     await stack.publish("order", ORDER)
-    r = await stack.http.post("/v1/runs", headers=stack.auth(), json={
-        "definition": "order", "input": {"orderId": 5}})
+    r = await stack.http.post(
+        "/v1/runs", headers=stack.auth(), json={"definition": "order", "input": {"orderId": 5}}
+    )
     assert r.status_code == 422
     body = r.json()
     assert r.headers["content-type"] == "application/problem+json"
@@ -145,9 +203,14 @@ async def test_input_schema_rejects_bad_input(stack: Stack) -> None:
 
 
 async def test_expression_error_at_run_time_fails_step(stack: Stack) -> None:
-    await stack.publish("bad", {"steps": [
-        {"id": "calc", "type": "transform.assign", "assign": {"x": "$number('abc')"}},
-    ]})
+    await stack.publish(
+        "bad",
+        {
+            "steps": [
+                {"id": "calc", "type": "transform.assign", "assign": {"x": "$number('abc')"}},
+            ]
+        },
+    )
     run = await stack.start("bad")
     with pytest.raises(WorkflowFailureError):
         await stack.result(run)

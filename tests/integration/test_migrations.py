@@ -53,7 +53,8 @@ async def _diff(url: str) -> list:
     engine = create_async_engine(to_asyncpg_url(url))
     async with engine.connect() as conn:
         diff = await conn.run_sync(
-            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+        )
     await engine.dispose()
     return diff
 
@@ -63,19 +64,22 @@ def test_upgrade_downgrade_upgrade_with_data(scratch_url: str) -> None:
     revisions = [r.revision for r in reversed(list(script.walk_revisions()))]
     migrate.upgrade(scratch_url)
     assert _run(_diff(scratch_url)) == []  # the models match what the migrations build
-    _run(_sql(
-        scratch_url,
-        "insert into api_keys (id, tenant, name, prefix, key_hash, roles) "
-        "values ('k1', 'acme', 'k', 'tf_', 'h1', '{admin}')",
-        "insert into definitions (tenant, key, name, draft, draft_hash) "
-        "values ('acme', 'd', 'D', '{\"steps\": []}', 'x')",
-        "insert into definition_versions (tenant, key, version, name, body, content_hash) "
-        "values ('acme', 'd', 1, 'D', '{\"steps\": []}', 'x')",
-        "insert into runs (run_id, tenant, workflow_id, definition_key, definition_version, "
-        "status, seq, started_at) values ('r1', 'acme', 'acme/r1', 'd', 1, 'RUNNING', 0, now())",
-        "insert into steps (run_id, seq, tenant, path, step_id, type, status, started_at) "
-        "values ('r1', 1, 'acme', '/steps/0', 'a', 'state.set', 'SUCCEEDED', now())",
-    ))
+    _run(
+        _sql(
+            scratch_url,
+            "insert into api_keys (id, tenant, name, prefix, key_hash, roles) "
+            "values ('k1', 'acme', 'k', 'tf_', 'h1', '{admin}')",
+            "insert into definitions (tenant, key, name, draft, draft_hash) "
+            "values ('acme', 'd', 'D', '{\"steps\": []}', 'x')",
+            "insert into definition_versions (tenant, key, version, name, body, content_hash) "
+            "values ('acme', 'd', 1, 'D', '{\"steps\": []}', 'x')",
+            "insert into runs (run_id, tenant, workflow_id, definition_key, definition_version, "
+            "status, seq, started_at) "
+            "values ('r1', 'acme', 'acme/r1', 'd', 1, 'RUNNING', 0, now())",
+            "insert into steps (run_id, seq, tenant, path, step_id, type, status, started_at) "
+            "values ('r1', 1, 'acme', '/steps/0', 'a', 'state.set', 'SUCCEEDED', now())",
+        )
+    )
     # Step down one revision at a time with the rows in place, then back up.
     for target in [*reversed(revisions[:-1]), "base"]:
         migrate.downgrade(scratch_url, target)

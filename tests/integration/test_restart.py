@@ -8,10 +8,18 @@ from datetime import timedelta
 from tempoflow.worker import create_worker
 from tests.integration.conftest import Stack
 
-TWO_STEPS = {"steps": [
-    {"id": "first", "type": "action.call", "action": "test.gate", "output": "one"},
-    {"id": "second", "type": "action.call", "action": "test.echo", "input": {"n": 2}, "output": "two"},
-]}
+TWO_STEPS = {
+    "steps": [
+        {"id": "first", "type": "action.call", "action": "test.gate", "output": "one"},
+        {
+            "id": "second",
+            "type": "action.call",
+            "action": "test.echo",
+            "input": {"n": 2},
+            "output": "two",
+        },
+    ]
+}
 
 
 async def _restart_scenario(stack: Stack, *, release_before_stop: bool) -> dict:
@@ -21,8 +29,13 @@ async def _restart_scenario(stack: Stack, *, release_before_stop: bool) -> dict:
     await stack.publish("two", TWO_STEPS)
 
     def worker(graceful: float):
-        return create_worker(stack.client, task_queue=queue, registry=stack.worker_registry,
-                             sessions=stack.sessions, graceful_shutdown=timedelta(seconds=graceful))
+        return create_worker(
+            stack.client,
+            task_queue=queue,
+            registry=stack.worker_registry,
+            sessions=stack.sessions,
+            graceful_shutdown=timedelta(seconds=graceful),
+        )
 
     first = worker(graceful=10 if release_before_stop else 0.5)
     first_task = asyncio.create_task(first.run())
@@ -49,7 +62,9 @@ async def test_stop_between_steps_completes_exactly_once(stack: Stack) -> None:
     assert stack.effects.calls[(run["id"], "second")] == 1
     steps = await stack.steps(run["id"])
     assert [(s["stepId"], s["status"], s["attempt"]) for s in steps] == [
-        ("first", "SUCCEEDED", 1), ("second", "SUCCEEDED", 1)]
+        ("first", "SUCCEEDED", 1),
+        ("second", "SUCCEEDED", 1),
+    ]
     assert (await stack.run_view(run["id"]))["status"] == "SUCCEEDED"
 
 
@@ -65,4 +80,6 @@ async def test_stop_inside_slow_action_retries_it_after_restart(stack: Stack) ->
     assert len(stack.effects.keys[(run["id"], "first")]) == 1
     steps = await stack.steps(run["id"])
     assert [(s["stepId"], s["status"], s["attempt"]) for s in steps] == [
-        ("first", "SUCCEEDED", 2), ("second", "SUCCEEDED", 1)]
+        ("first", "SUCCEEDED", 2),
+        ("second", "SUCCEEDED", 1),
+    ]

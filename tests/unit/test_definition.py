@@ -21,20 +21,29 @@ def issues(body: object) -> set[tuple[str, str]]:
 
 
 def test_valid_definition_has_no_issues() -> None:
-    body = {"steps": [
-        {"id": "a", "type": "state.set", "values": {"x.y": {"$expr": "payload.n"}}},
-        {"id": "b", "type": "transform.assign", "assign": {"z": "vars.x.y + 1"}},
-        {"id": "c", "type": "control.if", "condition": "vars.z > 1",
-         "then": [{"id": "d", "type": "action.call", "action": "core.noop"}],
-         "else": [{"id": "e", "type": "control.return", "output": {"$expr": "vars"}}]},
-    ], "output": {"z": {"$expr": "vars.z"}}}
+    body = {
+        "steps": [
+            {"id": "a", "type": "state.set", "values": {"x.y": {"$expr": "payload.n"}}},
+            {"id": "b", "type": "transform.assign", "assign": {"z": "vars.x.y + 1"}},
+            {
+                "id": "c",
+                "type": "control.if",
+                "condition": "vars.z > 1",
+                "then": [{"id": "d", "type": "action.call", "action": "core.noop"}],
+                "else": [{"id": "e", "type": "control.return", "output": {"$expr": "vars"}}],
+            },
+        ],
+        "output": {"z": {"$expr": "vars.z"}},
+    }
     assert validate_definition(body, ACTIONS) == []
 
 
 def test_missing_steps_and_unknown_fields() -> None:
     assert issues({}) == {("/steps", "schema.missing")}
     assert issues({"steps": [], "bogus": 1}) == {
-        ("/steps", "schema.too_short"), ("/bogus", "schema.extra_forbidden")}
+        ("/steps", "schema.too_short"),
+        ("/bogus", "schema.extra_forbidden"),
+    }
 
 
 def test_unknown_node_type_names_the_step() -> None:
@@ -44,10 +53,19 @@ def test_unknown_node_type_names_the_step() -> None:
 
 
 def test_field_errors_inside_nested_branches() -> None:
-    body = {"steps": [{"id": "c", "type": "control.if", "condition": "true", "then": [
-        {"id": "x", "type": "action.call", "action": "Not A Name"},
-        {"id": "y", "type": "state.set", "values": {"bad-target": 1}},
-    ]}]}
+    body = {
+        "steps": [
+            {
+                "id": "c",
+                "type": "control.if",
+                "condition": "true",
+                "then": [
+                    {"id": "x", "type": "action.call", "action": "Not A Name"},
+                    {"id": "y", "type": "state.set", "values": {"bad-target": 1}},
+                ],
+            }
+        ]
+    }
     assert issues(body) == {
         ("/steps/0/then/0/action", "schema.string_pattern_mismatch"),
         ("/steps/0/then/1/values/bad-target/[key]", "schema.string_pattern_mismatch"),
@@ -55,12 +73,20 @@ def test_field_errors_inside_nested_branches() -> None:
 
 
 def test_semantic_errors_all_reported() -> None:
-    body = {"steps": [
-        {"id": "a", "type": "state.set", "values": {"x": {"$expr": "1 +"}}},
-        {"id": "a", "type": "action.call", "action": "core.nothing",
-         "input": {"k": [{"$expr": "("}]}},
-        {"id": "r", "type": "control.return", "output": {"$expr": "]"}},
-    ], "output": {"$expr": "[["}, "inputSchema": {"type": 5}}
+    body = {
+        "steps": [
+            {"id": "a", "type": "state.set", "values": {"x": {"$expr": "1 +"}}},
+            {
+                "id": "a",
+                "type": "action.call",
+                "action": "core.nothing",
+                "input": {"k": [{"$expr": "("}]},
+            },
+            {"id": "r", "type": "control.return", "output": {"$expr": "]"}},
+        ],
+        "output": {"$expr": "[["},
+        "inputSchema": {"type": 5},
+    }
     assert issues(body) == {
         ("/steps/0/values/x", "expression.invalid"),
         ("/steps/1/id", "step.duplicate_id"),
@@ -84,9 +110,19 @@ def test_action_names_unchecked_without_registry() -> None:
 
 
 def test_action_defaults_and_durations() -> None:
-    d = parse_definition({"steps": [
-        {"id": "a", "type": "action.call", "action": "core.noop", "timeout": "PT5S",
-         "retry": {"maxAttempts": 2, "initialInterval": "PT0.5S"}}]})
+    d = parse_definition(
+        {
+            "steps": [
+                {
+                    "id": "a",
+                    "type": "action.call",
+                    "action": "core.noop",
+                    "timeout": "PT5S",
+                    "retry": {"maxAttempts": 2, "initialInterval": "PT0.5S"},
+                }
+            ]
+        }
+    )
     step = d.steps[0]
     assert isinstance(step, ActionCall)
     assert step.timeout == timedelta(seconds=5)
@@ -95,14 +131,26 @@ def test_action_defaults_and_durations() -> None:
 
 
 def test_walk_steps_visits_branches_in_order() -> None:
-    d = parse_definition({"steps": [
-        {"id": "c", "type": "control.if", "condition": "true",
-         "then": [{"id": "t", "type": "state.set", "values": {"a": 1}}],
-         "else": [{"id": "e", "type": "state.set", "values": {"a": 2}}]},
-        {"id": "z", "type": "state.set", "values": {"b": 1}},
-    ]})
+    d = parse_definition(
+        {
+            "steps": [
+                {
+                    "id": "c",
+                    "type": "control.if",
+                    "condition": "true",
+                    "then": [{"id": "t", "type": "state.set", "values": {"a": 1}}],
+                    "else": [{"id": "e", "type": "state.set", "values": {"a": 2}}],
+                },
+                {"id": "z", "type": "state.set", "values": {"b": 1}},
+            ]
+        }
+    )
     assert [(p, s.id) for p, s in walk_steps(d.steps)] == [
-        ("/steps/0", "c"), ("/steps/0/then/0", "t"), ("/steps/0/else/0", "e"), ("/steps/1", "z")]
+        ("/steps/0", "c"),
+        ("/steps/0/then/0", "t"),
+        ("/steps/0/else/0", "e"),
+        ("/steps/1", "z"),
+    ]
     assert isinstance(d.steps[0], ControlIf)
 
 

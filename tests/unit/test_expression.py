@@ -17,16 +17,19 @@ ENVELOPE = {
 FIXED = EvalContext(now=lambda: dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC), random=lambda: 0.25)
 
 
-@pytest.mark.parametrize(("expr", "expected"), [
-    ("payload.items[0].sku", "a"),
-    ("$sum(payload.items.(price * qty))", 11),
-    ("$count(payload.items[price > 2])", 1),
-    ("'Hello ' & vars.name", "Hello Ada"),
-    ("{'id': meta.runId, 'n': $count(payload.items)}", {"id": "r1", "n": 2}),
-    ("vars.missing", None),
-    ("payload.items.sku", ["a", "b"]),
-    ("$map([1, 2], function($x) { $x * 10 })", [10, 20]),
-])
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("payload.items[0].sku", "a"),
+        ("$sum(payload.items.(price * qty))", 11),
+        ("$count(payload.items[price > 2])", 1),
+        ("'Hello ' & vars.name", "Hello Ada"),
+        ("{'id': meta.runId, 'n': $count(payload.items)}", {"id": "r1", "n": 2}),
+        ("vars.missing", None),
+        ("payload.items.sku", ["a", "b"]),
+        ("$map([1, 2], function($x) { $x * 10 })", [10, 20]),
+    ],
+)
 def test_evaluates_against_envelope(expr: str, expected: object) -> None:
     assert evaluate(expr, ENVELOPE) == expected
 
@@ -62,14 +65,32 @@ def test_runtime_error_code() -> None:
 
 def test_with_path_keeps_everything_else() -> None:
     e = ExpressionError("X", "m", expression="e", position=3).with_path("/steps/0")
-    assert e.to_dict() == {"code": "X", "message": "m", "position": 3, "expression": "e",
-                           "path": "/steps/0"}
+    assert e.to_dict() == {
+        "code": "X",
+        "message": "m",
+        "position": 3,
+        "expression": "e",
+        "path": "/steps/0",
+    }
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (True, True), (False, False), (None, False), (0, False), (0.5, True), ("", False),
-    ("x", True), ([], False), ([0, ""], False), ([0, 1], True), ({}, False), ({"a": 1}, True),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (None, False),
+        (0, False),
+        (0.5, True),
+        ("", False),
+        ("x", True),
+        ([], False),
+        ([0, ""], False),
+        ([0, 1], True),
+        ({}, False),
+        ({"a": 1}, True),
+    ],
+)
 def test_truthy_matches_jsonata_boolean(value: object, expected: bool) -> None:
     assert truthy(value) is expected
     assert evaluate("$boolean(v)", {"v": value}) is expected
@@ -83,19 +104,28 @@ def test_is_expr_only_for_exact_envelope() -> None:
 
 
 def test_resolve_nested_mixture() -> None:
-    value = {"a": {"$expr": "vars.name"}, "b": [1, {"$expr": "$count(payload.items)"}, "x"],
-             "c": {"d": {"$expr": "meta.runId"}, "e": "{\"$expr\": \"not me\"}"}}
+    value = {
+        "a": {"$expr": "vars.name"},
+        "b": [1, {"$expr": "$count(payload.items)"}, "x"],
+        "c": {"d": {"$expr": "meta.runId"}, "e": '{"$expr": "not me"}'},
+    }
     seen: list[str] = []
 
     def ev(expr: str, path: str) -> object:
         seen.append(path)
         return evaluate(expr, ENVELOPE)
 
-    assert resolve(value, ev) == {"a": "Ada", "b": [1, 2, "x"],
-                                  "c": {"d": "r1", "e": "{\"$expr\": \"not me\"}"}}
+    assert resolve(value, ev) == {
+        "a": "Ada",
+        "b": [1, 2, "x"],
+        "c": {"d": "r1", "e": '{"$expr": "not me"}'},
+    }
     assert seen == ["/a", "/b/1", "/c/d"]
     assert list(iter_expressions(value)) == [
-        ("/a", "vars.name"), ("/b/1", "$count(payload.items)"), ("/c/d", "meta.runId")]
+        ("/a", "vars.name"),
+        ("/b/1", "$count(payload.items)"),
+        ("/c/d", "meta.runId"),
+    ]
 
 
 def test_pointer_escaping() -> None:

@@ -18,10 +18,21 @@ START = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
 def ctx(payload: Any = None) -> RunContext:
-    inp = RunInput(run_id="r1", tenant="acme", definition_key="k", definition_version=3,
-                   definition={}, input=payload)
-    return RunContext(inp, workflow_id="acme/r1", started_at=START, attempt=1,
-                      eval_context=EvalContext(now=lambda: START))
+    inp = RunInput(
+        run_id="r1",
+        tenant="acme",
+        definition_key="k",
+        definition_version=3,
+        definition={},
+        input=payload,
+    )
+    return RunContext(
+        inp,
+        workflow_id="acme/r1",
+        started_at=START,
+        attempt=1,
+        eval_context=EvalContext(now=lambda: START),
+    )
 
 
 def step(body: dict[str, Any]) -> Any:
@@ -40,8 +51,20 @@ async def run(s: Any, c: RunContext, path: str = "/steps/0") -> Any:
 
 async def test_state_set_creates_parents_and_resolves() -> None:
     c = ctx({"n": 4})
-    outcome, _ = await run(step({"id": "a", "type": "state.set", "values": {
-        "order.total": {"$expr": "payload.n * 2"}, "order.currency": "EUR", "flag": True}}), c)
+    outcome, _ = await run(
+        step(
+            {
+                "id": "a",
+                "type": "state.set",
+                "values": {
+                    "order.total": {"$expr": "payload.n * 2"},
+                    "order.currency": "EUR",
+                    "flag": True,
+                },
+            }
+        ),
+        c,
+    )
     assert c.vars == {"order": {"total": 8, "currency": "EUR"}, "flag": True}
     assert outcome.output == {"order.total": 8, "order.currency": "EUR", "flag": True}
 
@@ -56,28 +79,53 @@ async def test_state_set_replaces_non_object_parent() -> None:
 async def test_assign_sees_state_before_the_step() -> None:
     c = ctx()
     c.vars["x"] = 1
-    await run(step({"id": "a", "type": "transform.assign",
-                    "assign": {"x": "vars.x + 1", "y": "vars.x"}}), c)
+    await run(
+        step({"id": "a", "type": "transform.assign", "assign": {"x": "vars.x + 1", "y": "vars.x"}}),
+        c,
+    )
     assert c.vars == {"x": 2, "y": 1}
 
 
 async def test_meta_is_visible() -> None:
     c = ctx()
-    await run(step({"id": "a", "type": "transform.assign",
-                    "assign": {"m": "meta.definitionKey & '@' & $string(meta.definitionVersion)",
-                               "t": "meta.startedAt", "now": "$now()"}}), c)
+    await run(
+        step(
+            {
+                "id": "a",
+                "type": "transform.assign",
+                "assign": {
+                    "m": "meta.definitionKey & '@' & $string(meta.definitionVersion)",
+                    "t": "meta.startedAt",
+                    "now": "$now()",
+                },
+            }
+        ),
+        c,
+    )
     assert c.vars == {"m": "k@3", "t": START.isoformat(), "now": "2026-01-02T03:04:05.000Z"}
 
 
-@pytest.mark.parametrize(("condition", "branch"), [
-    ("payload.n > 1", "then"), ("payload.n > 5", "else"), ("payload.missing", "else"),
-    ("payload.list", "then"), ("''", "else"),
-])
+@pytest.mark.parametrize(
+    ("condition", "branch"),
+    [
+        ("payload.n > 1", "then"),
+        ("payload.n > 5", "else"),
+        ("payload.missing", "else"),
+        ("payload.list", "then"),
+        ("''", "else"),
+    ],
+)
 async def test_if_picks_branch(condition: str, branch: str) -> None:
     c = ctx({"n": 2, "list": [0, 1]})
-    s = step({"id": "c", "type": "control.if", "condition": condition,
-              "then": [{"id": "t", "type": "state.set", "values": {"a": 1}}],
-              "else": [{"id": "e", "type": "state.set", "values": {"a": 2}}]})
+    s = step(
+        {
+            "id": "c",
+            "type": "control.if",
+            "condition": condition,
+            "then": [{"id": "t", "type": "state.set", "values": {"a": 1}}],
+            "else": [{"id": "e", "type": "state.set", "values": {"a": 2}}],
+        }
+    )
     outcome, ran = await run(s, c, "/steps/4")
     assert outcome.output == {"branch": branch}
     assert ran == [(["t"] if branch == "then" else ["e"], f"/steps/4/{branch}")]
@@ -86,8 +134,16 @@ async def test_if_picks_branch(condition: str, branch: str) -> None:
 async def test_return_raises_with_output() -> None:
     c = ctx({"v": 9})
     with pytest.raises(RunReturned) as returned:
-        await run(step({"id": "r", "type": "control.return",
-                        "output": {"v": {"$expr": "payload.v"}, "lit": [1]}}), c)
+        await run(
+            step(
+                {
+                    "id": "r",
+                    "type": "control.return",
+                    "output": {"v": {"$expr": "payload.v"}, "lit": [1]},
+                }
+            ),
+            c,
+        )
     assert returned.value.output == {"v": 9, "lit": [1]}
 
 
