@@ -31,7 +31,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)  ## every benchmark; each prints a JSON line last
-	@for script in bench/*.py; do \
+	@for script in $(filter-out bench/_%,$(wildcard bench/*.py)); do \
 		echo "== $$script"; $(BIN)/python $$script $(BENCH_ARGS) || exit 1; \
 	done
 

@@ -26,8 +26,8 @@ from temporalio.client import Client
 
 from activities.builtin import default_registry
 from app.run_starter import start_run
+from bench._baseline import STEPS, BaselineWorkflow, baseline_noop
 from bench._stack import bench_stack
-from bench.baseline import STEPS, BaselineWorkflow, baseline_noop
 from projections.db import session_factory
 from projections.models import DefinitionVersionRow, RunRow, StepRow
 from tempoflow.worker import create_worker

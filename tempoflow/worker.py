@@ -20,6 +20,7 @@ from activities.builtin import default_registry
 from activities.registry import ActionRegistry
 from projections.db import create_engine, session_factory
 from tempoflow.settings import Settings
+from temporal_workflows import search_attributes
 from temporal_workflows.interpreter import InterpreterWorkflow
 
 log = logging.getLogger("tempoflow.worker")
@@ -83,6 +84,7 @@ def create_worker(
 async def run_worker(settings: Settings, registry: ActionRegistry | None = None) -> None:
     """Run the worker until SIGINT/SIGTERM, then shut down gracefully."""
     client = await connect_temporal(settings)
+    await search_attributes.ensure_registered(client, settings.temporal_namespace)
     engine = create_engine(settings.sqlalchemy_url, pool_size=20, pre_ping=False)
     worker = create_worker(
         client,

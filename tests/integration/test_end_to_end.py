@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from temporalio.client import WorkflowFailureError
 
@@ -219,3 +221,50 @@ async def test_expression_error_at_run_time_fails_step(stack: Stack) -> None:
     assert view["error"]["type"] == "ExpressionError"
     assert view["error"]["stepPath"] == "/steps/0"
     assert view["error"]["details"]["path"] == "/steps/0/assign/x"
+
+
+async def test_search_attributes_filter_runs_in_temporal(stack: Stack) -> None:
+    await stack.publish("findme", {"steps": [{"id": "a", "type": "state.set", "values": {"x": 1}}]})
+    run = await stack.start("findme")
+    await stack.result(run)
+    query = (
+        f'TempoflowTenant = "{stack.tenant}" AND TempoflowDefinition = "findme" '
+        "AND TempoflowDefinitionVersion = 1"
+    )
+    for _ in range(50):  # visibility is eventually consistent
+        found = [w.id async for w in stack.client.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert found == [run["workflowId"]]
+
+
+async def test_worker_registers_missing_search_attributes(stack: Stack) -> None:
+    from datetime import timedelta
+
+    from google.protobuf.duration_pb2 import Duration
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+    from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+
+    from temporal_workflows.search_attributes import ALL, ensure_registered
+
+    namespace = f"ns-{stack.tenant}"
+    await stack.client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace,
+            workflow_execution_retention_period=Duration(
+                seconds=int(timedelta(days=1).total_seconds())
+            ),
+        )
+    )
+
+    async def names() -> set[str]:
+        listed = await stack.client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        return set(listed.custom_attributes)
+
+    assert not {k.name for k in ALL} <= await names()
+    await ensure_registered(stack.client, namespace)
+    assert {k.name for k in ALL} <= await names()
+    await ensure_registered(stack.client, namespace)  # a second call changes nothing
