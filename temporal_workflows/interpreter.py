@@ -71,59 +71,43 @@ class InterpreterWorkflow:
         return RunResult(output=output)
 
     async def _run_block(self, steps: list[Any], base: str) -> None:
+        for index, step in enumerate(steps):
+            await self._run_step(step, f"{base}/{index}")
+
+    async def _run_step(self, step: Any, path: str) -> None:
         ctx = self._ctx
         assert ctx is not None
-        for index, step in enumerate(steps):
-            path = f"{base}/{index}"
-            seq = ctx.next_seq()
-            started = workflow.now()
-            self._current = path
-            try:
-                outcome = await EXECUTORS[step.type](step, path, seq, ctx, self._run_block)
-            except StepFailure as failure:
-                if failure.path is None:
-                    failure.path = path
-                ctx.record(
-                    ctx.step_record(
-                        seq,
-                        path,
-                        step,
-                        StepStatus.FAILED,
-                        started,
-                        attempt=None,
-                        finished_at=workflow.now(),
-                        error=failure.to_dict(),
-                    )
-                )
-                raise
-            except RunReturned as returned:
-                # The return step itself carries the output; enclosing blocks just end.
-                output = returned.output if step.type == "control.return" else None
-                ctx.record(
-                    ctx.step_record(
-                        seq,
-                        path,
-                        step,
-                        StepStatus.SUCCEEDED,
-                        started,
-                        finished_at=workflow.now(),
-                        output=output,
-                    )
-                )
-                raise
+        seq = ctx.next_seq()
+        started = workflow.now()
+        self._current = path
+
+        def finish(status: StepStatus, **fields: Any) -> None:
             ctx.record(
                 ctx.step_record(
-                    seq,
-                    path,
-                    step,
-                    StepStatus.SUCCEEDED,
-                    started,
-                    finished_at=workflow.now(),
-                    input=outcome.input,
-                    output=outcome.output,
-                    attempt=outcome.attempt,
+                    seq, path, step, status, started, finished_at=workflow.now(), **fields
                 )
             )
+
+        try:
+            outcome = await EXECUTORS[step.type](step, path, seq, ctx, self._run_block)
+        except StepFailure as failure:
+            if failure.path is None:
+                failure.path = path
+            finish(StepStatus.FAILED, attempt=None, error=failure.to_dict())
+            raise
+        except RunReturned as returned:
+            # The return step itself carries the output; enclosing blocks just end.
+            finish(
+                StepStatus.SUCCEEDED,
+                output=returned.output if step.type == "control.return" else None,
+            )
+            raise
+        finish(
+            StepStatus.SUCCEEDED,
+            input=outcome.input,
+            output=outcome.output,
+            attempt=outcome.attempt,
+        )
 
     async def _flush(self, run: RunRecord | None = None) -> None:
         assert self._ctx is not None
