@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-unit lint format bench clean
+.PHONY: dev test test-unit conformance lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ test: $(STAMP)  ## run the whole suite against real, self-started servers
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+conformance: $(STAMP)  ## the JSONata reference suite through our expression engine
+	@$(BIN)/python -m tests.conformance.harness | grep -v "^Proc not found"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,120 +1,327 @@
-"""Compile and evaluate JSONata with a per-thread compile cache.
+"""Compile and evaluate JSONata with deterministic guardrails.
 
-Workflow code imports this module through the sandbox pass-through (jsonata-python keeps
-per-thread parser state that the sandbox would otherwise block), so the cache is shared
-by every run on a worker.
+One engine for publish time and run time. Facts about jsonata-python 0.7.1 that shape it
+(measured, see ``MEASUREMENTS.md``):
 
-Determinism: ``$now()``, ``$millis()`` and ``$random()`` are bound to values the caller
-supplies in :class:`EvalContext` (in workflow code ``workflow.now()`` and
-``workflow.random()``), so a replay evaluates to the same values.
+- its timeout reads the wall clock and starts at compile time, and its depth counter is
+  not reset after an error, so the guardrails here are our own: a step budget and a
+  depth counter reset at every evaluation, a range/sequence cap, a string cap and an
+  output cap; all count work, never time, so a replay fails or succeeds identically;
+- its per-call JSON validation walks the whole input, so it is off (the envelope comes
+  from JSON) and compiled expressions are cached (per thread: evaluation keeps state on
+  the instance);
+- Python exceptions escape it (``$number('x')`` → ``ValueError``); they become
+  :class:`ExpressionError` so a workflow never loops on a failing task;
+- regex literals compile with RE2 (linear time), so no pattern can backtrack
+  catastrophically; lookaround and backreferences are rejected at publish time.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import random as _random
+import re as _re
 import threading
-from collections.abc import Callable
+import uuid as _uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from jsonata import jexception
+import re2
+from jsonata import jexception, utils
 from jsonata.jsonata import Jsonata
+from jsonata.regex_engine import RegexFlags
 
 from expression.errors import ExpressionError
+from expression.functions import STATIC_BINDINGS, FunctionFailure, caller_bindings
+from expression.limits import DEFAULT_LIMITS, ExpressionLimits
 
 _CACHE_LIMIT = 4096
 _local = threading.local()
+_PAD = Jsonata.static_frame.lookup("pad")
 
 
-def _cache() -> dict[str, Jsonata]:
-    cache: dict[str, Jsonata] | None = getattr(_local, "cache", None)
+_GROUP_REF = _re.compile(r"\\g<(\d+)>")
+
+
+class _Re2Pattern:
+    """An RE2 pattern with ``re``'s behaviour where jsonata-python depends on it.
+
+    jsonata-python turns ``$1`` in a replacement into ``\\g<1>`` and recovers from
+    references to missing groups by parsing ``re``'s error message; RE2's own template
+    expansion fails differently, so templates are expanded here (the rest of the
+    replacement string is literal, as in JSONata).
+    """
+
+    def __init__(self, compiled: Any) -> None:
+        self._compiled = compiled
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._compiled, name)
+
+    def sub(self, repl: Any, string: str, count: int = 0) -> str:
+        if isinstance(repl, str):
+            repl = self._template(repl)
+        return str(self._compiled.sub(repl, string, count))
+
+    def _template(self, template: str) -> Callable[[Any], str]:
+        groups = self._compiled.groups
+        parts: list[str | int] = []
+        last = 0
+        for ref in _GROUP_REF.finditer(template):
+            number = int(ref.group(1))
+            if number > groups:
+                raise _re.error(f"invalid group reference {number}", template, ref.start())
+            parts += [template[last:ref.start()], number]
+            last = ref.end()
+        parts.append(template[last:])
+        return lambda m: "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
+
+
+def _re2_engine(pattern: str, flags: RegexFlags) -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    options.case_sensitive = not flags.case_insensitive
+    options.never_nl = False
+    prefix = "(?m)" if flags.multiline else ""
+    try:
+        return _Re2Pattern(re2.compile(prefix + pattern, options))
+    except re2.error as err:
+        raise FunctionFailure(
+            "TF1201", f"regular expression /{pattern}/ is not supported: {err} "
+            "(RE2 syntax: no lookaround or backreferences)",
+        ) from None
+
+
+class _Abort(Exception):
+    def __init__(self, code: str, message: str, position: int | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.position = position
+
+
+class GuardedJsonata(Jsonata):
+    """A compiled expression whose evaluation counts its work."""
+
+    def __init__(self, expression: str) -> None:
+        super().__init__(expression, regex_engine=_re2_engine)
+        for name, fn in STATIC_BINDINGS.items():
+            self.environment.bind(name, fn)
+        self.set_validate_input(False)
+        self._limits = DEFAULT_LIMITS
+        self._steps = 0
+        self._depth = 0
+        self._position = 0
+
+    # -- guardrails --------------------------------------------------------------------
+    def eval(self, expr: Any, input: Any, environment: Any) -> Any:
+        self._steps += 1
+        self._depth += 1
+        position = getattr(expr, "position", None)
+        if self._steps > self._limits.max_steps:
+            raise _Abort("TF2001", f"evaluation step budget ({self._limits.max_steps}) "
+                         "exhausted", position)
+        if self._depth > self._limits.max_depth:
+            raise _Abort("TF2002", f"evaluation deeper than {self._limits.max_depth} "
+                         "(unbounded recursion?)", position)
+        self._position = position
+        try:
+            return Jsonata.eval(self, expr, input, environment)
+        finally:
+            self._depth -= 1
+
+    def evaluate_range_expression(self, lhs: Any, rhs: Any) -> Any:
+        if isinstance(lhs, int) and isinstance(rhs, int) and not isinstance(lhs, bool) \
+                and not isinstance(rhs, bool) and rhs >= lhs:
+            size = rhs - lhs + 1
+            if size > self._limits.max_sequence:
+                raise _Abort("TF2003", f"range of {size} items exceeds the limit "
+                             f"({self._limits.max_sequence})", self._position)
+            # Ranges are lazy: consumers pay per item (steps, or a function's result size).
+        return super().evaluate_range_expression(lhs, rhs)
+
+    def evaluate_string_concat(self, lhs: Any, rhs: Any) -> str:
+        result = super().evaluate_string_concat(lhs, rhs)
+        self._check_string(result)
+        return result
+
+    def apply(self, proc: Any, args: Any, input: Any, environment: Any) -> Any:
+        if proc is _PAD and isinstance(args, list) and len(args) > 1:
+            width = args[1]
+            if isinstance(width, int | float) and abs(width) > self._limits.max_string:
+                raise _Abort("TF2004", f"$pad to {width} characters exceeds the string "
+                             f"limit ({self._limits.max_string})", self._position)
+        result = super().apply(proc, args, input, environment)
+        if isinstance(result, str):
+            self._check_string(result)
+        elif isinstance(result, list):
+            if len(result) > self._limits.max_sequence:
+                raise _Abort("TF2003", f"sequence of {len(result)} items exceeds the limit "
+                             f"({self._limits.max_sequence})", self._position)
+            self._steps += len(result)
+        return result
+
+    def _check_string(self, value: str) -> None:
+        if len(value) > self._limits.max_string:
+            raise _Abort("TF2004", f"string of {len(value)} characters exceeds the limit "
+                         f"({self._limits.max_string})", self._position)
+
+    # -- evaluation --------------------------------------------------------------------
+    def run(self, envelope: Any, bindings: Mapping[str, Any], limits: ExpressionLimits,
+            timestamp_ms: int) -> Any:
+        """Like ``Jsonata.evaluate``, with our bindings, limits and clock."""
+        if self.errors is not None:
+            raise jexception.JException("S0500", 0)
+        env = self.create_frame(self.environment)
+        for name, value in bindings.items():
+            env.bind(name, value)
+        env.bind("$", envelope)
+        data = envelope
+        if isinstance(data, list) and not utils.Utils.is_sequence(data):
+            data = utils.Utils.create_sequence(data)
+            data.outer_wrapper = True
+        self.timestamp = timestamp_ms
+        self._limits = limits
+        self._steps = self._depth = 0
+        self._position = 0
+        # jsonata-python resolves higher-order calls through the thread's "current"
+        # instance; make it this one.
+        Jsonata.CURRENT.jsonata = self
+        return utils.Utils.convert_nulls(self.eval(self.ast, data, env))
+
+
+def _cache() -> dict[str, GuardedJsonata]:
+    cache: dict[str, GuardedJsonata] | None = getattr(_local, "cache", None)
     if cache is None:
-        cache = {}
-        _local.cache = cache
+        cache = _local.cache = {}
     return cache
 
 
 def _from_jexception(err: jexception.JException, expression: str) -> ExpressionError:
-    message = str(err)
-    return ExpressionError(
-        err.error or "D0000", message, expression=expression, position=err.location
-    )
+    position = err.location if isinstance(err.location, int) and err.location >= 0 else None
+    return ExpressionError(err.error or "D0000", str(err), expression=expression,
+                           position=position)
 
 
-def compile_expression(expression: str) -> Jsonata:
+def compile_expression(expression: str) -> GuardedJsonata:
     """Compile ``expression`` (cached per thread) or raise :class:`ExpressionError`."""
     cache = _cache()
     compiled = cache.get(expression)
     if compiled is not None:
         return compiled
     try:
-        compiled = Jsonata(expression)
+        compiled = GuardedJsonata(expression)
     except jexception.JException as err:
         raise _from_jexception(err, expression) from None
+    except FunctionFailure as err:
+        raise ExpressionError(err.code, err.message, expression=expression) from None
+    except Exception as err:  # jsonata-python's parser has crashes (IndexError…)
+        raise ExpressionError("TF1002", f"cannot parse: {type(err).__name__}: {err}",
+                              expression=expression) from None
     if compiled.errors:
         first = compiled.errors[0]
         if isinstance(first, jexception.JException):
             raise _from_jexception(first, expression)
         raise ExpressionError("S0500", str(first), expression=expression)
-    # The envelope comes from JSON (pydantic), so jsonata's per-call walk of the whole
-    # input to check JSON types would only cost time (see MEASUREMENTS.md).
-    compiled.set_validate_input(False)
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
     cache[expression] = compiled
     return compiled
 
 
-def _fixed_clock() -> _dt.datetime:
+def _epoch() -> _dt.datetime:
     return _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 @dataclass(frozen=True)
 class EvalContext:
-    """What an evaluation may read besides the envelope: the clock and randomness."""
+    """What an evaluation may read besides the envelope: clock, randomness, limits.
 
-    now: Callable[[], _dt.datetime] = field(default=_fixed_clock)
-    random: Callable[[], float] = field(default=lambda: 0.5)
+    In workflow code: ``workflow.now``, ``workflow.random().random`` and
+    ``workflow.uuid4``, so a replay evaluates to the same values. The defaults are fixed
+    (epoch, a seeded generator) for publish-time checks and tests.
+    """
 
+    now: Callable[[], _dt.datetime] = field(default=_epoch)
+    random: Callable[[], float] | None = None
+    uuid: Callable[[], str] | None = None
+    limits: ExpressionLimits = DEFAULT_LIMITS
+
+    @cached_property
+    def _seeded(self) -> _random.Random:
+        return _random.Random(0)
+
+    @cached_property
     def bindings(self) -> dict[str, Any]:
-        def millis() -> int:
-            return int(self.now().timestamp() * 1000)
-
-        def now_iso(*_args: Any) -> str:
-            stamp = self.now().astimezone(_dt.UTC)
-            return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-        return {
-            "now": Jsonata.JLambda(now_iso),
-            "millis": Jsonata.JLambda(millis),
-            "random": Jsonata.JLambda(self.random),
-        }
+        rand = self.random or self._seeded.random
+        make_uuid = self.uuid or (lambda: str(_uuid.UUID(int=self._seeded.getrandbits(128),
+                                                          version=4)))
+        return caller_bindings(self.now, rand, make_uuid)
 
 
-def evaluate(expression: str, envelope: Any, context: EvalContext | None = None) -> Any:
-    """Evaluate ``expression`` against ``envelope`` and return a JSON value.
+_DEFAULT_CONTEXT = EvalContext()
+
+
+def evaluate(
+    expression: str,
+    envelope: Any,
+    context: EvalContext | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> Any:
+    """Evaluate ``expression`` against ``envelope``; the result is JSON.
 
     Raises:
-        ExpressionError: on a syntax or evaluation error (code and position included).
+        ExpressionError: on a syntax or evaluation error, or a guardrail (code,
+            message and position included).
     """
+    ctx = context or _DEFAULT_CONTEXT
     compiled = compile_expression(expression)
-    # jsonata-python resolves higher-order function calls through the thread's
-    # "current" instance; make it the expression being evaluated.
-    Jsonata.CURRENT.jsonata = compiled
+    bindings = ctx.bindings if not variables else {**ctx.bindings, **variables}
     try:
-        return compiled.evaluate(envelope, (context or EvalContext()).bindings())
+        millis = int(ctx.now().timestamp() * 1000)
+        result = compiled.run(envelope, bindings, ctx.limits, millis)
     except jexception.JException as err:
+        compiled.populate_message(err)
         raise _from_jexception(err, expression) from None
+    except _Abort as err:
+        raise ExpressionError(err.code, err.message, expression=expression,
+                              position=err.position) from None
+    except FunctionFailure as err:
+        raise ExpressionError(err.code, err.message, expression=expression,
+                              position=compiled._position) from None
     except RecursionError:
-        raise ExpressionError(
-            "TF1001", "expression recursion too deep", expression=expression
-        ) from None
+        raise ExpressionError("TF2002", "evaluation too deep", expression=expression) from None
     except Exception as err:
         # jsonata-python lets Python errors escape ($number('abc') → ValueError); in
         # workflow code they would fail the workflow task and retry forever.
+        raise ExpressionError("TF1000", f"evaluation failed: {type(err).__name__}: {err}",
+                              expression=expression, position=compiled._position) from None
+    _check_output(result, ctx.limits, expression)
+    return result
+
+
+def _check_output(result: Any, limits: ExpressionLimits, expression: str) -> None:
+    if result is None or isinstance(result, bool | int | float):
+        if isinstance(result, float) and result != result or result in (float("inf"),
+                                                                          float("-inf")):
+            raise ExpressionError("TF2006", "result is not a JSON number", expression=expression)
+        return
+    if isinstance(result, str):
+        size = len(result)
+    else:
+        try:
+            size = len(json.dumps(result, allow_nan=False, separators=(",", ":")))
+        except (TypeError, ValueError) as err:
+            raise ExpressionError(
+                "TF2006", f"result is not JSON ({err}); functions cannot be stored",
+                expression=expression) from None
+    if size > limits.max_output_bytes:
         raise ExpressionError(
-            "TF1000", f"evaluation failed: {type(err).__name__}: {err}", expression=expression
-        ) from None
+            "TF2005", f"result of {size} bytes exceeds the limit ({limits.max_output_bytes})",
+            expression=expression)
 
 
 def truthy(value: Any) -> bool:

@@ -1,0 +1,100 @@
+"""The function allow-list and the functions bound to the caller's clock and randomness."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+from jsonata.functions import Functions
+from jsonata.jsonata import Jsonata
+
+# Standard library functions available in definitions ($eval is not: expressions must
+# be fully known at publish time).
+STANDARD = frozenset(Jsonata.static_frame.bindings) - {"eval"}
+# Ours, beside the standard ones.
+EXTRA = frozenset({"nowIso", "uuid", "parseJson"})
+ALLOWED = STANDARD | EXTRA
+# Read the workflow's clock or random source instead of the machine's.
+BOUND_TO_CALLER = frozenset({"now", "millis", "random", "shuffle", "uuid", "nowIso"})
+
+
+class FunctionFailure(Exception):
+    """Raised by our functions; the engine turns it into an ExpressionError."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Native(Jsonata.JFunctionCallable):
+    """Adapter giving a Python callable JSONata's native-function calling convention."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def call(self, input: Any, args: Any) -> Any:
+        return self.fn(*(args or []))
+
+
+def function(fn: Callable[..., Any], signature: str) -> Jsonata.JFunction:
+    """A JSONata function with a signature (so arguments are validated like built-ins)."""
+    return Jsonata.JFunction(_Native(fn), signature)
+
+
+def iso_utc(moment: _dt.datetime) -> str:
+    return moment.astimezone(_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_json(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise FunctionFailure("TF1101", f"$parseJson: not JSON ({err})") from None
+
+
+def _eval_refused(*_args: Any) -> Any:
+    raise FunctionFailure("TF3001", "$eval is not allowed in definitions")
+
+
+# Bound once per compiled expression (they do not depend on the caller).
+STATIC_BINDINGS = {
+    "parseJson": function(_parse_json, "<s-:x>"),
+    "eval": function(_eval_refused, "<xx?:x>"),
+}
+
+
+def caller_bindings(
+    now: Callable[[], _dt.datetime], random: Callable[[], float], uuid: Callable[[], str]
+) -> dict[str, Any]:
+    """Functions reading the caller's deterministic clock and random source."""
+
+    def millis() -> int:
+        return int(now().timestamp() * 1000)
+
+    def now_fn(picture: str | None = None, timezone: str | None = None) -> str | None:
+        if picture is None and timezone is None:
+            return iso_utc(now())
+        return Functions.datetime_from_millis(millis(), picture, timezone)
+
+    def shuffle(items: Any) -> Any:
+        if items is None:
+            return None
+        out = list(items) if isinstance(items, list) else [items]
+        for i in range(len(out) - 1, 0, -1):  # Fisher-Yates on the caller's randomness
+            j = int(random() * (i + 1))
+            out[i], out[j] = out[j], out[i]
+        return out
+
+    return {
+        "now": function(now_fn, "<s?s?:s>"),
+        "nowIso": function(lambda: iso_utc(now()), "<:s>"),
+        "millis": function(millis, "<:n>"),
+        "random": function(random, "<:n>"),
+        "shuffle": function(shuffle, "<a:a>"),
+        "uuid": function(uuid, "<:s>"),
+    }
