@@ -13,6 +13,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from expression.limits import ExpressionLimits
 from projections.models import DefinitionVersionRow
 from tempoflow.errors import Conflict
 from temporal_workflows import search_attributes as sa
@@ -62,6 +63,7 @@ async def start_run(
     version: DefinitionVersionRow,
     data: Any,
     idempotency_key: str | None,
+    limits: ExpressionLimits | None = None,
 ) -> Started:
     """Start the interpreter for ``version``; the same idempotency key returns the same run.
 
@@ -81,6 +83,7 @@ async def start_run(
                 definition_version=version.version,
                 definition=version.body,
                 input=data,
+                limits=limits or ExpressionLimits(),
             ),
             id=wid,
             task_queue=task_queue,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +71,13 @@ class VersionPublic(_Public):
 class ValidationReport(_Public):
     valid: bool
     errors: list[Issue] = Field(default_factory=list)
+    warnings: list[Issue] = Field(default_factory=list)
+
+
+class PublishedVersion(VersionPublic):
+    """The published version and what validation warned about."""
+
+    warnings: list[Issue] = Field(default_factory=list)
 
 
 class RunCreate(_Write):
@@ -126,3 +134,16 @@ class ActionPublic(_Public):
     description: str
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
+
+
+class ExpressionEvaluate(_Write):
+    expression: str = Field(min_length=1, max_length=8192)
+    envelope: dict[str, Any] = Field(
+        default_factory=dict, description="payload, vars, meta (as a run would see them)"
+    )
+    now: dt.datetime | None = Field(default=None, description="clock for $now() (default: now)")
+    seed: int = Field(default=0, description="seed for $random(), $uuid(), $shuffle()")
+
+
+class ExpressionResult(_Public):
+    result: Any = None

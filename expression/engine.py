@@ -74,7 +74,7 @@ class _Re2Pattern:
             number = int(ref.group(1))
             if number > groups:
                 raise _re.error(f"invalid group reference {number}", template, ref.start())
-            parts += [template[last:ref.start()], number]
+            parts += [template[last : ref.start()], number]
             last = ref.end()
         parts.append(template[last:])
         return lambda m: "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
@@ -90,7 +90,8 @@ def _re2_engine(pattern: str, flags: RegexFlags) -> Any:
         return _Re2Pattern(re2.compile(prefix + pattern, options))
     except re2.error as err:
         raise FunctionFailure(
-            "TF1201", f"regular expression /{pattern}/ is not supported: {err} "
+            "TF1201",
+            f"regular expression /{pattern}/ is not supported: {err} "
             "(RE2 syntax: no lookaround or backreferences)",
         ) from None
 
@@ -114,33 +115,50 @@ class GuardedJsonata(Jsonata):
         self._limits = DEFAULT_LIMITS
         self._steps = 0
         self._depth = 0
-        self._position = 0
+        self._position: int | None = 0
 
     # -- guardrails --------------------------------------------------------------------
     def eval(self, expr: Any, input: Any, environment: Any) -> Any:
+        limits = self._limits
         self._steps += 1
         self._depth += 1
         position = getattr(expr, "position", None)
-        if self._steps > self._limits.max_steps:
-            raise _Abort("TF2001", f"evaluation step budget ({self._limits.max_steps}) "
-                         "exhausted", position)
-        if self._depth > self._limits.max_depth:
-            raise _Abort("TF2002", f"evaluation deeper than {self._limits.max_depth} "
+        if self._steps > limits.max_steps:
+            raise _Abort("TF2001", f"evaluation step budget ({limits.max_steps}) exhausted",
+                         position)
+        if self._depth > limits.max_depth:
+            raise _Abort("TF2002", f"evaluation deeper than {limits.max_depth} "
                          "(unbounded recursion?)", position)
         self._position = position
         try:
-            return Jsonata.eval(self, expr, input, environment)
+            result = Jsonata.eval(self, expr, input, environment)
         finally:
             self._depth -= 1
+        if isinstance(result, list):
+            # Building a sequence costs a step per 10 items: paths that fan out (a range
+            # inside a path over a range) are stopped as they grow, not after.
+            size = len(result)
+            if size > limits.max_sequence:
+                raise _Abort("TF2003", f"sequence of {size} items exceeds the limit "
+                             f"({limits.max_sequence})", position)
+            self._steps += size // 10
+        return result
 
     def evaluate_range_expression(self, lhs: Any, rhs: Any) -> Any:
-        if isinstance(lhs, int) and isinstance(rhs, int) and not isinstance(lhs, bool) \
-                and not isinstance(rhs, bool) and rhs >= lhs:
+        if (
+            isinstance(lhs, int)
+            and isinstance(rhs, int)
+            and not isinstance(lhs, bool)
+            and not isinstance(rhs, bool)
+            and rhs >= lhs
+        ):
             size = rhs - lhs + 1
             if size > self._limits.max_sequence:
-                raise _Abort("TF2003", f"range of {size} items exceeds the limit "
-                             f"({self._limits.max_sequence})", self._position)
-            # Ranges are lazy: consumers pay per item (steps, or a function's result size).
+                raise _Abort(
+                    "TF2003",
+                    f"range of {size} items exceeds the limit ({self._limits.max_sequence})",
+                    self._position,
+                )
         return super().evaluate_range_expression(lhs, rhs)
 
     def evaluate_string_concat(self, lhs: Any, rhs: Any) -> str:
@@ -152,26 +170,42 @@ class GuardedJsonata(Jsonata):
         if proc is _PAD and isinstance(args, list) and len(args) > 1:
             width = args[1]
             if isinstance(width, int | float) and abs(width) > self._limits.max_string:
-                raise _Abort("TF2004", f"$pad to {width} characters exceeds the string "
-                             f"limit ({self._limits.max_string})", self._position)
+                raise _Abort(
+                    "TF2004",
+                    f"$pad to {width} characters exceeds the string "
+                    f"limit ({self._limits.max_string})",
+                    self._position,
+                )
         result = super().apply(proc, args, input, environment)
         if isinstance(result, str):
             self._check_string(result)
         elif isinstance(result, list):
             if len(result) > self._limits.max_sequence:
-                raise _Abort("TF2003", f"sequence of {len(result)} items exceeds the limit "
-                             f"({self._limits.max_sequence})", self._position)
+                raise _Abort(
+                    "TF2003",
+                    f"sequence of {len(result)} items exceeds the limit "
+                    f"({self._limits.max_sequence})",
+                    self._position,
+                )
             self._steps += len(result)
         return result
 
     def _check_string(self, value: str) -> None:
         if len(value) > self._limits.max_string:
-            raise _Abort("TF2004", f"string of {len(value)} characters exceeds the limit "
-                         f"({self._limits.max_string})", self._position)
+            raise _Abort(
+                "TF2004",
+                f"string of {len(value)} characters exceeds the limit ({self._limits.max_string})",
+                self._position,
+            )
 
     # -- evaluation --------------------------------------------------------------------
-    def run(self, envelope: Any, bindings: Mapping[str, Any], limits: ExpressionLimits,
-            timestamp_ms: int) -> Any:
+    def run(
+        self,
+        envelope: Any,
+        bindings: Mapping[str, Any],
+        limits: ExpressionLimits,
+        timestamp_ms: int,
+    ) -> Any:
         """Like ``Jsonata.evaluate``, with our bindings, limits and clock."""
         if self.errors is not None:
             raise jexception.JException("S0500", 0)
@@ -202,8 +236,7 @@ def _cache() -> dict[str, GuardedJsonata]:
 
 def _from_jexception(err: jexception.JException, expression: str) -> ExpressionError:
     position = err.location if isinstance(err.location, int) and err.location >= 0 else None
-    return ExpressionError(err.error or "D0000", str(err), expression=expression,
-                           position=position)
+    return ExpressionError(err.error or "D0000", str(err), expression=expression, position=position)
 
 
 def compile_expression(expression: str) -> GuardedJsonata:
@@ -219,8 +252,9 @@ def compile_expression(expression: str) -> GuardedJsonata:
     except FunctionFailure as err:
         raise ExpressionError(err.code, err.message, expression=expression) from None
     except Exception as err:  # jsonata-python's parser has crashes (IndexError…)
-        raise ExpressionError("TF1002", f"cannot parse: {type(err).__name__}: {err}",
-                              expression=expression) from None
+        raise ExpressionError(
+            "TF1002", f"cannot parse: {type(err).__name__}: {err}", expression=expression
+        ) from None
     if compiled.errors:
         first = compiled.errors[0]
         if isinstance(first, jexception.JException):
@@ -257,8 +291,9 @@ class EvalContext:
     @cached_property
     def bindings(self) -> dict[str, Any]:
         rand = self.random or self._seeded.random
-        make_uuid = self.uuid or (lambda: str(_uuid.UUID(int=self._seeded.getrandbits(128),
-                                                          version=4)))
+        make_uuid = self.uuid or (
+            lambda: str(_uuid.UUID(int=self._seeded.getrandbits(128), version=4))
+        )
         return caller_bindings(self.now, rand, make_uuid)
 
 
@@ -287,26 +322,34 @@ def evaluate(
         compiled.populate_message(err)
         raise _from_jexception(err, expression) from None
     except _Abort as err:
-        raise ExpressionError(err.code, err.message, expression=expression,
-                              position=err.position) from None
+        raise ExpressionError(
+            err.code, err.message, expression=expression, position=err.position
+        ) from None
     except FunctionFailure as err:
-        raise ExpressionError(err.code, err.message, expression=expression,
-                              position=compiled._position) from None
+        raise ExpressionError(
+            err.code, err.message, expression=expression, position=compiled._position
+        ) from None
     except RecursionError:
         raise ExpressionError("TF2002", "evaluation too deep", expression=expression) from None
     except Exception as err:
         # jsonata-python lets Python errors escape ($number('abc') → ValueError); in
         # workflow code they would fail the workflow task and retry forever.
-        raise ExpressionError("TF1000", f"evaluation failed: {type(err).__name__}: {err}",
-                              expression=expression, position=compiled._position) from None
+        raise ExpressionError(
+            "TF1000",
+            f"evaluation failed: {type(err).__name__}: {err}",
+            expression=expression,
+            position=compiled._position,
+        ) from None
     _check_output(result, ctx.limits, expression)
     return result
 
 
 def _check_output(result: Any, limits: ExpressionLimits, expression: str) -> None:
     if result is None or isinstance(result, bool | int | float):
-        if isinstance(result, float) and result != result or result in (float("inf"),
-                                                                          float("-inf")):
+        if (isinstance(result, float) and result != result) or result in (
+            float("inf"),
+            float("-inf"),
+        ):
             raise ExpressionError("TF2006", "result is not a JSON number", expression=expression)
         return
     if isinstance(result, str):
@@ -316,12 +359,16 @@ def _check_output(result: Any, limits: ExpressionLimits, expression: str) -> Non
             size = len(json.dumps(result, allow_nan=False, separators=(",", ":")))
         except (TypeError, ValueError) as err:
             raise ExpressionError(
-                "TF2006", f"result is not JSON ({err}); functions cannot be stored",
-                expression=expression) from None
+                "TF2006",
+                f"result is not JSON ({err}); functions cannot be stored",
+                expression=expression,
+            ) from None
     if size > limits.max_output_bytes:
         raise ExpressionError(
-            "TF2005", f"result of {size} bytes exceeds the limit ({limits.max_output_bytes})",
-            expression=expression)
+            "TF2005",
+            f"result of {size} bytes exceeds the limit ({limits.max_output_bytes})",
+            expression=expression,
+        )
 
 
 def truthy(value: Any) -> bool:

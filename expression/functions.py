@@ -12,7 +12,8 @@ from jsonata.jsonata import Jsonata
 
 # Standard library functions available in definitions ($eval is not: expressions must
 # be fully known at publish time).
-STANDARD = frozenset(Jsonata.static_frame.bindings) - {"eval"}
+BUILTIN = frozenset(Jsonata.static_frame.bindings)
+STANDARD = BUILTIN - {"eval"}
 # Ours, beside the standard ones.
 EXTRA = frozenset({"nowIso", "uuid", "parseJson"})
 ALLOWED = STANDARD | EXTRA

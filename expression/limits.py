@@ -16,7 +16,8 @@ class ExpressionLimits(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_steps: int = Field(default=100_000, ge=100)
-    """Evaluation steps (AST node visits; a range or sequence built costs its length)."""
+    """Evaluation steps: one per AST node visited, plus one per 10 items of every sequence
+    a node produces."""
     max_depth: int = Field(default=200, ge=10, le=1000)
     """Nesting of evaluations (recursion through user functions counts)."""
     max_sequence: int = Field(default=100_000, ge=10)

@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from expression import ExpressionError, compile_expression, iter_expressions
+from expression import ExpressionError, iter_expressions
+from expression.analysis import analyze
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 VAR_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -110,13 +111,17 @@ Definition.model_rebuild()
 
 
 class Issue(BaseModel):
-    """One validation finding; ``path`` is a JSON pointer into the definition body."""
+    """One validation finding; ``path`` is a JSON pointer into the definition body.
+
+    Errors block publishing; warnings (``severity="warning"``) are reported only.
+    """
 
     path: str
     code: str
     message: str
     hint: str | None = None
     position: int | None = None
+    severity: Literal["error", "warning"] = "error"
 
 
 def content_hash(body: Any) -> str:
@@ -160,14 +165,54 @@ def walk_steps(steps: list[Any], path: str = "/steps") -> Iterator[tuple[str, An
             yield from walk_steps(step.else_, f"{here}/else")
 
 
-def _expression_issue(err: ExpressionError, path: str) -> Issue:
-    return Issue(
-        path=path,
-        code="expression.invalid",
-        message=f"{err.code}: {err.message}",
-        position=err.position,
-        hint="check the JSONata syntax at the given position",
-    )
+def _check_expression(expr: str, path: str, assigned: set[str], issues: list[Issue]) -> None:
+    """Syntax, allowed functions, envelope names; warn on reads of never-assigned vars."""
+    try:
+        found = analyze(expr)
+    except ExpressionError as err:
+        issues.append(
+            Issue(
+                path=path,
+                code="expression.invalid",
+                message=f"{err.code}: {err.message}",
+                position=err.position,
+                hint="check the JSONata syntax at the position",
+            )
+        )
+        return
+    for finding in found.errors:
+        issues.append(
+            Issue(
+                path=path,
+                code=finding.code,
+                message=finding.message,
+                position=finding.position,
+                hint=finding.hint,
+            )
+        )
+    for name, position in found.var_reads:
+        if name not in assigned:
+            issues.append(
+                Issue(
+                    path=path,
+                    code="expression.unassigned_var",
+                    severity="warning",
+                    message=f"vars.{name} is read but no earlier step assigns it",
+                    position=position,
+                    hint="it evaluates to undefined unless a step sets it first",
+                )
+            )
+
+
+def _assigned_by(step: Any) -> set[str]:
+    """Top-level variable names a step assigns."""
+    if isinstance(step, StateSet):
+        return {target.split(".")[0] for target in step.values}
+    if isinstance(step, TransformAssign):
+        return {target.split(".")[0] for target in step.assign}
+    if isinstance(step, ActionCall) and step.output:
+        return {step.output.split(".")[0]}
+    return set()
 
 
 def _step_expressions(path: str, step: Any) -> Iterator[tuple[str, str]]:
@@ -185,7 +230,7 @@ def _step_expressions(path: str, step: Any) -> Iterator[tuple[str, str]]:
 
 
 def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list[Issue]:
-    """Return every problem of ``body`` at once (empty list when it can be published).
+    """Return every problem of ``body`` at once: errors (block publishing) and warnings.
 
     Args:
         body: the JSON definition.
@@ -198,6 +243,7 @@ def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list
     issues: list[Issue] = []
     known_actions = set(actions) if actions is not None else None
     seen: dict[str, str] = {}
+    assigned: set[str] = set()  # in document order: what an earlier step can have set
     for path, step in walk_steps(definition.steps):
         if step.id in seen:
             issues.append(
@@ -221,15 +267,10 @@ def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list
                     )
                 )
         for expr_path, expr in _step_expressions(path, step):
-            try:
-                compile_expression(expr)
-            except ExpressionError as err:
-                issues.append(_expression_issue(err, expr_path))
+            _check_expression(expr, expr_path, assigned, issues)
+        assigned |= _assigned_by(step)
     for expr_path, expr in iter_expressions(definition.output, "/output"):
-        try:
-            compile_expression(expr)
-        except ExpressionError as err:
-            issues.append(_expression_issue(err, expr_path))
+        _check_expression(expr, expr_path, assigned, issues)
     if definition.inputSchema is not None:
         try:
             jsonschema.validators.validator_for(definition.inputSchema).check_schema(

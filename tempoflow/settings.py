@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from expression.limits import ExpressionLimits
+
 DEV_PEPPER = "tempoflow-development-pepper"
 
 
@@ -20,7 +22,9 @@ class Settings(BaseSettings):
     ``home``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TEMPOFLOW_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TEMPOFLOW_", env_nested_delimiter="__", extra="ignore"
+    )
 
     environment: Literal["development", "test", "production"] = "development"
     home: Path = Path(".tempoflow")
@@ -47,6 +51,9 @@ class Settings(BaseSettings):
     """Largest definition body (JSON-encoded); bounded by Temporal's 2 MB payload limit."""
     max_run_input_bytes: int = Field(default=262_144, ge=1024)
     """Largest run input (JSON-encoded); it is stored in workflow history."""
+    expression_limits: ExpressionLimits = Field(default_factory=ExpressionLimits)
+    """Budgets of one expression evaluation, e.g. ``TEMPOFLOW_EXPRESSION_LIMITS__MAX_STEPS``;
+    each run keeps the limits it started with."""
     default_page_size: int = 50
     max_page_size: int = 500
 

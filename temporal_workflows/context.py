@@ -52,7 +52,12 @@ class RunContext:
             workflow_id=info.workflow_id,
             started_at=info.start_time,
             attempt=info.attempt,
-            eval_context=EvalContext(now=workflow.now, random=workflow.random().random),
+            eval_context=EvalContext(
+                now=workflow.now,
+                random=workflow.random().random,
+                uuid=lambda: str(workflow.uuid4()),
+                limits=inp.limits,
+            ),
         )
 
     # -- expressions -------------------------------------------------------------------

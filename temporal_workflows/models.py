@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from expression.limits import ExpressionLimits
 from projections.records import ProjectionBatch
 
 WORKFLOW_NAME = "tempoflow.run"
@@ -21,6 +22,7 @@ class RunInput(BaseModel):
     definition_version: int
     definition: dict[str, Any]
     input: Any = None
+    limits: ExpressionLimits = Field(default_factory=ExpressionLimits)
 
 
 class RunResult(BaseModel):

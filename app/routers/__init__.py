@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from app.routers import actions, definitions, health, runs
+from app.routers import actions, definitions, expressions, health, runs
 
-ROUTERS = [health.router, definitions.router, runs.router, actions.router]
+ROUTERS = [health.router, definitions.router, runs.router, actions.router, expressions.router]

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
+from activities.registry import ActionRegistry
 from app.data import definitions as data
 from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep
 from app.pagination import decode_cursor, encode_cursor
@@ -17,10 +18,11 @@ from app.schemas import (
     DefinitionsPublic,
     DefinitionSummary,
     DefinitionValidate,
+    PublishedVersion,
     ValidationReport,
     VersionPublic,
 )
-from tempoflow.definition import validate_definition
+from tempoflow.definition import Issue, validate_definition
 from tempoflow.errors import NotFound, Unprocessable
 from tempoflow.settings import Settings
 
@@ -54,13 +56,20 @@ def _check_size(body: dict[str, Any], settings: Settings) -> None:
         )
 
 
-def _invalid(issues: list[Any]) -> Unprocessable:
-    return Unprocessable(
-        f"the definition has {len(issues)} error(s)",
-        code="definition_invalid",
-        errors=[i.model_dump(exclude_none=True) for i in issues],
-        hint="each error's path is a JSON pointer into the definition",
-    )
+def _validate(definition: dict[str, Any], registry: ActionRegistry) -> list[Issue]:
+    """Validate; raise 422 with every error (and the warnings); return the warnings."""
+    issues = validate_definition(definition, registry.names())
+    errors = [i for i in issues if i.severity == "error"]
+    warnings = [i for i in issues if i.severity == "warning"]
+    if errors:
+        raise Unprocessable(
+            f"the definition has {len(errors)} error(s)",
+            code="definition_invalid",
+            errors=[i.model_dump(exclude_none=True) for i in errors],
+            extra={"warnings": [i.model_dump(exclude_none=True) for i in warnings]},
+            hint="each error's path is a JSON pointer into the definition",
+        )
+    return warnings
 
 
 @router.put("/{key}", response_model=DefinitionPublic)
@@ -131,31 +140,28 @@ async def validate_definition_draft(
             raise _not_found(key)
         definition = row.draft
     _check_size(definition, settings)
-    issues = validate_definition(definition, registry.names())
-    if issues:
-        raise _invalid(issues)
-    return ValidationReport(valid=True)
+    return ValidationReport(valid=True, warnings=_validate(definition, registry))
 
 
-@router.post("/{key}/publish", response_model=VersionPublic)
+@router.post("/{key}/publish", response_model=PublishedVersion)
 async def publish_definition(
     key: KeyPath,
     principal: Publisher,
     session: SessionDep,
     registry: RegistryDep,
     response: Response,
-) -> VersionPublic:
+) -> PublishedVersion:
     """Publish the draft as immutable version N (same content as the latest: same N, 200)."""
     row = await data.get_definition(session, principal.tenant, key, for_update=True)
     if row is None:
         raise _not_found(key)
-    issues = validate_definition(row.draft, registry.names())
-    if issues:
-        raise _invalid(issues)
+    warnings = _validate(row.draft, registry)
     version, created = await data.publish(session, row, published_by=principal.key_id)
     await session.commit()
     response.status_code = 201 if created else 200
-    return VersionPublic.model_validate(version)
+    published = PublishedVersion.model_validate(version)
+    published.warnings = warnings
+    return published
 
 
 @router.get("/{key}/versions", response_model=list[VersionPublic])

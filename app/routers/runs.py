@@ -115,6 +115,7 @@ async def create_run(
         version=version,
         data=body.input,
         idempotency_key=body.idempotency_key,
+        limits=settings.expression_limits,
     )
     if not started.created:
         response.status_code = 200

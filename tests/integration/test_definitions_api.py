@@ -61,7 +61,7 @@ async def test_validate_inline_body(stack: Stack) -> None:
     r = await stack.http.post(
         "/v1/definitions/x/validate", headers=stack.auth(), json={"definition": GOOD}
     )
-    assert r.status_code == 200 and r.json() == {"valid": True, "errors": []}
+    assert r.status_code == 200 and r.json() == {"valid": True, "errors": [], "warnings": []}
 
 
 async def test_publish_is_immutable_and_content_addressed(stack: Stack) -> None:

@@ -35,6 +35,9 @@ def test_conformance_count(
     passed = sum(1 for _, ok in outcomes.values() if ok)
     excluded = sum(1 for _, ok in outcomes.values() if ok is None)
     with capsys.disabled():
-        print(f"\nJSONata conformance: {passed}/{len(outcomes)} passed ({excluded} excluded by design)")
+        print(
+            f"\nJSONata conformance: {passed}/{len(outcomes)} passed "
+            f"({excluded} excluded by design)"
+        )
     assert len(outcomes) == 1686
     assert passed >= FLOOR
