@@ -124,11 +124,15 @@ class GuardedJsonata(Jsonata):
         self._depth += 1
         position = getattr(expr, "position", None)
         if self._steps > limits.max_steps:
-            raise _Abort("TF2001", f"evaluation step budget ({limits.max_steps}) exhausted",
-                         position)
+            raise _Abort(
+                "TF2001", f"evaluation step budget ({limits.max_steps}) exhausted", position
+            )
         if self._depth > limits.max_depth:
-            raise _Abort("TF2002", f"evaluation deeper than {limits.max_depth} "
-                         "(unbounded recursion?)", position)
+            raise _Abort(
+                "TF2002",
+                f"evaluation deeper than {limits.max_depth} (unbounded recursion?)",
+                position,
+            )
         self._position = position
         try:
             result = Jsonata.eval(self, expr, input, environment)
@@ -139,8 +143,11 @@ class GuardedJsonata(Jsonata):
             # inside a path over a range) are stopped as they grow, not after.
             size = len(result)
             if size > limits.max_sequence:
-                raise _Abort("TF2003", f"sequence of {size} items exceeds the limit "
-                             f"({limits.max_sequence})", position)
+                raise _Abort(
+                    "TF2003",
+                    f"sequence of {size} items exceeds the limit ({limits.max_sequence})",
+                    position,
+                )
             self._steps += size // 10
         return result
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +22,8 @@ from tempoflow.worker import create_worker
 from tests.actions import Effects, build_registry
 
 pytestmark = pytest.mark.integration
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 
 
 @dataclass
@@ -57,6 +61,14 @@ class Stack:
     async def result(self, run: dict[str, Any]) -> Any:
         """Wait for the run's workflow to close (Temporal), then return its result."""
         return await self.client.get_workflow_handle(run["workflowId"]).result()
+
+    async def record_history(self, run: dict[str, Any], name: str) -> None:
+        """With TEMPOFLOW_RECORD_HISTORIES=1, store the run's history as a golden file
+        (tests/histories/NAME.json) that the replay tests check on every CI run."""
+        if not os.environ.get("TEMPOFLOW_RECORD_HISTORIES"):
+            return
+        history = await self.client.get_workflow_handle(run["workflowId"]).fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
 
     async def run_view(self, run_id: str) -> dict[str, Any]:
         r = await self.http.get(f"/v1/runs/{run_id}", headers=self.auth())

@@ -63,6 +63,7 @@ async def test_run_succeeds_and_projection_matches(stack: Stack) -> None:
 
     result = await stack.result(run)
     assert result["output"] == {"order": "o-1", "total": 110, "review": True, "paid": 110}
+    await stack.record_history(run, "every_node_type")
 
     view = await stack.run_view(run["id"])
     assert view["status"] == "SUCCEEDED"
@@ -121,6 +122,7 @@ async def test_failing_action_fails_run_with_step_path(stack: Stack) -> None:
     with pytest.raises(WorkflowFailureError) as failure:
         await stack.result(run)
     assert failure.value.cause.type == "PaymentDeclined"  # type: ignore[attr-defined]
+    await stack.record_history(run, "failing_action")
 
     view = await stack.run_view(run["id"])
     assert view["status"] == "FAILED"

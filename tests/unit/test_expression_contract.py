@@ -16,63 +16,71 @@ from expression.limits import ExpressionLimits
 
 NOW = dt.datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=dt.UTC)
 FIXED = EvalContext(now=lambda: NOW)
-DATA = {"payload": {"items": [{"sku": "b", "price": 2.5, "qty": 2}, {"sku": "a", "price": 10, "qty": 1}],
-                    "name": "Ada Lovelace", "when": "2026-01-02T03:04:05.000Z"},
-        "vars": {"tags": ["x", "y"], "obj": {"k": 1}}}
+DATA = {
+    "payload": {
+        "items": [{"sku": "b", "price": 2.5, "qty": 2}, {"sku": "a", "price": 10, "qty": 1}],
+        "name": "Ada Lovelace",
+        "when": "2026-01-02T03:04:05.000Z",
+    },
+    "vars": {"tags": ["x", "y"], "obj": {"k": 1}},
+}
 
 
-@pytest.mark.parametrize(("expr", "expected"), [
-    # strings
-    ("$uppercase(payload.name)", "ADA LOVELACE"),
-    ("$substring(payload.name, 0, 3)", "Ada"),
-    ("$pad('7', -3, '0')", "007"),
-    ("$join(vars.tags, '-')", "x-y"),
-    ("$split(payload.name, ' ')", ["Ada", "Lovelace"]),
-    ("$replace(payload.name, /a/i, '_')", "_d_ Lovel_ce"),
-    ("$match('ab12cd34', /[0-9]+/).match", ["12", "34"]),
-    ("$contains(payload.name, /love/i)", True),
-    ("$trim('  x  ')", "x"),
-    ("$string({'a': 1})", '{"a":1}'),
-    ("$base64encode('hi')", "aGk="),
-    # numbers
-    ("$sum(payload.items.(price * qty))", 15),
-    ("$round(2.675, 2)", 2.68),
-    ("$formatNumber(1234.5, '#,##0.00')", "1,234.50"),
-    ("$max(payload.items.price)", 10),
-    ("$average([1, 2, 3])", 2),
-    ("$number('42')", 42),
-    # arrays and objects
-    ("$sort(payload.items.sku)", ["a", "b"]),
-    ("$append(vars.tags, 'z')", ["x", "y", "z"]),
-    ("$distinct([1, 1, 2])", [1, 2]),
-    ("$reverse([1, 2])", [2, 1]),
-    ("$count(payload.items)", 2),
-    ("$keys({'k': 1, 'j': 2})", ["k", "j"]),
-    ("$merge([{'a': 1}, {'b': 2}])", {"a": 1, "b": 2}),
-    ("$lookup(vars.obj, 'k')", 1),
-    ("$spread({'a': 1, 'b': 2})", [{"a": 1}, {"b": 2}]),
-    ("payload.items^(price).sku", ["b", "a"]),
-    ("payload.items{sku: price}", {"b": 2.5, "a": 10}),
-    # higher-order
-    ("$map([1, 2], function($v) { $v * 2 })", [2, 4]),
-    ("$filter([1, 2, 3], function($v) { $v > 1 })", [2, 3]),
-    ("$reduce([1, 2, 3], function($a, $b) { $a + $b })", 6),
-    ("$single([1, 2], function($v) { $v = 2 })", 2),
-    ("$sift({'a': 1, 'b': 2}, function($v) { $v > 1 })", {"b": 2}),
-    # dates (from data, not the clock)
-    ("$toMillis(payload.when)", 1767323045000),
-    ("$fromMillis(0)", "1970-01-01T00:00:00.000Z"),
-    # booleans, types, ours
-    ("$boolean([])", False),
-    ("$type(vars.obj)", "object"),
-    ("$exists(payload.nothing)", False),
-    ("$parseJson('{\"a\": [1, true]}')", {"a": [1, True]}),
-    # clock-bound
-    ("$nowIso()", "2026-03-04T05:06:07.890Z"),
-    ("$now()", "2026-03-04T05:06:07.890Z"),
-    ("$now('[Y0001]-[M01]')", "2026-03"),
-    ("$millis()", 1772600767890),
-])
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        # strings
+        ("$uppercase(payload.name)", "ADA LOVELACE"),
+        ("$substring(payload.name, 0, 3)", "Ada"),
+        ("$pad('7', -3, '0')", "007"),
+        ("$join(vars.tags, '-')", "x-y"),
+        ("$split(payload.name, ' ')", ["Ada", "Lovelace"]),
+        ("$replace(payload.name, /a/i, '_')", "_d_ Lovel_ce"),
+        ("$match('ab12cd34', /[0-9]+/).match", ["12", "34"]),
+        ("$contains(payload.name, /love/i)", True),
+        ("$trim('  x  ')", "x"),
+        ("$string({'a': 1})", '{"a":1}'),
+        ("$base64encode('hi')", "aGk="),
+        # numbers
+        ("$sum(payload.items.(price * qty))", 15),
+        ("$round(2.675, 2)", 2.68),
+        ("$formatNumber(1234.5, '#,##0.00')", "1,234.50"),
+        ("$max(payload.items.price)", 10),
+        ("$average([1, 2, 3])", 2),
+        ("$number('42')", 42),
+        # arrays and objects
+        ("$sort(payload.items.sku)", ["a", "b"]),
+        ("$append(vars.tags, 'z')", ["x", "y", "z"]),
+        ("$distinct([1, 1, 2])", [1, 2]),
+        ("$reverse([1, 2])", [2, 1]),
+        ("$count(payload.items)", 2),
+        ("$keys({'k': 1, 'j': 2})", ["k", "j"]),
+        ("$merge([{'a': 1}, {'b': 2}])", {"a": 1, "b": 2}),
+        ("$lookup(vars.obj, 'k')", 1),
+        ("$spread({'a': 1, 'b': 2})", [{"a": 1}, {"b": 2}]),
+        ("payload.items^(price).sku", ["b", "a"]),
+        ("payload.items{sku: price}", {"b": 2.5, "a": 10}),
+        # higher-order
+        ("$map([1, 2], function($v) { $v * 2 })", [2, 4]),
+        ("$filter([1, 2, 3], function($v) { $v > 1 })", [2, 3]),
+        ("$reduce([1, 2, 3], function($a, $b) { $a + $b })", 6),
+        ("$single([1, 2], function($v) { $v = 2 })", 2),
+        ("$sift({'a': 1, 'b': 2}, function($v) { $v > 1 })", {"b": 2}),
+        # dates (from data, not the clock)
+        ("$toMillis(payload.when)", 1767323045000),
+        ("$fromMillis(0)", "1970-01-01T00:00:00.000Z"),
+        # booleans, types, ours
+        ("$boolean([])", False),
+        ("$type(vars.obj)", "object"),
+        ("$exists(payload.nothing)", False),
+        ("$parseJson('{\"a\": [1, true]}')", {"a": [1, True]}),
+        # clock-bound
+        ("$nowIso()", "2026-03-04T05:06:07.890Z"),
+        ("$now()", "2026-03-04T05:06:07.890Z"),
+        ("$now('[Y0001]-[M01]')", "2026-03"),
+        ("$millis()", 1772600767890),
+    ],
+)
 def test_function_families(expr: str, expected: object) -> None:
     assert evaluate(expr, DATA, FIXED) == expected
 
@@ -86,11 +94,16 @@ def test_every_allowed_function_is_documented(repo_root) -> None:  # type: ignor
 def test_random_uuid_shuffle_follow_the_seed() -> None:
     def ctx(seed: int) -> EvalContext:
         rng = random.Random(seed)
-        return EvalContext(now=lambda: NOW, random=rng.random,
-                           uuid=lambda: f"u-{rng.getrandbits(32)}")
+        return EvalContext(
+            now=lambda: NOW, random=rng.random, uuid=lambda: f"u-{rng.getrandbits(32)}"
+        )
 
     expr = "{'r': $random(), 'u': $uuid(), 's': $shuffle([1, 2, 3, 4, 5, 6])}"
-    first, again, other = evaluate(expr, {}, ctx(7)), evaluate(expr, {}, ctx(7)), evaluate(expr, {}, ctx(8))
+    first, again, other = (
+        evaluate(expr, {}, ctx(7)),
+        evaluate(expr, {}, ctx(7)),
+        evaluate(expr, {}, ctx(8)),
+    )
     assert first == again
     assert first != other
     assert sorted(first["s"]) == [1, 2, 3, 4, 5, 6]
@@ -103,14 +116,16 @@ def test_default_context_is_deterministic() -> None:
 
 
 HOSTILE = [
-    ("($f := function($x){ $f($x) }; $f(1))", "TF2001"),       # tail call: loops forever
-    ("($f := function($x){ 1 + $f($x) }; $f(1))", "TF2002"),   # unbounded recursion
+    ("($f := function($x){ $f($x) }; $f(1))", "TF2001"),  # tail call: loops forever
+    ("($f := function($x){ 1 + $f($x) }; $f(1))", "TF2002"),  # unbounded recursion
     ("[1..10000000]", "TF2003"),
     ("$count([1..10000000])", "TF2003"),
     ("[1..1000000].$string($)", "TF2003"),
     ("$pad('x', 1000000000)", "TF2004"),
-    ("($s := 'xxxxxxxxxx'; $f := function($s, $n){ $n = 0 ? $s : $f($s & $s, $n - 1) }; $f($s, 40))",
-     "TF2004"),
+    (
+        "($s := 'xxxxxxxxxx'; $f := function($s, $n){ $n = 0 ? $s : $f($s & $s, $n - 1) }; $f($s, 40))",
+        "TF2004",
+    ),
     ("[1..50000].[1..50000]", "TF2001"),
     ("$join([1..90000].$string($), '')", "TF2001"),
     ("$eval('1 + 1')", "TF3001"),
@@ -178,7 +193,7 @@ def test_thread_safety_of_per_thread_state() -> None:
             for _ in range(200):
                 out = evaluate(expr, {"payload": {"xs": [1, 2, 3], "k": k}}, ctx)
                 assert out == [k, 2 * k, 3 * k, moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")]
-        except BaseException as err:  # noqa: BLE001 (collected for the assert below)
+        except BaseException as err:
             errors.append(err)
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(1, 9)]

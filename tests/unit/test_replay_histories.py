@@ -1,0 +1,36 @@
+"""Recorded histories (tests/histories/*.json) replay on the current interpreter.
+
+A change to interpreter behaviour that would break running workflows fails here; guard
+it with ``workflow.patched()``. Record new histories with
+``TEMPOFLOW_RECORD_HISTORIES=1 make test``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from tempoflow.worker import workflow_runner
+from temporal_workflows.interpreter import InterpreterWorkflow
+
+HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("*.json"))
+
+
+def test_histories_are_checked_in() -> None:
+    assert {p.stem for p in HISTORIES} >= {"every_node_type", "failing_action", "clock_and_random"}
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(
+        workflows=[InterpreterWorkflow],
+        workflow_runner=workflow_runner(),
+        data_converter=pydantic_data_converter,
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None
