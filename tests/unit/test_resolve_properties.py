@@ -37,7 +37,8 @@ def pointer_get(value: Any, pointer: str) -> Any:
     return value
 
 
-@given(json_trees(scalars | near_misses))
+# A generated {"$expr": "text"} object would be a real envelope: keep that key out here.
+@given(json_trees(scalars | near_misses, keys.filter(lambda k: k != EXPR_KEY)))
 def test_values_without_envelopes_come_back_unchanged(value: Any) -> None:
     def never(expr: str, path: str) -> Any:
         raise AssertionError(f"evaluated {expr!r} at {path}")
