@@ -18,11 +18,13 @@ near_misses = st.fixed_dictionaries({EXPR_KEY: st.text(), "x": scalars}) | st.fi
 envelopes = st.builds(lambda text: {EXPR_KEY: text}, st.text(max_size=20))
 
 
-def json_trees(leaves: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+def json_trees(
+    leaves: st.SearchStrategy[Any], names: st.SearchStrategy[str] = keys
+) -> st.SearchStrategy[Any]:
     return st.recursive(
         leaves,
         lambda children: (
-            st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=4)
+            st.lists(children, max_size=4) | st.dictionaries(names, children, max_size=4)
         ),
         max_leaves=25,
     )
