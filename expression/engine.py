@@ -35,7 +35,7 @@ from jsonata.jsonata import Jsonata
 from jsonata.regex_engine import RegexFlags
 
 from expression.errors import ExpressionError
-from expression.functions import STATIC_BINDINGS, FunctionFailure, caller_bindings
+from expression.functions import STATIC_BINDINGS, FunctionFailure, GuardError, caller_bindings
 from expression.limits import DEFAULT_LIMITS, ExpressionLimits
 
 _CACHE_LIMIT = 4096
@@ -96,14 +96,6 @@ def _re2_engine(pattern: str, flags: RegexFlags) -> Any:
         ) from None
 
 
-class _Abort(Exception):
-    def __init__(self, code: str, message: str, position: int | None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.position = position
-
-
 class GuardedJsonata(Jsonata):
     """A compiled expression whose evaluation counts its work."""
 
@@ -111,45 +103,56 @@ class GuardedJsonata(Jsonata):
         super().__init__(expression, regex_engine=_re2_engine)
         for name, fn in STATIC_BINDINGS.items():
             self.environment.bind(name, fn)
+        # Evaluation moves ``self.environment`` to inner scopes; every run starts here.
+        self._base_environment = self.environment
         self.set_validate_input(False)
-        self._limits = DEFAULT_LIMITS
+        self._set_limits(DEFAULT_LIMITS)
         self._steps = 0
         self._depth = 0
         self._position: int | None = 0
 
+    def _set_limits(self, limits: ExpressionLimits) -> None:
+        self._limits = limits
+        self._max_steps = limits.max_steps
+        self._max_depth = limits.max_depth
+        self._max_sequence = limits.max_sequence
+
     # -- guardrails --------------------------------------------------------------------
     def eval(self, expr: Any, input: Any, environment: Any) -> Any:
-        limits = self._limits
+        # Hot path: one call per AST node. Counters reset at every evaluation, so an
+        # exception may leave ``_depth`` raised (no try/finally needed).
         self._steps += 1
         self._depth += 1
-        position = getattr(expr, "position", None)
-        if self._steps > limits.max_steps:
-            raise _Abort(
-                "TF2001", f"evaluation step budget ({limits.max_steps}) exhausted", position
-            )
-        if self._depth > limits.max_depth:
-            raise _Abort(
-                "TF2002",
-                f"evaluation deeper than {limits.max_depth} (unbounded recursion?)",
-                position,
-            )
-        self._position = position
-        try:
-            result = Jsonata.eval(self, expr, input, environment)
-        finally:
-            self._depth -= 1
+        if self._steps > self._max_steps or self._depth > self._max_depth:
+            self._exceeded(expr)
+        self._position = expr.position
+        # Not Jsonata.eval: it re-resolves the thread's current instance (this one) and
+        # saves/restores context for $eval, which definitions cannot call.
+        result = self._eval(expr, input, environment)
+        self._depth -= 1
         if isinstance(result, list):
             # Building a sequence costs a step per 10 items: paths that fan out (a range
             # inside a path over a range) are stopped as they grow, not after.
             size = len(result)
-            if size > limits.max_sequence:
-                raise _Abort(
+            if size > self._max_sequence:
+                raise GuardError(
                     "TF2003",
-                    f"sequence of {size} items exceeds the limit ({limits.max_sequence})",
-                    position,
+                    f"sequence of {size} items exceeds the limit ({self._max_sequence})",
+                    expr.position,
                 )
             self._steps += size // 10
         return result
+
+    def _exceeded(self, expr: Any) -> None:
+        if self._steps > self._max_steps:
+            raise GuardError(
+                "TF2001", f"evaluation step budget ({self._max_steps}) exhausted", expr.position
+            )
+        raise GuardError(
+            "TF2002",
+            f"evaluation deeper than {self._max_depth} (unbounded recursion?)",
+            expr.position,
+        )
 
     def evaluate_range_expression(self, lhs: Any, rhs: Any) -> Any:
         if (
@@ -161,7 +164,7 @@ class GuardedJsonata(Jsonata):
         ):
             size = rhs - lhs + 1
             if size > self._limits.max_sequence:
-                raise _Abort(
+                raise GuardError(
                     "TF2003",
                     f"range of {size} items exceeds the limit ({self._limits.max_sequence})",
                     self._position,
@@ -177,7 +180,7 @@ class GuardedJsonata(Jsonata):
         if proc is _PAD and isinstance(args, list) and len(args) > 1:
             width = args[1]
             if isinstance(width, int | float) and abs(width) > self._limits.max_string:
-                raise _Abort(
+                raise GuardError(
                     "TF2004",
                     f"$pad to {width} characters exceeds the string "
                     f"limit ({self._limits.max_string})",
@@ -188,7 +191,7 @@ class GuardedJsonata(Jsonata):
             self._check_string(result)
         elif isinstance(result, list):
             if len(result) > self._limits.max_sequence:
-                raise _Abort(
+                raise GuardError(
                     "TF2003",
                     f"sequence of {len(result)} items exceeds the limit "
                     f"({self._limits.max_sequence})",
@@ -199,33 +202,27 @@ class GuardedJsonata(Jsonata):
 
     def _check_string(self, value: str) -> None:
         if len(value) > self._limits.max_string:
-            raise _Abort(
+            raise GuardError(
                 "TF2004",
                 f"string of {len(value)} characters exceeds the limit ({self._limits.max_string})",
                 self._position,
             )
 
     # -- evaluation --------------------------------------------------------------------
-    def run(
-        self,
-        envelope: Any,
-        bindings: Mapping[str, Any],
-        limits: ExpressionLimits,
-        timestamp_ms: int,
-    ) -> Any:
-        """Like ``Jsonata.evaluate``, with our bindings, limits and clock."""
+    def run(self, envelope: Any, bindings: Mapping[str, Any], limits: ExpressionLimits) -> Any:
+        """Like ``Jsonata.evaluate``, with our bindings (clock included) and limits."""
         if self.errors is not None:
             raise jexception.JException("S0500", 0)
-        env = self.create_frame(self.environment)
-        for name, value in bindings.items():
-            env.bind(name, value)
-        env.bind("$", envelope)
+        env = self.create_frame(self._base_environment)
+        # The functions were named when created; a dict update is all binding needs.
+        env.bindings.update(bindings)
+        env.bindings["$"] = envelope
         data = envelope
         if isinstance(data, list) and not utils.Utils.is_sequence(data):
             data = utils.Utils.create_sequence(data)
             data.outer_wrapper = True
-        self.timestamp = timestamp_ms
-        self._limits = limits
+        if limits is not self._limits:
+            self._set_limits(limits)
         self._steps = self._depth = 0
         self._position = 0
         # jsonata-python resolves higher-order calls through the thread's "current"
@@ -254,10 +251,10 @@ def compile_expression(expression: str) -> GuardedJsonata:
         return compiled
     try:
         compiled = GuardedJsonata(expression)
+    except GuardError as err:
+        raise ExpressionError(err.code, err.message, expression=expression) from None
     except jexception.JException as err:
         raise _from_jexception(err, expression) from None
-    except FunctionFailure as err:
-        raise ExpressionError(err.code, err.message, expression=expression) from None
     except Exception as err:  # jsonata-python's parser has crashes (IndexError…)
         raise ExpressionError(
             "TF1002", f"cannot parse: {type(err).__name__}: {err}", expression=expression
@@ -323,19 +320,15 @@ def evaluate(
     compiled = compile_expression(expression)
     bindings = ctx.bindings if not variables else {**ctx.bindings, **variables}
     try:
-        millis = int(ctx.now().timestamp() * 1000)
-        result = compiled.run(envelope, bindings, ctx.limits, millis)
+        result = compiled.run(envelope, bindings, ctx.limits)
+    except GuardError as err:
+        position = err.position if err.position is not None else compiled._position
+        raise ExpressionError(
+            err.code, err.message, expression=expression, position=position
+        ) from None
     except jexception.JException as err:
         compiled.populate_message(err)
         raise _from_jexception(err, expression) from None
-    except _Abort as err:
-        raise ExpressionError(
-            err.code, err.message, expression=expression, position=err.position
-        ) from None
-    except FunctionFailure as err:
-        raise ExpressionError(
-            err.code, err.message, expression=expression, position=compiled._position
-        ) from None
     except RecursionError:
         raise ExpressionError("TF2002", "evaluation too deep", expression=expression) from None
     except Exception as err:

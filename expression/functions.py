@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from jsonata import jexception
 from jsonata.functions import Functions
 from jsonata.jsonata import Jsonata
 
@@ -21,13 +22,25 @@ ALLOWED = STANDARD | EXTRA
 BOUND_TO_CALLER = frozenset({"now", "millis", "random", "shuffle", "uuid", "nowIso"})
 
 
-class FunctionFailure(Exception):
-    """Raised by our functions; the engine turns it into an ExpressionError."""
+class GuardError(jexception.JException):
+    """Our own evaluation error, carried through jsonata-python unchanged.
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
+    It subclasses the library's exception because jsonata-python turns any other
+    exception raised inside ``and``/``or`` into a generic "Unexpected" error.
+    """
+
+    def __init__(self, code: str, message: str, position: int | None = None) -> None:
+        RuntimeError.__init__(self, message)
+        self.error = code
+        self.location = position if position is not None else -1
+        self.current = self.expected = self.extra = self.type = self.remaining = None
         self.code = code
         self.message = message
+        self.position = position
+
+
+class FunctionFailure(GuardError):
+    """Raised by our functions; the engine turns it into an ExpressionError."""
 
 
 class _Native(Jsonata.JFunctionCallable):
@@ -62,11 +75,21 @@ def _eval_refused(*_args: Any) -> Any:
     raise FunctionFailure("TF3001", "$eval is not allowed in definitions")
 
 
+def _named(functions: dict[str, Jsonata.JFunction]) -> dict[str, Jsonata.JFunction]:
+    """Name each function's signature (error messages say which function failed)."""
+    for name, fn in functions.items():
+        if fn.signature is not None:
+            fn.signature.set_function_name(name)
+    return functions
+
+
 # Bound once per compiled expression (they do not depend on the caller).
-STATIC_BINDINGS = {
-    "parseJson": function(_parse_json, "<s-:x>"),
-    "eval": function(_eval_refused, "<xx?:x>"),
-}
+STATIC_BINDINGS = _named(
+    {
+        "parseJson": function(_parse_json, "<s-:x>"),
+        "eval": function(_eval_refused, "<xx?:x>"),
+    }
+)
 
 
 def caller_bindings(
@@ -91,11 +114,13 @@ def caller_bindings(
             out[i], out[j] = out[j], out[i]
         return out
 
-    return {
-        "now": function(now_fn, "<s?s?:s>"),
-        "nowIso": function(lambda: iso_utc(now()), "<:s>"),
-        "millis": function(millis, "<:n>"),
-        "random": function(random, "<:n>"),
-        "shuffle": function(shuffle, "<a:a>"),
-        "uuid": function(uuid, "<:s>"),
-    }
+    return _named(
+        {
+            "now": function(now_fn, "<s?s?:s>"),
+            "nowIso": function(lambda: iso_utc(now()), "<:s>"),
+            "millis": function(millis, "<:n>"),
+            "random": function(random, "<:n>"),
+            "shuffle": function(shuffle, "<a:a>"),
+            "uuid": function(uuid, "<:s>"),
+        }
+    )

@@ -129,6 +129,9 @@ HOSTILE = [
     ("[1..50000].[1..50000]", "TF2001"),
     ("$join([1..90000].$string($), '')", "TF2001"),
     ("$eval('1 + 1')", "TF3001"),
+    # jsonata-python rewrites other exceptions raised under and/or as "Unexpected".
+    ("true and ($f := function($x){ $f($x) }; $f(1))", "TF2001"),
+    ("false or $parseJson('{')", "TF1101"),
     ("function($x) { $x }", "TF2006"),
 ]
 
@@ -216,3 +219,15 @@ def test_analysis_flags_functions_and_roots() -> None:
     assert analyze("payload.items[price > 1].sku").errors == []  # names in filters are relative
     assert analyze("$.paylod").errors[0].code == "expression.unknown_root"
     assert [r[0] for r in analyze("vars.a + $count(vars.b.c)").var_reads] == ["a", "b"]
+
+
+def test_repeated_evaluations_do_not_grow_the_scope_chain() -> None:
+    from expression.engine import compile_expression
+
+    expr = "payload.items[price > 1].(price * qty) ~> $sum()"
+    for _ in range(500):
+        assert evaluate(expr, DATA) == 15
+    frame, depth = compile_expression(expr).environment, 0
+    while frame is not None:
+        frame, depth = frame.parent, depth + 1
+    assert depth < 10
