@@ -23,23 +23,28 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jsonata.jsonata import Jsonata  # noqa: E402
+from jsonata.jsonata import Jsonata
 
-from activities.builtin import default_registry  # noqa: E402
-from app.run_starter import start_run  # noqa: E402
-from bench._stack import bench_stack  # noqa: E402
-from expression import EvalContext, evaluate  # noqa: E402
-from projections.db import session_factory  # noqa: E402
-from projections.models import DefinitionVersionRow  # noqa: E402
-from tempoflow.worker import create_worker  # noqa: E402
+from activities.builtin import default_registry
+from app.run_starter import start_run
+from bench._stack import bench_stack
+from expression import EvalContext, evaluate
+from projections.db import session_factory
+from projections.models import DefinitionVersionRow
+from tempoflow.worker import create_worker
 
 PAYLOAD = {
     "payload": {
         "orderId": "o-12345",
         "customer": {"id": "c-9", "name": "Ada Lovelace", "tier": "gold", "country": "GB"},
         "items": [
-            {"sku": f"SKU-{i:03d}", "title": f"Item number {i}", "price": 3.5 * i, "qty": i % 4 + 1,
-             "tags": ["a", "b"] if i % 2 else ["c"]}
+            {
+                "sku": f"SKU-{i:03d}",
+                "title": f"Item number {i}",
+                "price": 3.5 * i,
+                "qty": i % 4 + 1,
+                "tags": ["a", "b"] if i % 2 else ["c"],
+            }
             for i in range(16)
         ],
     },
@@ -95,27 +100,44 @@ def _definition(with_expressions: bool) -> dict[str, Any]:
             return j
         return {"$expr": f"$count(payload.items[qty > {j % 4}]) + {i}"}
 
-    return {"steps": [
-        {"id": f"s{i}", "type": "action.call", "action": "core.noop",
-         "input": {f"v{j}": value(i, j) for j in range(10)}} for i in range(10)
-    ]}
+    return {
+        "steps": [
+            {
+                "id": f"s{i}",
+                "type": "action.call",
+                "action": "core.noop",
+                "input": {f"v{j}": value(i, j) for j in range(10)},
+            }
+            for i in range(10)
+        ]
+    }
 
 
 async def throughput(runs: int) -> dict[str, float]:
     async with bench_stack() as stack:
         queue = f"bench-{uuid.uuid4()}"
-        worker = create_worker(stack.client, task_queue=queue, registry=default_registry(),
-                               sessions=session_factory(stack.engine))
+        worker = create_worker(
+            stack.client,
+            task_queue=queue,
+            registry=default_registry(),
+            sessions=session_factory(stack.engine),
+        )
         out = {}
         async with worker:
             for label, flag in (("none", False), ("ten_per_step", True)):
-                version = DefinitionVersionRow(key=f"expr-{label}", version=1,
-                                               body=_definition(flag))
+                version = DefinitionVersionRow(
+                    key=f"expr-{label}", version=1, body=_definition(flag)
+                )
 
                 async def one(i: int, version: DefinitionVersionRow = version) -> None:
-                    started = await start_run(stack.client, task_queue=queue, tenant="bench",
-                                              version=version, data=PAYLOAD["payload"],
-                                              idempotency_key=None)
+                    started = await start_run(
+                        stack.client,
+                        task_queue=queue,
+                        tenant="bench",
+                        version=version,
+                        data=PAYLOAD["payload"],
+                        idempotency_key=None,
+                    )
                     await stack.client.get_workflow_handle(started.workflow_id).result()
 
                 await asyncio.gather(*(one(i) for i in range(5)))  # warm up
@@ -131,25 +153,33 @@ def main() -> None:
     args = parser.parse_args()
     rows = micro(0.3 if args.quick else 1.0)
     for name, row in rows.items():
-        print(f"{name:12} raw {row['raw_us']:8.1f} µs   raw(no input validation) "
-              f"{row['raw_novalidate_us']:7.1f} µs   engine {row['engine_us']:7.1f} µs")
+        print(
+            f"{name:12} raw {row['raw_us']:8.1f} µs   raw(no input validation) "
+            f"{row['raw_novalidate_us']:7.1f} µs   engine {row['engine_us']:7.1f} µs"
+        )
     strict = statistics.median(r["engine_us"] / r["raw_novalidate_us"] for r in rows.values())
     default = statistics.median(r["engine_us"] / r["raw_us"] for r in rows.values())
     tp = asyncio.run(throughput(40 if args.quick else 150))
-    print(json.dumps({
-        "bench": "expressions",
-        "raw_us": round(statistics.median(r["raw_us"] for r in rows.values()), 1),
-        "raw_novalidate_us": round(statistics.median(r["raw_novalidate_us"] for r in rows.values()), 1),
-        "engine_us": round(statistics.median(r["engine_us"] for r in rows.values()), 1),
-        # Against raw jsonata-python with its per-call validation off (the fair, strict
-        # comparison: our engine skips that walk too); the default-raw ratio beside it.
-        "engine_vs_raw_ratio": round(strict, 3),
-        "engine_vs_raw_default_ratio": round(default, 3),
-        "per_expression": rows,
-        "runs_per_s_no_expressions": round(tp["none"], 2),
-        "runs_per_s_10_expressions_per_step": round(tp["ten_per_step"], 2),
-        "throughput_ratio_with_expressions": round(tp["ten_per_step"] / tp["none"], 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "expressions",
+                "raw_us": round(statistics.median(r["raw_us"] for r in rows.values()), 1),
+                "raw_novalidate_us": round(
+                    statistics.median(r["raw_novalidate_us"] for r in rows.values()), 1
+                ),
+                "engine_us": round(statistics.median(r["engine_us"] for r in rows.values()), 1),
+                # Against raw jsonata-python with its per-call validation off (the fair, strict
+                # comparison: our engine skips that walk too); the default-raw ratio beside it.
+                "engine_vs_raw_ratio": round(strict, 3),
+                "engine_vs_raw_default_ratio": round(default, 3),
+                "per_expression": rows,
+                "runs_per_s_no_expressions": round(tp["none"], 2),
+                "runs_per_s_10_expressions_per_step": round(tp["ten_per_step"], 2),
+                "throughput_ratio_with_expressions": round(tp["ten_per_step"] / tp["none"], 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
