@@ -1,25 +1,48 @@
-"""The action activity: validate input, run the registered handler, project the step."""
+"""The action activity: deduplicate by idempotency key, validate input, run the handler,
+record the invocation and its attempts, project the step."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from activities.registry import ActionContext, ActionError, ActionRegistry
+from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
+from projections import invocations
+from projections.models import DefinitionRow, DefinitionVersionRow
 from projections.records import ProjectionBatch, StepRecord, StepStatus
 from projections.writer import write_batch
-from temporal_workflows.models import PROJECT_ACTIVITY, ActionInvocation, ActionOutcome
+from temporal_workflows.models import (
+    PROJECT_ACTIVITY,
+    RESOLVE_DEFINITION_ACTIVITY,
+    ActionInvocation,
+    ActionOutcome,
+    DefinitionRef,
+    DefinitionRequest,
+)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _error_dict(err: BaseException) -> dict[str, Any]:
+    if isinstance(err, ApplicationError):
+        return {
+            "type": err.type or "ApplicationError",
+            "message": err.message,
+            "retryable": not err.non_retryable,
+            "details": list(err.details) or None,
+        }
+    return {"type": type(err).__name__, "message": str(err), "retryable": True}
 
 
 class TempoflowActivities:
@@ -42,21 +65,51 @@ class TempoflowActivities:
         """Write a batch of projection records (idempotent)."""
         await self._write(batch)
 
+    @activity.defn(name=RESOLVE_DEFINITION_ACTIVITY)
+    async def resolve_definition(self, request: DefinitionRequest) -> DefinitionRef:
+        """The published version a child run pins (latest when no version is given)."""
+        async with self.sessions() as session:
+            number = request.version
+            if number is None:
+                number = await session.scalar(
+                    select(DefinitionRow.latest_version).where(
+                        DefinitionRow.tenant == request.tenant, DefinitionRow.key == request.key
+                    )
+                )
+            row = (
+                None
+                if number is None
+                else await session.get(DefinitionVersionRow, (request.tenant, request.key, number))
+            )
+        if row is None:
+            which = f"version {request.version}" if request.version else "a published version"
+            raise ApplicationError(
+                f"definition {request.key!r} has no {which}",
+                type="DefinitionNotFound",
+                non_retryable=True,
+            )
+        return DefinitionRef(key=row.key, version=row.version, body=row.body)
+
     @activity.defn(dynamic=True)
     async def invoke_action(self, args: Sequence[RawValue]) -> ActionOutcome:
         """Run the action named by the activity type.
 
-        One transaction per attempt: the records the workflow buffered plus this step as
-        RUNNING with its attempt number; a failed attempt also records its error.
+        A successful invocation costs two transactions: before the handler (buffered
+        records, the step as RUNNING, the invocation claimed) and after it (the recorded
+        output that a re-execution returns instead of repeating the side effect).
         """
         info = activity.info()
         inv = activity.payload_converter().from_payload(args[0].payload, ActionInvocation)
+        spec = self.registry.get(inv.action)
+        version = spec.version if spec else 0
+        ids = invocations.InvocationRef(inv.tenant, inv.action, version, inv.idempotency_key)
         started = _now()
         step = StepRecord(
             run_id=inv.run_id,
             tenant=inv.tenant,
             seq=inv.seq,
             path=inv.step_path,
+            loop=inv.loop,
             step_id=inv.step_id,
             type="action.call",
             status=StepStatus.RUNNING,
@@ -64,20 +117,106 @@ class TempoflowActivities:
             started_at=started,
             input=inv.input,
         )
-        batch = inv.pending.model_copy(update={"steps": [*inv.pending.steps, step]})
-        await self._write(batch)
+        async with self.sessions.begin() as session:
+            await write_batch(
+                session, inv.pending.model_copy(update={"steps": [*inv.pending.steps, step]})
+            )
+            status, recorded = await invocations.start_invocation(
+                session,
+                ids,
+                run_id=inv.run_id,
+                step_path=inv.step_path,
+                loop=inv.loop,
+                attempt=info.attempt,
+            )
+            await invocations.record_attempt(
+                session,
+                ids,
+                attempt=info.attempt,
+                started_at=started,
+                status="DEDUPLICATED" if status == "SUCCEEDED" else "RUNNING",
+                finished_at=started if status == "SUCCEEDED" else None,
+            )
+        if status == "SUCCEEDED":
+            return ActionOutcome(output=recorded, attempt=info.attempt, deduplicated=True)
         try:
-            output = await self._run(inv, info.attempt)
-        except Exception as err:
-            failed = step.model_copy(update={"error": _error_dict(err), "finished_at": _now()})
-            await self._write(ProjectionBatch(steps=[failed]))
+            output = await self._run(inv, spec, info.attempt)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._close(ids, info.attempt, started, "CANCELED", None))
             raise
-        # The SUCCEEDED record travels back with the result: the workflow buffers it and
-        # the next write carries it, so a step costs one transaction, not two.
+        except Exception as err:
+            error = _error_dict(err)
+            final = (isinstance(err, ApplicationError) and err.non_retryable) or (
+                info.retry_policy is not None
+                and info.retry_policy.maximum_attempts > 0
+                and info.attempt >= info.retry_policy.maximum_attempts
+            )
+            await self._close(
+                ids,
+                info.attempt,
+                started,
+                "FAILED",
+                error,
+                invocation="FAILED" if final else "RETRYING",
+                step=step,
+            )
+            if isinstance(err, ApplicationError):
+                # The attempt number travels with the error (catch blocks show it).
+                raise ApplicationError(
+                    err.message,
+                    {"attempt": info.attempt, "details": error["details"]},
+                    type=err.type,
+                    non_retryable=err.non_retryable,
+                ) from err
+            raise
+        async with self.sessions.begin() as session:
+            await invocations.finish_invocation(
+                session, ids, status="SUCCEEDED", output=output, finished_at=_now()
+            )
+            await invocations.record_attempt(
+                session,
+                ids,
+                attempt=info.attempt,
+                status="SUCCEEDED",
+                started_at=started,
+                finished_at=_now(),
+            )
+        # The step's SUCCEEDED record travels back with the result: the workflow buffers
+        # it and its next write carries it.
         return ActionOutcome(output=output, attempt=info.attempt)
 
-    async def _run(self, inv: ActionInvocation, attempt: int) -> Any:
-        spec = self.registry.get(inv.action)
+    async def _close(
+        self,
+        ids: invocations.InvocationRef,
+        attempt: int,
+        started: datetime,
+        status: str,
+        error: dict[str, Any] | None,
+        *,
+        invocation: str | None = None,
+        step: StepRecord | None = None,
+    ) -> None:
+        async with self.sessions.begin() as session:
+            await invocations.record_attempt(
+                session,
+                ids,
+                attempt=attempt,
+                status=status,
+                started_at=started,
+                finished_at=_now(),
+                error=error,
+            )
+            if invocation is not None:
+                await invocations.finish_invocation(
+                    session, ids, status=invocation, error=error, finished_at=_now()
+                )
+            if step is not None:
+                failed = step.model_copy(update={"error": error, "finished_at": _now()})
+                await write_batch(session, ProjectionBatch(steps=[failed]))
+
+    async def _run(
+        self, inv: ActionInvocation, spec: ActionSpec[Any, Any] | None, attempt: int
+    ) -> Any:
         if spec is None:
             raise ApplicationError(
                 f"action {inv.action!r} is not registered on this worker",
@@ -102,6 +241,7 @@ class TempoflowActivities:
             attempt=attempt,
             idempotency_key=inv.idempotency_key,
             logger=activity.logger,
+            heartbeat=activity.heartbeat,
         )
         try:
             result = await spec.handler(data, ctx)
@@ -117,14 +257,3 @@ class TempoflowActivities:
                 type="ActionOutputError",
                 non_retryable=True,
             ) from None
-
-
-def _error_dict(err: Exception) -> dict[str, Any]:
-    if not isinstance(err, ApplicationError):
-        return {"type": type(err).__name__, "message": str(err), "retryable": True}
-    return {
-        "type": err.type or "ApplicationError",
-        "message": err.message,
-        "retryable": not err.non_retryable,
-        "details": list(err.details) or None,
-    }

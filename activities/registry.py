@@ -40,7 +40,12 @@ class ActionContext:
     step_id: str
     attempt: int
     idempotency_key: str
+    """The same for every attempt of this step; send it to receivers (e.g. the
+    ``Idempotency-Key`` header) so a repeated attempt records one effect."""
     logger: logging.LoggerAdapter[logging.Logger] | logging.Logger
+    heartbeat: Callable[..., None] = lambda *details: None
+    """Report liveness (with a heartbeat timeout); a cancelled run is seen by heartbeating
+    actions as ``asyncio.CancelledError``."""
 
 
 Handler = Callable[[In, ActionContext], Awaitable[Out]]

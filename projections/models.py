@@ -1,4 +1,5 @@
-"""Tables. Primary data: api keys, definitions, versions. Projections: runs, steps."""
+"""Tables. Primary data: api keys, definitions, versions. Projections: runs, steps, action
+invocations and their attempts."""
 
 from __future__ import annotations
 
@@ -82,6 +83,8 @@ class RunRow(Base):
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     closed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    parent_run_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    parent_step_path: Mapped[str | None] = mapped_column(String(1024))
 
 
 class StepRow(Base):
@@ -91,6 +94,8 @@ class StepRow(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(String(1024))
+    loop: Mapped[str | None] = mapped_column(String(256))
+    """Iteration indexes of enclosing for-each steps ("3", "3.7"), none outside loops."""
     step_id: Mapped[str] = mapped_column(String(64))
     type: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
@@ -99,4 +104,53 @@ class StepRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     input: Mapped[Any] = mapped_column(Json, nullable=True)
     output: Mapped[Any] = mapped_column(Json, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+
+
+class ActionInvocation(Base):
+    """One logical action call, unique per idempotency key: retries, re-executions after a
+    worker crash and replays after a reset find the recorded outcome here."""
+
+    __tablename__ = "action_invocations"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    action: Mapped[str] = mapped_column(String(128), primary_key=True)
+    action_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(36), index=True)
+    step_path: Mapped[str] = mapped_column(String(1024))
+    loop: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    output: Mapped[Any] = mapped_column(Json, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class ActionAttempt(Base):
+    """Each attempt of an invocation (status, timings, error)."""
+
+    __tablename__ = "action_attempts"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant", "action", "action_version", "idempotency_key"],
+            [
+                "action_invocations.tenant",
+                "action_invocations.action",
+                "action_invocations.action_version",
+                "action_invocations.idempotency_key",
+            ],
+            ondelete="CASCADE",
+        ),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    action: Mapped[str] = mapped_column(String(128), primary_key=True)
+    action_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     error: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)

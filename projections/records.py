@@ -46,6 +46,8 @@ class RunRecord(BaseModel):
     error: dict[str, Any] | None = None
     started_at: datetime
     closed_at: datetime | None = None
+    parent_run_id: str | None = None
+    parent_step_path: str | None = None
 
 
 class StepRecord(BaseModel):
@@ -53,6 +55,7 @@ class StepRecord(BaseModel):
     tenant: str
     seq: int
     path: str
+    loop: str | None = None
     step_id: str
     type: str
     status: StepStatus

@@ -74,7 +74,7 @@ def create_worker(
         client,
         task_queue=task_queue,
         workflows=[InterpreterWorkflow, *workflows],
-        activities=[impl.invoke_action, impl.project, *activities],
+        activities=[impl.invoke_action, impl.project, impl.resolve_definition, *activities],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=graceful_shutdown,

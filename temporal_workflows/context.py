@@ -1,8 +1,14 @@
-"""Per-run interpreter state: variables, expression evaluation, projection buffer."""
+"""Interpreter state: one shared part per run, one scope per block of variables.
+
+For-each iterations and parallel branches run in scopes holding their own copy of
+``vars``; a try/catch ``catch`` block shares its parent's variables and adds ``error``.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -14,8 +20,26 @@ from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import RunInput
 
 
+@dataclass
+class Shared:
+    """What every scope of one run shares."""
+
+    seq: int = 0
+    steps: list[StepRecord] = field(default_factory=list)
+    run_sent: bool = False
+    status: RunStatus = RunStatus.RUNNING
+    flush: Callable[[RunStatus], Awaitable[None]] | None = None
+
+
+def parse_target(target: str) -> list[str]:
+    """Tokens of a dot path (``a.b``) or a JSON pointer (``/a/b``)."""
+    if target.startswith("/"):
+        return [t.replace("~1", "/").replace("~0", "~") for t in target[1:].split("/")]
+    return target.split(".")
+
+
 class RunContext:
-    """Everything the node executors share for one run."""
+    """A scope of one run: its variables, extra envelope names and loop position."""
 
     def __init__(
         self,
@@ -25,11 +49,20 @@ class RunContext:
         started_at: datetime,
         attempt: int,
         eval_context: EvalContext,
+        shared: Shared | None = None,
+        vars: dict[str, Any] | None = None,
+        names: dict[str, Any] | None = None,
+        loop: str | None = None,
     ) -> None:
         self.inp = inp
         self.workflow_id = workflow_id
         self.started_at = started_at
-        self.vars: dict[str, Any] = {}
+        self.attempt = attempt
+        self.vars: dict[str, Any] = vars if vars is not None else {}
+        self.names = names or {}
+        self.loop = loop
+        self.assigned: set[str] = set()
+        self.shared = shared or Shared()
         self.meta = {
             "runId": inp.run_id,
             "tenant": inp.tenant,
@@ -39,9 +72,6 @@ class RunContext:
             "attempt": attempt,
         }
         self._eval_context = eval_context
-        self._seq = 0
-        self._steps: list[StepRecord] = []
-        self._run_sent = False
 
     @classmethod
     def in_workflow(cls, inp: RunInput) -> RunContext:
@@ -50,7 +80,7 @@ class RunContext:
         return cls(
             inp,
             workflow_id=info.workflow_id,
-            started_at=info.start_time,
+            started_at=inp.started_at or info.start_time,
             attempt=info.attempt,
             eval_context=EvalContext(
                 now=workflow.now,
@@ -60,9 +90,31 @@ class RunContext:
             ),
         )
 
+    def child(
+        self, *, names: dict[str, Any], loop: str | None = None, isolated: bool = True
+    ) -> RunContext:
+        """A nested scope: isolated (a copy of vars) or sharing them (adding names only)."""
+        scope = RunContext(
+            self.inp,
+            workflow_id=self.workflow_id,
+            started_at=self.started_at,
+            attempt=self.attempt,
+            eval_context=self._eval_context,
+            shared=self.shared,
+            vars=dict(self.vars) if isolated else self.vars,
+            names={**self.names, **names},
+            loop=loop if loop is not None else self.loop,
+        )
+        if not isolated:
+            scope.assigned = self.assigned
+        return scope
+
+    def loop_label(self, index: int) -> str:
+        return f"{self.loop}.{index}" if self.loop else str(index)
+
     # -- expressions -------------------------------------------------------------------
     def envelope(self) -> dict[str, Any]:
-        return {"payload": self.inp.input, "vars": self.vars, "meta": self.meta}
+        return {"payload": self.inp.input, "vars": self.vars, "meta": self.meta, **self.names}
 
     def evaluate(self, expression: str, path: str) -> Any:
         """Evaluate one expression; failures become a catchable ``ExpressionError``."""
@@ -71,7 +123,10 @@ class RunContext:
         except ExpressionError as err:
             # The enclosing step fills in its own path; ``details.path`` is the expression's.
             raise StepFailure(
-                "ExpressionError", f"{err.code}: {err.message}", None, err.with_path(path).to_dict()
+                "ExpressionError",
+                f"{err.code}: {err.message}",
+                None,
+                err.with_path(path).to_dict(),
             ) from None
 
     def resolve(self, value: Any, path: str) -> Any:
@@ -79,22 +134,44 @@ class RunContext:
         return resolve(value, self.evaluate, path)
 
     # -- variables ---------------------------------------------------------------------
-    def set_var(self, dotted: str, value: Any) -> None:
-        """Assign ``value`` at a dot path, creating missing parents."""
-        *parents, last = dotted.split(".")
-        target = self.vars
-        for name in parents:
-            child = target.get(name)
-            if not isinstance(child, dict):
-                child = {}
-                target[name] = child
-            target = child
-        target[last] = value
+    def set_var(self, target: str, value: Any) -> None:
+        """Assign at a dot path or JSON pointer, creating missing parents.
+
+        Containers along the path are copied, never changed in place: scopes that share
+        nested values with their parent cannot alter the parent's.
+        """
+        tokens = parse_target(target)
+        self.assigned.add(tokens[0])
+        node: Any = self.vars
+        for token in tokens[:-1]:
+            child = node[int(token)] if isinstance(node, list) else node.get(token)
+            child = (
+                dict(child)
+                if isinstance(child, dict)
+                else list(child)
+                if isinstance(child, list)
+                else {}
+            )
+            if isinstance(node, list):
+                node[int(token)] = child
+            else:
+                node[token] = child
+            node = child
+        last = tokens[-1]
+        if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise StepFailure("TargetError", f"cannot assign {target}: not an object", None)
+
+    def assigned_values(self) -> dict[str, Any]:
+        return {name: self.vars.get(name) for name in sorted(self.assigned)}
 
     # -- projections -------------------------------------------------------------------
     def next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
+        self.shared.seq += 1
+        return self.shared.seq
 
     def step_record(
         self,
@@ -110,6 +187,7 @@ class RunContext:
             tenant=self.inp.tenant,
             seq=seq,
             path=path,
+            loop=self.loop,
             step_id=step.id,
             type=step.type,
             status=status,
@@ -118,7 +196,7 @@ class RunContext:
         )
 
     def record(self, record: StepRecord) -> None:
-        self._steps.append(record)
+        self.shared.steps.append(record)
 
     def run_record(self, status: RunStatus, **fields: Any) -> RunRecord:
         return RunRecord(
@@ -128,22 +206,31 @@ class RunContext:
             definition_key=self.inp.definition_key,
             definition_version=self.inp.definition_version,
             status=status,
-            seq=self._seq,
+            seq=self.shared.seq,
             input=self.inp.input,
             started_at=self.started_at,
+            parent_run_id=self.inp.parent_run_id,
+            parent_step_path=self.inp.parent_step_path,
             **fields,
         )
 
     def take_pending(self, run: RunRecord | None = None) -> ProjectionBatch:
-        """Hand over buffered records; the first batch carries the RUNNING run row."""
-        if run is None and not self._run_sent:
+        """Hand over buffered records; the first batch (and the first after a wait)
+        carries the run row with its current status."""
+        shared = self.shared
+        if run is None and (not shared.run_sent or shared.status != RunStatus.RUNNING):
+            shared.status = RunStatus.RUNNING
             run = self.run_record(RunStatus.RUNNING)
-        self._run_sent = True
-        batch = ProjectionBatch(run=run, steps=self._steps)
-        self._steps = []
+        shared.run_sent = True
+        batch = ProjectionBatch(run=run, steps=shared.steps)
+        shared.steps = []
         return batch
 
+    async def flush(self, status: RunStatus) -> None:
+        assert self.shared.flush is not None
+        await self.shared.flush(status)
+
     def idempotency_key(self, path: str) -> str:
-        """Stable across retries, worker crashes and replays of this step."""
-        raw = f"{self.inp.tenant}|{self.workflow_id}|{path}".encode()
+        """Stable across retries, worker crashes, continue-as-new and resets of this step."""
+        raw = f"{self.inp.tenant}|{self.workflow_id}|{path}|{self.loop or ''}".encode()
         return hashlib.sha256(raw).hexdigest()[:40]

@@ -15,6 +15,7 @@ class StepFailure(Exception):
         self.message = message
         self.path = path
         self.details = details
+        self.attempt: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -22,6 +23,7 @@ class StepFailure(Exception):
             "message": self.message,
             "stepPath": self.path,
             "details": self.details,
+            "attempt": self.attempt,
         }
 
 
@@ -31,3 +33,15 @@ class RunReturned(Exception):
     def __init__(self, output: Any) -> None:
         super().__init__("run returned")
         self.output = output
+
+
+class ContinueAsNew(Exception):
+    """Unwinds the interpreter to continue as new; each frame adds where it was."""
+
+    def __init__(self) -> None:
+        super().__init__("continue as new")
+        self.positions: dict[str, Any] = {}
+
+
+def position_key(path: str, loop: str | None) -> str:
+    return f"{path}@{loop or ''}"

@@ -13,14 +13,23 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from projections.records import ProjectionBatch, RunRecord, RunStatus, StepStatus
+    from projections.records import RunRecord, RunStatus, StepStatus
     from tempoflow.definition import parse_definition
     from temporal_workflows.context import RunContext
-    from temporal_workflows.failures import RunReturned, StepFailure
-    from temporal_workflows.models import PROJECT_ACTIVITY, WORKFLOW_NAME, RunInput, RunResult
-    from temporal_workflows.nodes import EXECUTORS
+    from temporal_workflows.failures import ContinueAsNew, RunReturned, StepFailure, position_key
+    from temporal_workflows.models import (
+        PROJECT_ACTIVITY,
+        WORKFLOW_NAME,
+        ResumeState,
+        RunInput,
+        RunResult,
+    )
+    from temporal_workflows.nodes import EXECUTORS, Runtime
 
 _PROJECTION_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+DEFAULT_MAX_HISTORY = 5_000
+"""Continue as new past this many events even when Temporal does not suggest it yet
+(Temporal's hard limit is 51,200; the goal is small histories that replay fast)."""
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -30,10 +39,20 @@ class InterpreterWorkflow:
     def __init__(self) -> None:
         self._ctx: RunContext | None = None
         self._current: str | None = None
+        self._max_history = DEFAULT_MAX_HISTORY
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
         ctx = self._ctx = RunContext.in_workflow(inp)
+        ctx.shared.flush = self._flush_status
+        positions: dict[str, Any] = {}
+        if inp.resume is not None:
+            ctx.vars = dict(inp.resume.vars)
+            ctx.shared.seq = inp.resume.seq
+            ctx.shared.run_sent = True
+            positions = dict(inp.resume.positions)
+        rt = Runtime(self._run_block, positions, self._should_continue)
+        self._rt = rt
         try:
             definition = parse_definition(inp.definition)
         except ValidationError as err:
@@ -45,7 +64,7 @@ class InterpreterWorkflow:
             ) from None
         try:
             try:
-                await self._run_block(definition.steps, "/steps")
+                await self._run_block(definition.steps, "/steps", ctx)
                 output: Any = (
                     ctx.vars
                     if definition.output is None
@@ -62,6 +81,19 @@ class InterpreterWorkflow:
             raise ApplicationError(
                 failure.message, failure.to_dict(), type=failure.type, non_retryable=True
             ) from None
+        except ContinueAsNew as can:
+            await self._flush()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(
+                inp.model_copy(
+                    update={
+                        "started_at": ctx.started_at,
+                        "resume": ResumeState(
+                            vars=ctx.vars, seq=ctx.shared.seq, positions=can.positions
+                        ),
+                    }
+                )
+            )
         except asyncio.CancelledError:
             await self._flush(ctx.run_record(RunStatus.CANCELED, closed_at=workflow.now()))
             raise
@@ -70,13 +102,27 @@ class InterpreterWorkflow:
         )
         return RunResult(output=output)
 
-    async def _run_block(self, steps: list[Any], base: str) -> None:
-        for index, step in enumerate(steps):
-            await self._run_step(step, f"{base}/{index}")
+    def _should_continue(self, ctx: RunContext) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() > self._max_history
+        )
 
-    async def _run_step(self, step: Any, path: str) -> None:
-        ctx = self._ctx
-        assert ctx is not None
+    async def _run_block(self, steps: list[Any], base: str, ctx: RunContext) -> None:
+        key = position_key(base, ctx.loop)
+        start = self._rt.resume(key) or 0
+        for index in range(start, len(steps)):
+            if index > start and self._rt.blocked == 0 and self._should_continue(ctx):
+                can = ContinueAsNew()
+                can.positions[key] = index
+                raise can
+            try:
+                await self._run_step(steps[index], f"{base}/{index}", ctx)
+            except ContinueAsNew as can:
+                can.positions[key] = index  # resume inside this (container) step
+                raise
+
+    async def _run_step(self, step: Any, path: str, ctx: RunContext) -> None:
         seq = ctx.next_seq()
         started = workflow.now()
         self._current = path
@@ -89,11 +135,11 @@ class InterpreterWorkflow:
             )
 
         try:
-            outcome = await EXECUTORS[step.type](step, path, seq, ctx, self._run_block)
+            outcome = await EXECUTORS[step.type](step, path, seq, ctx, self._rt)
         except StepFailure as failure:
             if failure.path is None:
                 failure.path = path
-            finish(StepStatus.FAILED, attempt=None, error=failure.to_dict())
+            finish(StepStatus.FAILED, attempt=failure.attempt, error=failure.to_dict())
             raise
         except RunReturned as returned:
             # The return step itself carries the output; enclosing blocks just end.
@@ -102,6 +148,9 @@ class InterpreterWorkflow:
                 output=returned.output if step.type == "control.return" else None,
             )
             raise
+        except asyncio.CancelledError:
+            finish(StepStatus.CANCELED, attempt=None)
+            raise
         finish(
             StepStatus.SUCCEEDED,
             input=outcome.input,
@@ -109,9 +158,15 @@ class InterpreterWorkflow:
             attempt=outcome.attempt,
         )
 
+    async def _flush_status(self, status: RunStatus) -> None:
+        """Project a status change of a running run (WAITING before a timer or a wait)."""
+        assert self._ctx is not None
+        self._ctx.shared.status = status
+        await self._flush(self._ctx.run_record(status))
+
     async def _flush(self, run: RunRecord | None = None) -> None:
         assert self._ctx is not None
-        batch: ProjectionBatch = self._ctx.take_pending(run)
+        batch = self._ctx.take_pending(run)
         if batch.is_empty():
             return
         await workflow.execute_local_activity(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -11,6 +12,7 @@ from projections.records import ProjectionBatch
 
 WORKFLOW_NAME = "tempoflow.run"
 PROJECT_ACTIVITY = "tempoflow.project"
+RESOLVE_DEFINITION_ACTIVITY = "tempoflow.resolve_definition"
 
 
 class RunInput(BaseModel):
@@ -23,6 +25,20 @@ class RunInput(BaseModel):
     definition: dict[str, Any]
     input: Any = None
     limits: ExpressionLimits = Field(default_factory=ExpressionLimits)
+    parent_run_id: str | None = None
+    parent_step_path: str | None = None
+    started_at: datetime | None = None
+    """The first execution's start (kept across continue-as-new)."""
+    resume: ResumeState | None = None
+
+
+class ResumeState(BaseModel):
+    """Where a run continues after continue-as-new: variables, counters, positions."""
+
+    vars: dict[str, Any]
+    seq: int
+    positions: dict[str, Any] = Field(default_factory=dict)
+    """Per block or loop pointer (+ loop label): how far it got."""
 
 
 class RunResult(BaseModel):
@@ -40,6 +56,7 @@ class ActionInvocation(BaseModel):
     step_path: str
     step_id: str
     seq: int
+    loop: str | None = None
     idempotency_key: str
     pending: ProjectionBatch = Field(default_factory=ProjectionBatch)
 
@@ -47,3 +64,20 @@ class ActionInvocation(BaseModel):
 class ActionOutcome(BaseModel):
     output: Any = None
     attempt: int = 1
+    deduplicated: bool = False
+    """The invocation had already succeeded: its recorded output, no second side effect."""
+
+
+class DefinitionRequest(BaseModel):
+    tenant: str
+    key: str
+    version: int | None = None
+
+
+class DefinitionRef(BaseModel):
+    key: str
+    version: int
+    body: dict[str, Any]
+
+
+RunInput.model_rebuild()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
@@ -10,11 +12,47 @@ from tempoflow.definition import ActionCall
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import ActionInvocation, ActionOutcome
-from temporal_workflows.nodes.base import RunBlock, StepOutcome
+from temporal_workflows.nodes.base import Runtime, StepOutcome
+
+
+def _key(step: ActionCall, path: str, ctx: RunContext) -> str:
+    if step.idempotencyKey is None:
+        return ctx.idempotency_key(path)
+    value = ctx.evaluate(step.idempotencyKey, f"{path}/idempotencyKey")
+    if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
+        raise StepFailure(
+            "ExpressionError",
+            "idempotencyKey must be a non-empty string",
+            None,
+            {"path": f"{path}/idempotencyKey"},
+        )
+    return str(value)[:200]
+
+
+def _failure(cause: Any, path: str) -> StepFailure:
+    if isinstance(cause, ApplicationError):
+        detail = cause.details[0] if cause.details else None
+        # Our activity sends {"attempt": n, "details": …}; other failures pass as they are.
+        if isinstance(detail, dict) and "attempt" in detail:
+            failure = StepFailure(
+                cause.type or "ActionError", cause.message, None, detail.get("details")
+            )
+            failure.attempt = detail["attempt"]
+            return failure
+        return StepFailure(
+            cause.type or "ActionError", cause.message, None, list(cause.details) or None
+        )
+    if isinstance(cause, TimeoutError):
+        return StepFailure(
+            "TimeoutError",
+            f"action timed out ({cause.type.name.lower() if cause.type else 'timeout'})",
+            None,
+        )
+    return StepFailure("ActionError", str(cause), None)
 
 
 async def execute(
-    step: ActionCall, path: str, seq: int, ctx: RunContext, run_block: RunBlock
+    step: ActionCall, path: str, seq: int, ctx: RunContext, rt: Runtime
 ) -> StepOutcome:
     data = ctx.resolve(step.input, f"{path}/input")
     invocation = ActionInvocation(
@@ -26,16 +64,19 @@ async def execute(
         step_path=path,
         step_id=step.id,
         seq=seq,
-        idempotency_key=ctx.idempotency_key(path),
+        loop=ctx.loop,
+        idempotency_key=_key(step, path, ctx),
         pending=ctx.take_pending(),
     )
-    policy = step.retry
+    policy, timeouts = step.retry, step.timeouts
     try:
         outcome = await workflow.execute_activity(
             step.action,
             invocation,
             result_type=ActionOutcome,
-            start_to_close_timeout=step.timeout,
+            start_to_close_timeout=timeouts.startToClose or step.timeout,
+            schedule_to_close_timeout=timeouts.scheduleToClose,
+            heartbeat_timeout=timeouts.heartbeat,
             retry_policy=RetryPolicy(
                 maximum_attempts=policy.maxAttempts,
                 initial_interval=policy.initialInterval,
@@ -43,17 +84,10 @@ async def execute(
                 maximum_interval=policy.maxInterval,
                 non_retryable_error_types=policy.nonRetryableErrors or None,
             ),
-            summary=step.id,
+            summary=step.id if ctx.loop is None else f"{step.id} [{ctx.loop}]",
         )
     except ActivityError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError):
-            raise StepFailure(
-                cause.type or "ActionError", cause.message, path, list(cause.details) or None
-            ) from None
-        if isinstance(cause, TimeoutError):
-            raise StepFailure("TimeoutError", f"action timed out ({cause.type})", path) from None
-        raise StepFailure("ActionError", str(cause or err), path) from None
+        raise _failure(err.cause, path) from None
     if step.output is not None:
         ctx.set_var(step.output, outcome.output)
     # The activity projected the step's input when it started; keep it out of history.

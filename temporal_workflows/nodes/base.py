@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,5 +18,40 @@ class StepOutcome:
     attempt: int = 1
 
 
-RunBlock = Callable[[list[Any], str], Awaitable[None]]
-Executor = Callable[[Any, str, int, RunContext, RunBlock], Awaitable[StepOutcome]]
+RunBlock = Callable[[list[Any], str, RunContext], Coroutine[Any, Any, None]]
+Executor = Callable[[Any, str, int, RunContext, "Runtime"], Awaitable[StepOutcome]]
+
+
+class Runtime:
+    """What executors may ask of the interpreter: run nested blocks, resume positions,
+    continue-as-new checks."""
+
+    def __init__(
+        self,
+        run_block: RunBlock,
+        positions: dict[str, Any],
+        should_continue: Callable[[RunContext], bool],
+    ) -> None:
+        self.run_block = run_block
+        self.positions = positions
+        self.should_continue = should_continue
+        self.blocked = 0
+        """>0 while concurrent work runs (parallel branches, concurrent iterations): no
+        continue-as-new from inside them."""
+
+    def resume(self, key: str) -> Any:
+        """The saved state of a container at ``key`` (once), or ``None``."""
+        return self.positions.pop(key, None)
+
+
+async def run_nested(
+    rt: Runtime, key: str, state: dict[str, Any], steps: list[Any], base: str, ctx: RunContext
+) -> None:
+    """Run a nested block; on continue-as-new, remember ``state`` for this container."""
+    from temporal_workflows.failures import ContinueAsNew
+
+    try:
+        await rt.run_block(steps, base, ctx)
+    except ContinueAsNew as can:
+        can.positions[key] = state
+        raise

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from tempoflow.definition import StateSet
 from temporal_workflows.context import RunContext
-from temporal_workflows.nodes.base import RunBlock, StepOutcome
+from temporal_workflows.nodes.base import Runtime, StepOutcome
 
 
-async def execute(
-    step: StateSet, path: str, seq: int, ctx: RunContext, run_block: RunBlock
-) -> StepOutcome:
+async def execute(step: StateSet, path: str, seq: int, ctx: RunContext, rt: Runtime) -> StepOutcome:
     values = {
         target: ctx.resolve(value, f"{path}/values/{target}")
         for target, value in step.values.items()

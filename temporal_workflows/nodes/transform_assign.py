@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from tempoflow.definition import TransformAssign
 from temporal_workflows.context import RunContext
-from temporal_workflows.nodes.base import RunBlock, StepOutcome
+from temporal_workflows.nodes.base import Runtime, StepOutcome
 
 
 async def execute(
-    step: TransformAssign, path: str, seq: int, ctx: RunContext, run_block: RunBlock
+    step: TransformAssign, path: str, seq: int, ctx: RunContext, rt: Runtime
 ) -> StepOutcome:
     # Evaluate every expression against the same state, then assign: the order of the
     # keys in ``assign`` does not change the result.

@@ -25,7 +25,7 @@ def test_every_node_type_has_an_example() -> None:
     covered = {
         step.type
         for ex in examples()
-        for _, step in walk_steps(parse_definition(ex["definition"]).steps)
+        for _, step, _ in walk_steps(parse_definition(ex["definition"]).steps)
     }
     assert covered == NODE_TYPES
 

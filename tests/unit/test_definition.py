@@ -145,7 +145,7 @@ def test_walk_steps_visits_branches_in_order() -> None:
             ]
         }
     )
-    assert [(p, s.id) for p, s in walk_steps(d.steps)] == [
+    assert [(p, s.id) for p, s, _ in walk_steps(d.steps)] == [
         ("/steps/0", "c"),
         ("/steps/0/then/0", "t"),
         ("/steps/0/else/0", "e"),

@@ -12,7 +12,7 @@ from tempoflow.definition import parse_definition
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import RunReturned, StepFailure
 from temporal_workflows.models import RunInput
-from temporal_workflows.nodes import EXECUTORS
+from temporal_workflows.nodes import EXECUTORS, Runtime
 
 START = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
@@ -42,10 +42,11 @@ def step(body: dict[str, Any]) -> Any:
 async def run(s: Any, c: RunContext, path: str = "/steps/0") -> Any:
     ran: list[tuple[list[Any], str]] = []
 
-    async def run_block(steps: list[Any], base: str) -> None:
+    async def run_block(steps: list[Any], base: str, scope: RunContext) -> None:
         ran.append(([x.id for x in steps], base))
 
-    outcome = await EXECUTORS[s.type](s, path, 1, c, run_block)
+    runtime = Runtime(run_block, {}, lambda ctx: False)
+    outcome = await EXECUTORS[s.type](s, path, 1, c, runtime)
     return outcome, ran
 
 
@@ -167,3 +168,75 @@ def test_pending_batch_carries_run_record_once() -> None:
 def test_idempotency_key_is_stable_per_path() -> None:
     assert ctx().idempotency_key("/steps/1") == ctx().idempotency_key("/steps/1")
     assert ctx().idempotency_key("/steps/1") != ctx().idempotency_key("/steps/2")
+
+
+@pytest.mark.parametrize(
+    ("n", "case", "ran"),
+    [
+        (1, 0, ["a"]),
+        (5, 1, ["b"]),
+        (99, "default", ["d"]),
+    ],
+)
+async def test_switch_picks_first_truthy_case(n: int, case: object, ran: list[str]) -> None:
+    s = step(
+        {
+            "id": "sw",
+            "type": "control.switch",
+            "cases": [
+                {
+                    "when": "payload.n < 3",
+                    "steps": [{"id": "a", "type": "state.set", "values": {"x": 1}}],
+                },
+                {
+                    "when": "payload.n < 10",
+                    "steps": [{"id": "b", "type": "state.set", "values": {"x": 2}}],
+                },
+            ],
+            "default": [{"id": "d", "type": "state.set", "values": {"x": 3}}],
+        }
+    )
+    outcome, blocks = await run(s, ctx({"n": n}))
+    assert outcome.output == {"case": case}
+    assert blocks[0][0] == ran
+
+
+async def test_if_resumes_the_saved_branch_without_re_evaluating() -> None:
+    s = step(
+        {
+            "id": "c",
+            "type": "control.if",
+            "condition": "$number('boom')",
+            "then": [{"id": "t", "type": "state.set", "values": {"a": 1}}],
+        }
+    )
+    ran: list[str] = []
+
+    async def run_block(steps: list[Any], base: str, scope: RunContext) -> None:
+        ran.append(base)
+
+    runtime = Runtime(run_block, {"/steps/0@": {"branch": "then"}}, lambda ctx: False)
+    outcome = await EXECUTORS[s.type](s, "/steps/0", 1, ctx(), runtime)
+    assert outcome.output == {"branch": "then"} and ran == ["/steps/0/then"]
+
+
+def test_pointer_targets_and_copy_on_write() -> None:
+    parent = ctx()
+    parent.set_var("/order/lines", [1, 2])
+    parent.set_var("order.total", 3)
+    child = parent.child(names={"item": 1})
+    child.set_var("order.total", 99)
+    child.set_var("/order/lines/0", "x")
+    assert parent.vars == {"order": {"lines": [1, 2], "total": 3}}
+    assert child.vars == {"order": {"lines": ["x", 2], "total": 99}}
+    assert child.assigned == {"order"} and child.envelope()["item"] == 1
+    shared = parent.child(names={"error": {}}, isolated=False)
+    shared.set_var("flag", True)
+    assert parent.vars["flag"] is True and "flag" in parent.assigned
+
+
+def test_loop_labels_nest_and_change_idempotency_keys() -> None:
+    outer = ctx().child(names={}, loop="3")
+    inner = outer.child(names={}, loop=outer.loop_label(7))
+    assert inner.loop == "3.7"
+    assert inner.idempotency_key("/s") != outer.idempotency_key("/s") != ctx().idempotency_key("/s")

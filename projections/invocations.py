@@ -1,0 +1,121 @@
+"""The action invocations projection: one row per idempotency key, one per attempt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from projections.models import ActionAttempt, ActionInvocation
+
+
+@dataclass(frozen=True)
+class InvocationRef:
+    """The unique key of an invocation."""
+
+    tenant: str
+    action: str
+    version: int
+    key: str
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "action": self.action,
+            "action_version": self.version,
+            "idempotency_key": self.key,
+        }
+
+
+async def start_invocation(
+    session: AsyncSession,
+    ref: InvocationRef,
+    *,
+    run_id: str,
+    step_path: str,
+    loop: str | None,
+    attempt: int,
+) -> tuple[str, Any]:
+    """Mark the invocation RUNNING (unless it already SUCCEEDED); return its status and
+    recorded output. Concurrent attempts serialize on the row."""
+    stmt = insert(ActionInvocation).values(
+        **ref.columns(),
+        run_id=run_id,
+        step_path=step_path,
+        loop=loop,
+        status="RUNNING",
+        attempts=attempt,
+    )
+    current = ActionInvocation.__table__.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[
+            current.tenant,
+            current.action,
+            current.action_version,
+            current.idempotency_key,
+        ],
+        set_={
+            "attempts": func.greatest(current.attempts, stmt.excluded.attempts),
+            "status": case((current.status == "SUCCEEDED", "SUCCEEDED"), else_="RUNNING"),
+        },
+    )
+    row = (await session.execute(stmt.returning(current.status, current.output))).one()
+    return row.status, row.output
+
+
+async def record_attempt(
+    session: AsyncSession,
+    ref: InvocationRef,
+    *,
+    attempt: int,
+    status: str,
+    started_at: datetime,
+    finished_at: datetime | None = None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    stmt = insert(ActionAttempt).values(
+        **ref.columns(),
+        attempt=attempt,
+        status=status,
+        started_at=started_at,
+        finished_at=finished_at,
+        error=error,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[
+            ActionAttempt.tenant,
+            ActionAttempt.action,
+            ActionAttempt.action_version,
+            ActionAttempt.idempotency_key,
+            ActionAttempt.attempt,
+        ],
+        set_={
+            "status": stmt.excluded.status,
+            "finished_at": stmt.excluded.finished_at,
+            "error": stmt.excluded.error,
+        },
+    )
+    await session.execute(stmt)
+
+
+async def finish_invocation(
+    session: AsyncSession,
+    ref: InvocationRef,
+    *,
+    status: str,
+    output: Any = None,
+    error: dict[str, Any] | None = None,
+    finished_at: datetime | None = None,
+) -> None:
+    row = await session.get(ActionInvocation, (ref.tenant, ref.action, ref.version, ref.key))
+    if row is None or row.status == "SUCCEEDED":
+        return  # never overwrite a recorded success
+    row.status = status
+    row.output = output
+    row.error = error
+    row.finished_at = finished_at
+    await session.flush()

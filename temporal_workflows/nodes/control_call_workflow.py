@@ -1,0 +1,96 @@
+"""``control.callWorkflow``: a child run of another published definition."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.workflow import ParentClosePolicy
+
+from tempoflow.definition import ControlCallWorkflow
+from temporal_workflows import search_attributes as sa
+from temporal_workflows.context import RunContext
+from temporal_workflows.failures import StepFailure
+from temporal_workflows.models import (
+    RESOLVE_DEFINITION_ACTIVITY,
+    WORKFLOW_NAME,
+    DefinitionRef,
+    DefinitionRequest,
+    RunInput,
+    RunResult,
+)
+from temporal_workflows.nodes.base import Runtime, StepOutcome
+
+
+async def execute(
+    step: ControlCallWorkflow, path: str, seq: int, ctx: RunContext, rt: Runtime
+) -> StepOutcome:
+    data = ctx.resolve(step.input, f"{path}/input")
+    try:
+        ref = await workflow.execute_activity(
+            RESOLVE_DEFINITION_ACTIVITY,
+            DefinitionRequest(tenant=ctx.inp.tenant, key=step.definition, version=step.version),
+            result_type=DefinitionRef,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
+    except ActivityError as err:
+        cause = err.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(err)
+        raise StepFailure("DefinitionNotFound", message, None) from None
+    child_run_id = str(workflow.uuid4())
+    child_id = f"{ctx.inp.tenant}/{child_run_id}"
+    try:
+        result = await workflow.execute_child_workflow(
+            WORKFLOW_NAME,
+            RunInput(
+                run_id=child_run_id,
+                tenant=ctx.inp.tenant,
+                definition_key=ref.key,
+                definition_version=ref.version,
+                definition=ref.body,
+                input=data,
+                limits=ctx.inp.limits,
+                parent_run_id=ctx.inp.run_id,
+                parent_step_path=path,
+            ),
+            id=child_id,
+            result_type=RunResult,
+            task_queue=workflow.info().task_queue,
+            execution_timeout=step.timeout,
+            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.TENANT, ctx.inp.tenant),
+                    SearchAttributePair(sa.DEFINITION_KEY, ref.key),
+                    SearchAttributePair(sa.DEFINITION_VERSION, ref.version),
+                ]
+            ),
+            static_summary=f"{ref.key} v{ref.version} (child of {ctx.inp.run_id})",
+        )
+    except ChildWorkflowError as err:
+        cause = err.cause
+        detail: dict[str, Any] = {"childRunId": child_run_id, "cause": None}
+        if isinstance(cause, ApplicationError):
+            child_error = cause.details[0] if cause.details else None
+            detail["cause"] = (
+                child_error
+                if isinstance(child_error, dict)
+                else {"type": cause.type, "message": cause.message}
+            )
+        raise StepFailure(
+            "ChildWorkflowFailed",
+            f"child run {child_run_id} ({ref.key} v{ref.version}) failed: "
+            f"{getattr(cause, 'message', None) or cause or err}",
+            None,
+            detail,
+        ) from None
+    if step.output is not None:
+        ctx.set_var(step.output, result.output)
+    return StepOutcome(
+        input=data,
+        output={"childRunId": child_run_id, "definition": ref.key, "version": ref.version},
+    )
