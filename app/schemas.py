@@ -98,6 +98,7 @@ class RunPublic(_Public):
     error: dict[str, Any] | None = None
     started_at: datetime | None = None
     closed_at: datetime | None = None
+    parent_run_id: str | None = None
     source: str = Field(
         default="projection",
         description="'projection' (Postgres) or 'temporal' when the projection has not caught up",
@@ -113,6 +114,7 @@ class RunsPublic(_Public):
 class StepPublic(_Public):
     seq: int
     path: str
+    loop: str | None = Field(default=None, description="for-each iteration indexes ('3', '3.7')")
     step_id: str
     type: str
     status: str

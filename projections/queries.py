@@ -23,6 +23,7 @@ async def list_runs(
     before: tuple[datetime, str] | None = None,
     status: str | None = None,
     definition: str | None = None,
+    parent: str | None = None,
 ) -> list[RunRow]:
     """Newest first; ``before`` is the (started_at, run_id) of the previous page's last row."""
     stmt = select(RunRow).where(RunRow.tenant == tenant)
@@ -30,6 +31,8 @@ async def list_runs(
         stmt = stmt.where(RunRow.status == status)
     if definition is not None:
         stmt = stmt.where(RunRow.definition_key == definition)
+    if parent is not None:
+        stmt = stmt.where(RunRow.parent_run_id == parent)
     if before is not None:
         stmt = stmt.where(tuple_(RunRow.started_at, RunRow.run_id) < tuple_(*before))
     stmt = stmt.order_by(RunRow.started_at.desc(), RunRow.run_id.desc()).limit(limit)

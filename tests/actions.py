@@ -33,6 +33,9 @@ class Effects:
         self.keys: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.reached: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.release: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        # A receiver that honours idempotency keys: one effect per key.
+        self.received: dict[str, Any] = {}
+        self.cancelled: Counter[str] = Counter()
 
     def record(self, ctx: ActionContext) -> int:
         self.calls[(ctx.run_id, ctx.step_id)] += 1
@@ -67,5 +70,34 @@ def build_registry(effects: Effects) -> ActionRegistry:
         effects.reached[ctx.run_id].set()
         await effects.release[ctx.run_id].wait()
         return Anything(gated=True)
+
+    @registry.action("test.receive", input_model=Anything, output_model=Anything)
+    async def receive(data: Anything, ctx: ActionContext) -> Anything:
+        """Sends to a receiver deduplicating by key, then (first attempt, when asked)
+        hangs as if the worker died before reporting completion."""
+        count = effects.record(ctx)
+        effects.received.setdefault(ctx.idempotency_key, data.model_extra)
+        if (data.model_extra or {}).get("hang_first") and count == 1:
+            effects.reached[ctx.run_id].set()
+            await asyncio.Event().wait()
+        return Anything(received=len(effects.received))
+
+    @registry.action("test.heartbeat", input_model=Anything, output_model=Anything)
+    async def heartbeat(data: Anything, ctx: ActionContext) -> Anything:
+        """Heartbeats until cancelled (then records that it saw the cancellation)."""
+        effects.record(ctx)
+        effects.reached[ctx.run_id].set()
+        try:
+            while True:
+                ctx.heartbeat()
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            effects.cancelled[ctx.run_id] += 1
+            raise
+
+    @registry.action("test.count", input_model=Anything, output_model=Anything)
+    async def count(data: Anything, ctx: ActionContext) -> Anything:
+        n = effects.record(ctx)
+        return Anything(**(data.model_extra or {}), calls=n)
 
     return registry

@@ -47,6 +47,7 @@ def _public(row: RunRow, settings: Settings) -> RunPublic:
         error=row.error,
         started_at=row.started_at,
         closed_at=row.closed_at,
+        parent_run_id=row.parent_run_id,
         temporal_ui_url=_ui_url(settings, row.workflow_id),
     )
 
@@ -141,6 +142,7 @@ async def read_runs(
     settings: SettingsDep,
     status: RunStatus | None = None,
     definition: str | None = None,
+    parent: str | None = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     cursor: str | None = None,
 ) -> RunsPublic:
@@ -153,6 +155,7 @@ async def read_runs(
         limit=size + 1,
         status=status,
         definition=definition,
+        parent=parent,
         before=(datetime.fromisoformat(before[0]), before[1]) if before else None,
     )
     next_cursor = None

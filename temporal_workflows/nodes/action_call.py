@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
 from tempoflow.definition import ActionCall
 from temporal_workflows.context import RunContext
@@ -87,6 +88,10 @@ async def execute(
             summary=step.id if ctx.loop is None else f"{step.id} [{ctx.loop}]",
         )
     except ActivityError as err:
+        if isinstance(err.cause, CancelledError):
+            # The activity was cancelled because this step is (a cancelled run, a sibling
+            # branch that failed): that is cancellation, not a catchable failure.
+            raise asyncio.CancelledError() from None
         raise _failure(err.cause, path) from None
     if step.output is not None:
         ctx.set_var(step.output, outcome.output)
