@@ -34,12 +34,15 @@ def test_every_node_type_has_an_example() -> None:
 async def test_doc_example_runs(stack: Stack, index: int) -> None:
     example = examples()[index]
     key = f"docs-example-{index}"
+    for child_key, child in example.get("children", {}).items():
+        await stack.publish(child_key, child)
     await stack.publish(key, example["definition"])
     run = await stack.start(key, example["input"])
     try:
         await stack.result(run)
     except WorkflowFailureError:
         pass
+    await stack.record_history(run, f"docs_example_{index:02d}")
     view = await stack.run_view(run["id"])
     expect = example["expect"]
     assert view["status"] == expect["status"]

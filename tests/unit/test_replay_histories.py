@@ -14,14 +14,29 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tempoflow.definition import NODE_TYPES, parse_definition, walk_steps
 from tempoflow.worker import workflow_runner
 from temporal_workflows.interpreter import InterpreterWorkflow
+from temporal_workflows.models import RunInput
 
 HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("*.json"))
 
 
 def test_histories_are_checked_in() -> None:
     assert {p.stem for p in HISTORIES} >= {"every_node_type", "failing_action", "clock_and_random"}
+
+
+def test_histories_cover_every_node_type() -> None:
+    covered: set[str] = set()
+    for path in HISTORIES:
+        history = WorkflowHistory.from_json(path.stem, path.read_text())
+        start = history.events[0].workflow_execution_started_event_attributes
+        inp = pydantic_data_converter.payload_converter.from_payloads(
+            start.input.payloads, [RunInput]
+        )[0]
+        definition = parse_definition(inp.definition)
+        covered |= {step.type for _, step, _ in walk_steps(definition.steps)}
+    assert covered == NODE_TYPES
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

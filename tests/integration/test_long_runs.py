@@ -1,0 +1,127 @@
+"""Continue-as-new: long loops finish with small histories, state and positions intact.
+
+The test server suggests continue-as-new after 100 events (see tests/conftest.py), so
+these runs continue as new many times.
+"""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+
+from tests.integration.conftest import Stack
+
+
+async def executions(stack: Stack, workflow_id: str) -> list[int]:
+    """History length of every execution (run) of one workflow id."""
+    lengths = []
+    async for wf in stack.client.list_workflows(f'WorkflowId = "{workflow_id}"'):
+        history = await stack.client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+        lengths.append(len(history.events))
+        assert history.events[-1].event_type in (
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+        )
+    return lengths
+
+
+async def test_loops_inside_branches_resume_after_continue_as_new(stack: Stack) -> None:
+    definition = {
+        "steps": [
+            {"id": "init", "type": "state.set", "values": {"total": 0}},
+            {
+                "id": "guard",
+                "type": "control.if",
+                "condition": "true",
+                "then": [
+                    {
+                        "id": "t",
+                        "type": "control.tryCatch",
+                        "try": [
+                            {
+                                "id": "each",
+                                "type": "control.forEach",
+                                "items": "[1..60]",
+                                "output": "out",
+                                "result": {"$expr": "item * 2"},
+                                "steps": [
+                                    {
+                                        "id": "n",
+                                        "type": "action.call",
+                                        "action": "test.count",
+                                        "input": {"i": {"$expr": "item"}},
+                                    }
+                                ],
+                            },
+                            {
+                                "id": "sum",
+                                "type": "transform.assign",
+                                "assign": {"total": "$sum(vars.out)"},
+                            },
+                        ],
+                        "finally": [
+                            {"id": "fin", "type": "state.set", "values": {"finally": True}}
+                        ],
+                    },
+                ],
+            },
+            {
+                "id": "seq",
+                "type": "control.forEach",
+                "items": "[1..40]",
+                "concurrency": 5,
+                "output": "fan",
+                "steps": [
+                    {
+                        "id": "m",
+                        "type": "action.call",
+                        "action": "core.noop",
+                        "input": {"i": {"$expr": "item"}},
+                        "output": "r",
+                    }
+                ],
+            },
+        ]
+    }
+    await stack.publish("long", definition)
+    run = await stack.start("long")
+    out = (await stack.result(run))["output"]
+    assert out["out"] == [2 * i for i in range(1, 61)]
+    assert out["total"] == sum(2 * i for i in range(1, 61))
+    assert out["finally"] is True
+    assert [r["r"]["i"] for r in out["fan"]] == list(range(1, 41))
+    lengths = await executions(stack, run["workflowId"])
+    assert len(lengths) > 3  # it did continue as new, several times
+    assert max(lengths) < 400
+    # Every action ran exactly once despite the restarts.
+    assert all(stack.effects.calls[(run["id"], "n")] == 60 for _ in [0])
+    steps = await stack.steps(run["id"])
+    assert len([s for s in steps if s["stepId"] == "n"]) == 60
+    assert len({s["seq"] for s in steps}) == len(steps)
+    assert (await stack.run_view(run["id"]))["status"] == "SUCCEEDED"
+
+
+@pytest.mark.timeout(600)
+async def test_ten_thousand_item_loop(stack: Stack) -> None:
+    await stack.publish(
+        "big",
+        {
+            "steps": [
+                {
+                    "id": "each",
+                    "type": "control.forEach",
+                    "items": "[1..10000]",
+                    "concurrency": 20,
+                    "result": {"$expr": "item"},
+                    "output": "done",
+                    "steps": [{"id": "a", "type": "action.call", "action": "core.noop"}],
+                },
+                {"id": "count", "type": "transform.assign", "assign": {"n": "$count(vars.done)"}},
+            ]
+        },
+    )
+    run = await stack.start("big")
+    out = (await stack.result(run))["output"]
+    assert out["n"] == 10000 and out["done"][-1] == 10000
+    lengths = await executions(stack, run["workflowId"])
+    assert max(lengths) < 10240
