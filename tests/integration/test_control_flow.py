@@ -440,7 +440,7 @@ async def test_call_unknown_definition_is_catchable(stack: Stack) -> None:
 
 
 async def test_delay_until(stack: Stack) -> None:
-    out, run = await run_ok(
+    _, run = await run_ok(
         stack,
         "until",
         {
