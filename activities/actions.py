@@ -132,6 +132,7 @@ class TempoflowActivities:
             await invocations.record_attempt(
                 session,
                 ids,
+                run_id=inv.run_id,
                 attempt=info.attempt,
                 started_at=started,
                 status="DEDUPLICATED" if status == "SUCCEEDED" else "RUNNING",
@@ -142,7 +143,9 @@ class TempoflowActivities:
         try:
             output = await self._run(inv, spec, info.attempt)
         except asyncio.CancelledError:
-            await asyncio.shield(self._close(ids, info.attempt, started, "CANCELED", None))
+            await asyncio.shield(
+                self._close(ids, inv.run_id, info.attempt, started, "CANCELED", None)
+            )
             raise
         except Exception as err:
             error = _error_dict(err)
@@ -153,6 +156,7 @@ class TempoflowActivities:
             )
             await self._close(
                 ids,
+                inv.run_id,
                 info.attempt,
                 started,
                 "FAILED",
@@ -176,6 +180,7 @@ class TempoflowActivities:
             await invocations.record_attempt(
                 session,
                 ids,
+                run_id=inv.run_id,
                 attempt=info.attempt,
                 status="SUCCEEDED",
                 started_at=started,
@@ -188,6 +193,7 @@ class TempoflowActivities:
     async def _close(
         self,
         ids: invocations.InvocationRef,
+        run_id: str,
         attempt: int,
         started: datetime,
         status: str,
@@ -200,6 +206,7 @@ class TempoflowActivities:
             await invocations.record_attempt(
                 session,
                 ids,
+                run_id=run_id,
                 attempt=attempt,
                 status=status,
                 started_at=started,

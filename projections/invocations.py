@@ -71,6 +71,7 @@ async def record_attempt(
     session: AsyncSession,
     ref: InvocationRef,
     *,
+    run_id: str,
     attempt: int,
     status: str,
     started_at: datetime,
@@ -79,6 +80,7 @@ async def record_attempt(
 ) -> None:
     stmt = insert(ActionAttempt).values(
         **ref.columns(),
+        run_id=run_id,
         attempt=attempt,
         status=status,
         started_at=started_at,
@@ -91,6 +93,7 @@ async def record_attempt(
             ActionAttempt.action,
             ActionAttempt.action_version,
             ActionAttempt.idempotency_key,
+            ActionAttempt.run_id,
             ActionAttempt.attempt,
         ],
         set_={

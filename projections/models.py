@@ -149,6 +149,8 @@ class ActionAttempt(Base):
     action: Mapped[str] = mapped_column(String(128), primary_key=True)
     action_version: Mapped[int] = mapped_column(Integer, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    """The run that made the attempt (runs sharing a key each have their own attempts)."""
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -40,13 +40,14 @@ def upgrade() -> None:
     sa.Column('action', sa.String(length=128), nullable=False),
     sa.Column('action_version', sa.Integer(), nullable=False),
     sa.Column('idempotency_key', sa.String(length=200), nullable=False),
+    sa.Column('run_id', sa.String(length=36), nullable=False),
     sa.Column('attempt', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('error', postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), nullable=True),
     sa.ForeignKeyConstraint(['tenant', 'action', 'action_version', 'idempotency_key'], ['action_invocations.tenant', 'action_invocations.action', 'action_invocations.action_version', 'action_invocations.idempotency_key'], name=op.f('fk_action_attempts_tenant_action_invocations'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('tenant', 'action', 'action_version', 'idempotency_key', 'attempt', name=op.f('pk_action_attempts'))
+    sa.PrimaryKeyConstraint('tenant', 'action', 'action_version', 'idempotency_key', 'run_id', 'attempt', name=op.f('pk_action_attempts'))
     )
     op.add_column('runs', sa.Column('parent_run_id', sa.String(length=36), nullable=True))
     op.add_column('runs', sa.Column('parent_step_path', sa.String(length=1024), nullable=True))
