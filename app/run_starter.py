@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -48,6 +48,8 @@ class Started:
     run_id: str
     workflow_id: str
     created: bool
+    handle: WorkflowHandle[Any, Any] | None = None
+    """The started workflow (when this call started it)."""
 
 
 def _request_hash(key: str, version: int, data: Any) -> str:
@@ -64,17 +66,20 @@ async def start_run(
     data: Any,
     idempotency_key: str | None,
     limits: ExpressionLimits | None = None,
+    search_attributes: bool = True,
 ) -> Started:
     """Start the interpreter for ``version``; the same idempotency key returns the same run.
 
     Temporal deduplicates by workflow id (derived from tenant + key) for the whole
     retention period, so the check is atomic without touching Postgres.
+    ``search_attributes=False`` is for servers without custom search attributes (the
+    time-skipping test server).
     """
     run_id = run_id_for(tenant, idempotency_key)
     wid = workflow_id(tenant, run_id)
     request_hash = _request_hash(version.key, version.version, data)
     try:
-        await client.start_workflow(
+        handle = await client.start_workflow(
             WORKFLOW_NAME,
             RunInput(
                 run_id=run_id,
@@ -88,13 +93,9 @@ async def start_run(
             id=wid,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.TENANT, tenant),
-                    SearchAttributePair(sa.DEFINITION_KEY, version.key),
-                    SearchAttributePair(sa.DEFINITION_VERSION, version.version),
-                ]
-            ),
+            search_attributes=sa.for_run(tenant, version.key, version.version)
+            if search_attributes
+            else None,
             memo={"requestHash": request_hash},
             static_summary=f"{version.key} v{version.version}",
         )
@@ -110,7 +111,7 @@ async def start_run(
                 extra={"runId": run_id},
             ) from None
         return Started(run_id, wid, created=False)
-    return Started(run_id, wid, created=True)
+    return Started(run_id, wid, created=True, handle=handle)
 
 
 async def describe_run(client: Client, tenant: str, run_id: str) -> dict[str, Any] | None:

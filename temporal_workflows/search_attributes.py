@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 log = logging.getLogger("tempoflow.worker")
 
@@ -14,6 +14,17 @@ DEFINITION_KEY = SearchAttributeKey.for_keyword("TempoflowDefinition")
 DEFINITION_VERSION = SearchAttributeKey.for_int("TempoflowDefinitionVersion")
 
 ALL = (TENANT, DEFINITION_KEY, DEFINITION_VERSION)
+
+
+def for_run(tenant: str, key: str, version: int) -> TypedSearchAttributes:
+    """The attributes of one run (filter in the Temporal UI by tenant and definition)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(TENANT, tenant),
+            SearchAttributePair(DEFINITION_KEY, key),
+            SearchAttributePair(DEFINITION_VERSION, version),
+        ]
+    )
 
 
 def cli_flags() -> list[str]:

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
@@ -62,13 +62,10 @@ async def execute(
             task_queue=workflow.info().task_queue,
             execution_timeout=step.timeout,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.TENANT, ctx.inp.tenant),
-                    SearchAttributePair(sa.DEFINITION_KEY, ref.key),
-                    SearchAttributePair(sa.DEFINITION_VERSION, ref.version),
-                ]
-            ),
+            # Like the parent: with the attributes when the parent has them.
+            search_attributes=sa.for_run(ctx.inp.tenant, ref.key, ref.version)
+            if workflow.info().typed_search_attributes.get(sa.TENANT) is not None
+            else None,
             static_summary=f"{ref.key} v{ref.version} (child of {ctx.inp.run_id})",
         )
     except ChildWorkflowError as err:

@@ -1,0 +1,113 @@
+"""Timers and timeouts on the time-skipping test server: an hour passes in milliseconds."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from app.run_starter import start_run
+from projections import queries
+from projections.models import DefinitionVersionRow
+from tempoflow import embedded
+from tempoflow.worker import create_worker
+from tests.actions import Effects, build_registry
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def skipping() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(embedded.TEMPORAL_TEST_SERVER),
+    )
+    yield env
+    await env.shutdown()
+
+
+async def _run(
+    env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession], definition: dict
+) -> tuple[str, dict]:
+    queue = f"tq-{uuid.uuid4()}"
+    version = DefinitionVersionRow(key="timer", version=1, body=definition)
+    async with create_worker(
+        env.client, task_queue=queue, registry=build_registry(Effects()), sessions=sessions
+    ):
+        started = await start_run(
+            env.client,
+            task_queue=queue,
+            tenant="timers",
+            version=version,
+            data={},
+            idempotency_key=None,
+            search_attributes=False,
+        )
+        # The handle from the start skips time while waiting (one made from the id
+        # does not, on the test server).
+        assert started.handle is not None
+        result = await started.handle.result()
+    return started.run_id, result
+
+
+async def test_one_hour_delay_finishes_at_once(
+    skipping: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    wall = time.monotonic()
+    run_id, result = await _run(
+        skipping,
+        sessions,
+        {
+            "steps": [
+                {"id": "t0", "type": "transform.assign", "assign": {"before": "$millis()"}},
+                {"id": "wait", "type": "delay", "duration": "PT1H"},
+                {"id": "t1", "type": "transform.assign", "assign": {"after": "$millis()"}},
+            ]
+        },
+    )
+    out = result["output"]
+    assert out["after"] - out["before"] >= 3_600_000  # workflow time moved an hour
+    assert time.monotonic() - wall < 30
+    async with sessions() as session:
+        row = await queries.get_run(session, "timers", run_id)
+    assert row is not None and row.status == "SUCCEEDED"
+
+
+async def test_action_timeout_is_catchable(
+    skipping: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    _, result = await _run(
+        skipping,
+        sessions,
+        {
+            "steps": [
+                {
+                    "id": "t",
+                    "type": "control.tryCatch",
+                    "catchOn": ["TimeoutError"],
+                    "try": [
+                        {
+                            "id": "slow",
+                            "type": "action.call",
+                            "action": "test.heartbeat",
+                            "timeouts": {"scheduleToClose": "PT2S"},
+                            "retry": {"maxAttempts": 1},
+                        }
+                    ],
+                    "catch": [
+                        {
+                            "id": "c",
+                            "type": "transform.assign",
+                            "assign": {"timedOut": "error.type"},
+                        }
+                    ],
+                },
+            ]
+        },
+    )
+    assert result["output"] == {"timedOut": "TimeoutError"}
