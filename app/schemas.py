@@ -149,3 +149,30 @@ class ExpressionEvaluate(_Write):
 
 class ExpressionResult(_Public):
     result: Any = None
+
+
+class AttemptPublic(_Public):
+    attempt: int
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    error: dict[str, Any] | None = None
+
+
+class InvocationPublic(_Public):
+    action: str
+    action_version: int
+    idempotency_key: str
+    step_path: str
+    loop: str | None
+    status: str
+    attempts: int
+    output: Any = None
+    error: dict[str, Any] | None = None
+    created_at: datetime
+    finished_at: datetime | None
+    attempt_log: list[AttemptPublic] = Field(default_factory=list)
+
+
+class InvocationsPublic(_Public):
+    items: list[InvocationPublic]

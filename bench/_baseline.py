@@ -5,6 +5,7 @@ Kept in its own module: the workflow sandbox re-imports the module defining a wo
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -43,3 +44,26 @@ class BaselineWorkflow:
             )
             out[f"r{i}"] = r.i
         return out
+
+
+@workflow.defn(name="bench.baseline_loop")
+class BaselineLoop:
+    """A hand-written loop: one activity per item, at most ``concurrency`` at once."""
+
+    @workflow.run
+    async def run(self, args: list[int]) -> int:
+        items, concurrency = args
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> int:
+            async with semaphore:
+                r = await workflow.execute_activity(
+                    baseline_noop,
+                    NoopIn(i=i),
+                    start_to_close_timeout=timedelta(minutes=1),
+                    retry_policy=RetryPolicy(maximum_attempts=3),
+                )
+                return r.i
+
+        results = await asyncio.gather(*(one(i) for i in range(items)))
+        return len(results)

@@ -23,10 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select
 from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner
 
 from activities.builtin import default_registry
 from app.run_starter import start_run
-from bench._baseline import STEPS, BaselineWorkflow, baseline_noop
+from bench._baseline import STEPS, BaselineLoop, BaselineWorkflow, baseline_noop
 from bench._stack import bench_stack
 from projections.db import session_factory
 from projections.models import DefinitionVersionRow, RunRow, StepRow
@@ -77,8 +78,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             task_queue=queue,
             registry=default_registry(),
             sessions=sessions,
-            workflows=[BaselineWorkflow],
+            workflows=[BaselineWorkflow, BaselineLoop],
             activities=[baseline_noop],
+            workflow_runner=UnsandboxedWorkflowRunner() if args.unsandboxed else None,
         )
         version = DefinitionVersionRow(key="bench-noop", version=1, body=DEFINITION)
 
@@ -112,6 +114,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 tf_time, tf_lat = tf_time + t, tf_lat + lat
                 t, lat = await _drive(half, args.concurrency, baseline)
                 bl_time, bl_lat = bl_time + t, bl_lat + lat
+            loops = {}
+            for concurrency in (1, 20):
+                loops[concurrency] = await _loops(client, queue, args.items, concurrency)
         async with sessions() as session:
             closed = await session.scalar(
                 select(func.count()).select_from(RunRow).where(RunRow.status == "SUCCEEDED")
@@ -136,7 +141,46 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "projected_runs": closed,
         "projected_steps": steps,
         "projections_complete": closed == total + warm and steps == (total + warm) * STEPS,
+        "runner": "unsandboxed" if args.unsandboxed else "sandboxed",
+        "foreach_items": args.items,
+        **{f"foreach_c{c}_tempoflow_s": v[0] for c, v in loops.items()},
+        **{f"foreach_c{c}_baseline_s": v[1] for c, v in loops.items()},
+        **{f"foreach_c{c}_ratio": round(v[1] / v[0], 3) for c, v in loops.items()},
     }
+
+
+async def _loops(client: Client, queue: str, items: int, concurrency: int) -> tuple[float, float]:
+    """One for-each run of ``items`` actions vs the hand-written loop (seconds each)."""
+    body = {
+        "steps": [
+            {
+                "id": "each",
+                "type": "control.forEach",
+                "items": f"[1..{items}]",
+                "concurrency": concurrency,
+                "steps": [
+                    {
+                        "id": "a",
+                        "type": "action.call",
+                        "action": "core.noop",
+                        "input": {"i": {"$expr": "item"}},
+                    }
+                ],
+            }
+        ]
+    }
+    version = DefinitionVersionRow(key=f"bench-loop-{concurrency}", version=1, body=body)
+    t0 = time.perf_counter()
+    started = await start_run(
+        client, task_queue=queue, tenant=TENANT, version=version, data={}, idempotency_key=None
+    )
+    await client.get_workflow_handle(started.workflow_id).result()
+    tempoflow = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await client.execute_workflow(
+        BaselineLoop.run, [items, concurrency], id=f"baseline-loop-{uuid.uuid4()}", task_queue=queue
+    )
+    return round(tempoflow, 2), round(time.perf_counter() - t0, 2)
 
 
 if __name__ == "__main__":
@@ -144,7 +188,14 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="fewer runs (< 2 minutes)")
     parser.add_argument("--runs", type=int)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--items", type=int, help="for-each items (default 2000, quick 300)")
+    parser.add_argument(
+        "--unsandboxed",
+        action="store_true",
+        help="run both workflows without the Python workflow sandbox",
+    )
     args = parser.parse_args()
     args.runs = args.runs or (100 if args.quick else 400)
+    args.items = args.items or (300 if args.quick else 2000)
     result = asyncio.run(main(args))
     print(json.dumps(result))

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import RunRow, StepRow
+from projections.models import ActionAttempt, ActionInvocation, RunRow, StepRow
 
 
 async def get_run(session: AsyncSession, tenant: str, run_id: str) -> RunRow | None:
@@ -46,3 +46,31 @@ async def list_steps(session: AsyncSession, tenant: str, run_id: str) -> list[St
         .order_by(StepRow.seq)
     )
     return list((await session.execute(stmt)).scalars())
+
+
+async def list_invocations(
+    session: AsyncSession, tenant: str, run_id: str
+) -> list[tuple[ActionInvocation, list[ActionAttempt]]]:
+    """A run's action invocations (by idempotency key) with this run's attempts."""
+    invocations = list(
+        (
+            await session.execute(
+                select(ActionInvocation)
+                .where(ActionInvocation.tenant == tenant, ActionInvocation.run_id == run_id)
+                .order_by(ActionInvocation.created_at)
+            )
+        ).scalars()
+    )
+    attempts = list(
+        (
+            await session.execute(
+                select(ActionAttempt)
+                .where(ActionAttempt.tenant == tenant, ActionAttempt.run_id == run_id)
+                .order_by(ActionAttempt.attempt)
+            )
+        ).scalars()
+    )
+    by_key: dict[str, list[ActionAttempt]] = {}
+    for attempt in attempts:
+        by_key.setdefault(attempt.idempotency_key, []).append(attempt)
+    return [(inv, by_key.get(inv.idempotency_key, [])) for inv in invocations]

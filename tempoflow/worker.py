@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.actions import TempoflowActivities
@@ -41,7 +41,7 @@ PASSTHROUGH = (
 )
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
+def sandboxed_runner() -> SandboxedWorkflowRunner:
     """The workflow runner shared by the Tempoflow worker and the benchmark baseline."""
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
@@ -67,6 +67,7 @@ def create_worker(
     activities: Sequence[Any] = (),
     max_concurrent_activities: int = 100,
     graceful_shutdown: timedelta = timedelta(seconds=5),
+    workflow_runner: WorkflowRunner | None = None,
 ) -> Worker:
     """A worker running the interpreter and the action/projection activities."""
     impl = TempoflowActivities(registry, sessions)
@@ -75,7 +76,7 @@ def create_worker(
         task_queue=task_queue,
         workflows=[InterpreterWorkflow, *workflows],
         activities=[impl.invoke_action, impl.project, impl.resolve_definition, *activities],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner or sandboxed_runner(),
         max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=graceful_shutdown,
     )

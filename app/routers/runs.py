@@ -14,7 +14,16 @@ from app.data.definitions import get_definition, get_version
 from app.deps import Operator, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
 from app.run_starter import describe_run, start_run, workflow_id
-from app.schemas import RunCreate, RunPublic, RunsPublic, StepPublic, StepsPublic
+from app.schemas import (
+    AttemptPublic,
+    InvocationPublic,
+    InvocationsPublic,
+    RunCreate,
+    RunPublic,
+    RunsPublic,
+    StepPublic,
+    StepsPublic,
+)
 from projections import queries
 from projections.models import RunRow
 from projections.records import RunStatus
@@ -194,3 +203,19 @@ async def read_run_steps(
         if await describe_run(client, principal.tenant, run_id) is None:
             raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
     return StepsPublic(items=[StepPublic.model_validate(s) for s in steps])
+
+
+@router.get("/{run_id}/invocations", response_model=InvocationsPublic)
+async def read_run_invocations(
+    run_id: RunIdPath, principal: Operator, session: SessionDep
+) -> InvocationsPublic:
+    """The run's action invocations: one per idempotency key, with every attempt."""
+    rows = await queries.list_invocations(session, principal.tenant, run_id)
+    if not rows and await queries.get_run(session, principal.tenant, run_id) is None:
+        raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
+    items = []
+    for invocation, attempts in rows:
+        item = InvocationPublic.model_validate(invocation)
+        item.attempt_log = [AttemptPublic.model_validate(a) for a in attempts]
+        items.append(item)
+    return InvocationsPublic(items=items)

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tempoflow.worker import workflow_runner
+from tempoflow.worker import sandboxed_runner
 from temporal_workflows.interpreter import InterpreterWorkflow
 from tests.integration.conftest import Stack
 
@@ -44,7 +44,7 @@ CLOCK_AND_RANDOM = {
 def _replayer() -> Replayer:
     return Replayer(
         workflows=[InterpreterWorkflow],
-        workflow_runner=workflow_runner(),
+        workflow_runner=sandboxed_runner(),
         data_converter=pydantic_data_converter,
     )
 

@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tempoflow.definition import NODE_TYPES, parse_definition, walk_steps
-from tempoflow.worker import workflow_runner
+from tempoflow.worker import sandboxed_runner
 from temporal_workflows.interpreter import InterpreterWorkflow
 from temporal_workflows.models import RunInput
 
@@ -45,7 +45,7 @@ async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, text)
     replayer = Replayer(
         workflows=[InterpreterWorkflow],
-        workflow_runner=workflow_runner(),
+        workflow_runner=sandboxed_runner(),
         data_converter=pydantic_data_converter,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
