@@ -119,10 +119,15 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 loops[concurrency] = await _loops(client, queue, args.items, concurrency)
         async with sessions() as session:
             closed = await session.scalar(
-                select(func.count()).select_from(RunRow).where(RunRow.status == "SUCCEEDED")
+                select(func.count())
+                .select_from(RunRow)
+                .where(RunRow.status == "SUCCEEDED", RunRow.definition_key == "bench-noop")
             )
             steps = await session.scalar(
-                select(func.count()).select_from(StepRow).where(StepRow.status == "SUCCEEDED")
+                select(func.count())
+                .select_from(StepRow)
+                .join(RunRow, RunRow.run_id == StepRow.run_id)
+                .where(StepRow.status == "SUCCEEDED", RunRow.definition_key == "bench-noop")
             )
     total = 2 * half
     tf_rps, bl_rps = total / tf_time, total / bl_time

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func
+from sqlalchemy import case, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,11 +114,15 @@ async def finish_invocation(
     error: dict[str, Any] | None = None,
     finished_at: datetime | None = None,
 ) -> None:
-    row = await session.get(ActionInvocation, (ref.tenant, ref.action, ref.version, ref.key))
-    if row is None or row.status == "SUCCEEDED":
-        return  # never overwrite a recorded success
-    row.status = status
-    row.output = output
-    row.error = error
-    row.finished_at = finished_at
-    await session.flush()
+    # One statement, and a recorded success is never overwritten.
+    await session.execute(
+        update(ActionInvocation)
+        .where(
+            ActionInvocation.tenant == ref.tenant,
+            ActionInvocation.action == ref.action,
+            ActionInvocation.action_version == ref.version,
+            ActionInvocation.idempotency_key == ref.key,
+            ActionInvocation.status != "SUCCEEDED",
+        )
+        .values(status=status, output=output, error=error, finished_at=finished_at)
+    )
