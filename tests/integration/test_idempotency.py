@@ -149,10 +149,20 @@ async def test_retries_record_every_attempt(stack: Stack) -> None:
 
 
 async def test_invocations_api(stack: Stack) -> None:
-    await stack.publish("flaky3", {"steps": [
-        {"id": "call", "type": "action.call", "action": "test.flaky", "input": {"failures": 1},
-         "retry": {"initialInterval": "PT0.05S"}},
-    ]})
+    await stack.publish(
+        "flaky3",
+        {
+            "steps": [
+                {
+                    "id": "call",
+                    "type": "action.call",
+                    "action": "test.flaky",
+                    "input": {"failures": 1},
+                    "retry": {"initialInterval": "PT0.05S"},
+                },
+            ]
+        },
+    )
     run = await stack.start("flaky3")
     await stack.result(run)
     r = await stack.http.get(f"/v1/runs/{run['id']}/invocations", headers=stack.auth())
@@ -161,6 +171,8 @@ async def test_invocations_api(stack: Stack) -> None:
     assert item["action"] == "test.flaky" and item["status"] == "SUCCEEDED"
     assert item["stepPath"] == "/steps/0" and item["attempts"] == 2
     assert [(a["attempt"], a["status"]) for a in item["attemptLog"]] == [
-        (1, "FAILED"), (2, "SUCCEEDED")]
+        (1, "FAILED"),
+        (2, "SUCCEEDED"),
+    ]
     other = await stack.http.get("/v1/runs/nope/invocations", headers=stack.auth())
     assert other.status_code == 404
