@@ -16,17 +16,20 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
-from projections import invocations
+from projections import invocations, routing
 from projections.models import DefinitionRow, DefinitionVersionRow
 from projections.records import ProjectionBatch, StepRecord, StepStatus
 from projections.writer import write_batch
 from temporal_workflows.models import (
     PROJECT_ACTIVITY,
+    REGISTER_WAIT_ACTIVITY,
     RESOLVE_DEFINITION_ACTIVITY,
     ActionInvocation,
     ActionOutcome,
     DefinitionRef,
     DefinitionRequest,
+    EventDelivery,
+    RegisterWait,
 )
 
 
@@ -64,6 +67,14 @@ class TempoflowActivities:
     async def project(self, batch: ProjectionBatch) -> None:
         """Write a batch of projection records (idempotent)."""
         await self._write(batch)
+
+    @activity.defn(name=REGISTER_WAIT_ACTIVITY)
+    async def register_wait(self, request: RegisterWait) -> list[EventDelivery]:
+        """Index a wait under the routing lock; the buffered events it may take."""
+        async with self.sessions.begin() as session:
+            await write_batch(session, request.pending)
+            events = await routing.register_wait(session, request.wait, request.buffered_limit)
+            return [EventDelivery.model_validate(routing.delivery(e)) for e in events]
 
     @activity.defn(name=RESOLVE_DEFINITION_ACTIVITY)
     async def resolve_definition(self, request: DefinitionRequest) -> DefinitionRef:

@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from activities.builtin import default_registry
 from activities.registry import ActionRegistry
+from app.dispatcher import Dispatcher
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.routers import ROUTERS
@@ -38,9 +39,15 @@ def create_app(
         engine = create_engine(settings.sqlalchemy_url)
         app.state.sessions = session_factory(engine)
         app.state.temporal = temporal or await connect_temporal(settings)
+        app.state.dispatcher = None
+        if settings.dispatcher_enabled:
+            app.state.dispatcher = Dispatcher(app.state.sessions, app.state.temporal, settings)
+            app.state.dispatcher.start()
         try:
             yield
         finally:
+            if app.state.dispatcher is not None:
+                await app.state.dispatcher.stop()
             await engine.dispose()
 
     app = FastAPI(title="Tempoflow", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

@@ -41,6 +41,7 @@ class DefinitionPublic(_Public):
     definition: dict[str, Any] = Field(validation_alias="draft")
     draft_hash: str
     latest_version: int | None
+    paused: bool = False
     created_at: datetime
     updated_at: datetime
 
@@ -176,3 +177,127 @@ class InvocationPublic(_Public):
 
 class InvocationsPublic(_Public):
     items: list[InvocationPublic]
+
+
+EVENT_NAME = r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$"
+MAX_BUFFER_TTL = dt.timedelta(days=7)
+
+
+class Correlation(_Write):
+    """How an event's correlation key is derived when the producer sends none: a JSONata
+    ``expression`` over the event, or ``paths`` (JSON pointers into the event, the first
+    present one wins)."""
+
+    expression: str | None = Field(default=None, min_length=1, max_length=8192)
+    paths: list[str] | None = Field(default=None, min_length=1, max_length=10)
+
+
+class EventTypeWrite(_Write):
+    description: str | None = Field(default=None, max_length=2000)
+    payload_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    correlation: Correlation | None = None
+    buffer_ttl: dt.timedelta | None = Field(
+        default=None, description="ISO 8601 duration, at most P7D (default PT1H)"
+    )
+
+
+class EventTypePublic(_Public):
+    name: str
+    description: str | None
+    payload_schema: dict[str, Any] | None = Field(
+        default=None, serialization_alias="schema", alias="payloadSchema"
+    )
+    correlation: dict[str, Any] | None
+    buffer_ttl_seconds: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class EventTypesPublic(_Public):
+    items: list[EventTypePublic]
+
+
+class EventCreate(_Write):
+    name: str = Field(pattern=EVENT_NAME)
+    id: str | None = Field(default=None, min_length=1, max_length=200)
+    payload: Any = None
+    correlation_key: str | int | float | None = None
+    occurred_at: datetime | None = None
+
+
+class EventBatchCreate(_Write):
+    events: list[EventCreate] = Field(min_length=1)
+
+
+class EventReceipt(_Public):
+    id: str
+    name: str
+    correlation_key: str | None
+    correlated: bool
+    status: str
+    received_at: datetime
+    duplicate: bool = False
+
+
+class EventReceipts(_Public):
+    items: list[EventReceipt]
+
+
+class DeliveryPublic(_Public):
+    run_id: str
+    workflow_id: str
+    kind: str
+    status: str
+    step_path: str | None = None
+    definition: str | None = None
+    reason: str | None = None
+    updated_at: datetime
+
+
+class EventPublic(EventReceipt):
+    payload: Any = None
+    occurred_at: datetime | None = None
+    key_source: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    routed_at: datetime | None = None
+    deliveries: list[DeliveryPublic] = Field(default_factory=list)
+
+
+class EventsPublic(_Public):
+    items: list[EventPublic]
+    next_cursor: str | None = None
+
+
+class TaskComplete(_Write):
+    data: Any = None
+    completed_by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="who completed it (default: the API key's id)",
+    )
+
+
+class TaskPublic(_Public):
+    id: str
+    run_id: str
+    workflow_id: str
+    definition: str = Field(validation_alias="definition_key")
+    step_path: str
+    title: str
+    description: str | None
+    form: dict[str, Any]
+    assignee: str | None
+    role: str | None
+    status: str
+    created_at: datetime
+    due_at: datetime | None
+    completed_at: datetime | None
+    completed_by: str | None
+    data: Any = None
+
+
+class TasksPublic(_Public):
+    items: list[TaskPublic]
+    next_cursor: str | None = None

@@ -1,12 +1,26 @@
-"""Tables. Primary data: api keys, definitions, versions. Projections: runs, steps, action
-invocations and their attempts."""
+"""Tables. Primary data: api keys, definitions, versions, trigger subscriptions, event
+types and the event inbox. Projections: runs, steps, action invocations and their attempts,
+waits, event deliveries, human tasks."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKeyConstraint, Index, Integer, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,6 +56,8 @@ class DefinitionRow(Base):
     latest_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    paused: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    """A paused definition's triggers start no runs."""
 
 
 class DefinitionVersionRow(Base):
@@ -156,3 +172,144 @@ class ActionAttempt(Base):
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     error: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+
+
+class TriggerSubscription(Base):
+    """The triggers of a definition's latest published version (replaced on publish)."""
+
+    __tablename__ = "trigger_subscriptions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant", "definition_key"],
+            ["definitions.tenant", "definitions.key"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_trigger_subscriptions_event", "tenant", "event_name"),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    definition_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_name: Mapped[str] = mapped_column(String(128))
+    filter: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class EventType(Base):
+    __tablename__ = "event_types"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    payload_schema: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    correlation: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    """``{"expression": …}`` or ``{"paths": [pointer, …]}`` over the event."""
+    buffer_ttl_seconds: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class Event(Base):
+    """The inbox: every accepted event, durable before the 202 (deduplicated by id)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_key", "tenant", "name", "correlation_key", "received_at"),
+        Index("ix_events_tenant_seq", "tenant", "seq"),
+        Index(
+            "ix_events_pending",
+            "next_attempt_at",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    correlation_key: Mapped[str | None] = mapped_column(String(256))
+    """``NULL``: uncorrelated (can start runs, never routed to waits)."""
+    key_source: Mapped[str | None] = mapped_column(String(16))
+    payload: Mapped[Any] = mapped_column(Json, nullable=True)
+    occurred_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    received_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    status: Mapped[str] = mapped_column(String(16), server_default="PENDING")
+    """``PENDING`` until routed (waits signalled, trigger runs started), then ``ROUTED``."""
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    routed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class EventDeliveryRow(Base):
+    """An event's routing to one run: the dispatcher's side and the run's verdict."""
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (Index("ix_event_deliveries_run", "run_id"),)
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    """``wait`` or ``trigger``."""
+    status: Mapped[str] = mapped_column(String(16))
+    step_path: Mapped[str | None] = mapped_column(String(1024))
+    definition_key: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class WaitRow(Base):
+    """``event.wait`` steps; open ones are the routing index."""
+
+    __tablename__ = "waits"
+    __table_args__ = (
+        Index(
+            "ix_waits_open",
+            "tenant",
+            "correlation_key",
+            postgresql_where=text("status = 'WAITING'"),
+        ),
+    )
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    step_path: Mapped[str] = mapped_column(String(1024))
+    loop: Mapped[str | None] = mapped_column(String(256))
+    event_names: Mapped[list[str]] = mapped_column(ARRAY(String(128)))
+    correlation_key: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    closed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    event_id: Mapped[str | None] = mapped_column(String(200))
+
+
+class HumanTaskRow(Base):
+    __tablename__ = "human_tasks"
+    __table_args__ = (
+        Index("ix_human_tasks_tenant", "tenant", "status", "created_at"),
+        Index("ix_human_tasks_run", "run_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(36))
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    seq: Mapped[int] = mapped_column(Integer)
+    step_path: Mapped[str] = mapped_column(String(1024))
+    definition_key: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    form: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    assignee: Mapped[str | None] = mapped_column(String(256))
+    role: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    due_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    completed_by: Mapped[str | None] = mapped_column(String(256))
+    data: Mapped[Any] = mapped_column(Json, nullable=True)

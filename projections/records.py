@@ -29,6 +29,37 @@ class StepStatus(StrEnum):
     CANCELED = "CANCELED"
 
 
+class WaitStatus(StrEnum):
+    WAITING = "WAITING"
+    MATCHED = "MATCHED"
+    TIMED_OUT = "TIMED_OUT"
+    CANCELED = "CANCELED"
+
+
+class DeliveryStatus(StrEnum):
+    """What became of an event for one run (``events`` routing)."""
+
+    PENDING = "PENDING"
+    """Routed to the run's wait; the signal is not confirmed yet."""
+    SIGNALED = "SIGNALED"
+    APPLIED = "APPLIED"
+    """The run's wait took the event."""
+    FILTERED = "FILTERED"
+    """The wait's filter was false for it."""
+    EXPIRED = "EXPIRED"
+    """The wait had timed out when the event was routed."""
+    RUN_CLOSED = "RUN_CLOSED"
+    STARTED = "STARTED"
+    """The event started the run (a definition trigger)."""
+
+
+class TaskStatus(StrEnum):
+    OPEN = "OPEN"
+    COMPLETED = "COMPLETED"
+    TIMED_OUT = "TIMED_OUT"
+    CANCELED = "CANCELED"
+
+
 TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED})
 TERMINAL_STEP = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELED})
 
@@ -67,11 +98,73 @@ class StepRecord(BaseModel):
     error: dict[str, Any] | None = None
 
 
+class WaitRecord(BaseModel):
+    """An ``event.wait`` of a run, keyed by ``(run_id, seq)``."""
+
+    run_id: str
+    seq: int
+    tenant: str
+    workflow_id: str
+    step_path: str
+    loop: str | None = None
+    event_names: list[str]
+    correlation_key: str
+    status: WaitStatus = WaitStatus.WAITING
+    since: datetime
+    expires_at: datetime | None = None
+    closed_at: datetime | None = None
+    event_id: str | None = None
+
+
+class DeliveryRecord(BaseModel):
+    """The run's verdict on a delivered event, keyed by ``(tenant, event_id, run_id)``."""
+
+    tenant: str
+    event_id: str
+    run_id: str
+    workflow_id: str
+    status: DeliveryStatus
+    step_path: str | None = None
+    reason: str | None = None
+
+
+class TaskRecord(BaseModel):
+    """A ``human.task``, keyed by ``id``."""
+
+    id: str
+    tenant: str
+    run_id: str
+    workflow_id: str
+    seq: int
+    step_path: str
+    definition_key: str
+    title: str
+    description: str | None = None
+    form: dict[str, Any]
+    assignee: str | None = None
+    role: str | None = None
+    status: TaskStatus = TaskStatus.OPEN
+    created_at: datetime
+    due_at: datetime | None = None
+    completed_at: datetime | None = None
+    completed_by: str | None = None
+    data: Any = None
+
+
 class ProjectionBatch(BaseModel):
     """Records to upsert together; the run record (if any) after the steps."""
 
     run: RunRecord | None = None
     steps: list[StepRecord] = Field(default_factory=list)
+    waits: list[WaitRecord] = Field(default_factory=list)
+    deliveries: list[DeliveryRecord] = Field(default_factory=list)
+    tasks: list[TaskRecord] = Field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return self.run is None and not self.steps
+        return (
+            self.run is None
+            and not self.steps
+            and not self.waits
+            and not self.deliveries
+            and not self.tasks
+        )

@@ -10,13 +10,19 @@ from sqlalchemy import ColumnElement, and_, func, literal_column, or_
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import RunRow, StepRow
+from projections.models import EventDeliveryRow, HumanTaskRow, RunRow, StepRow, WaitRow
 from projections.records import (
     TERMINAL_RUN,
     TERMINAL_STEP,
+    DeliveryRecord,
+    DeliveryStatus,
     ProjectionBatch,
     RunRecord,
     StepRecord,
+    TaskRecord,
+    TaskStatus,
+    WaitRecord,
+    WaitStatus,
 )
 
 
@@ -27,6 +33,10 @@ def _literals(values: frozenset[str]) -> list[ColumnElement[str]]:
 
 _TERMINAL_STEP = _literals(TERMINAL_STEP)
 _TERMINAL_RUN = _literals(TERMINAL_RUN)
+_OPEN_WAIT = _literals(frozenset({WaitStatus.WAITING}))
+_OPEN_TASK = _literals(frozenset({TaskStatus.OPEN}))
+# A run's verdict is final; the dispatcher's PENDING/SIGNALED never overwrite it.
+_DISPATCHER_SIDE = _literals(frozenset({DeliveryStatus.PENDING, DeliveryStatus.SIGNALED}))
 
 
 def _step_upsert() -> Insert:
@@ -67,8 +77,63 @@ def _run_upsert() -> Insert:
     )
 
 
+def _wait_upsert() -> Insert:
+    stmt = insert(WaitRow)
+    excluded = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[WaitRow.run_id, WaitRow.seq],
+        set_={
+            "status": excluded.status,
+            "closed_at": excluded.closed_at,
+            "event_id": excluded.event_id,
+        },
+        where=WaitRow.status.in_(_OPEN_WAIT),  # a closed wait stays closed
+    )
+
+
+def _task_upsert() -> Insert:
+    stmt = insert(HumanTaskRow)
+    excluded = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[HumanTaskRow.id],
+        set_={
+            "status": excluded.status,
+            "completed_at": excluded.completed_at,
+            "completed_by": excluded.completed_by,
+            "data": excluded.data,
+        },
+        where=HumanTaskRow.status.in_(_OPEN_TASK),
+    )
+
+
+def delivery_upsert() -> Insert:
+    """Upsert of event deliveries: later verdicts win over the dispatcher's progress."""
+    stmt = insert(EventDeliveryRow)
+    excluded = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[
+            EventDeliveryRow.tenant,
+            EventDeliveryRow.event_id,
+            EventDeliveryRow.run_id,
+        ],
+        set_={
+            "status": excluded.status,
+            "reason": excluded.reason,
+            "step_path": func.coalesce(excluded.step_path, EventDeliveryRow.step_path),
+            "updated_at": func.now(),
+        },
+        where=or_(
+            EventDeliveryRow.status.in_(_DISPATCHER_SIDE),
+            excluded.status.not_in(_DISPATCHER_SIDE),
+        ),
+    )
+
+
 STEP_UPSERT = _step_upsert()
 RUN_UPSERT = _run_upsert()
+WAIT_UPSERT = _wait_upsert()
+TASK_UPSERT = _task_upsert()
+DELIVERY_UPSERT = delivery_upsert()
 
 
 async def upsert_steps(session: AsyncSession, steps: list[StepRecord]) -> None:
@@ -85,8 +150,29 @@ async def upsert_run(session: AsyncSession, run: RunRecord) -> None:
     await session.execute(RUN_UPSERT, [run.model_dump()])
 
 
+async def upsert_waits(session: AsyncSession, waits: list[WaitRecord]) -> None:
+    if waits:
+        latest = {w.seq: w for w in waits}
+        await session.execute(WAIT_UPSERT, [w.model_dump() for w in latest.values()])
+
+
+async def upsert_tasks(session: AsyncSession, tasks: list[TaskRecord]) -> None:
+    if tasks:
+        latest = {t.id: t for t in tasks}
+        await session.execute(TASK_UPSERT, [t.model_dump() for t in latest.values()])
+
+
+async def upsert_deliveries(session: AsyncSession, deliveries: list[DeliveryRecord]) -> None:
+    if deliveries:
+        rows = [{**d.model_dump(), "kind": "wait"} for d in deliveries]
+        await session.execute(DELIVERY_UPSERT, rows)
+
+
 async def write_batch(session: AsyncSession, batch: ProjectionBatch) -> None:
     """Write a batch in one transaction owned by the caller."""
     await upsert_steps(session, batch.steps)
+    await upsert_waits(session, batch.waits)
+    await upsert_tasks(session, batch.tasks)
+    await upsert_deliveries(session, batch.deliveries)
     if batch.run is not None:
         await upsert_run(session, batch.run)

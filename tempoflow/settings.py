@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -56,6 +57,20 @@ class Settings(BaseSettings):
     each run keeps the limits it started with."""
     default_page_size: int = 50
     max_page_size: int = 500
+
+    max_event_bytes: int = Field(default=65_536, ge=256)
+    """Largest event payload (JSON-encoded); it travels in a signal into run history."""
+    max_batch_events: int = Field(default=100, ge=1, le=1000)
+    """Most events in one ``POST /v1/events:batch`` (413 above it)."""
+    default_event_buffer_ttl: timedelta = timedelta(hours=1)
+    """How long an event waits in the inbox for a matching wait, unless its type says."""
+    dispatcher_enabled: bool = True
+    """Route inbox events from this API process (any number of processes may)."""
+    dispatch_batch_size: int = Field(default=100, ge=1, le=1000)
+    dispatch_poll_seconds: float = Field(default=1.0, gt=0)
+    """How often pending events are retried without a wake-up from ingress."""
+    dispatch_max_backoff_seconds: float = Field(default=30.0, gt=0)
+    """Longest wait before retrying an event whose delivery failed (Temporal down)."""
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:

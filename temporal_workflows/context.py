@@ -15,7 +15,16 @@ from typing import Any
 from temporalio import workflow
 
 from expression import EvalContext, ExpressionError, evaluate, resolve
-from projections.records import ProjectionBatch, RunRecord, RunStatus, StepRecord, StepStatus
+from projections.records import (
+    DeliveryRecord,
+    ProjectionBatch,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    TaskRecord,
+    WaitRecord,
+)
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import RunInput
 
@@ -26,6 +35,9 @@ class Shared:
 
     seq: int = 0
     steps: list[StepRecord] = field(default_factory=list)
+    waits: list[WaitRecord] = field(default_factory=list)
+    deliveries: list[DeliveryRecord] = field(default_factory=list)
+    tasks: list[TaskRecord] = field(default_factory=list)
     run_sent: bool = False
     status: RunStatus = RunStatus.RUNNING
     flush: Callable[[RunStatus], Awaitable[None]] | None = None
@@ -222,8 +234,14 @@ class RunContext:
             shared.status = RunStatus.RUNNING
             run = self.run_record(RunStatus.RUNNING)
         shared.run_sent = True
-        batch = ProjectionBatch(run=run, steps=shared.steps)
-        shared.steps = []
+        batch = ProjectionBatch(
+            run=run,
+            steps=shared.steps,
+            waits=shared.waits,
+            deliveries=shared.deliveries,
+            tasks=shared.tasks,
+        )
+        shared.steps, shared.waits, shared.deliveries, shared.tasks = [], [], [], []
         return batch
 
     async def flush(self, status: RunStatus) -> None:

@@ -13,16 +13,23 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from projections.records import RunRecord, RunStatus, StepStatus
+    from projections.records import RunRecord, RunStatus, StepStatus, WaitRecord
     from tempoflow.definition import parse_definition
     from temporal_workflows.context import RunContext
+    from temporal_workflows.events import Mailbox, TaskBoard
     from temporal_workflows.failures import ContinueAsNew, RunReturned, StepFailure, position_key
     from temporal_workflows.models import (
+        COMPLETE_TASK_UPDATE,
+        EVENT_SIGNAL,
         PROJECT_ACTIVITY,
+        REGISTER_WAIT_ACTIVITY,
         WORKFLOW_NAME,
+        EventDelivery,
+        RegisterWait,
         ResumeState,
         RunInput,
         RunResult,
+        TaskCompletion,
     )
     from temporal_workflows.nodes import EXECUTORS, Runtime
 
@@ -40,6 +47,9 @@ class InterpreterWorkflow:
         self._ctx: RunContext | None = None
         self._current: str | None = None
         self._max_history = DEFAULT_MAX_HISTORY
+        # Signals and updates may arrive before ``run`` starts: their state lives here.
+        self._mailbox = Mailbox()
+        self._tasks = TaskBoard()
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
@@ -51,7 +61,15 @@ class InterpreterWorkflow:
             ctx.shared.seq = inp.resume.seq
             ctx.shared.run_sent = True
             positions = dict(inp.resume.positions)
-        rt = Runtime(self._run_block, positions, self._should_continue)
+            self._mailbox.restore(inp.resume.processed_events, inp.resume.inbox)
+        rt = Runtime(
+            self._run_block,
+            positions,
+            self._should_continue,
+            mailbox=self._mailbox,
+            tasks=self._tasks,
+            register_wait=self._register_wait,
+        )
         self._rt = rt
         try:
             definition = parse_definition(inp.definition)
@@ -89,7 +107,11 @@ class InterpreterWorkflow:
                     update={
                         "started_at": ctx.started_at,
                         "resume": ResumeState(
-                            vars=ctx.vars, seq=ctx.shared.seq, positions=can.positions
+                            vars=ctx.vars,
+                            seq=ctx.shared.seq,
+                            positions=can.positions,
+                            processed_events=self._mailbox.processed,
+                            inbox=self._mailbox.inbox,
                         ),
                     }
                 )
@@ -175,6 +197,56 @@ class InterpreterWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=_PROJECTION_RETRY,
         )
+
+    async def _register_wait(self, wait: WaitRecord) -> list[EventDelivery]:
+        """Index the wait (with the pending projections and the WAITING status) under the
+        routing lock; returns the buffered events of its key, oldest first."""
+        assert self._ctx is not None
+        self._ctx.shared.status = RunStatus.WAITING
+        batch = self._ctx.take_pending(self._ctx.run_record(RunStatus.WAITING))
+        return await workflow.execute_local_activity(
+            REGISTER_WAIT_ACTIVITY,
+            RegisterWait(wait=wait, pending=batch),
+            result_type=list[EventDelivery],
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=_PROJECTION_RETRY,
+        )
+
+    @workflow.signal(name=EVENT_SIGNAL)
+    def deliver_event(self, event: EventDelivery) -> None:
+        """An event routed to one of this run's waits (at least once; applied once)."""
+        self._mailbox.deliver(event)
+
+    @workflow.update(name=COMPLETE_TASK_UPDATE)
+    def complete_task(self, completion: TaskCompletion) -> dict[str, Any]:
+        """Complete an open human task; the first valid completion wins."""
+        task = self._tasks.tasks[completion.task_id]
+        task.completion = completion
+        task.completed_at = workflow.now()
+        return {
+            "taskId": completion.task_id,
+            "completedBy": completion.completed_by,
+            "completedAt": task.completed_at.isoformat(),
+        }
+
+    @complete_task.validator
+    def _check_completion(self, completion: TaskCompletion) -> None:
+        task = self._tasks.tasks.get(completion.task_id)
+        if task is None:
+            raise ApplicationError("the task is not open", type="TaskNotOpen")
+        if task.completion is not None:
+            raise ApplicationError(
+                "the task was already completed",
+                {"completedBy": task.completion.completed_by},
+                type="TaskAlreadyCompleted",
+            )
+        errors = task.errors(completion.data)
+        if errors:
+            raise ApplicationError(
+                f"the data does not match the task's form ({len(errors)} error(s))",
+                errors,
+                type="TaskDataInvalid",
+            )
 
     @workflow.query(name="tempoflow.state")
     def state(self) -> dict[str, Any]:

@@ -8,11 +8,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from expression.limits import ExpressionLimits
-from projections.records import ProjectionBatch
+from projections.records import ProjectionBatch, WaitRecord
 
 WORKFLOW_NAME = "tempoflow.run"
 PROJECT_ACTIVITY = "tempoflow.project"
 RESOLVE_DEFINITION_ACTIVITY = "tempoflow.resolve_definition"
+REGISTER_WAIT_ACTIVITY = "tempoflow.register_wait"
+EVENT_SIGNAL = "tempoflow.event"
+COMPLETE_TASK_UPDATE = "tempoflow.complete_task"
 
 
 class RunInput(BaseModel):
@@ -39,6 +42,48 @@ class ResumeState(BaseModel):
     seq: int
     positions: dict[str, Any] = Field(default_factory=dict)
     """Per block or loop pointer (+ loop label): how far it got."""
+    processed_events: list[str] = Field(default_factory=list)
+    """Ids of events the run applied (newest last), so a redelivery is ignored."""
+    inbox: list[EventDelivery] = Field(default_factory=list)
+    """Delivered events no wait has taken yet."""
+
+
+class EventDelivery(BaseModel):
+    """An inbox event as a run receives it (signal ``tempoflow.event``)."""
+
+    id: str
+    name: str
+    correlation_key: str | None = None
+    payload: Any = None
+    occurred_at: datetime | None = None
+    received_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        """The event as expressions and variables see it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "correlationKey": self.correlation_key,
+            "payload": self.payload,
+            "occurredAt": self.occurred_at.isoformat() if self.occurred_at else None,
+            "receivedAt": self.received_at.isoformat(),
+        }
+
+
+class RegisterWait(BaseModel):
+    """Index a wait (and write pending projections) under the routing lock."""
+
+    wait: WaitRecord
+    pending: ProjectionBatch = Field(default_factory=ProjectionBatch)
+    buffered_limit: int = 100
+
+
+class TaskCompletion(BaseModel):
+    """Update ``tempoflow.complete_task``: form data for an open human task."""
+
+    task_id: str
+    data: Any = None
+    completed_by: str
 
 
 class RunResult(BaseModel):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import DefinitionRow, DefinitionVersionRow
+from projections.models import DefinitionRow, DefinitionVersionRow, TriggerSubscription
 from tempoflow.definition import content_hash
 
 
@@ -97,4 +97,34 @@ async def publish(
     definition.latest_version = version.version
     await session.flush()
     await session.refresh(version)
+    await _subscribe(session, version)
     return version, True
+
+
+async def _subscribe(session: AsyncSession, version: DefinitionVersionRow) -> None:
+    """The latest version's triggers replace the definition's subscriptions."""
+    await session.execute(
+        delete(TriggerSubscription).where(
+            TriggerSubscription.tenant == version.tenant,
+            TriggerSubscription.definition_key == version.key,
+        )
+    )
+    for position, trigger in enumerate(version.body.get("triggers") or []):
+        session.add(
+            TriggerSubscription(
+                tenant=version.tenant,
+                definition_key=version.key,
+                position=position,
+                event_name=trigger["event"],
+                filter=trigger.get("filter"),
+                version=version.version,
+            )
+        )
+    await session.flush()
+
+
+async def set_paused(session: AsyncSession, definition: DefinitionRow, paused: bool) -> None:
+    definition.paused = paused
+    definition.updated_at = func.now()
+    await session.flush()
+    await session.refresh(definition)

@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
-from app.routers import actions, definitions, expressions, health, runs
+from app.routers import (
+    actions,
+    definitions,
+    event_types,
+    events,
+    expressions,
+    health,
+    runs,
+    tasks,
+)
 
-ROUTERS = [health.router, definitions.router, runs.router, actions.router, expressions.router]
+ROUTERS = [
+    health.router,
+    definitions.router,
+    runs.router,
+    actions.router,
+    expressions.router,
+    event_types.router,
+    events.router,
+    tasks.router,
+]

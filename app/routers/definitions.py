@@ -184,3 +184,29 @@ async def read_version(
     if row is None:
         raise NotFound(f"definition {key!r} has no version {version}", code="version_not_found")
     return VersionPublic.model_validate(row)
+
+
+async def _pause(key: str, tenant: str, session: SessionDep, paused: bool) -> DefinitionPublic:
+    row = await data.get_definition(session, tenant, key, for_update=True)
+    if row is None:
+        raise _not_found(key)
+    await data.set_paused(session, row, paused)
+    await session.commit()
+    return DefinitionPublic.model_validate(row)
+
+
+@router.post("/{key}/pause", response_model=DefinitionPublic)
+async def pause_definition(
+    key: KeyPath, principal: Publisher, session: SessionDep
+) -> DefinitionPublic:
+    """Stop the definition's triggers from starting runs (runs can still be started)."""
+    return await _pause(key, principal.tenant, session, True)
+
+
+@router.post("/{key}/resume", response_model=DefinitionPublic)
+async def resume_definition(
+    key: KeyPath, principal: Publisher, session: SessionDep
+) -> DefinitionPublic:
+    """Let the definition's triggers start runs again (events received while paused are not
+    replayed)."""
+    return await _pause(key, principal.tenant, session, False)

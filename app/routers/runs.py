@@ -27,6 +27,7 @@ from app.schemas import (
 from projections import queries
 from projections.models import RunRow
 from projections.records import RunStatus
+from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import NotFound, Unprocessable
 from tempoflow.settings import Settings
 
@@ -73,14 +74,7 @@ def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -
     if schema is None:
         return
     validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = [
-        {
-            "path": "/input" + "".join(f"/{p}" for p in e.absolute_path),
-            "code": f"input.{e.validator}",
-            "message": e.message,
-        }
-        for e in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    ]
+    errors = instance_errors(validator, data, "/input")
     if errors:
         raise Unprocessable(
             f"the run input does not match the definition's inputSchema ({len(errors)} error(s))",

@@ -18,11 +18,13 @@ NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 TARGET = r"^(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*|(?:/(?:[^/~]|~[01])+)+)$"
 ACTION_NAME = r"^[a-z][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)+$"
 DEFINITION_KEY = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+EVENT_NAME = r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$"
 MAX_CONCURRENCY = 50  # far below Temporal's 2,000 pending activities per execution
 
 Target = Annotated[str, Field(pattern=TARGET, max_length=256)]
 Name = Annotated[str, Field(pattern=NAME)]
 Jsonata = Annotated[str, Field(min_length=1, max_length=8192)]
+EventName = Annotated[str, Field(pattern=EVENT_NAME)]
 
 
 class _Model(BaseModel):
@@ -207,6 +209,50 @@ class Delay(StepBase):
         return self
 
 
+class EventWait(StepBase):
+    """Wait for an event of a type (or ``anyOf`` types) whose correlation key equals
+    ``correlationKey``; optionally only one for which ``filter`` is truthy."""
+
+    type: Literal["event.wait"]
+    event: EventName | None = None
+    anyOf: list[EventName] | None = Field(default=None, min_length=1, max_length=20)
+    correlationKey: Jsonata
+    filter: Jsonata | None = None
+    """Evaluated with the candidate event as ``event``; falsy skips the event."""
+    timeout: timedelta | None = None
+    onTimeout: Literal["fail", "continue"] = "fail"
+    """``fail`` raises a catchable ``TimeoutError``; ``continue`` assigns ``null``."""
+    output: Target | None = None
+    """Receives ``{id, name, correlationKey, payload, occurredAt, receivedAt}``."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> EventWait:
+        if (self.event is None) == (self.anyOf is None):
+            raise ValueError("give exactly one of event or anyOf")
+        return self
+
+    def names(self) -> list[str]:
+        return [self.event] if self.event is not None else sorted(set(self.anyOf or []))
+
+
+class HumanTask(StepBase):
+    """Create a task for a person and wait until it is completed with data matching
+    ``form`` (a JSON Schema), or until ``due`` passes."""
+
+    type: Literal["human.task"]
+    title: Any
+    """A string, or ``{"$expr": …}``."""
+    description: Any = None
+    form: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    assignee: Any = None
+    """Who should do it (a string or an expression); informational, used by task lists."""
+    role: str | None = Field(default=None, max_length=64)
+    due: timedelta | None = None
+    onTimeout: Literal["fail", "continue"] = "fail"
+    output: Target | None = None
+    """Receives ``{taskId, data, completedBy, completedAt}``."""
+
+
 Step = Annotated[
     StateSet
     | TransformAssign
@@ -218,7 +264,9 @@ Step = Annotated[
     | ControlTryCatch
     | ControlReturn
     | ControlCallWorkflow
-    | Delay,
+    | Delay
+    | EventWait
+    | HumanTask,
     Field(discriminator="type"),
 ]
 NODE_TYPES = frozenset(
@@ -234,8 +282,18 @@ NODE_TYPES = frozenset(
         "control.return",
         "control.callWorkflow",
         "delay",
+        "event.wait",
+        "human.task",
     }
 )
+
+
+class Trigger(_Model):
+    """Start a run of this definition for every event of type ``event`` (for which
+    ``filter``, evaluated with the event as ``event``, is truthy)."""
+
+    event: EventName
+    filter: Jsonata | None = None
 
 
 class Definition(_Model):
@@ -246,6 +304,7 @@ class Definition(_Model):
     inputSchema: dict[str, Any] | None = None
     steps: list[Step] = Field(min_length=1, max_length=1000)
     output: Any = None
+    triggers: list[Trigger] = Field(default_factory=list, max_length=20)
 
 
 for _model in (

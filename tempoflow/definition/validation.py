@@ -23,11 +23,14 @@ from tempoflow.definition.model import (
     ControlSwitch,
     Definition,
     Delay,
+    EventWait,
+    HumanTask,
     StateSet,
     TransformAssign,
     walk_steps,
 )
 
+EVENT_NAMES = frozenset({"event"})
 HINT = "see docs/definition-language.md for the node types and their fields"
 
 
@@ -118,14 +121,27 @@ def _step_expressions(path: str, step: Any) -> Iterator[tuple[str, str, frozense
             yield p, e, none
     elif isinstance(step, Delay) and step.until:
         yield f"{path}/until", step.until, none
+    elif isinstance(step, EventWait):
+        yield f"{path}/correlationKey", step.correlationKey, none
+        if step.filter:
+            yield f"{path}/filter", step.filter, EVENT_NAMES
+    elif isinstance(step, HumanTask):
+        for field in ("title", "description", "assignee"):
+            for p, e in iter_expressions(getattr(step, field), f"{path}/{field}"):
+                yield p, e, none
 
 
 def _check_expression(
-    expr: str, path: str, names: frozenset[str], assigned: set[str], issues: list[Issue]
+    expr: str,
+    path: str,
+    names: frozenset[str],
+    assigned: set[str],
+    issues: list[Issue],
+    roots: frozenset[str] = ENVELOPE_ROOTS,
 ) -> None:
     """Syntax, allowed functions, envelope names; warn on reads of never-assigned vars."""
     try:
-        found = analyze(expr, roots=ENVELOPE_ROOTS | names)
+        found = analyze(expr, roots=roots | names)
     except ExpressionError as err:
         issues.append(
             Issue(
@@ -201,17 +217,43 @@ def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list
     for expr_path, expr in iter_expressions(definition.output, "/output"):
         _check_expression(expr, expr_path, frozenset(), assigned, issues)
     if definition.inputSchema is not None:
-        try:
-            jsonschema.validators.validator_for(definition.inputSchema).check_schema(
-                definition.inputSchema
-            )
-        except jsonschema.SchemaError as err:
-            issues.append(
-                Issue(
-                    path="/inputSchema" + "".join(f"/{p}" for p in err.absolute_path),
-                    code="input_schema.invalid",
-                    message=err.message,
-                    hint="inputSchema must be a valid JSON Schema",
-                )
-            )
+        _check_schema(definition.inputSchema, "/inputSchema", "input_schema.invalid", issues)
+    for path, step, _names in walk_steps(definition.steps):
+        if isinstance(step, HumanTask):
+            _check_schema(step.form, f"{path}/form", "form.invalid", issues)
+    for index, trigger in enumerate(definition.triggers):
+        if trigger.filter:
+            # A trigger filter sees only the event: the run does not exist yet.
+            path = f"/triggers/{index}/filter"
+            _check_expression(trigger.filter, path, frozenset(), set(), issues, roots=EVENT_NAMES)
     return issues
+
+
+def _check_schema(schema: dict[str, Any], path: str, code: str, issues: list[Issue]) -> None:
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as err:
+        issues.append(
+            Issue(
+                path=path + "".join(f"/{p}" for p in err.absolute_path),
+                code=code,
+                message=err.message,
+                hint=f"{path.rsplit('/', 1)[-1]} must be a valid JSON Schema",
+            )
+        )
+
+
+def instance_errors(validator: Any, data: Any, prefix: str) -> list[dict[str, Any]]:
+    """Every JSON Schema violation of ``data`` as ``{path, code, message}`` (``path`` a
+    JSON pointer under ``prefix``), in document order."""
+    code = prefix.strip("/").rsplit("/", 1)[-1] or "data"
+    return [
+        {
+            "path": prefix + "".join(f"/{p}" for p in e.absolute_path),
+            "code": f"{code}.{e.validator}",
+            "message": e.message,
+        }
+        for e in sorted(
+            validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]
+        )
+    ]

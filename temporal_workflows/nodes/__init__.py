@@ -12,6 +12,8 @@ from temporal_workflows.nodes import (
     control_switch,
     control_try_catch,
     delay,
+    event_wait,
+    human_task,
     state_set,
     transform_assign,
 )
@@ -29,6 +31,8 @@ EXECUTORS: dict[str, Executor] = {
     "control.return": control_return.execute,
     "control.callWorkflow": control_call_workflow.execute,
     "delay": delay.execute,
+    "event.wait": event_wait.execute,
+    "human.task": human_task.execute,
 }
 
 __all__ = ["EXECUTORS", "Executor", "Runtime", "StepOutcome"]

@@ -6,7 +6,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from projections.records import WaitRecord
 from temporal_workflows.context import RunContext
+from temporal_workflows.events import Mailbox, TaskBoard
+from temporal_workflows.models import EventDelivery
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class StepOutcome:
     attempt: int = 1
 
 
+RegisterWait = Callable[[WaitRecord], Awaitable[list[EventDelivery]]]
 RunBlock = Callable[[list[Any], str, RunContext], Coroutine[Any, Any, None]]
 Executor = Callable[[Any, str, int, RunContext, "Runtime"], Awaitable[StepOutcome]]
 
@@ -31,13 +35,25 @@ class Runtime:
         run_block: RunBlock,
         positions: dict[str, Any],
         should_continue: Callable[[RunContext], bool],
+        *,
+        mailbox: Mailbox | None = None,
+        tasks: TaskBoard | None = None,
+        register_wait: RegisterWait | None = None,
     ) -> None:
         self.run_block = run_block
+        self.mailbox = mailbox or Mailbox()
+        self.tasks = tasks or TaskBoard()
+        self._register_wait = register_wait
         self.positions = positions
         self.should_continue = should_continue
         self.blocked = 0
         """>0 while concurrent work runs (parallel branches, concurrent iterations): no
         continue-as-new from inside them."""
+
+    async def register_wait(self, wait: WaitRecord) -> list[EventDelivery]:
+        """Index ``wait`` for routing; returns buffered events it may take."""
+        assert self._register_wait is not None
+        return await self._register_wait(wait)
 
     def resume(self, key: str) -> Any:
         """The saved state of a container at ``key`` (once), or ``None``."""

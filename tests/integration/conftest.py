@@ -131,3 +131,10 @@ async def stack(
             worker_factory,
             registry,
         )
+
+
+@pytest.fixture
+async def other_tenant(stack: Stack) -> dict[str, str]:
+    """Admin headers of a second tenant on the same stack."""
+    keys = await make_keys(stack.sessions, "other-" + stack.tenant, stack.settings.api_key_pepper)
+    return {"Authorization": f"Bearer {keys['admin']}"}

@@ -1,0 +1,246 @@
+"""Event types and the inbox: validation, correlation, durable deduplicated ingestion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.schemas import EventCreate
+from expression import EvalContext, ExpressionError, evaluate
+from projections.models import Event, EventDeliveryRow, EventType
+from tempoflow.correlation import CorrelationError, normalize_key
+from tempoflow.definition.validation import instance_errors
+from tempoflow.errors import TempoflowError, Unprocessable
+from tempoflow.settings import Settings
+
+EVENT_ROOTS = frozenset({"id", "name", "payload", "occurredAt"})
+"""What a type's correlation expression sees: the event."""
+
+
+def _eval_context(settings: Settings) -> EvalContext:
+    moment = dt.datetime.now(dt.UTC)
+    rng = random.Random(0)
+    return EvalContext(
+        now=lambda: moment,
+        random=rng.random,
+        uuid=lambda: str(uuid.uuid4()),
+        limits=settings.expression_limits,
+    )
+
+
+def resolve_pointer(document: Any, pointer: str) -> Any:
+    """The value at a JSON pointer, or ``None`` when it is absent."""
+    node = document
+    for raw in pointer.lstrip("/").split("/") if pointer != "/" else [""]:
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict):
+            node = node.get(token)
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+        if node is None:
+            return None
+    return node
+
+
+def derive_key(
+    correlation: dict[str, Any] | None, event: dict[str, Any], settings: Settings
+) -> str | None:
+    """The type's correlation key of ``event``; ``None`` when it cannot be resolved."""
+    if not correlation:
+        return None
+    try:
+        if correlation.get("expression"):
+            value = evaluate(correlation["expression"], event, _eval_context(settings))
+            return normalize_key(value)
+        for pointer in correlation.get("paths") or []:
+            key = normalize_key(resolve_pointer(event, pointer))
+            if key is not None:
+                return key
+    except (ExpressionError, CorrelationError):
+        return None
+    return None
+
+
+@dataclass
+class Prepared:
+    """A validated event ready for the inbox."""
+
+    row: dict[str, Any]
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+async def prepare(
+    session: AsyncSession, tenant: str, items: list[EventCreate], settings: Settings, base: str
+) -> list[Prepared]:
+    """Validate every event (type known, size, schema, key); raise one error listing all."""
+    names = {i.name for i in items}
+    types = {
+        t.name: t
+        for t in (
+            await session.execute(
+                select(EventType).where(EventType.tenant == tenant, EventType.name.in_(names))
+            )
+        ).scalars()
+    }
+    errors: list[dict[str, Any]] = []
+    prepared: list[Prepared] = []
+    for index, item in enumerate(items):
+        at = f"{base}/{index}" if base else ""
+        size = _size(item.payload)
+        if size > settings.max_event_bytes:
+            raise TempoflowError(
+                f"event {index} has a {size}-byte payload; the limit is {settings.max_event_bytes}",
+                code="event_too_large",
+                status=413,
+                errors=[
+                    {"path": f"{at}/payload", "code": "event_too_large", "message": "too large"}
+                ],
+                hint="send a reference (URL, id) instead of the data",
+            )
+        kind = types.get(item.name)
+        if kind is None:
+            errors.append(
+                {
+                    "path": f"{at}/name",
+                    "code": "event_type_unknown",
+                    "message": f"event type {item.name!r} is not registered",
+                }
+            )
+            continue
+        if kind.payload_schema is not None:
+            validator = jsonschema.validators.validator_for(kind.payload_schema)(
+                kind.payload_schema
+            )
+            errors.extend(instance_errors(validator, item.payload, f"{at}/payload"))
+        event_id = item.id or str(uuid.uuid4())
+        occurred = item.occurred_at.isoformat() if item.occurred_at else None
+        source: str | None = None
+        if item.correlation_key is not None:
+            try:
+                key = normalize_key(item.correlation_key)
+            except CorrelationError as err:
+                errors.append(
+                    {
+                        "path": f"{at}/correlationKey",
+                        "code": "correlation_key_invalid",
+                        "message": str(err),
+                    }
+                )
+                continue
+            source = "explicit"
+        else:
+            view = {
+                "id": event_id,
+                "name": item.name,
+                "payload": item.payload,
+                "occurredAt": occurred,
+            }
+            key = derive_key(kind.correlation, view, settings)
+            source = "derived" if key is not None else None
+        prepared.append(
+            Prepared(
+                {
+                    "tenant": tenant,
+                    "event_id": event_id,
+                    "name": item.name,
+                    "payload": item.payload,
+                    "correlation_key": key,
+                    "key_source": source,
+                    "occurred_at": item.occurred_at,
+                }
+            )
+        )
+    if errors:
+        raise Unprocessable(
+            f"{len(errors)} problem(s) with the event(s); none was accepted",
+            code="event_invalid",
+            errors=errors,
+            hint="PUT /v1/event-types/{name} registers a type; GET shows its schema",
+        )
+    return prepared
+
+
+async def store(
+    session: AsyncSession, tenant: str, events: list[Prepared]
+) -> list[tuple[Event, bool]]:
+    """Insert new events, keep existing ids; returns ``(row, duplicate)`` in request order."""
+    rows = [e.row for e in events]
+    inserted = set(
+        (
+            await session.execute(
+                insert(Event).values(rows).on_conflict_do_nothing().returning(Event.event_id)
+            )
+        ).scalars()
+    )
+    ids = [r["event_id"] for r in rows]
+    stored = {
+        e.event_id: e
+        for e in (
+            await session.execute(
+                select(Event).where(Event.tenant == tenant, Event.event_id.in_(ids))
+            )
+        ).scalars()
+    }
+    out: list[tuple[Event, bool]] = []
+    seen: set[str] = set()
+    for event_id in ids:
+        out.append((stored[event_id], event_id not in inserted or event_id in seen))
+        seen.add(event_id)
+    return out
+
+
+async def get_event(session: AsyncSession, tenant: str, event_id: str) -> Event | None:
+    return await session.get(Event, (tenant, event_id))
+
+
+async def deliveries(
+    session: AsyncSession, tenant: str, event_ids: list[str]
+) -> dict[str, list[EventDeliveryRow]]:
+    found: dict[str, list[EventDeliveryRow]] = {i: [] for i in event_ids}
+    stmt = (
+        select(EventDeliveryRow)
+        .where(EventDeliveryRow.tenant == tenant, EventDeliveryRow.event_id.in_(event_ids))
+        .order_by(EventDeliveryRow.updated_at, EventDeliveryRow.run_id)
+    )
+    for row in (await session.execute(stmt)).scalars():
+        found[row.event_id].append(row)
+    return found
+
+
+async def list_events(
+    session: AsyncSession,
+    tenant: str,
+    *,
+    limit: int,
+    before: int | None,
+    name: str | None,
+    correlation_key: str | None,
+    status: str | None,
+) -> list[Event]:
+    """Newest first (keyset on the inbox sequence)."""
+    stmt = select(Event).where(Event.tenant == tenant)
+    if before is not None:
+        stmt = stmt.where(Event.seq < before)
+    if name is not None:
+        stmt = stmt.where(Event.name == name)
+    if correlation_key is not None:
+        stmt = stmt.where(Event.correlation_key == correlation_key)
+    if status == "UNCORRELATED":
+        stmt = stmt.where(Event.correlation_key.is_(None))
+    elif status is not None:
+        stmt = stmt.where(Event.status == status)
+    return list((await session.execute(stmt.order_by(Event.seq.desc()).limit(limit))).scalars())

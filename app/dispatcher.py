@@ -1,0 +1,349 @@
+"""The event dispatcher: routes inbox events to waiting runs (signals) and to definition
+triggers (run starts), retrying while Temporal is unreachable.
+
+It works like a transactional outbox. One transaction claims a batch of pending events
+(``FOR UPDATE SKIP LOCKED``, so any number of API processes may dispatch), takes the
+routing locks of their keys, and records a PENDING delivery per open wait and per
+matching trigger. Signals and starts happen after the commit; a second transaction marks
+each delivery and routes the event, or schedules a retry with backoff. Delivery is
+at-least-once; runs ignore an event id they already applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from app.run_starter import run_id_for, start_run, workflow_id
+from expression import EvalContext, ExpressionError, evaluate, truthy
+from projections import routing
+from projections.models import (
+    DefinitionRow,
+    DefinitionVersionRow,
+    Event,
+    EventDeliveryRow,
+    TriggerSubscription,
+)
+from projections.records import DeliveryStatus
+from projections.writer import DELIVERY_UPSERT
+from tempoflow.errors import Conflict
+from tempoflow.settings import Settings
+from temporal_workflows.models import EVENT_SIGNAL, EventDelivery
+
+log = logging.getLogger("tempoflow.dispatcher")
+
+LEASE = timedelta(seconds=60)
+"""A claimed event is not claimed again for this long (a dispatcher that died mid-way)."""
+SIGNAL_TIMEOUT = timedelta(seconds=10)
+CONCURRENCY = 32
+
+
+def trigger_run_id(tenant: str, definition: str, event_id: str) -> str:
+    """One run per (definition, event): the workflow id deduplicates the start."""
+    return run_id_for(tenant, f"\x00trigger\x00{definition}\x00{event_id}")
+
+
+@dataclass
+class _Target:
+    event: Event
+    row: dict[str, Any]
+    """The PENDING delivery (``EventDeliveryRow`` columns)."""
+    outcome: DeliveryStatus | None = None
+    reason: str | None = None
+    error: str | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], client: Client, settings: Settings
+    ) -> None:
+        self.sessions = sessions
+        self.client = client
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._limit = asyncio.Semaphore(CONCURRENCY)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="tempoflow-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def wake(self) -> None:
+        """New events are in the inbox: route them now rather than at the next poll."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                claimed = await self.dispatch_once()
+                failures = 0
+            except Exception:  # the database is down or a bug: log, back off, go on
+                log.exception("event dispatch failed")
+                failures += 1
+                claimed = 0
+                await asyncio.sleep(
+                    min(0.5 * 2**failures, self.settings.dispatch_max_backoff_seconds)
+                )
+            if claimed >= self.settings.dispatch_batch_size:
+                continue  # more are waiting
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.dispatch_poll_seconds)
+            except TimeoutError:
+                pass
+
+    # -- one round -------------------------------------------------------------------------
+    async def dispatch_once(self) -> int:
+        """Route one batch of due events; returns how many were claimed."""
+        async with self.sessions.begin() as session:
+            events = await self._claim(session)
+            if not events:
+                return 0
+            targets = await self._route(session, events)
+        await asyncio.gather(*(self._deliver(t) for t in targets))
+        async with self.sessions.begin() as session:
+            await self._settle(session, events, targets)
+        return len(events)
+
+    async def _claim(self, session: AsyncSession) -> list[Event]:
+        stmt = (
+            select(Event)
+            .where(Event.status == "PENDING", Event.next_attempt_at <= func.now())
+            .order_by(Event.next_attempt_at, Event.seq)
+            .limit(self.settings.dispatch_batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        events = list((await session.execute(stmt)).scalars())
+        if events:
+            await session.execute(
+                update(Event)
+                .where(Event.seq.in_([e.seq for e in events]))
+                .values(attempts=Event.attempts + 1, next_attempt_at=func.now() + LEASE)
+            )
+        return events
+
+    async def _route(self, session: AsyncSession, events: list[Event]) -> list[_Target]:
+        """Record the deliveries of ``events`` (locks held) and return the pending ones."""
+        await routing.lock(
+            session,
+            ((e.tenant, e.name, e.correlation_key) for e in events if e.correlation_key),
+        )
+        now = dt.datetime.now(dt.UTC)
+        rows: list[dict[str, Any]] = []
+        for event in events:
+            if event.correlation_key is not None:
+                for wait in await routing.open_waits(
+                    session, event.tenant, event.name, event.correlation_key
+                ):
+                    expired = wait.expires_at is not None and wait.expires_at <= now
+                    rows.append(
+                        {
+                            "tenant": event.tenant,
+                            "event_id": event.event_id,
+                            "run_id": wait.run_id,
+                            "workflow_id": wait.workflow_id,
+                            "kind": "wait",
+                            "status": DeliveryStatus.EXPIRED if expired else DeliveryStatus.PENDING,
+                            "step_path": wait.step_path,
+                            "definition_key": None,
+                            "reason": "the wait had timed out" if expired else None,
+                        }
+                    )
+            rows.extend(await self._trigger_rows(session, event))
+        if rows:
+            await session.execute(insert(EventDeliveryRow).on_conflict_do_nothing(), rows)
+        by_id = {(e.tenant, e.event_id): e for e in events}
+        pending = (
+            await session.execute(
+                select(EventDeliveryRow).where(
+                    EventDeliveryRow.status == DeliveryStatus.PENDING,
+                    EventDeliveryRow.tenant.in_({e.tenant for e in events}),
+                    EventDeliveryRow.event_id.in_([e.event_id for e in events]),
+                )
+            )
+        ).scalars()
+        return [
+            _Target(
+                by_id[(d.tenant, d.event_id)],
+                {
+                    c: getattr(d, c)
+                    for c in (
+                        "tenant",
+                        "event_id",
+                        "run_id",
+                        "workflow_id",
+                        "kind",
+                        "step_path",
+                        "definition_key",
+                    )
+                },
+            )
+            for d in pending
+            if (d.tenant, d.event_id) in by_id
+        ]
+
+    async def _trigger_rows(self, session: AsyncSession, event: Event) -> list[dict[str, Any]]:
+        stmt = (
+            select(TriggerSubscription)
+            .join(
+                DefinitionRow,
+                (DefinitionRow.tenant == TriggerSubscription.tenant)
+                & (DefinitionRow.key == TriggerSubscription.definition_key),
+            )
+            .where(
+                TriggerSubscription.tenant == event.tenant,
+                TriggerSubscription.event_name == event.name,
+                DefinitionRow.paused.is_(False),
+            )
+            .order_by(TriggerSubscription.definition_key, TriggerSubscription.position)
+        )
+        rows: list[dict[str, Any]] = []
+        started: set[str] = set()
+        for sub in (await session.execute(stmt)).scalars():
+            if sub.definition_key in started or not self._matches(sub.filter, event):
+                continue
+            started.add(sub.definition_key)
+            run_id = trigger_run_id(event.tenant, sub.definition_key, event.event_id)
+            rows.append(
+                {
+                    "tenant": event.tenant,
+                    "event_id": event.event_id,
+                    "run_id": run_id,
+                    "workflow_id": workflow_id(event.tenant, run_id),
+                    "kind": "trigger",
+                    "status": DeliveryStatus.PENDING,
+                    "step_path": None,
+                    "definition_key": sub.definition_key,
+                    "reason": None,
+                }
+            )
+        return rows
+
+    def _matches(self, expression: str | None, event: Event) -> bool:
+        if expression is None:
+            return True
+        moment = dt.datetime.now(dt.UTC)
+        context = EvalContext(
+            now=lambda: moment,
+            random=random.Random(0).random,
+            uuid=lambda: str(uuid.uuid4()),
+            limits=self.settings.expression_limits,
+        )
+        try:
+            return truthy(evaluate(expression, {"event": _delivery(event).public()}, context))
+        except ExpressionError as err:
+            log.warning("trigger filter failed for event %s: %s", event.event_id, err)
+            return False
+
+    async def _deliver(self, target: _Target) -> None:
+        async with self._limit:
+            try:
+                if target.row["kind"] == "trigger":
+                    await self._start(target)
+                else:
+                    await self.client.get_workflow_handle(target.row["workflow_id"]).signal(
+                        EVENT_SIGNAL, _delivery(target.event), rpc_timeout=SIGNAL_TIMEOUT
+                    )
+                    target.outcome = DeliveryStatus.SIGNALED
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND and target.row["kind"] == "wait":
+                    target.outcome = DeliveryStatus.RUN_CLOSED
+                    target.reason = "the run had closed"
+                else:
+                    target.error = f"{err.status.name if err.status else 'RPC'}: {err.message}"
+            except Exception as err:  # Temporal unreachable: retry the event later
+                target.error = f"{type(err).__name__}: {err}"
+
+    async def _start(self, target: _Target) -> None:
+        event, row = target.event, target.row
+        async with self.sessions() as session:
+            version = (
+                await session.execute(
+                    select(DefinitionVersionRow)
+                    .join(
+                        DefinitionRow,
+                        (DefinitionRow.tenant == DefinitionVersionRow.tenant)
+                        & (DefinitionRow.key == DefinitionVersionRow.key)
+                        & (DefinitionRow.latest_version == DefinitionVersionRow.version),
+                    )
+                    .where(
+                        DefinitionRow.tenant == event.tenant,
+                        DefinitionRow.key == row["definition_key"],
+                    )
+                )
+            ).scalar_one_or_none()
+            if version is not None:
+                session.expunge(version)
+        if version is None:
+            target.outcome, target.reason = DeliveryStatus.FILTERED, "definition not published"
+            return
+        try:
+            await start_run(
+                self.client,
+                task_queue=self.settings.task_queue,
+                tenant=event.tenant,
+                version=version,
+                data=_delivery(event).public(),
+                idempotency_key=f"\x00trigger\x00{row['definition_key']}\x00{event.event_id}",
+                limits=self.settings.expression_limits,
+            )
+        except Conflict:
+            pass  # started before by an earlier version of the definition: still one run
+        target.outcome = DeliveryStatus.STARTED
+
+    async def _settle(
+        self, session: AsyncSession, events: list[Event], targets: list[_Target]
+    ) -> None:
+        done = [t for t in targets if t.outcome is not None]
+        if done:
+            await session.execute(
+                DELIVERY_UPSERT,
+                [{**t.row, "status": t.outcome, "reason": t.reason} for t in done],
+            )
+        failed: dict[tuple[str, str], str] = {}
+        for t in targets:
+            if t.outcome is None:
+                failed[(t.event.tenant, t.event.event_id)] = t.error or "delivery failed"
+        for event in events:
+            error = failed.get((event.tenant, event.event_id))
+            if error is None:
+                values: dict[str, Any] = {
+                    "status": "ROUTED",
+                    "routed_at": func.now(),
+                    "last_error": None,
+                }
+            else:
+                delay = min(
+                    0.5 * 2 ** (event.attempts + 1), self.settings.dispatch_max_backoff_seconds
+                )
+                values = {
+                    "next_attempt_at": func.now() + timedelta(seconds=delay),
+                    "last_error": error[:2000],
+                }
+            await session.execute(
+                update(Event)
+                .where(Event.tenant == event.tenant, Event.event_id == event.event_id)
+                .values(**values)
+            )
+
+
+def _delivery(event: Event) -> EventDelivery:
+    return EventDelivery.model_validate(routing.delivery(event))

@@ -1,0 +1,153 @@
+"""Event types: payload schema, correlation derivation, buffer TTL."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import jsonschema
+from fastapi import APIRouter, Path, Response
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from app.data.events import EVENT_ROOTS
+from app.deps import Publisher, Reader, SessionDep, SettingsDep
+from app.schemas import (
+    EVENT_NAME,
+    MAX_BUFFER_TTL,
+    EventTypePublic,
+    EventTypesPublic,
+    EventTypeWrite,
+)
+from expression import ExpressionError
+from expression.analysis import analyze
+from projections.models import EventType
+from tempoflow.errors import NotFound, Unprocessable
+
+router = APIRouter(prefix="/v1/event-types", tags=["events"])
+
+NamePath = Annotated[str, Path(pattern=EVENT_NAME)]
+
+
+def _check(body: EventTypeWrite) -> list[dict[str, str]]:
+    errors: list[dict[str, str]] = []
+    if body.payload_schema is not None:
+        try:
+            jsonschema.validators.validator_for(body.payload_schema).check_schema(
+                body.payload_schema
+            )
+        except jsonschema.SchemaError as err:
+            errors.append(
+                {
+                    "path": "/schema" + "".join(f"/{p}" for p in err.absolute_path),
+                    "code": "schema.invalid",
+                    "message": err.message,
+                }
+            )
+    corr = body.correlation
+    if corr is not None:
+        if (corr.expression is None) == (corr.paths is None):
+            errors.append(
+                {
+                    "path": "/correlation",
+                    "code": "correlation.one_of",
+                    "message": "give exactly one of expression or paths",
+                }
+            )
+        if corr.expression is not None:
+            try:
+                found = analyze(corr.expression, roots=EVENT_ROOTS)
+                errors.extend(
+                    {"path": "/correlation/expression", "code": f.code, "message": f.message}
+                    for f in found.errors
+                )
+            except ExpressionError as err:
+                errors.append(
+                    {"path": "/correlation/expression", "code": err.code, "message": err.message}
+                )
+        for i, pointer in enumerate(corr.paths or []):
+            if not pointer.startswith("/"):
+                errors.append(
+                    {
+                        "path": f"/correlation/paths/{i}",
+                        "code": "correlation.pointer",
+                        "message": "a path is a JSON pointer into the event, e.g. /payload/id",
+                    }
+                )
+    if body.buffer_ttl is not None and not (
+        0 <= body.buffer_ttl.total_seconds() <= MAX_BUFFER_TTL.total_seconds()
+    ):
+        errors.append(
+            {"path": "/bufferTtl", "code": "buffer_ttl.range", "message": "between PT0S and P7D"}
+        )
+    return errors
+
+
+@router.put("/{name}", response_model=EventTypePublic)
+async def put_event_type(
+    name: NamePath,
+    body: EventTypeWrite,
+    principal: Publisher,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> EventTypePublic:
+    """Create or replace an event type (affects events received from now on)."""
+    errors = _check(body)
+    if errors:
+        raise Unprocessable(
+            f"the event type has {len(errors)} error(s)",
+            code="event_type_invalid",
+            errors=errors,
+            hint="schema is a JSON Schema; correlation is {expression} or {paths}",
+        )
+    ttl = body.buffer_ttl if body.buffer_ttl is not None else settings.default_event_buffer_ttl
+    values = {
+        "tenant": principal.tenant,
+        "name": name,
+        "description": body.description,
+        "payload_schema": body.payload_schema,
+        "correlation": body.correlation.model_dump(exclude_none=True) if body.correlation else None,
+        "buffer_ttl_seconds": int(ttl.total_seconds()),
+    }
+    insert_stmt = insert(EventType).values(**values)
+    stmt = insert_stmt.on_conflict_do_update(
+        index_elements=[EventType.tenant, EventType.name],
+        set_={
+            **{k: insert_stmt.excluded[k] for k in values if k not in ("tenant", "name")},
+            "updated_at": func.now(),
+        },
+    ).returning(EventType, EventType.created_at == EventType.updated_at)
+    row, created = (await session.execute(stmt)).one()
+    await session.commit()
+    response.status_code = 201 if created else 200
+    return EventTypePublic.model_validate(row)
+
+
+@router.get("", response_model=EventTypesPublic)
+async def list_event_types(principal: Reader, session: SessionDep) -> EventTypesPublic:
+    rows = (
+        await session.execute(
+            select(EventType).where(EventType.tenant == principal.tenant).order_by(EventType.name)
+        )
+    ).scalars()
+    return EventTypesPublic(items=[EventTypePublic.model_validate(r) for r in rows])
+
+
+@router.get("/{name}", response_model=EventTypePublic)
+async def get_event_type(name: NamePath, principal: Reader, session: SessionDep) -> EventTypePublic:
+    row = await session.get(EventType, (principal.tenant, name))
+    if row is None:
+        raise NotFound(f"event type {name!r} does not exist", code="event_type_not_found")
+    return EventTypePublic.model_validate(row)
+
+
+@router.delete("/{name}", status_code=204)
+async def delete_event_type(name: NamePath, principal: Publisher, session: SessionDep) -> Response:
+    """Delete the type; events already received stay in the inbox."""
+    result = await session.execute(
+        delete(EventType).where(EventType.tenant == principal.tenant, EventType.name == name)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotFound(f"event type {name!r} does not exist", code="event_type_not_found")
+    await session.commit()
+    return Response(status_code=204)

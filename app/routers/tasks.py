@@ -1,0 +1,140 @@
+"""Human tasks: list, read, complete (a Temporal Update validated by the run)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from sqlalchemy import literal, select, tuple_
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from app.deps import Operator, Reader, SessionDep, SettingsDep, TemporalClientDep
+from app.pagination import decode_cursor, encode_cursor
+from app.schemas import TaskComplete, TaskPublic, TasksPublic
+from projections.models import HumanTaskRow
+from projections.records import TaskStatus
+from tempoflow.errors import Conflict, NotFound, Unprocessable
+from temporal_workflows.models import COMPLETE_TASK_UPDATE, TaskCompletion
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+TaskIdPath = Annotated[str, Path(min_length=1, max_length=36)]
+
+
+async def _task(session: Any, tenant: str, task_id: str) -> HumanTaskRow:
+    row = await session.get(HumanTaskRow, task_id)
+    if row is None or row.tenant != tenant:
+        raise NotFound(f"task {task_id!r} does not exist", code="task_not_found")
+    return row
+
+
+@router.get("", response_model=TasksPublic)
+async def list_tasks(
+    principal: Reader,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: Annotated[str | None, Query(pattern="^(OPEN|COMPLETED|TIMED_OUT|CANCELED)$")] = None,
+    assignee: str | None = None,
+    role: str | None = None,
+    definition: str | None = None,
+    run_id: Annotated[str | None, Query(alias="runId")] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    cursor: str | None = None,
+) -> TasksPublic:
+    """Newest first, filtered by status, assignee, role, definition or run."""
+    size = min(limit or settings.default_page_size, settings.max_page_size)
+    stmt = select(HumanTaskRow).where(HumanTaskRow.tenant == principal.tenant)
+    for column, value in (
+        (HumanTaskRow.status, status),
+        (HumanTaskRow.assignee, assignee),
+        (HumanTaskRow.role, role),
+        (HumanTaskRow.definition_key, definition),
+        (HumanTaskRow.run_id, run_id),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    after = decode_cursor(cursor, 2)
+    if after:
+        moment = datetime.fromisoformat(after[0])
+        stmt = stmt.where(
+            tuple_(HumanTaskRow.created_at, HumanTaskRow.id)
+            < tuple_(literal(moment), literal(after[1]))
+        )
+    rows = list(
+        (
+            await session.execute(
+                stmt.order_by(HumanTaskRow.created_at.desc(), HumanTaskRow.id.desc()).limit(
+                    size + 1
+                )
+            )
+        ).scalars()
+    )
+    page = rows[:size]
+    return TasksPublic(
+        items=[TaskPublic.model_validate(r) for r in page],
+        next_cursor=encode_cursor([page[-1].created_at.isoformat(), page[-1].id])
+        if len(rows) > size
+        else None,
+    )
+
+
+@router.get("/{task_id}", response_model=TaskPublic)
+async def get_task(task_id: TaskIdPath, principal: Reader, session: SessionDep) -> TaskPublic:
+    return TaskPublic.model_validate(await _task(session, principal.tenant, task_id))
+
+
+def _closed(row: HumanTaskRow, status: str) -> Conflict:
+    return Conflict(
+        f"task {row.id!r} is {status.lower().replace('_', ' ')}",
+        code="task_not_open",
+        hint="only an OPEN task can be completed; GET /v1/tasks/{id} shows who completed it",
+        extra={"status": status},
+    )
+
+
+@router.post("/{task_id}/complete", response_model=TaskPublic)
+async def complete_task(
+    task_id: TaskIdPath,
+    body: TaskComplete,
+    principal: Operator,
+    session: SessionDep,
+    client: TemporalClientDep,
+) -> TaskPublic:
+    """Complete the task with form data. The run validates the data against the form
+    (422 lists every error); the first completion wins (409 afterwards)."""
+    row = await _task(session, principal.tenant, task_id)
+    session.expunge(row)
+    await session.rollback()  # release the connection while Temporal is called
+    if row.status != TaskStatus.OPEN:
+        raise _closed(row, row.status)
+    completion = TaskCompletion(
+        task_id=task_id, data=body.data, completed_by=body.completed_by or principal.key_id
+    )
+    try:
+        result = await client.get_workflow_handle(row.workflow_id).execute_update(
+            COMPLETE_TASK_UPDATE, completion, result_type=dict
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == "TaskDataInvalid":
+            raise Unprocessable(
+                cause.message,
+                code="task_data_invalid",
+                errors=list(cause.details[0]) if cause.details else [],
+                hint="GET /v1/tasks/{id} shows the form (a JSON Schema)",
+            ) from None
+        raise _closed(
+            row, "COMPLETED" if getattr(cause, "type", "") == "TaskAlreadyCompleted" else "CLOSED"
+        ) from None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:  # the run has closed
+            raise _closed(row, "CLOSED") from None
+        raise
+    row.status = TaskStatus.COMPLETED
+    row.data = body.data
+    row.completed_by = result["completedBy"]
+    row.completed_at = result["completedAt"]
+    return TaskPublic.model_validate(row)

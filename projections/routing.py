@@ -1,0 +1,73 @@
+"""Routing under the per-(tenant, event name, correlation key) advisory lock.
+
+Wait registration and event routing each take the locks of their keys (in one global
+order, so they cannot deadlock) before reading the other side. Whichever commits second
+sees the first: a wait registered while an event is being routed either is found by the
+router or finds the event in the inbox, so the event is never missed by both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, literal, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from projections.models import Event, EventType, WaitRow
+from projections.records import WaitRecord, WaitStatus
+from tempoflow.correlation import lock_key
+
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+async def lock(session: AsyncSession, keys: Iterable[tuple[str, str, str]]) -> None:
+    """Take the transaction-scoped locks of (tenant, event name, key) triples, in order."""
+    for key in sorted({lock_key(*k) for k in keys}):
+        await session.execute(_LOCK, {"key": key})
+
+
+async def register_wait(session: AsyncSession, wait: WaitRecord, limit: int) -> list[Event]:
+    """Index ``wait`` and return the inbox events it may take, oldest first: those of its
+    names and key received since the wait began or within their type's buffer TTL."""
+    await lock(session, ((wait.tenant, name, wait.correlation_key) for name in wait.event_names))
+    await session.execute(insert(WaitRow).values(**wait.model_dump()).on_conflict_do_nothing())
+    ttl = func.coalesce(EventType.buffer_ttl_seconds, 0)
+    window = func.least(literal(wait.since), func.now() - func.make_interval(0, 0, 0, 0, 0, 0, ttl))
+    stmt = (
+        select(Event)
+        .outerjoin(EventType, (EventType.tenant == Event.tenant) & (EventType.name == Event.name))
+        .where(
+            Event.tenant == wait.tenant,
+            Event.name.in_(wait.event_names),
+            Event.correlation_key == wait.correlation_key,
+            Event.received_at >= window,
+        )
+        .order_by(Event.seq)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def open_waits(session: AsyncSession, tenant: str, name: str, key: str) -> list[WaitRow]:
+    """Waits of ``name`` and ``key`` still waiting (call with the key's lock held)."""
+    stmt = select(WaitRow).where(
+        WaitRow.tenant == tenant,
+        WaitRow.correlation_key == key,
+        WaitRow.status == WaitStatus.WAITING,
+        WaitRow.event_names.contains([name]),
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+def delivery(event: Event) -> dict[str, Any]:
+    """The signal payload of an inbox event (``EventDelivery`` fields)."""
+    return {
+        "id": event.event_id,
+        "name": event.name,
+        "correlation_key": event.correlation_key,
+        "payload": event.payload,
+        "occurred_at": event.occurred_at,
+        "received_at": event.received_at,
+    }

@@ -1,0 +1,123 @@
+"""``event.wait``: index the wait under the routing lock, take a buffered or delivered
+event of the correlation key (filter permitting), or time out."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+
+from expression import truthy
+from projections.records import (
+    DeliveryRecord,
+    DeliveryStatus,
+    RunStatus,
+    WaitRecord,
+    WaitStatus,
+)
+from tempoflow.correlation import CorrelationError, normalize_key
+from tempoflow.definition import EventWait
+from temporal_workflows.context import RunContext
+from temporal_workflows.failures import StepFailure
+from temporal_workflows.models import EventDelivery
+from temporal_workflows.nodes.base import Runtime, StepOutcome
+
+
+def _key(step: EventWait, path: str, ctx: RunContext) -> str:
+    where = f"{path}/correlationKey"
+    try:
+        key = normalize_key(ctx.evaluate(step.correlationKey, where))
+    except CorrelationError as err:
+        raise StepFailure("CorrelationError", str(err), None, {"path": where}) from None
+    if key is None:
+        raise StepFailure(
+            "CorrelationError", "the correlation key evaluated to nothing", None, {"path": where}
+        )
+    return key
+
+
+async def execute(
+    step: EventWait, path: str, seq: int, ctx: RunContext, rt: Runtime
+) -> StepOutcome:
+    key = _key(step, path, ctx)
+    names = step.names()
+    since = workflow.now()
+    wait = WaitRecord(
+        run_id=ctx.inp.run_id,
+        seq=seq,
+        tenant=ctx.inp.tenant,
+        workflow_id=ctx.workflow_id,
+        step_path=path,
+        loop=ctx.loop,
+        event_names=names,
+        correlation_key=key,
+        since=since,
+        expires_at=since + step.timeout if step.timeout is not None else None,
+    )
+
+    def verdict(event: EventDelivery, status: DeliveryStatus, reason: str | None = None) -> None:
+        ctx.shared.deliveries.append(
+            DeliveryRecord(
+                tenant=ctx.inp.tenant,
+                event_id=event.id,
+                run_id=ctx.inp.run_id,
+                workflow_id=ctx.workflow_id,
+                status=status,
+                step_path=path,
+                reason=reason,
+            )
+        )
+
+    for buffered in await rt.register_wait(wait):
+        rt.mailbox.deliver(buffered)
+    matched: EventDelivery | None = None
+    try:
+        while matched is None:
+            while (event := rt.mailbox.pop(names, key)) is not None:
+                if step.filter is not None:
+                    scope = ctx.child(names={"event": event.public()}, isolated=False)
+                    if not truthy(scope.evaluate(step.filter, f"{path}/filter")):
+                        verdict(event, DeliveryStatus.FILTERED, "the wait's filter was false")
+                        continue
+                matched = event
+                break
+            if matched is not None:
+                break
+            remaining = None
+            if wait.expires_at is not None:
+                remaining = (wait.expires_at - workflow.now()).total_seconds()
+                if remaining <= 0:
+                    break
+            try:
+                await workflow.wait_condition(lambda: rt.mailbox.has(names, key), timeout=remaining)
+            except TimeoutError:
+                break
+    except asyncio.CancelledError:
+        ctx.shared.waits.append(
+            wait.model_copy(update={"status": WaitStatus.CANCELED, "closed_at": workflow.now()})
+        )
+        raise
+    closed = {"closed_at": workflow.now()}
+    if matched is not None:
+        rt.mailbox.applied(matched.id)
+        verdict(matched, DeliveryStatus.APPLIED)
+        ctx.shared.waits.append(
+            wait.model_copy(update={"status": WaitStatus.MATCHED, "event_id": matched.id, **closed})
+        )
+        await ctx.flush(RunStatus.RUNNING)  # routing stops offering this wait events
+        event_value = matched.public()
+        if step.output:
+            ctx.set_var(step.output, event_value)
+        return StepOutcome(input={"correlationKey": key}, output=event_value)
+    ctx.shared.waits.append(wait.model_copy(update={"status": WaitStatus.TIMED_OUT, **closed}))
+    await ctx.flush(RunStatus.RUNNING)
+    if step.onTimeout == "fail":
+        raise StepFailure(
+            "TimeoutError",
+            f"no {' or '.join(names)} event with correlation key {key!r} within {step.timeout}",
+            None,
+            {"correlationKey": key, "events": names},
+        )
+    if step.output:
+        ctx.set_var(step.output, None)
+    return StepOutcome(input={"correlationKey": key}, output={"timedOut": True})

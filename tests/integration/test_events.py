@@ -1,0 +1,393 @@
+"""Events end to end on the real servers: ingress, correlation, race-free waits, routing
+record, continue-as-new and tenant isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from sqlalchemy import select
+
+from projections.models import Event, WaitRow
+from tests.integration.conftest import Stack
+
+PAID = "order.paid"
+
+
+async def event_type(stack: Stack, name: str = PAID, **body: Any) -> dict[str, Any]:
+    body.setdefault("correlation", {"paths": ["/payload/orderId"]})
+    r = await stack.http.put(f"/v1/event-types/{name}", headers=stack.auth("publisher"), json=body)
+    assert r.status_code in (200, 201), r.text
+    return dict(r.json())
+
+
+async def send(stack: Stack, name: str = PAID, payload: Any = None, **extra: Any) -> dict[str, Any]:
+    r = await stack.http.post(
+        "/v1/events", headers=stack.auth("ingest"), json={"name": name, "payload": payload, **extra}
+    )
+    assert r.status_code in (200, 202), r.text
+    return dict(r.json())
+
+
+async def event_view(stack: Stack, event_id: str) -> dict[str, Any]:
+    r = await stack.http.get(f"/v1/events/{event_id}", headers=stack.auth("operator"))
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def until(check: Any, within: float = 20.0) -> Any:
+    """Poll ``check`` (async, returns a truthy value when done) for up to ``within`` s."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def waiting(stack: Stack, run_id: str, count: int = 1) -> bool:
+    """The run has ``count`` open waits indexed (so routing will find them)."""
+    async with stack.sessions() as session:
+        rows = (
+            await session.execute(
+                select(WaitRow).where(WaitRow.run_id == run_id, WaitRow.status == "WAITING")
+            )
+        ).scalars()
+        return len(list(rows)) >= count
+
+
+def wait_for_paid(**step: Any) -> dict[str, Any]:
+    return {
+        "steps": [
+            {
+                "id": "paid",
+                "type": "event.wait",
+                "event": PAID,
+                "correlationKey": "payload.orderId",
+                "output": "paid",
+                **step,
+            },
+            {
+                "id": "after",
+                "type": "transform.assign",
+                "assign": {"amount": "vars.paid.payload.amount"},
+            },
+        ]
+    }
+
+
+async def test_event_after_wait_resumes_the_run(stack: Stack) -> None:
+    await event_type(stack)
+    await stack.publish("pay", wait_for_paid())
+    run = await stack.start("pay", {"orderId": "o-1"})
+    await until(lambda: waiting(stack, run["id"]))
+    assert (await stack.run_view(run["id"]))["status"] == "WAITING"
+    receipt = await send(stack, payload={"orderId": "o-1", "amount": 42}, id="evt-1")
+    assert receipt["correlationKey"] == "o-1" and receipt["correlated"] is True
+    result = await asyncio.wait_for(stack.result(run), 30)
+    out = result["output"]
+    assert out["amount"] == 42
+    assert out["paid"]["id"] == "evt-1" and out["paid"]["correlationKey"] == "o-1"
+    await stack.record_history(run, "event_wait")
+
+    async def routed() -> dict[str, Any] | None:
+        view = await event_view(stack, "evt-1")
+        return view if view["status"] == "ROUTED" and view["deliveries"] else None
+
+    view = await until(routed)
+    [delivery] = view["deliveries"]
+    assert delivery["runId"] == run["id"] and delivery["kind"] == "wait"
+    assert delivery["status"] == "APPLIED" and delivery["stepPath"] == "/steps/0"
+    steps = await stack.steps(run["id"])
+    assert steps[0]["stepId"] == "paid" and steps[0]["status"] == "SUCCEEDED"
+
+
+async def test_event_before_wait_is_taken_from_the_buffer(stack: Stack) -> None:
+    await event_type(stack, bufferTtl="PT1H")
+    await send(stack, payload={"orderId": "early", "amount": 7}, id="evt-early")
+    await stack.publish("pay", wait_for_paid())
+    run = await stack.start("pay", {"orderId": "early"})
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["paid"]["id"] == "evt-early"
+    view = await until(lambda: _applied(stack, "evt-early"))
+    assert [d["runId"] for d in view["deliveries"]] == [run["id"]]
+
+
+async def _applied(stack: Stack, event_id: str) -> dict[str, Any] | None:
+    view = await event_view(stack, event_id)
+    return view if any(d["status"] == "APPLIED" for d in view["deliveries"]) else None
+
+
+async def test_without_buffer_an_earlier_event_is_not_taken(stack: Stack) -> None:
+    await event_type(stack, bufferTtl="PT0S")
+    await send(stack, payload={"orderId": "gone", "amount": 1})
+    await stack.publish("pay", wait_for_paid(timeout="PT1S", onTimeout="continue"))
+    run = await stack.start("pay", {"orderId": "gone"})
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["paid"] is None
+
+
+async def test_filter_skips_events_and_records_why(stack: Stack) -> None:
+    await event_type(stack)
+    await stack.publish("pay", wait_for_paid(filter="event.payload.amount > 100"))
+    run = await stack.start("pay", {"orderId": "f-1"})
+    await until(lambda: waiting(stack, run["id"]))
+    await send(stack, payload={"orderId": "f-1", "amount": 50}, id="small")
+    await send(stack, payload={"orderId": "f-1", "amount": 150}, id="large")
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["paid"]["id"] == "large"
+
+    async def filtered() -> dict[str, Any] | None:
+        view = await event_view(stack, "small")
+        return (
+            view if view["deliveries"] and view["deliveries"][0]["status"] == "FILTERED" else None
+        )
+
+    view = await until(filtered)
+    assert view["deliveries"][0]["reason"] == "the wait's filter was false"
+
+
+async def test_every_run_waiting_on_a_key_receives_the_event(stack: Stack) -> None:
+    await event_type(stack)
+    await stack.publish("pay", wait_for_paid())
+    runs = [await stack.start("pay", {"orderId": "shared"}) for _ in range(3)]
+    for run in runs:
+        await until(lambda run=run: waiting(stack, run["id"]))
+    await send(stack, payload={"orderId": "shared", "amount": 3}, id="fan-out")
+    for run in runs:
+        result = await asyncio.wait_for(stack.result(run), 30)
+        assert result["output"]["paid"]["id"] == "fan-out"
+
+    async def all_applied() -> dict[str, Any] | None:
+        view = await event_view(stack, "fan-out")
+        statuses = {d["runId"]: d["status"] for d in view["deliveries"]}
+        return view if statuses == {r["id"]: "APPLIED" for r in runs} else None
+
+    await until(all_applied)
+
+
+async def test_concurrent_events_and_waits_lose_nothing_and_apply_once(stack: Stack) -> None:
+    """Runs start while their events arrive, in random order, several per key: each run
+    applies each of its key's events exactly once."""
+    await event_type(stack, bufferTtl="PT1H")
+    per_key = 3
+    await stack.publish(
+        "collect",
+        {
+            "steps": [
+                {
+                    "id": "each",
+                    "type": "control.forEach",
+                    "items": f"[1..{per_key}]",
+                    "steps": [
+                        {
+                            "id": "w",
+                            "type": "event.wait",
+                            "event": PAID,
+                            "correlationKey": "payload.orderId",
+                            "output": "got",
+                        }
+                    ],
+                    "result": {"$expr": "vars.got.id"},
+                    "output": "ids",
+                }
+            ]
+        },
+    )
+    keys = [f"k{i}" for i in range(8)]
+    events = {k: [f"{k}-e{j}" for j in range(per_key)] for k in keys}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
+
+    async def start(key: str) -> None:
+        runs[key].append(await stack.start("collect", {"orderId": key}))
+
+    async def post(key: str, event_id: str) -> None:
+        await send(stack, payload={"orderId": key}, id=event_id)
+
+    work = [start(k) for k in keys for _ in range(2)]
+    work += [post(k, e) for k in keys for e in events[k]]
+    random.Random(7).shuffle(work)
+    await asyncio.gather(*work)
+    for key in keys:
+        for run in runs[key]:
+            result = await asyncio.wait_for(stack.result(run), 60)
+            assert sorted(result["output"]["ids"]) == events[key], (key, result)
+
+
+async def test_duplicate_event_ids_are_stored_once(stack: Stack) -> None:
+    await event_type(stack)
+    body = {"name": PAID, "id": "dup-1", "payload": {"orderId": "d", "amount": 1}}
+
+    async def post(payload: Any) -> Any:
+        return await stack.http.post(
+            "/v1/events", headers=stack.auth("ingest"), json={**body, "payload": payload}
+        )
+
+    first, second = await asyncio.gather(
+        post({"orderId": "d", "amount": 1}), post({"orderId": "d", "amount": 2})
+    )
+    assert sorted([first.status_code, second.status_code]) == [200, 202]
+    assert first.json()["receivedAt"] == second.json()["receivedAt"]
+    assert {first.json()["duplicate"], second.json()["duplicate"]} == {True, False}
+    r = await stack.http.post(
+        "/v1/events:batch",
+        headers=stack.auth("ingest"),
+        json={"events": [body, {**body, "id": "dup-2"}, {**body, "id": "dup-2"}]},
+    )
+    assert r.status_code == 202, r.text
+    assert [i["duplicate"] for i in r.json()["items"]] == [True, False, True]
+    async with stack.sessions() as session:
+        stored = (
+            await session.execute(
+                select(Event).where(Event.tenant == stack.tenant, Event.event_id.like("dup-%"))
+            )
+        ).scalars()
+        assert sorted(e.event_id for e in stored) == ["dup-1", "dup-2"]
+
+
+async def test_bad_events_are_refused_with_paths_and_nothing_is_stored(stack: Stack) -> None:
+    await event_type(
+        stack,
+        schema={
+            "type": "object",
+            "required": ["orderId"],
+            "properties": {"orderId": {"type": "string"}, "amount": {"type": "number"}},
+        },
+    )
+    ingest = stack.auth("ingest")
+    r = await stack.http.post(
+        "/v1/events:batch",
+        headers=ingest,
+        json={
+            "events": [
+                {"name": PAID, "id": "ok-1", "payload": {"orderId": "a"}},
+                {"name": PAID, "id": "bad-1", "payload": {"amount": "x"}},
+                {"name": "no.such.type", "payload": {}},
+            ]
+        },
+    )
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert problem["code"] == "event_invalid"
+    assert {(e["path"], e["code"]) for e in problem["errors"]} == {
+        ("/events/1/payload", "payload.required"),
+        ("/events/1/payload/amount", "payload.type"),
+        ("/events/2/name", "event_type_unknown"),
+    }
+    r = await stack.http.get("/v1/events/ok-1", headers=ingest)
+    assert r.status_code == 404  # all or nothing
+    r = await stack.http.post(
+        "/v1/events:batch",
+        headers=ingest,
+        json={"events": [{"name": PAID, "payload": {"orderId": str(i)}} for i in range(101)]},
+    )
+    assert r.status_code == 413 and r.json()["code"] == "batch_too_large"
+    r = await stack.http.post(
+        "/v1/events",
+        headers=ingest,
+        json={"name": PAID, "payload": {"orderId": "big", "blob": "x" * 70_000}},
+    )
+    assert r.status_code == 413 and r.json()["code"] == "event_too_large"
+    r = await stack.http.post(
+        "/v1/events",
+        headers=ingest,
+        json={"name": PAID, "payload": {"orderId": "a"}, "correlationKey": ""},
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/correlationKey"
+    r = await stack.http.post("/v1/events", headers=stack.auth("operator"), json={"name": PAID})
+    assert r.status_code == 403
+
+
+async def test_uncorrelated_events_are_kept_but_never_routed(stack: Stack) -> None:
+    await event_type(stack, correlation={"expression": "payload.order.id"})
+    await stack.publish("pay", wait_for_paid(timeout="PT2S", onTimeout="continue"))
+    run = await stack.start("pay", {"orderId": "u-1"})
+    await until(lambda: waiting(stack, run["id"]))
+    receipt = await send(stack, payload={"orderId": "u-1"}, id="no-key")
+    assert receipt["correlationKey"] is None and receipt["correlated"] is False
+    derived = await send(stack, payload={"order": {"id": 5}}, id="derived")
+    assert derived["correlationKey"] == "5"
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["paid"] is None
+    r = await stack.http.get("/v1/events?status=UNCORRELATED", headers=stack.auth("operator"))
+    assert [e["id"] for e in r.json()["items"]] == ["no-key"]
+    view = await until(lambda: _routed(stack, "no-key"))
+    assert view["deliveries"] == []
+
+
+async def _routed(stack: Stack, event_id: str) -> dict[str, Any] | None:
+    view = await event_view(stack, event_id)
+    return view if view["status"] == "ROUTED" else None
+
+
+async def test_applied_events_survive_continue_as_new(stack: Stack) -> None:
+    """Twenty-five waits on one key with all events buffered: every registration returns the
+    whole buffer, so only the remembered ids (carried across continue-as-new) keep each
+    event from being applied twice."""
+    await event_type(stack, bufferTtl="PT1H")
+    count = 25
+    for i in range(count):
+        await send(stack, payload={"orderId": "loop"}, id=f"loop-{i:02d}")
+    await stack.publish(
+        "loop",
+        {
+            "steps": [
+                {
+                    "id": "each",
+                    "type": "control.forEach",
+                    "items": f"[1..{count}]",
+                    "steps": [
+                        {
+                            "id": "w",
+                            "type": "event.wait",
+                            "event": PAID,
+                            "correlationKey": "'loop'",
+                            "output": "got",
+                        },
+                        # An activity per iteration grows the history past the
+                        # suggestion threshold of the test server (100 events).
+                        {"id": "echo", "type": "action.call", "action": "test.echo"},
+                    ],
+                    "result": {"$expr": "vars.got.id"},
+                    "output": "ids",
+                }
+            ]
+        },
+    )
+    run = await stack.start("loop", {})
+    result = await asyncio.wait_for(stack.result(run), 90)
+    assert result["output"]["ids"] == [f"loop-{i:02d}" for i in range(count)]
+    handle = stack.client.get_workflow_handle(run["workflowId"])
+    desc = await handle.describe()
+    first = stack.client.get_workflow_handle(
+        run["workflowId"], run_id=desc.raw_description.workflow_execution_info.first_run_id
+    )
+    assert desc.run_id != first.run_id, "the run never continued as new"
+
+
+async def test_events_are_isolated_by_tenant(stack: Stack, other_tenant: Any) -> None:
+    await event_type(stack)
+    await stack.publish("pay", wait_for_paid(timeout="PT2S", onTimeout="continue"))
+    run = await stack.start("pay", {"orderId": "iso"})
+    await until(lambda: waiting(stack, run["id"]))
+    other = other_tenant
+    r = await stack.http.put(
+        f"/v1/event-types/{PAID}",
+        headers=other,
+        json={"correlation": {"paths": ["/payload/orderId"]}},
+    )
+    assert r.status_code == 201, r.text
+    r = await stack.http.post(
+        "/v1/events",
+        headers=other,
+        json={"name": PAID, "id": "iso-1", "payload": {"orderId": "iso"}},
+    )
+    assert r.status_code == 202
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["paid"] is None  # another tenant's event never reaches the run
+    r = await stack.http.get("/v1/events/iso-1", headers=stack.auth("operator"))
+    assert r.status_code == 404
+    r = await stack.http.get("/v1/events/iso-1", headers=other)
+    assert r.status_code == 200 and r.json()["deliveries"] == []
