@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from app.run_starter import start_run
 from projections import queries
-from projections.models import DefinitionVersionRow
+from projections.models import DefinitionVersionRow, HumanTaskRow, WaitRow
 from tempoflow import embedded
 from tempoflow.worker import create_worker
 from tests.actions import Effects, build_registry
@@ -111,3 +113,70 @@ async def test_action_timeout_is_catchable(
         },
     )
     assert result["output"] == {"timedOut": "TimeoutError"}
+
+
+async def test_event_wait_timeout_is_catchable(
+    skipping: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    wall = time.monotonic()
+    run_id, result = await _run(
+        skipping,
+        sessions,
+        {
+            "steps": [
+                {
+                    "id": "t",
+                    "type": "control.tryCatch",
+                    "catchOn": ["TimeoutError"],
+                    "try": [
+                        {
+                            "id": "paid",
+                            "type": "event.wait",
+                            "event": "order.paid",
+                            "correlationKey": "'never'",
+                            "timeout": "PT1H",
+                        }
+                    ],
+                    "catch": [
+                        {"id": "c", "type": "transform.assign", "assign": {"caught": "error"}}
+                    ],
+                },
+            ]
+        },
+    )
+    caught = result["output"]["caught"]
+    assert caught["type"] == "TimeoutError" and caught["stepPath"] == "/steps/0/try/0"
+    assert caught["details"] == {"correlationKey": "never", "events": ["order.paid"]}
+    assert time.monotonic() - wall < 30
+    async with sessions() as session:
+        wait = (await session.execute(select(WaitRow).where(WaitRow.run_id == run_id))).scalar_one()
+    assert wait.status == "TIMED_OUT"
+    assert wait.expires_at is not None and wait.expires_at - wait.since == timedelta(hours=1)
+
+
+async def test_human_task_due_continues_with_null(
+    skipping: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    run_id, result = await _run(
+        skipping,
+        sessions,
+        {
+            "steps": [
+                {
+                    "id": "review",
+                    "type": "human.task",
+                    "title": "Review",
+                    "due": "P2D",
+                    "onTimeout": "continue",
+                    "output": "review",
+                },
+                {"id": "t", "type": "transform.assign", "assign": {"after": "true"}},
+            ]
+        },
+    )
+    assert result["output"] == {"review": None, "after": True}
+    async with sessions() as session:
+        task = (
+            await session.execute(select(HumanTaskRow).where(HumanTaskRow.run_id == run_id))
+        ).scalar_one()
+    assert task.status == "TIMED_OUT" and task.title == "Review"

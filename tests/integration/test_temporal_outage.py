@@ -1,0 +1,186 @@
+"""Temporal stops while events arrive: they are accepted (202, durable in the inbox) and
+delivered once it is back. Runs its own Temporal dev server with a database file so the
+waiting runs survive the restart."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from app.main import create_app
+from projections.models import Event
+from tempoflow import embedded
+from tempoflow.settings import Settings
+from tempoflow.worker import create_worker
+from tests.actions import Effects, build_registry
+from tests.integration.conftest import make_keys
+from tests.integration.test_events import PAID, until, wait_for_paid
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A Temporal dev server process that can be stopped and started on the same data."""
+
+    def __init__(self, db_file: Path) -> None:
+        self.port = _free_port()
+        self.db_file = db_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.process = subprocess.Popen(
+            embedded.temporal_dev_server_command(
+                port=self.port, ui_port=None, db_file=self.db_file
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        await embedded.wait_for_port("127.0.0.1", self.port, within=60)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+            self.process = None
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "temporal.db")
+    yield srv
+    srv.stop()
+
+
+async def test_events_accepted_while_temporal_is_down_are_delivered_after(
+    server: Server, database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await server.start()
+    client = await Client.connect(
+        f"127.0.0.1:{server.port}", data_converter=pydantic_data_converter
+    )
+    settings = Settings(
+        environment="test",
+        database_url=database_url,
+        temporal_address=f"127.0.0.1:{server.port}",
+        task_queue=f"tq-{uuid.uuid4()}",
+        dispatch_max_backoff_seconds=1.0,
+        dispatch_poll_seconds=0.2,
+    )
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    keys = await make_keys(sessions, tenant, settings.api_key_pepper)
+    auth = {"Authorization": f"Bearer {keys['admin']}"}
+    registry = build_registry(Effects())
+    app = create_app(settings, registry=registry, temporal=client)
+    worker = create_worker(
+        client, task_queue=settings.task_queue, registry=registry, sessions=sessions
+    )
+    async with (
+        worker,
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        r = await http.put(
+            f"/v1/event-types/{PAID}",
+            headers=auth,
+            json={"correlation": {"paths": ["/payload/orderId"]}},
+        )
+        assert r.status_code == 201
+        for req in (
+            http.put(
+                "/v1/definitions/pay",
+                headers=auth,
+                json={"name": "pay", "definition": wait_for_paid()},
+            ),
+            http.post("/v1/definitions/pay/publish", headers=auth),
+        ):
+            assert (await req).status_code in (200, 201)
+        runs: list[dict[str, Any]] = []
+        for i in range(5):
+            r = await http.post(
+                "/v1/runs",
+                headers=auth,
+                json={"definition": "pay", "input": {"orderId": f"down-{i}"}},
+            )
+            assert r.status_code == 201, r.text
+            runs.append(r.json())
+
+        async def all_waiting() -> bool:
+            views = [await http.get(f"/v1/runs/{run['id']}", headers=auth) for run in runs]
+            return all(v.json()["status"] == "WAITING" for v in views)
+
+        await until(all_waiting)
+        server.stop()
+        for i in range(5):
+            r = await http.post(
+                "/v1/events",
+                headers=auth,
+                json={
+                    "name": PAID,
+                    "id": f"down-{i}",
+                    "payload": {"orderId": f"down-{i}", "amount": i},
+                },
+            )
+            assert r.status_code == 202, r.text
+
+        async def failed_once() -> bool:
+            async with sessions() as session:
+                rows = (
+                    await session.execute(select(Event).where(Event.tenant == tenant))
+                ).scalars()
+                return all(e.status == "PENDING" and e.last_error for e in rows)
+
+        await until(failed_once, within=60)
+        await server.start()
+        for i, run in enumerate(runs):
+            result = await asyncio.wait_for(
+                client.get_workflow_handle(run["workflowId"]).result(), 90
+            )
+            assert result["output"]["paid"]["id"] == f"down-{i}"
+
+        async def routed() -> bool:
+            async with sessions() as session:
+                rows = list(
+                    (await session.execute(select(Event).where(Event.tenant == tenant))).scalars()
+                )
+                return all(e.status == "ROUTED" and e.attempts >= 2 for e in rows)
+
+        await until(routed, within=30)
+
+
+async def test_database_down_is_503_and_nothing_is_accepted(
+    database_url: str, temporal_client: Client
+) -> None:
+    settings = Settings(
+        environment="test",
+        database_url=f"postgresql://nobody@127.0.0.1:{_free_port()}/none",
+        dispatcher_enabled=False,
+    )
+    app = create_app(settings, temporal=temporal_client)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        r = await http.post(
+            "/v1/events",
+            headers={"Authorization": "Bearer tf_x"},
+            json={"name": PAID, "payload": {}},
+        )
+    assert r.status_code == 503 and r.json()["code"] == "database_unavailable"
