@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,30 +42,30 @@ class Server:
     def __init__(self, db_file: Path) -> None:
         self.port = _free_port()
         self.db_file = db_file
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        self.process = subprocess.Popen(
-            embedded.temporal_dev_server_command(
+        self.process = await asyncio.create_subprocess_exec(
+            *embedded.temporal_dev_server_command(
                 port=self.port, ui_port=None, db_file=self.db_file
             ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         await embedded.wait_for_port("127.0.0.1", self.port, within=60)
 
-    def stop(self) -> None:
-        if self.process is not None:
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
             self.process.terminate()
-            self.process.wait(30)
-            self.process = None
+            await asyncio.wait_for(self.process.wait(), 30)
+        self.process = None
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
     srv = Server(tmp_path / "temporal.db")
     yield srv
-    srv.stop()
+    await srv.stop()
 
 
 async def test_events_accepted_while_temporal_is_down_are_delivered_after(
@@ -127,7 +126,7 @@ async def test_events_accepted_while_temporal_is_down_are_delivered_after(
             return all(v.json()["status"] == "WAITING" for v in views)
 
         await until(all_waiting)
-        server.stop()
+        await server.stop()
         for i in range(5):
             r = await http.post(
                 "/v1/events",
