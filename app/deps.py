@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from activities.registry import ActionRegistry
-from app.auth import Principal, authenticate
+from app.auth import Principal, authenticate, hash_key
 from tempoflow.errors import Forbidden, Unauthorized
 from tempoflow.settings import Settings
 
@@ -42,6 +42,7 @@ RegistryDep = Annotated[ActionRegistry, Depends(get_registry)]
 
 
 async def get_principal(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     authorization: Annotated[str | None, Header()] = None,
@@ -55,7 +56,13 @@ async def get_principal(
             "an API key is required",
             hint="send 'Authorization: Bearer <key>' (tempoflow apikey create makes one)",
         )
-    principal = await authenticate(session, key, settings.api_key_pepper)
+    cache = request.app.state.principals
+    hashed = hash_key(key, settings.api_key_pepper)
+    principal = cache.get(hashed)
+    if principal is None:
+        principal = await authenticate(session, key, settings.api_key_pepper)
+        if principal is not None and cache.maxsize:
+            cache[hashed] = principal
     if principal is None:
         raise Unauthorized("the API key is unknown or revoked", code="invalid_api_key")
     return principal

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -148,11 +148,15 @@ class Dispatcher:
         )
         now = dt.datetime.now(dt.UTC)
         rows: list[dict[str, Any]] = []
+        waits = await routing.open_waits(
+            session, ((e.tenant, e.correlation_key) for e in events if e.correlation_key)
+        )
+        triggers = await self._subscriptions(session, events)
         for event in events:
             if event.correlation_key is not None:
-                for wait in await routing.open_waits(
-                    session, event.tenant, event.name, event.correlation_key
-                ):
+                for wait in waits[(event.tenant, event.correlation_key)]:
+                    if event.name not in wait.event_names:
+                        continue
                     expired = wait.expires_at is not None and wait.expires_at <= now
                     rows.append(
                         {
@@ -167,7 +171,7 @@ class Dispatcher:
                             "reason": "the wait had timed out" if expired else None,
                         }
                     )
-            rows.extend(await self._trigger_rows(session, event))
+            rows.extend(self._trigger_rows(triggers.get((event.tenant, event.name), []), event))
         if rows:
             await session.execute(insert(EventDeliveryRow).on_conflict_do_nothing(), rows)
         by_id = {(e.tenant, e.event_id): e for e in events}
@@ -200,7 +204,11 @@ class Dispatcher:
             if (d.tenant, d.event_id) in by_id
         ]
 
-    async def _trigger_rows(self, session: AsyncSession, event: Event) -> list[dict[str, Any]]:
+    async def _subscriptions(
+        self, session: AsyncSession, events: list[Event]
+    ) -> dict[tuple[str, str], list[TriggerSubscription]]:
+        """Active trigger subscriptions by (tenant, event name)."""
+        pairs = sorted({(e.tenant, e.name) for e in events})
         stmt = (
             select(TriggerSubscription)
             .join(
@@ -209,15 +217,22 @@ class Dispatcher:
                 & (DefinitionRow.key == TriggerSubscription.definition_key),
             )
             .where(
-                TriggerSubscription.tenant == event.tenant,
-                TriggerSubscription.event_name == event.name,
+                tuple_(TriggerSubscription.tenant, TriggerSubscription.event_name).in_(pairs),
                 DefinitionRow.paused.is_(False),
             )
             .order_by(TriggerSubscription.definition_key, TriggerSubscription.position)
         )
+        found: dict[tuple[str, str], list[TriggerSubscription]] = {}
+        for sub in (await session.execute(stmt)).scalars():
+            found.setdefault((sub.tenant, sub.event_name), []).append(sub)
+        return found
+
+    def _trigger_rows(
+        self, subscriptions: list[TriggerSubscription], event: Event
+    ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         started: set[str] = set()
-        for sub in (await session.execute(stmt)).scalars():
+        for sub in subscriptions:
             if sub.definition_key in started or not self._matches(sub.filter, event):
                 continue
             started.add(sub.definition_key)
@@ -322,26 +337,25 @@ class Dispatcher:
         for t in targets:
             if t.outcome is None:
                 failed[(t.event.tenant, t.event.event_id)] = t.error or "delivery failed"
+        routed = [(e.tenant, e.event_id) for e in events if (e.tenant, e.event_id) not in failed]
+        if routed:
+            await session.execute(
+                update(Event)
+                .where(tuple_(Event.tenant, Event.event_id).in_(routed))
+                .values(status="ROUTED", routed_at=func.now(), last_error=None)
+                .execution_options(synchronize_session=False)
+            )
         for event in events:
             error = failed.get((event.tenant, event.event_id))
             if error is None:
-                values: dict[str, Any] = {
-                    "status": "ROUTED",
-                    "routed_at": func.now(),
-                    "last_error": None,
-                }
-            else:
-                delay = min(
-                    0.5 * 2 ** (event.attempts + 1), self.settings.dispatch_max_backoff_seconds
-                )
-                values = {
-                    "next_attempt_at": func.now() + timedelta(seconds=delay),
-                    "last_error": error[:2000],
-                }
+                continue
+            delay = min(0.5 * 2**event.attempts, self.settings.dispatch_max_backoff_seconds)
             await session.execute(
                 update(Event)
                 .where(Event.tenant == event.tenant, Event.event_id == event.event_id)
-                .values(**values)
+                .values(
+                    next_attempt_at=func.now() + timedelta(seconds=delay), last_error=error[:2000]
+                )
             )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from cachetools import TTLCache
 from fastapi import FastAPI
 from temporalio.client import Client
 
@@ -52,6 +53,13 @@ def create_app(
 
     app = FastAPI(title="Tempoflow", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.principals = TTLCache(
+        maxsize=10_000 if settings.auth_cache_seconds else 0, ttl=settings.auth_cache_seconds
+    )
+    app.state.event_types = TTLCache(
+        maxsize=10_000 if settings.event_type_cache_seconds else 0,
+        ttl=settings.event_type_cache_seconds,
+    )
     app.state.registry = registry or default_registry()
     install_error_handlers(app)
     for router in ROUTERS:

@@ -67,3 +67,20 @@ class BaselineLoop:
 
         results = await asyncio.gather(*(one(i) for i in range(items)))
         return len(results)
+
+
+@workflow.defn(name="bench.baseline_wait")
+class BaselineWait:
+    """Waits for one signal and returns the workflow time it resumed at (epoch ms)."""
+
+    def __init__(self) -> None:
+        self.event: dict[str, object] | None = None
+
+    @workflow.signal(name="bench.event")
+    def receive(self, event: dict[str, object]) -> None:
+        self.event = event
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self.event is not None)
+        return int(workflow.now().timestamp() * 1000)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, literal, select, text
+from sqlalchemy import func, literal, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,13 +19,19 @@ from projections.models import Event, EventType, WaitRow
 from projections.records import WaitRecord, WaitStatus
 from tempoflow.correlation import lock_key
 
-_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# One statement takes every lock, in ascending order (the subquery's ORDER BY fixes the
+# order the function runs in), so two transactions never wait on each other in a cycle.
+_LOCK = text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM "
+    "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
+)
 
 
 async def lock(session: AsyncSession, keys: Iterable[tuple[str, str, str]]) -> None:
     """Take the transaction-scoped locks of (tenant, event name, key) triples, in order."""
-    for key in sorted({lock_key(*k) for k in keys}):
-        await session.execute(_LOCK, {"key": key})
+    ordered = sorted({lock_key(*k) for k in keys})
+    if ordered:
+        await session.execute(_LOCK, {"keys": ordered})
 
 
 async def register_wait(session: AsyncSession, wait: WaitRecord, limit: int) -> list[Event]:
@@ -50,15 +56,26 @@ async def register_wait(session: AsyncSession, wait: WaitRecord, limit: int) -> 
     return list((await session.execute(stmt)).scalars())
 
 
-async def open_waits(session: AsyncSession, tenant: str, name: str, key: str) -> list[WaitRow]:
-    """Waits of ``name`` and ``key`` still waiting (call with the key's lock held)."""
-    stmt = select(WaitRow).where(
-        WaitRow.tenant == tenant,
-        WaitRow.correlation_key == key,
-        WaitRow.status == WaitStatus.WAITING,
-        WaitRow.event_names.contains([name]),
+async def open_waits(
+    session: AsyncSession, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], list[WaitRow]]:
+    """Open waits by (tenant, correlation key), for the given pairs (call with the keys'
+    locks held); callers match event names."""
+    pairs = sorted(set(keys))
+    found: dict[tuple[str, str], list[WaitRow]] = {p: [] for p in pairs}
+    if not pairs:
+        return found
+    stmt = (
+        select(WaitRow)
+        .where(
+            WaitRow.status == WaitStatus.WAITING,
+            tuple_(WaitRow.tenant, WaitRow.correlation_key).in_(pairs),
+        )
+        .order_by(WaitRow.since, WaitRow.run_id, WaitRow.seq)
     )
-    return list((await session.execute(stmt)).scalars())
+    for wait in (await session.execute(stmt)).scalars():
+        found[(wait.tenant, wait.correlation_key)].append(wait)
+    return found
 
 
 def delivery(event: Event) -> dict[str, Any]:

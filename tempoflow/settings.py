@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     """Most events in one ``POST /v1/events:batch`` (413 above it)."""
     default_event_buffer_ttl: timedelta = timedelta(hours=1)
     """How long an event waits in the inbox for a matching wait, unless its type says."""
+    auth_cache_seconds: float = Field(default=10.0, ge=0)
+    """How long an API process trusts a key it has checked (a revoked key keeps working
+    this long); 0 checks every request."""
+    event_type_cache_seconds: float = Field(default=5.0, ge=0)
+    """How long an API process keeps an event type; a change made through another process
+    applies to events received after at most this long."""
     dispatcher_enabled: bool = True
     """Route inbox events from this API process (any number of processes may)."""
     dispatch_batch_size: int = Field(default=100, ge=1, le=1000)

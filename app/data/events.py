@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import random
 import uuid
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,38 @@ def derive_key(
     return None
 
 
+@dataclass(frozen=True)
+class TypeInfo:
+    """What ingress needs of an event type (cached per API process)."""
+
+    correlation: dict[str, Any] | None
+    validator: Any
+
+
+async def load_types(
+    session: AsyncSession, tenant: str, names: set[str], cache: MutableMapping[Any, TypeInfo]
+) -> dict[str, TypeInfo]:
+    """The tenant's types among ``names``; unknown names are absent (and not cached)."""
+    found: dict[str, TypeInfo] = {}
+    for name in names:
+        info = cache.get((tenant, name))
+        if info is not None:
+            found[name] = info
+    missing = names - found.keys()
+    if missing:
+        stmt = select(EventType).where(EventType.tenant == tenant, EventType.name.in_(missing))
+        for row in (await session.execute(stmt)).scalars():
+            schema = row.payload_schema
+            info = TypeInfo(
+                row.correlation,
+                jsonschema.validators.validator_for(schema)(schema) if schema is not None else None,
+            )
+            found[row.name] = info
+            if getattr(cache, "maxsize", 1):
+                cache[(tenant, row.name)] = info
+    return found
+
+
 @dataclass
 class Prepared:
     """A validated event ready for the inbox."""
@@ -84,18 +117,15 @@ def _size(value: Any) -> int:
 
 
 async def prepare(
-    session: AsyncSession, tenant: str, items: list[EventCreate], settings: Settings, base: str
+    session: AsyncSession,
+    tenant: str,
+    items: list[EventCreate],
+    settings: Settings,
+    base: str,
+    cache: MutableMapping[Any, TypeInfo],
 ) -> list[Prepared]:
     """Validate every event (type known, size, schema, key); raise one error listing all."""
-    names = {i.name for i in items}
-    types = {
-        t.name: t
-        for t in (
-            await session.execute(
-                select(EventType).where(EventType.tenant == tenant, EventType.name.in_(names))
-            )
-        ).scalars()
-    }
+    types = await load_types(session, tenant, {i.name for i in items}, cache)
     errors: list[dict[str, Any]] = []
     prepared: list[Prepared] = []
     for index, item in enumerate(items):
@@ -121,11 +151,8 @@ async def prepare(
                 }
             )
             continue
-        if kind.payload_schema is not None:
-            validator = jsonschema.validators.validator_for(kind.payload_schema)(
-                kind.payload_schema
-            )
-            errors.extend(instance_errors(validator, item.payload, f"{at}/payload"))
+        if kind.validator is not None:
+            errors.extend(instance_errors(kind.validator, item.payload, f"{at}/payload"))
         event_id = item.id or str(uuid.uuid4())
         occurred = item.occurred_at.isoformat() if item.occurred_at else None
         source: str | None = None
@@ -179,22 +206,14 @@ async def store(
 ) -> list[tuple[Event, bool]]:
     """Insert new events, keep existing ids; returns ``(row, duplicate)`` in request order."""
     rows = [e.row for e in events]
-    inserted = set(
-        (
-            await session.execute(
-                insert(Event).values(rows).on_conflict_do_nothing().returning(Event.event_id)
-            )
-        ).scalars()
-    )
+    stmt = insert(Event).values(rows).on_conflict_do_nothing().returning(Event)
+    stored = {e.event_id: e for e in (await session.execute(stmt)).scalars()}
+    inserted = set(stored)
     ids = [r["event_id"] for r in rows]
-    stored = {
-        e.event_id: e
-        for e in (
-            await session.execute(
-                select(Event).where(Event.tenant == tenant, Event.event_id.in_(ids))
-            )
-        ).scalars()
-    }
+    repeated = set(ids) - inserted
+    if repeated:  # the first receipts of ids seen before
+        stmt2 = select(Event).where(Event.tenant == tenant, Event.event_id.in_(repeated))
+        stored.update((e.event_id, e) for e in (await session.execute(stmt2)).scalars())
     out: list[tuple[Event, bool]] = []
     seen: set[str] = set()
     for event_id in ids:

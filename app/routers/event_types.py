@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import jsonschema
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -86,6 +86,7 @@ def _check(body: EventTypeWrite) -> list[dict[str, str]]:
 async def put_event_type(
     name: NamePath,
     body: EventTypeWrite,
+    request: Request,
     principal: Publisher,
     session: SessionDep,
     settings: SettingsDep,
@@ -119,6 +120,7 @@ async def put_event_type(
     ).returning(EventType, EventType.created_at == EventType.updated_at)
     row, created = (await session.execute(stmt)).one()
     await session.commit()
+    request.app.state.event_types.pop((principal.tenant, name), None)
     response.status_code = 201 if created else 200
     return EventTypePublic.model_validate(row)
 
@@ -142,7 +144,9 @@ async def get_event_type(name: NamePath, principal: Reader, session: SessionDep)
 
 
 @router.delete("/{name}", status_code=204)
-async def delete_event_type(name: NamePath, principal: Publisher, session: SessionDep) -> Response:
+async def delete_event_type(
+    name: NamePath, request: Request, principal: Publisher, session: SessionDep
+) -> Response:
     """Delete the type; events already received stay in the inbox."""
     result = await session.execute(
         delete(EventType).where(EventType.tenant == principal.tenant, EventType.name == name)
@@ -150,4 +154,5 @@ async def delete_event_type(name: NamePath, principal: Publisher, session: Sessi
     if not result.rowcount:  # type: ignore[attr-defined]
         raise NotFound(f"event type {name!r} does not exist", code="event_type_not_found")
     await session.commit()
+    request.app.state.event_types.pop((principal.tenant, name), None)
     return Response(status_code=204)

@@ -73,7 +73,9 @@ async def _accept(
     items: list[EventCreate],
     base: str,
 ) -> list[tuple[Event, bool]]:
-    prepared = await data.prepare(session, principal.tenant, items, settings, base)
+    prepared = await data.prepare(
+        session, principal.tenant, items, settings, base, request.app.state.event_types
+    )
     stored = await data.store(session, principal.tenant, prepared)
     await session.commit()  # durable before the answer
     dispatcher = getattr(request.app.state, "dispatcher", None)

@@ -1,5 +1,10 @@
 """``event.wait``: index the wait under the routing lock, take a buffered or delivered
-event of the correlation key (filter permitting), or time out."""
+event of the correlation key (filter permitting), or time out.
+
+The closed wait is projected with the run's next write (its next action, wait or end),
+not at once: that saves a local activity per event, and a router that still sees the
+wait open only signals the run an event it keeps for a later wait or ignores.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ from expression import truthy
 from projections.records import (
     DeliveryRecord,
     DeliveryStatus,
-    RunStatus,
     WaitRecord,
     WaitStatus,
 )
@@ -104,13 +108,11 @@ async def execute(
         ctx.shared.waits.append(
             wait.model_copy(update={"status": WaitStatus.MATCHED, "event_id": matched.id, **closed})
         )
-        await ctx.flush(RunStatus.RUNNING)  # routing stops offering this wait events
         event_value = matched.public()
         if step.output:
             ctx.set_var(step.output, event_value)
         return StepOutcome(input={"correlationKey": key}, output=event_value)
     ctx.shared.waits.append(wait.model_copy(update={"status": WaitStatus.TIMED_OUT, **closed}))
-    await ctx.flush(RunStatus.RUNNING)
     if step.onTimeout == "fail":
         raise StepFailure(
             "TimeoutError",

@@ -68,7 +68,6 @@ async def execute(
         rt.tasks.close(record.id)
     if timed_out:
         ctx.shared.tasks.append(record.model_copy(update={"status": TaskStatus.TIMED_OUT}))
-        await ctx.flush(RunStatus.RUNNING)
         if step.onTimeout == "fail":
             raise StepFailure(
                 "TimeoutError",
@@ -91,7 +90,6 @@ async def execute(
             }
         )
     )
-    await ctx.flush(RunStatus.RUNNING)
     result = {
         "taskId": record.id,
         "data": done.data,

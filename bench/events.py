@@ -1,0 +1,252 @@
+"""Event → run resumption over HTTP vs direct Temporal signals.
+
+N runs wait on distinct correlation keys; their N events are POSTed to the API (real
+HTTP to the API in its own process, as deployed) and routed by the dispatcher into
+signals. The baseline is a hand-written workflow resumed by N direct ``handle.signal``
+calls from the same process. Latency is from just before the send to the workflow time
+the run resumed at (``$millis()`` / ``workflow.now()`` in the task that applied the
+event); the breakdown splits it at the inbox commit and at routing (signal sent).
+
+    python bench/events.py [--quick] [--runs N] [--concurrency C]
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+from sqlalchemy import func, select
+from temporalio.client import Client
+
+from activities.builtin import default_registry
+from app.auth import create_api_key
+from app.run_starter import start_run
+from bench._baseline import BaselineWait
+from bench._stack import bench_stack
+from projections.db import session_factory
+from projections.models import DefinitionVersionRow, Event, WaitRow
+from tempoflow import embedded
+from tempoflow.settings import Settings
+from tempoflow.worker import create_worker
+
+TENANT = "bench"
+EVENT = "bench.done"
+DEFINITION = {
+    "steps": [
+        {
+            "id": "wait",
+            "type": "event.wait",
+            "event": EVENT,
+            "correlationKey": "payload.key",
+            "output": "event",
+        },
+        {"id": "resumed", "type": "transform.assign", "assign": {"resumedAt": "$millis()"}},
+    ]
+}
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _send_all(count: int, concurrency: int, send) -> tuple[float, dict[int, float]]:  # type: ignore[no-untyped-def]
+    """Call ``send(i)`` for every i with ``concurrency`` in flight; returns the elapsed
+    seconds and each send's start (epoch ms)."""
+    sem = asyncio.Semaphore(concurrency)
+    sent: dict[int, float] = {}
+
+    async def one(i: int) -> None:
+        async with sem:
+            sent[i] = time.time() * 1000
+            await send(i)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return time.perf_counter() - t0, sent
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    async with bench_stack() as stack:
+        client: Client = stack.client
+        queue = f"bench-{uuid.uuid4()}"
+        sessions = session_factory(stack.engine)
+        settings = Settings(environment="test", database_url=stack.database_url, task_queue=queue)
+        async with sessions.begin() as session:
+            key = await create_api_key(
+                session, tenant=TENANT, roles=["admin"], pepper=settings.api_key_pepper
+            )
+        port = _free_port()
+        # The API runs in its own process, as deployed (the worker runs in this one).
+        target = client.service_client.config.target_host
+        api = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tempoflow.cli",
+            "api",
+            env={
+                **os.environ,
+                "TEMPOFLOW_ENVIRONMENT": "test",
+                "TEMPOFLOW_DATABASE_URL": stack.database_url,
+                "TEMPOFLOW_TEMPORAL_ADDRESS": target,
+                "TEMPOFLOW_TASK_QUEUE": queue,
+                "TEMPOFLOW_API_PORT": str(port),
+            },
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        worker = create_worker(
+            client,
+            task_queue=queue,
+            registry=default_registry(),
+            sessions=sessions,
+            workflows=[BaselineWait],
+        )
+        headers = {"Authorization": f"Bearer {key}"}
+        limits = httpx.Limits(max_connections=args.concurrency)
+        async with (
+            worker,
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=60
+            ) as http,
+        ):
+            await embedded.wait_for_port("127.0.0.1", port, within=60)
+            r = await http.put(
+                f"/v1/event-types/{EVENT}", json={"correlation": {"paths": ["/payload/key"]}}
+            )
+            r.raise_for_status()
+            version = DefinitionVersionRow(key="bench-wait", version=1, body=DEFINITION)
+            n = args.runs
+
+            # -- Tempoflow: runs wait on keys; events over HTTP ----------------------------
+            started = await asyncio.gather(
+                *(
+                    start_run(
+                        client,
+                        task_queue=queue,
+                        tenant=TENANT,
+                        version=version,
+                        data={"key": f"k-{i}"},
+                        idempotency_key=None,
+                    )
+                    for i in range(n)
+                )
+            )
+            await _until_waiting(sessions, n)
+
+            http_ms: list[float] = []
+
+            async def post(i: int) -> None:
+                t0 = time.perf_counter()
+                r = await http.post(
+                    "/v1/events",
+                    json={"name": EVENT, "id": f"e-{i}", "payload": {"key": f"k-{i}"}},
+                )
+                if r.status_code != 202:
+                    raise RuntimeError(r.text)
+                http_ms.append((time.perf_counter() - t0) * 1000)
+
+            ingest_s, sent = await _send_all(n, args.concurrency, post)
+            results = await asyncio.gather(
+                *(client.get_workflow_handle(s.workflow_id).result() for s in started)
+            )
+            tf_lat = [r["output"]["resumedAt"] - sent[i] for i, r in enumerate(results)]
+            # Where the time goes: inbox commit → routed (signal sent) → run resumed.
+            async with sessions() as session:
+                rows = (
+                    await session.execute(
+                        select(Event.event_id, Event.received_at, Event.routed_at)
+                    )
+                ).all()
+            dispatch_ms = [
+                (routed - received).total_seconds() * 1000 for _, received, routed in rows if routed
+            ]
+            routed_at = {
+                event_id: routed.timestamp() * 1000 for event_id, _, routed in rows if routed
+            }
+            apply_ms = [
+                r["output"]["resumedAt"] - routed_at[f"e-{i}"]
+                for i, r in enumerate(results)
+                if f"e-{i}" in routed_at
+            ]
+
+            # -- Baseline: the same resumption by direct signals ---------------------------
+            handles = await asyncio.gather(
+                *(
+                    client.start_workflow(
+                        BaselineWait.run, id=f"baseline-{uuid.uuid4()}", task_queue=queue
+                    )
+                    for _ in range(n)
+                )
+            )
+            await asyncio.sleep(2)  # let every first workflow task finish
+
+            async def signal(i: int) -> None:
+                await handles[i].signal("bench.event", {"key": i})
+
+            signal_s, bl_sent = await _send_all(n, args.concurrency, signal)
+            resumed = await asyncio.gather(*(h.result() for h in handles))
+            bl_lat = [resumed[i] - bl_sent[i] for i in range(n)]
+        api.terminate()
+        await api.wait()
+    p99, bl_p99 = _pct(tf_lat, 0.99), _pct(bl_lat, 0.99)
+    return {
+        "bench": "events",
+        "runs": n,
+        "concurrency": args.concurrency,
+        "events_per_s": round(n / ingest_s, 1),
+        "signals_per_s": round(n / signal_s, 1),
+        "resume_p50_ms": _pct(tf_lat, 0.5),
+        "resume_p99_ms": p99,
+        "baseline_p50_ms": _pct(bl_lat, 0.5),
+        "baseline_p99_ms": bl_p99,
+        "http_p50_ms": _pct(http_ms, 0.5),
+        "http_p99_ms": _pct(http_ms, 0.99),
+        "inbox_to_routed_p50_ms": _pct(dispatch_ms, 0.5),
+        "inbox_to_routed_p99_ms": _pct(dispatch_ms, 0.99),
+        "routed_to_resumed_p50_ms": _pct(apply_ms, 0.5),
+        "routed_to_resumed_p99_ms": _pct(apply_ms, 0.99),
+        "resume_p50_ratio": round(_pct(tf_lat, 0.5) / max(_pct(bl_lat, 0.5), 1.0), 2),
+        "resume_p99_ratio": round(p99 / max(bl_p99, 1.0), 2),
+    }
+
+
+async def _until_waiting(sessions, n: int) -> None:  # type: ignore[no-untyped-def]
+    """Until every run's wait is indexed (the moment an event can be routed to it)."""
+    while True:
+        async with sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(WaitRow).where(WaitRow.status == "WAITING")
+            )
+        if count >= n:
+            return
+        await asyncio.sleep(0.2)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 runs (< 2 minutes)")
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    args.runs = args.runs or (200 if args.quick else 1000)
+    result = asyncio.run(main(args))
+    print(json.dumps(result))
