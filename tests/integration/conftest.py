@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -79,6 +80,17 @@ class Stack:
         r = await self.http.get(f"/v1/runs/{run_id}/steps", headers=self.auth())
         assert r.status_code == 200, r.text
         return list(r.json()["items"])
+
+
+async def until(check: Any, within: float = 20.0) -> Any:
+    """Poll ``check`` (async, returns a truthy value when done) for up to ``within`` s."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
 
 
 async def make_keys(

@@ -63,6 +63,28 @@ def _stop(proc: subprocess.Popen[str]) -> int:
     return code
 
 
+def _event_tour(http: httpx.Client, repo_root: Path) -> None:
+    """The README's event step: the API process routes the event to the worker's run."""
+    event_type = json.loads((repo_root / "examples/payment-event-type.json").read_text())
+    assert http.put("/v1/event-types/payment.received", json=event_type).status_code == 201
+    definition = json.loads((repo_root / "examples/payment-wait.json").read_text())
+    http.put("/v1/definitions/payment-wait", json={"name": "Payment", "definition": definition})
+    assert http.post("/v1/definitions/payment-wait/publish").status_code == 201
+    run = http.post("/v1/runs", json={"definition": "payment-wait", "input": {"orderId": "o-1001"}})
+    event = {
+        "name": "payment.received",
+        "id": "pay-1",
+        "payload": {"orderId": "o-1001", "amount": 599.5},
+    }
+    assert http.post("/v1/events", json=event).status_code == 202
+    for _ in range(150):
+        view = http.get(f"/v1/runs/{run.json()['id']}").json()
+        if view["status"] not in ("RUNNING", "WAITING"):
+            break
+        time.sleep(0.2)
+    assert view["output"] == {"orderId": "o-1001", "status": "paid", "paymentId": "pay-1"}, view
+
+
 @pytest.fixture
 def dev_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPOFLOW_")}
@@ -113,6 +135,7 @@ def test_dev_stack_runs_the_example_and_restarts(
                 "lines": 2,
             }
             assert view["temporalUiUrl"].startswith(ui)
+            _event_tour(http, repo_root)
         assert httpx.get(ui, timeout=10).status_code == 200  # the Web UI is served
         # The CI-facing commands against the same stack.
         cli_env = {**dev_env, "TEMPOFLOW_API_URL": api, "TEMPOFLOW_API_KEY": key}

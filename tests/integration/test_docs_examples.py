@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from tempoflow.definition import NODE_TYPES, parse_definition, walk_steps
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, until
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "definition-language.md"
 BLOCK = re.compile(r"```json example\n(.*?)```", re.DOTALL)
@@ -30,6 +30,12 @@ def test_every_node_type_has_an_example() -> None:
     assert covered == NODE_TYPES
 
 
+async def _open_task(stack: Stack, run_id: str) -> dict[str, Any] | None:
+    r = await stack.http.get(f"/v1/tasks?runId={run_id}&status=OPEN", headers=stack.auth())
+    items = r.json()["items"]
+    return dict(items[0]) if items else None
+
+
 @pytest.mark.parametrize("index", range(len(examples())))
 async def test_doc_example_runs(stack: Stack, index: int) -> None:
     example = examples()[index]
@@ -37,7 +43,19 @@ async def test_doc_example_runs(stack: Stack, index: int) -> None:
     for child_key, child in example.get("children", {}).items():
         await stack.publish(child_key, child)
     await stack.publish(key, example["definition"])
+    for name, body in example.get("eventTypes", {}).items():
+        r = await stack.http.put(f"/v1/event-types/{name}", headers=stack.auth(), json=body)
+        assert r.status_code in (200, 201), r.text
+    for event in example.get("events", []):  # sent before the run: taken from the buffer
+        r = await stack.http.post("/v1/events", headers=stack.auth("ingest"), json=event)
+        assert r.status_code == 202, r.text
     run = await stack.start(key, example["input"])
+    for completion in example.get("completeTasks", []):
+        task = await until(lambda: _open_task(stack, run["id"]))
+        r = await stack.http.post(
+            f"/v1/tasks/{task['id']}/complete", headers=stack.auth("operator"), json=completion
+        )
+        assert r.status_code == 200, r.text
     try:
         await stack.result(run)
     except WorkflowFailureError:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from projections.models import Event, WaitRow
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, until
 
 PAID = "order.paid"
 
@@ -34,17 +34,6 @@ async def event_view(stack: Stack, event_id: str) -> dict[str, Any]:
     r = await stack.http.get(f"/v1/events/{event_id}", headers=stack.auth("operator"))
     assert r.status_code == 200, r.text
     return dict(r.json())
-
-
-async def until(check: Any, within: float = 20.0) -> Any:
-    """Poll ``check`` (async, returns a truthy value when done) for up to ``within`` s."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 async def waiting(stack: Stack, run_id: str, count: int = 1) -> bool:
@@ -391,3 +380,27 @@ async def test_events_are_isolated_by_tenant(stack: Stack, other_tenant: Any) ->
     assert r.status_code == 404
     r = await stack.http.get("/v1/events/iso-1", headers=other)
     assert r.status_code == 200 and r.json()["deliveries"] == []
+
+
+async def test_routing_records_closed_runs_and_expired_waits(stack: Stack) -> None:
+    """A run terminated while waiting leaves its wait indexed: routing records why the
+    event did not reach it (the wait had expired, or the run is closed)."""
+    await event_type(stack)
+    await stack.publish("pay", wait_for_paid())
+    await stack.publish("pay-soon", wait_for_paid(timeout="PT1S"))
+    closed = await stack.start("pay", {"orderId": "gone-1"})
+    expired = await stack.start("pay-soon", {"orderId": "gone-2"})
+    for run in (closed, expired):
+        await until(lambda run=run: waiting(stack, run["id"]))
+        await stack.client.get_workflow_handle(run["workflowId"]).terminate("test")
+    await asyncio.sleep(1.2)  # past the second wait's timeout
+    await send(stack, payload={"orderId": "gone-1"}, id="to-closed")
+    await send(stack, payload={"orderId": "gone-2"}, id="to-expired")
+    view = await until(lambda: _routed(stack, "to-closed"))
+    assert [(d["runId"], d["status"]) for d in view["deliveries"]] == [
+        (closed["id"], "RUN_CLOSED")
+    ]
+    view = await until(lambda: _routed(stack, "to-expired"))
+    assert [(d["runId"], d["status"], d["reason"]) for d in view["deliveries"]] == [
+        (expired["id"], "EXPIRED", "the wait had timed out")
+    ]

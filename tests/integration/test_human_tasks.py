@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.integration.conftest import Stack
-from tests.integration.test_events import until
+from tests.integration.conftest import Stack, until
 
 APPROVAL = {
     "steps": [

@@ -24,8 +24,8 @@ from tempoflow import embedded
 from tempoflow.settings import Settings
 from tempoflow.worker import create_worker
 from tests.actions import Effects, build_registry
-from tests.integration.conftest import make_keys
-from tests.integration.test_events import PAID, until, wait_for_paid
+from tests.integration.conftest import make_keys, until
+from tests.integration.test_events import PAID, wait_for_paid
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import update
 
 from projections.models import Event
-from tests.integration.conftest import Stack
-from tests.integration.test_events import event_type, send, until
+from tests.integration.conftest import Stack, until
+from tests.integration.test_events import event_type, send
 
 CREATED = "order.created"
 
