@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, literal, select, text, tuple_
+from sqlalchemy import exists, func, literal, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import Event, EventType, WaitRow
-from projections.records import WaitRecord, WaitStatus
+from projections.models import Event, EventDeliveryRow, EventType, WaitRow
+from projections.records import DeliveryStatus, WaitRecord, WaitStatus
 from tempoflow.correlation import lock_key
 
 # One statement takes every lock, in ascending order (the subquery's ORDER BY fixes the
@@ -49,6 +49,15 @@ async def register_wait(session: AsyncSession, wait: WaitRecord, limit: int) -> 
             Event.name.in_(wait.event_names),
             Event.correlation_key == wait.correlation_key,
             Event.received_at >= window,
+            # Not the ones this run applied already (its verdicts are written before
+            # this query, in the same transaction), so a long buffer cannot crowd out
+            # new events beyond the limit.
+            ~exists().where(
+                EventDeliveryRow.tenant == Event.tenant,
+                EventDeliveryRow.event_id == Event.event_id,
+                EventDeliveryRow.run_id == wait.run_id,
+                EventDeliveryRow.status == DeliveryStatus.APPLIED,
+            ),
         )
         .order_by(Event.seq)
         .limit(limit)

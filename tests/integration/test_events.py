@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 
+from projections import routing
 from projections.models import Event, WaitRow
+from projections.records import DeliveryRecord, DeliveryStatus, ProjectionBatch, WaitRecord
+from projections.writer import write_batch
 from tests.integration.conftest import Stack, until
 
 PAID = "order.paid"
@@ -397,10 +401,41 @@ async def test_routing_records_closed_runs_and_expired_waits(stack: Stack) -> No
     await send(stack, payload={"orderId": "gone-1"}, id="to-closed")
     await send(stack, payload={"orderId": "gone-2"}, id="to-expired")
     view = await until(lambda: _routed(stack, "to-closed"))
-    assert [(d["runId"], d["status"]) for d in view["deliveries"]] == [
-        (closed["id"], "RUN_CLOSED")
-    ]
+    assert [(d["runId"], d["status"]) for d in view["deliveries"]] == [(closed["id"], "RUN_CLOSED")]
     view = await until(lambda: _routed(stack, "to-expired"))
     assert [(d["runId"], d["status"], d["reason"]) for d in view["deliveries"]] == [
         (expired["id"], "EXPIRED", "the wait had timed out")
     ]
+
+
+async def test_registration_skips_events_the_run_applied(stack: Stack) -> None:
+    """The buffer a wait sees leaves out what its run already applied, so old events
+    cannot crowd new ones out of the registration's page."""
+    await event_type(stack, bufferTtl="PT1H")
+    for i in range(3):
+        await send(stack, payload={"orderId": "page"}, id=f"page-{i}")
+    now = datetime.now(UTC)
+    wait = WaitRecord(
+        run_id="r-page",
+        seq=9,
+        tenant=stack.tenant,
+        workflow_id="wf-page",
+        step_path="/steps/0",
+        event_names=[PAID],
+        correlation_key="page",
+        since=now,
+    )
+    applied = [
+        DeliveryRecord(
+            tenant=stack.tenant,
+            event_id=f"page-{i}",
+            run_id="r-page",
+            workflow_id="wf-page",
+            status=DeliveryStatus.APPLIED,
+        )
+        for i in (0, 1)
+    ]
+    async with stack.sessions.begin() as session:
+        await write_batch(session, ProjectionBatch(deliveries=applied))
+        events = await routing.register_wait(session, wait, limit=1)
+    assert [e.event_id for e in events] == ["page-2"]
