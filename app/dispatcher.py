@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import random
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -255,13 +253,7 @@ class Dispatcher:
     def _matches(self, expression: str | None, event: Event) -> bool:
         if expression is None:
             return True
-        moment = dt.datetime.now(dt.UTC)
-        context = EvalContext(
-            now=lambda: moment,
-            random=random.Random(0).random,
-            uuid=lambda: str(uuid.uuid4()),
-            limits=self.settings.expression_limits,
-        )
+        context = EvalContext.wall_clock(self.settings.expression_limits)
         try:
             return truthy(evaluate(expression, {"event": _delivery(event).public()}, context))
         except ExpressionError as err:

@@ -300,6 +300,18 @@ class EvalContext:
         )
         return caller_bindings(self.now, rand, make_uuid)
 
+    @classmethod
+    def wall_clock(cls, limits: ExpressionLimits = DEFAULT_LIMITS) -> EvalContext:
+        """For evaluations outside workflows (event correlation, trigger filters): the
+        current time, real randomness."""
+        moment = _dt.datetime.now(_dt.UTC)
+        return cls(
+            now=lambda: moment,
+            random=_random.random,
+            uuid=lambda: str(_uuid.uuid4()),
+            limits=limits,
+        )
+
 
 _DEFAULT_CONTEXT = EvalContext()
 

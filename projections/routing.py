@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import exists, func, literal, select, text, tuple_
+from sqlalchemy import exists, func, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +36,8 @@ async def lock(session: AsyncSession, keys: Iterable[tuple[str, str, str]]) -> N
 
 async def register_wait(session: AsyncSession, wait: WaitRecord, limit: int) -> list[Event]:
     """Index ``wait`` and return the inbox events it may take, oldest first: those of its
-    names and key received since the wait began or within their type's buffer TTL."""
+    names and key received since the wait began or within their type's buffer TTL, and
+    those not routed before the wait began."""
     await lock(session, ((wait.tenant, name, wait.correlation_key) for name in wait.event_names))
     await session.execute(insert(WaitRow).values(**wait.model_dump()).on_conflict_do_nothing())
     ttl = func.coalesce(EventType.buffer_ttl_seconds, 0)
@@ -48,7 +49,14 @@ async def register_wait(session: AsyncSession, wait: WaitRecord, limit: int) -> 
             Event.tenant == wait.tenant,
             Event.name.in_(wait.event_names),
             Event.correlation_key == wait.correlation_key,
-            Event.received_at >= window,
+            or_(
+                Event.received_at >= window,
+                # Received (its transaction began) before the wait began but routed
+                # after it, or not routed yet: the router may have looked for waits
+                # before this one existed, so the wait takes it whatever the TTL.
+                Event.routed_at.is_(None),
+                Event.routed_at >= literal(wait.since),
+            ),
             # Not the ones this run applied already (its verdicts are written before
             # this query, in the same transaction), so a long buffer cannot crowd out
             # new events beyond the limit.

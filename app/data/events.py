@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import random
 import uuid
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -25,17 +23,6 @@ from tempoflow.settings import Settings
 
 EVENT_ROOTS = frozenset({"id", "name", "payload", "occurredAt"})
 """What a type's correlation expression sees: the event."""
-
-
-def _eval_context(settings: Settings) -> EvalContext:
-    moment = dt.datetime.now(dt.UTC)
-    rng = random.Random(0)
-    return EvalContext(
-        now=lambda: moment,
-        random=rng.random,
-        uuid=lambda: str(uuid.uuid4()),
-        limits=settings.expression_limits,
-    )
 
 
 def resolve_pointer(document: Any, pointer: str) -> Any:
@@ -62,7 +49,9 @@ def derive_key(
         return None
     try:
         if correlation.get("expression"):
-            value = evaluate(correlation["expression"], event, _eval_context(settings))
+            value = evaluate(
+                correlation["expression"], event, EvalContext.wall_clock(settings.expression_limits)
+            )
             return normalize_key(value)
         for pointer in correlation.get("paths") or []:
             key = normalize_key(resolve_pointer(event, pointer))

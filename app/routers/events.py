@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.data import events as data
@@ -21,6 +22,7 @@ from app.schemas import (
 )
 from projections.models import Event, EventDeliveryRow
 from tempoflow.errors import NotFound, TempoflowError
+from tempoflow.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -68,8 +70,8 @@ def _public(event: Event, deliveries: list[EventDeliveryRow]) -> EventPublic:
 async def _accept(
     request: Request,
     principal: Principal,
-    session: Any,
-    settings: Any,
+    session: AsyncSession,
+    settings: Settings,
     items: list[EventCreate],
     base: str,
 ) -> list[tuple[Event, bool]]:

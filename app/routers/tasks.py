@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import literal, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 TaskIdPath = Annotated[str, Path(min_length=1, max_length=36)]
 
 
-async def _task(session: Any, tenant: str, task_id: str) -> HumanTaskRow:
+async def _task(session: AsyncSession, tenant: str, task_id: str) -> HumanTaskRow:
     row = await session.get(HumanTaskRow, task_id)
     if row is None or row.tenant != tenant:
         raise NotFound(f"task {task_id!r} does not exist", code="task_not_found")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -115,7 +115,8 @@ async def _applied(stack: Stack, event_id: str) -> dict[str, Any] | None:
 
 async def test_without_buffer_an_earlier_event_is_not_taken(stack: Stack) -> None:
     await event_type(stack, bufferTtl="PT0S")
-    await send(stack, payload={"orderId": "gone", "amount": 1})
+    await send(stack, payload={"orderId": "gone", "amount": 1}, id="before")
+    await until(lambda: _routed(stack, "before"))  # routed (to no one) before the wait
     await stack.publish("pay", wait_for_paid(timeout="PT1S", onTimeout="continue"))
     run = await stack.start("pay", {"orderId": "gone"})
     result = await asyncio.wait_for(stack.result(run), 30)
@@ -439,3 +440,41 @@ async def test_registration_skips_events_the_run_applied(stack: Stack) -> None:
         await write_batch(session, ProjectionBatch(deliveries=applied))
         events = await routing.register_wait(session, wait, limit=1)
     assert [e.event_id for e in events] == ["page-2"]
+
+
+async def test_registration_takes_events_routed_after_the_wait_began(stack: Stack) -> None:
+    """Without a buffer (TTL 0), an event whose transaction began before the wait but
+    that was routed after it (or not yet) still reaches the wait: the router may have
+    looked before the wait was indexed."""
+    await event_type(stack, bufferTtl="PT0S")
+    since = datetime.now(UTC)
+    before = since - timedelta(seconds=5)
+    rows = {"old-routed": since - timedelta(seconds=1), "late-routed": since, "pending": None}
+    async with stack.sessions.begin() as session:
+        for event_id, routed_at in rows.items():
+            session.add(
+                Event(
+                    tenant=stack.tenant,
+                    event_id=event_id,
+                    name=PAID,
+                    correlation_key="race",
+                    payload={},
+                    received_at=before,
+                    status="ROUTED" if routed_at else "PENDING",
+                    routed_at=routed_at,
+                    next_attempt_at=since + timedelta(hours=1),  # keep the dispatcher off
+                )
+            )
+    wait = WaitRecord(
+        run_id="r-race",
+        seq=1,
+        tenant=stack.tenant,
+        workflow_id="wf-race",
+        step_path="/steps/0",
+        event_names=[PAID],
+        correlation_key="race",
+        since=since,
+    )
+    async with stack.sessions.begin() as session:
+        events = await routing.register_wait(session, wait, limit=10)
+    assert sorted(e.event_id for e in events) == ["late-routed", "pending"]
