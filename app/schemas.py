@@ -301,3 +301,20 @@ class TaskPublic(_Public):
 class TasksPublic(_Public):
     items: list[TaskPublic]
     next_cursor: str | None = None
+
+
+class WaitPublic(_Public):
+    seq: int
+    step_path: str
+    loop: str | None = None
+    event_names: list[str]
+    correlation_key: str
+    status: str
+    since: datetime
+    expires_at: datetime | None = None
+    closed_at: datetime | None = None
+    event_id: str | None = None
+
+
+class WaitsPublic(_Public):
+    items: list[WaitPublic]

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import ActionAttempt, ActionInvocation, RunRow, StepRow
+from projections.models import ActionAttempt, ActionInvocation, RunRow, StepRow, WaitRow
 
 
 async def get_run(session: AsyncSession, tenant: str, run_id: str) -> RunRow | None:
@@ -74,3 +74,12 @@ async def list_invocations(
     for attempt in attempts:
         by_key.setdefault(attempt.idempotency_key, []).append(attempt)
     return [(inv, by_key.get(inv.idempotency_key, [])) for inv in invocations]
+
+
+async def list_waits(session: AsyncSession, tenant: str, run_id: str) -> list[WaitRow]:
+    stmt = (
+        select(WaitRow)
+        .where(WaitRow.tenant == tenant, WaitRow.run_id == run_id)
+        .order_by(WaitRow.seq)
+    )
+    return list((await session.execute(stmt)).scalars())

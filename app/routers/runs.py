@@ -23,6 +23,8 @@ from app.schemas import (
     RunsPublic,
     StepPublic,
     StepsPublic,
+    WaitPublic,
+    WaitsPublic,
 )
 from projections import queries
 from projections.models import RunRow
@@ -213,3 +215,14 @@ async def read_run_invocations(
         item.attempt_log = [AttemptPublic.model_validate(a) for a in attempts]
         items.append(item)
     return InvocationsPublic(items=items)
+
+
+@router.get("/{run_id}/waits", response_model=WaitsPublic)
+async def read_run_waits(
+    run_id: RunIdPath, principal: Operator, session: SessionDep
+) -> WaitsPublic:
+    """The run's event waits: what it waits (or waited) for, and which event it took."""
+    rows = await queries.list_waits(session, principal.tenant, run_id)
+    if not rows and await queries.get_run(session, principal.tenant, run_id) is None:
+        raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
+    return WaitsPublic(items=[WaitPublic.model_validate(w) for w in rows])

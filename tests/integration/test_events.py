@@ -95,6 +95,10 @@ async def test_event_after_wait_resumes_the_run(stack: Stack) -> None:
     assert delivery["status"] == "APPLIED" and delivery["stepPath"] == "/steps/0"
     steps = await stack.steps(run["id"])
     assert steps[0]["stepId"] == "paid" and steps[0]["status"] == "SUCCEEDED"
+    r = await stack.http.get(f"/v1/runs/{run['id']}/waits", headers=stack.auth("operator"))
+    [wait] = r.json()["items"]
+    assert (wait["status"], wait["eventId"], wait["correlationKey"]) == ("MATCHED", "evt-1", "o-1")
+    assert wait["eventNames"] == [PAID] and wait["stepPath"] == "/steps/0"
 
 
 async def test_event_before_wait_is_taken_from_the_buffer(stack: Stack) -> None:
