@@ -205,6 +205,20 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             signal_s, bl_sent = await _send_all(n, args.concurrency, signal)
             resumed = await asyncio.gather(*(h.result() for h in handles))
             bl_lat = [resumed[i] - bl_sent[i] for i in range(n)]
+
+            # -- Ingest only, in batches of 100 (producers that can batch) -----------------
+            batches = [list(range(j, min(j + 100, n))) for j in range(0, n, 100)]
+
+            async def post_batch(b: int) -> None:
+                events = [
+                    {"name": EVENT, "id": f"b-{i}", "payload": {"key": f"none-{i}"}}
+                    for i in batches[b]
+                ]
+                r = await http.post("/v1/events:batch", json={"events": events})
+                if r.status_code != 202:
+                    raise RuntimeError(r.text)
+
+            batch_s, _ = await _send_all(len(batches), 4, post_batch)
         api.terminate()
         await api.wait()
     p99, bl_p99 = _pct(tf_lat, 0.99), _pct(bl_lat, 0.99)
@@ -213,6 +227,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "runs": n,
         "concurrency": args.concurrency,
         "events_per_s": round(n / ingest_s, 1),
+        "batched_events_per_s": round(n / batch_s, 1),
         "signals_per_s": round(n / signal_s, 1),
         "resume_p50_ms": _pct(tf_lat, 0.5),
         "resume_p99_ms": p99,
