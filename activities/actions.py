@@ -72,8 +72,9 @@ class TempoflowActivities:
     async def register_wait(self, request: RegisterWait) -> list[EventDelivery]:
         """Index a wait under the routing lock; the buffered events it may take."""
         async with self.sessions.begin() as session:
-            await write_batch(session, request.pending)
-            events = await routing.register_wait(session, request.wait, request.buffered_limit)
+            events = await routing.register_wait(
+                session, request.wait, request.buffered_limit, request.pending
+            )
             return [EventDelivery.model_validate(routing.delivery(e)) for e in events]
 
     @activity.defn(name=RESOLVE_DEFINITION_ACTIVITY)

@@ -46,6 +46,15 @@ LEASE = timedelta(seconds=60)
 """A claimed event is not claimed again for this long (a dispatcher that died mid-way)."""
 SIGNAL_TIMEOUT = timedelta(seconds=10)
 CONCURRENCY = 32
+_PERMANENT = frozenset(
+    {
+        RPCStatusCode.INVALID_ARGUMENT,
+        RPCStatusCode.PERMISSION_DENIED,
+        RPCStatusCode.FAILED_PRECONDITION,
+        RPCStatusCode.UNIMPLEMENTED,
+    }
+)
+"""Temporal answers that retrying the same call cannot change."""
 
 
 def trigger_run_id(tenant: str, definition: str, event_id: str) -> str:
@@ -112,16 +121,27 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         """Route one batch of due events; returns how many were claimed."""
         async with self.sessions.begin() as session:
-            events = await self._claim(session)
+            events, claimed = await self._claim(session)
             if not events:
                 return 0
             targets = await self._route(session, events)
-        await asyncio.gather(*(self._deliver(t) for t in targets))
+        # One workflow's events go in inbox order (its waits take the oldest first);
+        # different workflows in parallel.
+        by_workflow: dict[str, list[_Target]] = {}
+        for target in sorted(targets, key=lambda t: t.event.seq):
+            by_workflow.setdefault(target.row["workflow_id"], []).append(target)
+        await asyncio.gather(*(self._deliver_in_order(ts) for ts in by_workflow.values()))
         async with self.sessions.begin() as session:
-            await self._settle(session, events, targets)
+            await self._settle(session, events, targets, claimed)
         return len(events)
 
-    async def _claim(self, session: AsyncSession) -> list[Event]:
+    async def _deliver_in_order(self, targets: list[_Target]) -> None:
+        for target in targets:
+            await self._deliver(target)
+
+    async def _claim(self, session: AsyncSession) -> tuple[list[Event], dict[int, int]]:
+        """Lock due events and lease them; returns them and each one's attempt number
+        (the claim token: a dispatcher settles only what it still holds)."""
         stmt = (
             select(Event)
             .where(Event.status == "PENDING", Event.next_attempt_at <= func.now())
@@ -130,19 +150,30 @@ class Dispatcher:
             .with_for_update(skip_locked=True)
         )
         events = list((await session.execute(stmt)).scalars())
-        if events:
-            await session.execute(
-                update(Event)
-                .where(Event.seq.in_([e.seq for e in events]))
-                .values(attempts=Event.attempts + 1, next_attempt_at=func.now() + LEASE)
-            )
-        return events
+        if not events:
+            return [], {}
+        leased = await session.execute(
+            update(Event)
+            .where(Event.seq.in_([e.seq for e in events]))
+            .values(attempts=Event.attempts + 1, next_attempt_at=func.now() + LEASE)
+            .returning(Event.seq, Event.attempts)
+            .execution_options(synchronize_session=False)
+        )
+        return events, {seq: attempts for seq, attempts in leased.all()}
 
     async def _route(self, session: AsyncSession, events: list[Event]) -> list[_Target]:
         """Record the deliveries of ``events`` (locks held) and return the pending ones."""
         await routing.lock(
             session,
             ((e.tenant, e.name, e.correlation_key) for e in events if e.correlation_key),
+        )
+        # The decision time, taken under the locks: a wait registered after it (which
+        # this routing cannot see) takes these events from the inbox instead.
+        await session.execute(
+            update(Event)
+            .where(Event.seq.in_([e.seq for e in events]))
+            .values(routed_at=func.clock_timestamp())
+            .execution_options(synchronize_session=False)
         )
         now = dt.datetime.now(dt.UTC)
         rows: list[dict[str, Any]] = []
@@ -152,23 +183,26 @@ class Dispatcher:
         triggers = await self._subscriptions(session, events)
         for event in events:
             if event.correlation_key is not None:
+                # One delivery per run: signalled if any of its waits is still live.
+                per_run: dict[str, dict[str, Any]] = {}
                 for wait in waits[(event.tenant, event.correlation_key)]:
                     if event.name not in wait.event_names:
                         continue
                     expired = wait.expires_at is not None and wait.expires_at <= now
-                    rows.append(
-                        {
-                            "tenant": event.tenant,
-                            "event_id": event.event_id,
-                            "run_id": wait.run_id,
-                            "workflow_id": wait.workflow_id,
-                            "kind": "wait",
-                            "status": DeliveryStatus.EXPIRED if expired else DeliveryStatus.PENDING,
-                            "step_path": wait.step_path,
-                            "definition_key": None,
-                            "reason": "the wait had timed out" if expired else None,
-                        }
-                    )
+                    if wait.run_id in per_run and expired:
+                        continue
+                    per_run[wait.run_id] = {
+                        "tenant": event.tenant,
+                        "event_id": event.event_id,
+                        "run_id": wait.run_id,
+                        "workflow_id": wait.workflow_id,
+                        "kind": "wait",
+                        "status": DeliveryStatus.EXPIRED if expired else DeliveryStatus.PENDING,
+                        "step_path": wait.step_path,
+                        "definition_key": None,
+                        "reason": "the wait had timed out" if expired else None,
+                    }
+                rows.extend(per_run.values())
             rows.extend(self._trigger_rows(triggers.get((event.tenant, event.name), []), event))
         if rows:
             await session.execute(insert(EventDeliveryRow).on_conflict_do_nothing(), rows)
@@ -274,6 +308,9 @@ class Dispatcher:
                 if err.status == RPCStatusCode.NOT_FOUND and target.row["kind"] == "wait":
                     target.outcome = DeliveryStatus.RUN_CLOSED
                     target.reason = "the run had closed"
+                elif err.status in _PERMANENT:
+                    target.outcome = DeliveryStatus.FAILED  # retrying cannot help
+                    target.reason = f"{err.status.name}: {err.message}"[:2000]
                 else:
                     target.error = f"{err.status.name if err.status else 'RPC'}: {err.message}"
             except Exception as err:  # Temporal unreachable: retry the event later
@@ -317,37 +354,44 @@ class Dispatcher:
         target.outcome = DeliveryStatus.STARTED
 
     async def _settle(
-        self, session: AsyncSession, events: list[Event], targets: list[_Target]
+        self,
+        session: AsyncSession,
+        events: list[Event],
+        targets: list[_Target],
+        claimed: dict[int, int],
     ) -> None:
-        done = [t for t in targets if t.outcome is not None]
+        """Mark routed events (or schedule their retry), then record the deliveries: in
+        the claim's lock order (events, then deliveries), and only for events this
+        dispatcher still holds (its lease may have run out and another claimed them)."""
+        failed: dict[int, str] = {}
+        for t in targets:
+            if t.outcome is None:
+                failed[t.event.seq] = t.error or "delivery failed"
+        held: set[int] = set()
+        for event in events:
+            error = failed.get(event.seq)
+            values: dict[str, Any] = {"status": "ROUTED", "last_error": None}
+            if error is not None:
+                attempts = claimed[event.seq]
+                delay = min(0.5 * 2**attempts, self.settings.dispatch_max_backoff_seconds)
+                values = {
+                    "next_attempt_at": func.now() + timedelta(seconds=delay),
+                    "last_error": error[:2000],
+                }
+            result = await session.execute(
+                update(Event)
+                .where(Event.seq == event.seq, Event.attempts == claimed[event.seq])
+                .values(**values)
+                .returning(Event.seq)
+                .execution_options(synchronize_session=False)
+            )
+            if result.first() is not None:
+                held.add(event.seq)
+        done = [t for t in targets if t.outcome is not None and t.event.seq in held]
         if done:
             await session.execute(
                 DELIVERY_UPSERT,
                 [{**t.row, "status": t.outcome, "reason": t.reason} for t in done],
-            )
-        failed: dict[tuple[str, str], str] = {}
-        for t in targets:
-            if t.outcome is None:
-                failed[(t.event.tenant, t.event.event_id)] = t.error or "delivery failed"
-        routed = [(e.tenant, e.event_id) for e in events if (e.tenant, e.event_id) not in failed]
-        if routed:
-            await session.execute(
-                update(Event)
-                .where(tuple_(Event.tenant, Event.event_id).in_(routed))
-                .values(status="ROUTED", routed_at=func.now(), last_error=None)
-                .execution_options(synchronize_session=False)
-            )
-        for event in events:
-            error = failed.get((event.tenant, event.event_id))
-            if error is None:
-                continue
-            delay = min(0.5 * 2**event.attempts, self.settings.dispatch_max_backoff_seconds)
-            await session.execute(
-                update(Event)
-                .where(Event.tenant == event.tenant, Event.event_id == event.event_id)
-                .values(
-                    next_attempt_at=func.now() + timedelta(seconds=delay), last_error=error[:2000]
-                )
             )
 
 

@@ -3,9 +3,11 @@
 N runs wait on distinct correlation keys; their N events are POSTed to the API (real
 HTTP to the API in its own process, as deployed) and routed by the dispatcher into
 signals. The baseline is a hand-written workflow resumed by N direct ``handle.signal``
-calls from the same process. Latency is from just before the send to the workflow time
-the run resumed at (``$millis()`` / ``workflow.now()`` in the task that applied the
-event); the breakdown splits it at the inbox commit and at routing (signal sent).
+calls. Both sides' sends come from a producer process of their own
+(bench/_producer.py), as a real producer would; the worker runs in this process.
+Latency is from just before the send to the workflow time the run resumed at
+(``$millis()`` / ``workflow.now()`` in the task that applied the event); the breakdown
+splits it at the inbox commit and at the routing decision.
 
     python bench/events.py [--quick] [--runs N] [--concurrency C]
 
@@ -20,9 +22,11 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,6 +45,7 @@ from tempoflow import embedded
 from tempoflow.settings import Settings
 from tempoflow.worker import create_worker
 
+PRODUCER = str(Path(__file__).resolve().parent / "_producer.py")
 TENANT = "bench"
 EVENT = "bench.done"
 DEFINITION = {
@@ -152,24 +157,19 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             )
             await _until_waiting(sessions, n)
 
-            http_ms: list[float] = []
-
-            async def post(i: int) -> None:
-                t0 = time.perf_counter()
-                r = await http.post(
-                    "/v1/events",
-                    json={"name": EVENT, "id": f"e-{i}", "payload": {"key": f"k-{i}"}},
-                )
-                if r.status_code != 202:
-                    raise RuntimeError(r.text)
-                http_ms.append((time.perf_counter() - t0) * 1000)
-
-            ingest_s, sent = await _send_all(n, args.concurrency, post)
+            produced = await _produce(
+                "http", f"http://127.0.0.1:{port}", key, str(n), str(args.concurrency), EVENT
+            )
+            ingest_s, sent, http_ms = (
+                produced["elapsed_s"],
+                produced["sent_ms"],
+                produced["http_ms"],
+            )
             results = await asyncio.gather(
                 *(client.get_workflow_handle(s.workflow_id).result() for s in started)
             )
             tf_lat = [r["output"]["resumedAt"] - sent[i] for i, r in enumerate(results)]
-            # Where the time goes: inbox commit → routed (signal sent) → run resumed.
+            # Where the time goes: inbox commit → routing decided → run resumed.
             async with sessions() as session:
                 rows = (
                     await session.execute(
@@ -198,11 +198,11 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 )
             )
             await asyncio.sleep(2)  # let every first workflow task finish
-
-            async def signal(i: int) -> None:
-                await handles[i].signal("bench.event", {"key": i})
-
-            signal_s, bl_sent = await _send_all(n, args.concurrency, signal)
+            with tempfile.NamedTemporaryFile("w", suffix=".json") as ids:
+                json.dump([h.id for h in handles], ids)
+                ids.flush()
+                produced = await _produce("signal", target, ids.name, str(args.concurrency))
+            signal_s, bl_sent = produced["elapsed_s"], produced["sent_ms"]
             resumed = await asyncio.gather(*(h.result() for h in handles))
             bl_lat = [resumed[i] - bl_sent[i] for i in range(n)]
 
@@ -235,13 +235,28 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "baseline_p99_ms": bl_p99,
         "http_p50_ms": _pct(http_ms, 0.5),
         "http_p99_ms": _pct(http_ms, 0.99),
-        "inbox_to_routed_p50_ms": _pct(dispatch_ms, 0.5),
-        "inbox_to_routed_p99_ms": _pct(dispatch_ms, 0.99),
-        "routed_to_resumed_p50_ms": _pct(apply_ms, 0.5),
-        "routed_to_resumed_p99_ms": _pct(apply_ms, 0.99),
+        "inbox_to_routing_p50_ms": _pct(dispatch_ms, 0.5),
+        "inbox_to_routing_p99_ms": _pct(dispatch_ms, 0.99),
+        "routing_to_resumed_p50_ms": _pct(apply_ms, 0.5),
+        "routing_to_resumed_p99_ms": _pct(apply_ms, 0.99),
         "resume_p50_ratio": round(_pct(tf_lat, 0.5) / max(_pct(bl_lat, 0.5), 1.0), 2),
         "resume_p99_ratio": round(p99 / max(bl_p99, 1.0), 2),
     }
+
+
+async def _produce(*args: str) -> dict[str, Any]:
+    """Run the producer (bench/_producer.py) in its own process; its JSON result."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        PRODUCER,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the producer failed ({proc.returncode})")
+    result: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+    return result
 
 
 async def _until_waiting(sessions, n: int) -> None:  # type: ignore[no-untyped-def]

@@ -51,6 +51,8 @@ class DeliveryStatus(StrEnum):
     RUN_CLOSED = "RUN_CLOSED"
     STARTED = "STARTED"
     """The event started the run (a definition trigger)."""
+    FAILED = "FAILED"
+    """Temporal refused the signal or start for good (the reason says why)."""
 
 
 class TaskStatus(StrEnum):

@@ -8,15 +8,18 @@ router or finds the event in the inbox, so the event is never missed by both.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, literal, or_, select, text, tuple_
+from sqlalchemy import func, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import Event, EventDeliveryRow, EventType, WaitRow
-from projections.records import DeliveryStatus, WaitRecord, WaitStatus
+from projections.models import Event, EventType, WaitRow
+from projections.records import ProjectionBatch, WaitRecord, WaitStatus
+from projections.writer import write_batch
 from tempoflow.correlation import lock_key
 
 # One statement takes every lock, in ascending order (the subquery's ORDER BY fixes the
@@ -34,11 +37,26 @@ async def lock(session: AsyncSession, keys: Iterable[tuple[str, str, str]]) -> N
         await session.execute(_LOCK, {"keys": ordered})
 
 
-async def register_wait(session: AsyncSession, wait: WaitRecord, limit: int) -> list[Event]:
-    """Index ``wait`` and return the inbox events it may take, oldest first: those of its
-    names and key received since the wait began or within their type's buffer TTL, and
-    those not routed before the wait began."""
+CLOCK_GRACE = timedelta(seconds=2)
+"""Slack between the database clock (routing decisions) and Temporal's (wait starts)."""
+MAX_BUFFERED_BYTES = 1024 * 1024
+"""Payload bytes one registration returns at most (Temporal caps a payload at 2 MB)."""
+
+
+async def register_wait(
+    session: AsyncSession, wait: WaitRecord, limit: int, pending: ProjectionBatch | None = None
+) -> list[Event]:
+    """Index ``wait`` (after writing ``pending``) and return the inbox events it may take,
+    oldest first: those of its names and key received since the wait began or within
+    their type's buffer TTL, and those whose routing was decided after it began (the
+    router may have looked before this wait existed).
+
+    The routing locks come first: the router takes them before writing delivery rows,
+    so taking them after writing ``pending`` (which holds delivery rows) could deadlock.
+    """
     await lock(session, ((wait.tenant, name, wait.correlation_key) for name in wait.event_names))
+    if pending is not None:
+        await write_batch(session, pending)
     await session.execute(insert(WaitRow).values(**wait.model_dump()).on_conflict_do_nothing())
     ttl = func.coalesce(EventType.buffer_ttl_seconds, 0)
     window = func.least(literal(wait.since), func.now() - func.make_interval(0, 0, 0, 0, 0, 0, ttl))
@@ -51,26 +69,23 @@ async def register_wait(session: AsyncSession, wait: WaitRecord, limit: int) -> 
             Event.correlation_key == wait.correlation_key,
             or_(
                 Event.received_at >= window,
-                # Received (its transaction began) before the wait began but routed
-                # after it, or not routed yet: the router may have looked for waits
-                # before this one existed, so the wait takes it whatever the TTL.
-                Event.routed_at.is_(None),
-                Event.routed_at >= literal(wait.since),
+                Event.routed_at >= literal(wait.since - CLOCK_GRACE),
             ),
-            # Not the ones this run applied already (its verdicts are written before
-            # this query, in the same transaction), so a long buffer cannot crowd out
-            # new events beyond the limit.
-            ~exists().where(
-                EventDeliveryRow.tenant == Event.tenant,
-                EventDeliveryRow.event_id == Event.event_id,
-                EventDeliveryRow.run_id == wait.run_id,
-                EventDeliveryRow.status == DeliveryStatus.APPLIED,
-            ),
+            # No exclusion of what this run already applied: those verdicts may come
+            # from a workflow task that then failed (its local activities ran, its
+            # state was discarded); the run itself ignores ids it applied.
         )
         .order_by(Event.seq)
         .limit(limit)
     )
-    return list((await session.execute(stmt)).scalars())
+    events: list[Event] = []
+    size = 0
+    for event in (await session.execute(stmt)).scalars():
+        size += len(json.dumps(event.payload, separators=(",", ":")))
+        if events and size > MAX_BUFFERED_BYTES:
+            break  # the rest reach the run when it waits again
+        events.append(event)
+    return events
 
 
 async def open_waits(
@@ -104,4 +119,5 @@ def delivery(event: Event) -> dict[str, Any]:
         "payload": event.payload,
         "occurred_at": event.occurred_at,
         "received_at": event.received_at,
+        "seq": event.seq,
     }

@@ -35,8 +35,11 @@ _TERMINAL_STEP = _literals(TERMINAL_STEP)
 _TERMINAL_RUN = _literals(TERMINAL_RUN)
 _OPEN_WAIT = _literals(frozenset({WaitStatus.WAITING}))
 _OPEN_TASK = _literals(frozenset({TaskStatus.OPEN}))
-# A run's verdict is final; the dispatcher's PENDING/SIGNALED never overwrite it.
+# Progress (PENDING, SIGNALED) may be overwritten by anything; a run's verdict (APPLIED,
+# FILTERED) overwrites anything; other outcomes (RUN_CLOSED, EXPIRED…) never overwrite a
+# verdict: a run that took the event from its buffer and closed stays APPLIED.
 _DISPATCHER_SIDE = _literals(frozenset({DeliveryStatus.PENDING, DeliveryStatus.SIGNALED}))
+_RUN_VERDICT = _literals(frozenset({DeliveryStatus.APPLIED, DeliveryStatus.FILTERED}))
 
 
 def _step_upsert() -> Insert:
@@ -124,7 +127,7 @@ def delivery_upsert() -> Insert:
         },
         where=or_(
             EventDeliveryRow.status.in_(_DISPATCHER_SIDE),
-            excluded.status.not_in(_DISPATCHER_SIDE),
+            excluded.status.in_(_RUN_VERDICT),
         ),
     )
 

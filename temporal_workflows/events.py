@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,9 +14,20 @@ from tempoflow.definition.validation import instance_errors
 from temporal_workflows.models import EventDelivery, TaskCompletion
 
 MAX_PROCESSED = 10_000
-"""Event ids a run remembers as applied (oldest forgotten first)."""
+"""Event ids a run remembers as applied (oldest forgotten first); kept as 16-character
+digests so the set stays small in continue-as-new input (~200 KB at most)."""
 MAX_INBOX = 1_000
 """Delivered events kept for a later wait (oldest dropped first)."""
+MAX_INBOX_BYTES = 512 * 1024
+"""...and at most this much payload (Temporal caps one payload at 2 MB)."""
+
+
+def _digest(event_id: str) -> str:
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
+def _order(event: EventDelivery) -> tuple[datetime, int]:
+    return event.received_at, event.seq
 
 
 class Mailbox:
@@ -22,11 +35,12 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.inbox: list[EventDelivery] = []
+        self._sizes: dict[str, int] = {}
         self._processed: dict[str, None] = {}
 
     def restore(self, processed: list[str], inbox: list[EventDelivery]) -> None:
-        for event_id in processed:
-            self._processed[event_id] = None
+        for digest in processed:
+            self._processed[digest] = None
         for event in inbox:
             self.deliver(event)
 
@@ -34,21 +48,27 @@ class Mailbox:
     def processed(self) -> list[str]:
         return list(self._processed)
 
+    def is_applied(self, event_id: str) -> bool:
+        return _digest(event_id) in self._processed
+
     def deliver(self, event: EventDelivery) -> bool:
         """Keep ``event`` for a wait unless it was applied or is already here."""
-        if event.id in self._processed or any(e.id == event.id for e in self.inbox):
+        if self.is_applied(event.id) or event.id in self._sizes:
             return False
         self.inbox.append(event)
-        del self.inbox[:-MAX_INBOX]
+        self._sizes[event.id] = len(json.dumps(event.payload, separators=(",", ":")))
+        total = sum(self._sizes.values())
+        while len(self.inbox) > MAX_INBOX or (total > MAX_INBOX_BYTES and len(self.inbox) > 1):
+            dropped = self.inbox.pop(0)
+            total -= self._sizes.pop(dropped.id)
         return True
 
     def _index(self, names: list[str], key: str) -> int | None:
-        """The oldest matching event by receipt (the inbox order is arrival order, which
-        differs when a signal overtakes a buffered event)."""
+        """The oldest matching event in inbox order (signals may arrive out of order)."""
         found: int | None = None
         for index, event in enumerate(self.inbox):
             if event.name in names and event.correlation_key == key:
-                if found is None or event.received_at < self.inbox[found].received_at:
+                if found is None or _order(event) < _order(self.inbox[found]):
                     found = index
         return found
 
@@ -58,10 +78,14 @@ class Mailbox:
     def pop(self, names: list[str], key: str) -> EventDelivery | None:
         """The oldest event for ``names`` and ``key``, removed from the inbox."""
         index = self._index(names, key)
-        return None if index is None else self.inbox.pop(index)
+        if index is None:
+            return None
+        event = self.inbox.pop(index)
+        del self._sizes[event.id]
+        return event
 
     def applied(self, event_id: str) -> None:
-        self._processed[event_id] = None
+        self._processed[_digest(event_id)] = None
         while len(self._processed) > MAX_PROCESSED:
             del self._processed[next(iter(self._processed))]
 

@@ -43,13 +43,17 @@ DEFAULT_MAX_HISTORY = 5_000
 class InterpreterWorkflow:
     """Runs a definition step by step; side effects only through activities."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: RunInput) -> None:
         self._ctx: RunContext | None = None
         self._current: str | None = None
         self._max_history = DEFAULT_MAX_HISTORY
-        # Signals and updates may arrive before ``run`` starts: their state lives here.
+        # Signal and update handlers run before ``run`` in the first activation: their
+        # state (with what a continued run carried over) exists before them.
         self._mailbox = Mailbox()
         self._tasks = TaskBoard()
+        if inp.resume is not None:
+            self._mailbox.restore(inp.resume.processed_events, inp.resume.inbox)
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
@@ -61,7 +65,6 @@ class InterpreterWorkflow:
             ctx.shared.seq = inp.resume.seq
             ctx.shared.run_sent = True
             positions = dict(inp.resume.positions)
-            self._mailbox.restore(inp.resume.processed_events, inp.resume.inbox)
         rt = Runtime(
             self._run_block,
             positions,

@@ -43,7 +43,8 @@ class ResumeState(BaseModel):
     positions: dict[str, Any] = Field(default_factory=dict)
     """Per block or loop pointer (+ loop label): how far it got."""
     processed_events: list[str] = Field(default_factory=list)
-    """Ids of events the run applied (newest last), so a redelivery is ignored."""
+    """Digests of the ids of events the run applied (newest last): a redelivery is
+    ignored."""
     inbox: list[EventDelivery] = Field(default_factory=list)
     """Delivered events no wait has taken yet."""
 
@@ -57,6 +58,8 @@ class EventDelivery(BaseModel):
     payload: Any = None
     occurred_at: datetime | None = None
     received_at: datetime
+    seq: int = 0
+    """The inbox order (ties of ``received_at`` within one request)."""
 
     def public(self) -> dict[str, Any]:
         """The event as expressions and variables see it."""
@@ -75,7 +78,7 @@ class RegisterWait(BaseModel):
 
     wait: WaitRecord
     pending: ProjectionBatch = Field(default_factory=ProjectionBatch)
-    buffered_limit: int = 100
+    buffered_limit: int = 1000
 
 
 class TaskCompletion(BaseModel):

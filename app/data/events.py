@@ -195,7 +195,10 @@ async def store(
 ) -> list[tuple[Event, bool]]:
     """Insert new events, keep existing ids; returns ``(row, duplicate)`` in request order."""
     rows = [e.row for e in events]
-    stmt = insert(Event).values(rows).on_conflict_do_nothing().returning(Event)
+    # Insert in id order: two batches sharing ids then wait on each other in one order
+    # (no deadlock) and the later one reports the shared ids as duplicates.
+    ordered = sorted(rows, key=lambda r: str(r["event_id"]))
+    stmt = insert(Event).values(ordered).on_conflict_do_nothing().returning(Event)
     stored = {e.event_id: e for e in (await session.execute(stmt)).scalars()}
     inserted = set(stored)
     ids = [r["event_id"] for r in rows]

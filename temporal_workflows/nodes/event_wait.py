@@ -75,13 +75,20 @@ async def execute(
     for buffered in await rt.register_wait(wait):
         rt.mailbox.deliver(buffered)
     matched: EventDelivery | None = None
+    skipped: list[EventDelivery] = []  # filtered out here; back to the inbox afterwards
     try:
         while matched is None:
             while (event := rt.mailbox.pop(names, key)) is not None:
                 if step.filter is not None:
                     scope = ctx.child(names={"event": event.public()}, isolated=False)
-                    if not truthy(scope.evaluate(step.filter, f"{path}/filter")):
+                    try:
+                        keep = truthy(scope.evaluate(step.filter, f"{path}/filter"))
+                    except StepFailure:
+                        skipped.append(event)
+                        raise
+                    if not keep:
                         verdict(event, DeliveryStatus.FILTERED, "the wait's filter was false")
+                        skipped.append(event)
                         continue
                 matched = event
                 break
@@ -101,6 +108,9 @@ async def execute(
             wait.model_copy(update={"status": WaitStatus.CANCELED, "closed_at": workflow.now()})
         )
         raise
+    finally:
+        for event in skipped:  # a later wait (another filter) may take them
+            rt.mailbox.deliver(event)
     closed = {"closed_at": workflow.now()}
     if matched is not None:
         rt.mailbox.applied(matched.id)

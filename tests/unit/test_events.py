@@ -11,7 +11,7 @@ from app.data.events import derive_key, resolve_pointer
 from tempoflow.correlation import CorrelationError, lock_key, normalize_key
 from tempoflow.definition import validate_definition
 from tempoflow.settings import Settings
-from temporal_workflows.events import MAX_INBOX, Mailbox
+from temporal_workflows.events import MAX_INBOX, MAX_INBOX_BYTES, Mailbox
 from temporal_workflows.models import EventDelivery
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -133,3 +133,45 @@ def test_event_nodes_are_validated() -> None:
         ("/steps/1/form/type", "form.invalid"),
         ("/triggers/0/filter", "expression.unknown_root"),
     }
+
+
+def test_a_continued_run_ignores_redeliveries_that_arrive_before_it_runs() -> None:
+    """Signal handlers run before ``run`` in a new execution's first activation: the
+    applied ids carried over are restored in ``__init__`` (``@workflow.init``)."""
+    from temporal_workflows.interpreter import InterpreterWorkflow
+    from temporal_workflows.models import ResumeState, RunInput
+
+    previous = Mailbox()
+    previous.applied("e1")
+    inp = RunInput(
+        run_id="r",
+        tenant="t",
+        definition_key="d",
+        definition_version=1,
+        definition={"steps": []},
+        resume=ResumeState(vars={}, seq=3, processed_events=previous.processed),
+    )
+    workflow = InterpreterWorkflow(inp)
+    workflow.deliver_event(event("e1"))
+    workflow.deliver_event(event("e2"))
+    assert [e.id for e in workflow._mailbox.inbox] == ["e2"]
+
+
+def test_events_received_together_are_taken_in_inbox_order() -> None:
+    box = Mailbox()
+    same = T0
+    for event_id, seq in (("third", 3), ("first", 1), ("second", 2)):
+        box.deliver(
+            EventDelivery(id=event_id, name="a", correlation_key="k", received_at=same, seq=seq)
+        )
+    assert [box.pop(["a"], "k").id for _ in range(3)] == ["first", "second", "third"]  # type: ignore[union-attr]
+
+
+def test_the_inbox_is_bounded_by_payload_bytes() -> None:
+    box = Mailbox()
+    big = "x" * (MAX_INBOX_BYTES // 4)
+    for i in range(6):
+        box.deliver(
+            EventDelivery(id=f"b{i}", name="a", correlation_key="k", payload=big, received_at=T0)
+        )
+    assert [e.id for e in box.inbox] == ["b3", "b4", "b5"]  # the oldest were dropped

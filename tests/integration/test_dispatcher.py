@@ -1,0 +1,126 @@
+"""The dispatcher's bookkeeping against the real database and Temporal: one delivery per
+run, verdicts never overwritten, settling only what it still holds."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from app.dispatcher import Dispatcher
+from projections.models import Event, EventDeliveryRow, WaitRow
+from projections.records import DeliveryRecord, DeliveryStatus, ProjectionBatch
+from projections.writer import DELIVERY_UPSERT, write_batch
+from tempoflow.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def dispatcher(
+    database_url: str, sessions: async_sessionmaker[AsyncSession], temporal_client: Client
+) -> Dispatcher:
+    settings = Settings(environment="test", database_url=database_url, task_queue="unused")
+    return Dispatcher(sessions, temporal_client, settings)
+
+
+def _event(tenant: str, event_id: str, key: str) -> Event:
+    return Event(
+        tenant=tenant,
+        event_id=event_id,
+        name="n",
+        correlation_key=key,
+        payload={},
+        status="PENDING",
+        attempts=0,
+    )
+
+
+def _wait(tenant: str, run_id: str, seq: int, key: str, expires: datetime | None) -> WaitRow:
+    return WaitRow(
+        run_id=run_id,
+        seq=seq,
+        tenant=tenant,
+        workflow_id=f"{tenant}/{run_id}",
+        step_path=f"/steps/{seq}",
+        event_names=["n"],
+        correlation_key=key,
+        status="WAITING",
+        since=datetime.now(UTC) - timedelta(minutes=5),
+        expires_at=expires,
+    )
+
+
+async def _deliveries(sessions: async_sessionmaker[AsyncSession], tenant: str) -> list[tuple]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(EventDeliveryRow.event_id, EventDeliveryRow.run_id, EventDeliveryRow.status)
+            .where(EventDeliveryRow.tenant == tenant)
+            .order_by(EventDeliveryRow.event_id, EventDeliveryRow.run_id)
+        )
+        return [tuple(r) for r in rows.all()]
+
+
+async def test_a_live_wait_wins_over_an_expired_one_of_the_same_run(
+    dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    tenant = f"d{uuid.uuid4().hex[:8]}"
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    async with sessions.begin() as session:
+        session.add(_event(tenant, "e1", "k"))
+        session.add(_wait(tenant, "run-a", 1, "k", past))  # expired, older
+        session.add(_wait(tenant, "run-a", 2, "k", None))  # live
+        session.add(_wait(tenant, "run-b", 1, "k", past))  # only expired
+    while await dispatcher.dispatch_once():
+        pass
+    # run-a's live wait was signalled (the workflow does not exist: RUN_CLOSED), run-b's
+    # only wait had expired.
+    assert await _deliveries(sessions, tenant) == [
+        ("e1", "run-a", "RUN_CLOSED"),
+        ("e1", "run-b", "EXPIRED"),
+    ]
+
+
+async def test_a_run_verdict_is_never_overwritten_by_a_dispatcher_outcome(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    tenant = f"d{uuid.uuid4().hex[:8]}"
+    row = {"tenant": tenant, "event_id": "e", "run_id": "r", "workflow_id": "w", "kind": "wait"}
+    applied = DeliveryRecord(
+        tenant=tenant, event_id="e", run_id="r", workflow_id="w", status=DeliveryStatus.APPLIED
+    )
+    async with sessions.begin() as session:
+        await session.execute(DELIVERY_UPSERT, [{**row, "status": "PENDING", "reason": None}])
+        await write_batch(session, ProjectionBatch(deliveries=[applied]))
+        await session.execute(DELIVERY_UPSERT, [{**row, "status": "RUN_CLOSED", "reason": "x"}])
+        await session.execute(DELIVERY_UPSERT, [{**row, "status": "SIGNALED", "reason": None}])
+    assert await _deliveries(sessions, tenant) == [("e", "r", "APPLIED")]
+
+
+async def test_settling_skips_events_another_dispatcher_claimed(
+    dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    tenant = f"d{uuid.uuid4().hex[:8]}"
+    async with sessions.begin() as session:
+        session.add(_event(tenant, "slow", "k"))
+        session.add(_wait(tenant, "run-c", 1, "k", None))
+    async with sessions.begin() as session:
+        events, claimed = await dispatcher._claim(session)
+        targets = await dispatcher._route(session, events)
+    assert [e.event_id for e in events] == ["slow"] and len(targets) == 1
+    # Its lease ran out meanwhile and another dispatcher claimed it (a new attempt).
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Event).where(Event.tenant == tenant).values(attempts=Event.attempts + 1)
+        )
+    targets[0].outcome = DeliveryStatus.SIGNALED
+    async with sessions.begin() as session:
+        await dispatcher._settle(session, events, targets, claimed)
+    async with sessions() as session:
+        event = (await session.execute(select(Event).where(Event.tenant == tenant))).scalar_one()
+    assert event.status == "PENDING"  # the current holder settles it, not this one
+    assert await _deliveries(sessions, tenant) == [("slow", "run-c", "PENDING")]
