@@ -165,6 +165,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 produced["sent_ms"],
                 produced["http_ms"],
             )
+            http_retries = produced["retries"]
             results = await asyncio.gather(
                 *(client.get_workflow_handle(s.workflow_id).result() for s in started)
             )
@@ -233,6 +234,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "resume_p99_ms": p99,
         "baseline_p50_ms": _pct(bl_lat, 0.5),
         "baseline_p99_ms": bl_p99,
+        "http_retries": http_retries,
         "http_p50_ms": _pct(http_ms, 0.5),
         "http_p99_ms": _pct(http_ms, 0.99),
         "inbox_to_routing_p50_ms": _pct(dispatch_ms, 0.5),
