@@ -456,3 +456,64 @@ async def test_registration_takes_events_routed_after_the_wait_began(stack: Stac
     async with stack.sessions.begin() as session:
         events = await routing.register_wait(session, wait, limit=10)
     assert sorted(e.event_id for e in events) == ["routed-at-start", "routed-within-clock-grace"]
+
+
+async def test_event_types_are_managed_and_checked(stack: Stack) -> None:
+    url = f"/v1/event-types/{PAID}"
+    body = {"description": "paid", "correlation": {"expression": "payload.orderId"}}
+    r = await stack.http.put(url, headers=stack.auth("publisher"), json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["bufferTtlSeconds"] == 3600  # the documented default
+    r = await stack.http.put(
+        url, headers=stack.auth("publisher"), json={**body, "bufferTtl": "PT5M"}
+    )
+    assert r.status_code == 200 and r.json()["bufferTtlSeconds"] == 300
+    r = await stack.http.put(
+        "/v1/event-types/bad",
+        headers=stack.auth("publisher"),
+        json={
+            "schema": {"type": "nope"},
+            "correlation": {"expression": "paylod.x", "paths": ["payload/x"]},
+            "bufferTtl": "P30D",
+        },
+    )
+    assert r.status_code == 422 and r.json()["code"] == "event_type_invalid"
+    assert {e["path"] for e in r.json()["errors"]} == {
+        "/schema/type",
+        "/correlation",
+        "/correlation/expression",
+        "/correlation/paths/0",
+        "/bufferTtl",
+    }
+    r = await stack.http.put(url, headers=stack.auth("ingest"), json=body)
+    assert r.status_code == 403
+    r = await stack.http.get("/v1/event-types", headers=stack.auth("operator"))
+    assert [t["name"] for t in r.json()["items"]] == [PAID]
+    r = await stack.http.get(url, headers=stack.auth("operator"))
+    assert r.json()["correlation"] == {"expression": "payload.orderId"}
+    assert (await stack.http.delete(url, headers=stack.auth("publisher"))).status_code == 204
+    assert (await stack.http.get(url, headers=stack.auth("operator"))).status_code == 404
+    assert (await stack.http.delete(url, headers=stack.auth("publisher"))).status_code == 404
+    r = await stack.http.post("/v1/events", headers=stack.auth("ingest"), json={"name": PAID})
+    assert r.status_code == 422  # the type is gone
+
+
+async def test_events_are_listed_newest_first_with_filters_and_pages(stack: Stack) -> None:
+    await event_type(stack)
+    for i in range(5):
+        await send(stack, payload={"orderId": "a" if i % 2 else "b"}, id=f"l-{i}")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = "/v1/events?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        r = await stack.http.get(query, headers=stack.auth("operator"))
+        assert r.status_code == 200, r.text
+        seen += [e["id"] for e in r.json()["items"]]
+        cursor = r.json()["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == [f"l-{i}" for i in reversed(range(5))]
+    r = await stack.http.get("/v1/events?correlationKey=a", headers=stack.auth("operator"))
+    assert [e["id"] for e in r.json()["items"]] == ["l-3", "l-1"]
+    r = await stack.http.get(f"/v1/events?name={PAID}&status=ROUTED", headers=stack.auth())
+    assert all(e["status"] == "ROUTED" for e in r.json()["items"])
