@@ -368,25 +368,33 @@ class Dispatcher:
             if t.outcome is None:
                 failed[t.event.seq] = t.error or "delivery failed"
         held: set[int] = set()
-        for event in events:
-            error = failed.get(event.seq)
-            values: dict[str, Any] = {"status": "ROUTED", "last_error": None}
-            if error is not None:
-                attempts = claimed[event.seq]
-                delay = min(0.5 * 2**attempts, self.settings.dispatch_max_backoff_seconds)
-                values = {
-                    "next_attempt_at": func.now() + timedelta(seconds=delay),
-                    "last_error": error[:2000],
-                }
+        routed = [(e.seq, claimed[e.seq]) for e in events if e.seq not in failed]
+        if routed:  # one statement for the common case
             result = await session.execute(
                 update(Event)
-                .where(Event.seq == event.seq, Event.attempts == claimed[event.seq])
-                .values(**values)
+                .where(tuple_(Event.seq, Event.attempts).in_(routed))
+                .values(status="ROUTED", last_error=None)
                 .returning(Event.seq)
                 .execution_options(synchronize_session=False)
             )
-            if result.first() is not None:
-                held.add(event.seq)
+            held.update(result.scalars())
+        for event in events:
+            error = failed.get(event.seq)
+            if error is None:
+                continue
+            attempts = claimed[event.seq]
+            delay = min(0.5 * 2**attempts, self.settings.dispatch_max_backoff_seconds)
+            result = await session.execute(
+                update(Event)
+                .where(Event.seq == event.seq, Event.attempts == attempts)
+                .values(
+                    next_attempt_at=func.now() + timedelta(seconds=delay),
+                    last_error=error[:2000],
+                )
+                .returning(Event.seq)
+                .execution_options(synchronize_session=False)
+            )
+            held.update(result.scalars())
         done = [t for t in targets if t.outcome is not None and t.event.seq in held]
         if done:
             await session.execute(
