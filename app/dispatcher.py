@@ -12,6 +12,7 @@ at-least-once; runs ignore an event id they already applied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -81,14 +82,17 @@ class Dispatcher:
         self.settings = settings
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._limit = asyncio.Semaphore(CONCURRENCY)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="tempoflow-dispatcher")
 
     async def stop(self) -> None:
+        """Stop after the current round (a round's signals and settling are not cut)."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
@@ -98,7 +102,7 @@ class Dispatcher:
 
     async def _loop(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 claimed = await self.dispatch_once()
@@ -107,15 +111,19 @@ class Dispatcher:
                 log.exception("event dispatch failed")
                 failures += 1
                 claimed = 0
-                await asyncio.sleep(
+                await self._pause(
                     min(0.5 * 2**failures, self.settings.dispatch_max_backoff_seconds)
                 )
             if claimed >= self.settings.dispatch_batch_size:
                 continue  # more are waiting
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.dispatch_poll_seconds)
-            except TimeoutError:
-                pass
+            await self._pause(self.settings.dispatch_poll_seconds)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep until woken (new events, or stop) or ``seconds`` pass."""
+        # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     # -- one round -------------------------------------------------------------------------
     async def dispatch_once(self) -> int:

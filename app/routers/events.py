@@ -30,7 +30,7 @@ Ingest = Annotated[Principal, Depends(require("ingest"))]
 EventReader = Annotated[Principal, Depends(require("ingest", "publisher", "operator"))]
 
 
-def _receipt(event: Event, duplicate: bool) -> EventReceipt:
+def _receipt(event: data.Receipt | Event, duplicate: bool) -> EventReceipt:
     return EventReceipt(
         id=event.event_id,
         name=event.name,
@@ -74,7 +74,7 @@ async def _accept(
     settings: Settings,
     items: list[EventCreate],
     base: str,
-) -> list[tuple[Event, bool]]:
+) -> list[tuple[data.Receipt, bool]]:
     prepared = await data.prepare(
         session, principal.tenant, items, settings, base, request.app.state.event_types
     )

@@ -3,6 +3,7 @@ run, verdicts never overwritten, settling only what it still holds."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -124,3 +125,13 @@ async def test_settling_skips_events_another_dispatcher_claimed(
         event = (await session.execute(select(Event).where(Event.tenant == tenant))).scalar_one()
     assert event.status == "PENDING"  # the current holder settles it, not this one
     assert await _deliveries(sessions, tenant) == [("slow", "run-c", "PENDING")]
+
+
+async def test_stop_ends_the_loop_promptly(dispatcher: Dispatcher) -> None:
+    """Stopping never hangs, whether the loop is polling, routing or backing off."""
+    dispatcher.settings.dispatch_poll_seconds = 0.01
+    for pause in (0.0, 0.005, 0.01, 0.02, 0.05):
+        dispatcher.start()
+        await asyncio.sleep(pause)
+        await asyncio.wait_for(dispatcher.stop(), 5)
+        dispatcher._stopping = False
