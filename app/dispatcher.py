@@ -86,6 +86,7 @@ class Dispatcher:
         self._limit = asyncio.Semaphore(CONCURRENCY)
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="tempoflow-dispatcher")
 
     async def stop(self) -> None:

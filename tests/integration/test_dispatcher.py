@@ -134,4 +134,3 @@ async def test_stop_ends_the_loop_promptly(dispatcher: Dispatcher) -> None:
         dispatcher.start()
         await asyncio.sleep(pause)
         await asyncio.wait_for(dispatcher.stop(), 5)
-        dispatcher._stopping = False
