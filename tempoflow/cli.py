@@ -1,4 +1,4 @@
-"""The ``tempoflow`` command: dev, api, worker, migrate, apikey, publish, run."""
+"""The ``tempoflow`` command: dev, api, worker, migrate, apikey, publish, run, status, event."""
 
 from __future__ import annotations
 
@@ -17,6 +17,17 @@ def _settings() -> Settings:
         return Settings()
     except ValueError as err:
         sys.exit(f"tempoflow: invalid settings: {err}")
+
+
+def _database(*, create: bool = False) -> Settings:
+    """Settings with the database URL resolved; exits with what to set when there is none."""
+    from tempoflow.database import DatabaseNotFound, ensure_database_url
+
+    try:
+        return ensure_database_url(_settings(), create=create)
+    except DatabaseNotFound as err:
+        print(f"tempoflow: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _exit_after_temporal(code: int) -> None:
@@ -41,9 +52,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
-    from tempoflow.database import ensure_database_url
 
-    settings = ensure_database_url(_settings())
+    settings = _database()
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
@@ -56,30 +66,29 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from tempoflow.database import ensure_database_url
     from tempoflow.worker import run_worker
 
-    asyncio.run(run_worker(ensure_database_url(_settings())))
+    asyncio.run(run_worker(_database()))
     _exit_after_temporal(0)
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from tempoflow import migrate
-    from tempoflow.database import ensure_database_url
 
-    settings = ensure_database_url(_settings())
+    settings = _database(create=True)
     assert settings.database_url is not None
     migrate.upgrade(settings.database_url, args.revision)
     return 0
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import DBAPIError, ProgrammingError
+
     from app.auth import create_api_key
     from projections.db import create_engine, session_factory
-    from tempoflow.database import ensure_database_url
 
-    settings = ensure_database_url(_settings())
+    settings = _database()
 
     async def create() -> str:
         engine = create_engine(settings.sqlalchemy_url, pool_size=1)
@@ -99,6 +108,22 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
         key = asyncio.run(create())
     except ValueError as err:
         print(f"tempoflow: {err}", file=sys.stderr)
+        return 2
+    except ProgrammingError as err:
+        if "api_keys" not in str(err.orig):
+            raise
+        print(
+            "tempoflow: the database has no Tempoflow schema; run `tempoflow migrate`",
+            file=sys.stderr,
+        )
+        return 2
+    except (OSError, DBAPIError) as err:
+        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+        print(
+            f"tempoflow: cannot use the database ({reason}); "
+            "check TEMPOFLOW_DATABASE_URL or TEMPOFLOW_HOME",
+            file=sys.stderr,
+        )
         return 2
     print(key)  # only the key on stdout, for scripts
     return 0

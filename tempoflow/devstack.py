@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from tempoflow import embedded, migrate
-from tempoflow.database import ensure_database_url
+from tempoflow.database import ensure_database_url, record_database_url
 from tempoflow.settings import Settings
 
 DEV_TENANT = "dev"
@@ -145,7 +145,9 @@ def run_dev(settings: Settings) -> int:
     except embedded.PortInUse as err:
         print(f"tempoflow dev: {err}", file=sys.stderr)
         return 2
-    settings = ensure_database_url(settings)
+    # Other commands (``tempoflow apikey create``) find this stack's database via home.
+    record_database_url(home, settings.database_url)
+    settings = ensure_database_url(settings, create=True)
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
         return asyncio.run(_serve(settings, home, children))

@@ -107,6 +107,34 @@ class Settings(BaseSettings):
         return to_asyncpg_url(self.database_url)
 
 
+class ClientSettings(BaseSettings):
+    """What the commands that call a running API read (``publish``, ``run``, ``status``, …).
+
+    The URL is ``TEMPOFLOW_API_URL`` when set, else the one the API of this configuration
+    listens on (``TEMPOFLOW_API_HOST``/``TEMPOFLOW_API_PORT``), so a second stack started
+    with another port is reached by exporting the same variables.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TEMPOFLOW_", extra="ignore")
+
+    api_url: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_key: str | None = None
+
+    @property
+    def resolved_api_url(self) -> str:
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        # A wildcard bind address is reached through loopback.
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(
+            self.api_host, self.api_host
+        )
+        return (
+            f"http://[{host}]:{self.api_port}" if ":" in host else f"http://{host}:{self.api_port}"
+        )
+
+
 def to_asyncpg_url(url: str) -> str:
     """Turn ``postgresql://…`` or ``postgres://…`` into ``postgresql+asyncpg://…``."""
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.integration.readme_tour import Command, run_tour, tour_blocks
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +48,13 @@ def _start(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]
     return proc, key
 
 
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _cli(
+    args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tempoflow.cli", *args],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -63,26 +69,27 @@ def _stop(proc: subprocess.Popen[str]) -> int:
     return code
 
 
-def _event_tour(http: httpx.Client, repo_root: Path) -> None:
-    """The README's event step: the API process routes the event to the worker's run."""
-    event_type = json.loads((repo_root / "examples/payment-event-type.json").read_text())
-    assert http.put("/v1/event-types/payment.received", json=event_type).status_code == 201
-    definition = json.loads((repo_root / "examples/payment-wait.json").read_text())
-    http.put("/v1/definitions/payment-wait", json={"name": "Payment", "definition": definition})
-    assert http.post("/v1/definitions/payment-wait/publish").status_code == 201
-    run = http.post("/v1/runs", json={"definition": "payment-wait", "input": {"orderId": "o-1001"}})
-    event = {
-        "name": "payment.received",
-        "id": "pay-1",
-        "payload": {"orderId": "o-1001", "amount": 599.5},
-    }
-    assert http.post("/v1/events", json=event).status_code == 202
-    for _ in range(150):
-        view = http.get(f"/v1/runs/{run.json()['id']}").json()
-        if view["status"] not in ("RUNNING", "WAITING"):
-            break
-        time.sleep(0.2)
-    assert view["output"] == {"orderId": "o-1001", "status": "paid", "paymentId": "pay-1"}, view
+def _readme_tour(tmp_path: Path, env: dict[str, str], repo_root: Path) -> list[Command]:
+    """The README's tour as printed, on this stack's ports and home: the command-line path
+    alone, its last block once more (it must be repeatable on the kept data), then the
+    plain-HTTP alternatives."""
+    blocks = tour_blocks(repo_root / "README.md")
+    main = [b for b in blocks if not b.alternative and b.commands[0].text != "make dev"]
+    alternatives = [b for b in blocks if b.alternative]
+    assert main and alternatives
+    files = tmp_path / "files"
+    files.mkdir()
+    return run_tour(
+        [*main, copy.deepcopy(main[-1]), *alternatives],
+        substitutions={
+            "http://127.0.0.1:8000": f"http://127.0.0.1:{env['TEMPOFLOW_API_PORT']}",
+            ".tempoflow/": f"{env['TEMPOFLOW_HOME']}/",
+            ".venv/bin/tempoflow": str(Path(sys.executable).parent / "tempoflow"),
+            "/tmp/": f"{files}/",
+        },
+        cwd=repo_root,
+        env=env,  # no TEMPOFLOW_API_URL: the commands find the API from TEMPOFLOW_API_PORT
+    )
 
 
 @pytest.fixture
@@ -99,8 +106,8 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.timeout(240)
-def test_dev_stack_runs_the_example_and_restarts(
+@pytest.mark.timeout(300)
+def test_dev_stack_runs_the_readme_tour_and_restarts(
     tmp_path: Path, dev_env: dict[str, str], repo_root: Path
 ) -> None:
     proc, key = _start(tmp_path, dev_env)
@@ -108,58 +115,31 @@ def test_dev_stack_runs_the_example_and_restarts(
     ui = f"http://127.0.0.1:{dev_env['TEMPOFLOW_TEMPORAL_UI_PORT']}"
     h = {"Authorization": f"Bearer {key}"}
     try:
-        definition = json.loads((repo_root / "examples/order-fulfilment.json").read_text())
-        data = json.loads((repo_root / "examples/order-input.json").read_text())
-        with httpx.Client(base_url=api, headers=h, timeout=30) as http:
-            assert (
-                http.put(
-                    "/v1/definitions/order-fulfilment",
-                    json={"name": "Order", "definition": definition},
-                ).status_code
-                == 201
-            )
-            assert http.post("/v1/definitions/order-fulfilment/publish").status_code == 201
-            run = http.post(
-                "/v1/runs", json={"definition": "order-fulfilment", "input": data}
-            ).json()
-            for _ in range(100):
-                view = http.get(f"/v1/runs/{run['id']}").json()
-                if view["status"] != "RUNNING":
-                    break
-                time.sleep(0.2)
-            assert view["status"] == "SUCCEEDED", view
-            assert view["output"] == {
-                "orderId": "o-1001",
-                "status": "accepted",
-                "total": 599.5,
-                "lines": 2,
-            }
-            assert view["temporalUiUrl"].startswith(ui)
-            _event_tour(http, repo_root)
+        tour = _readme_tour(tmp_path, dev_env, repo_root)
+        run = json.loads(next(c.output for c in tour if "run order-fulfilment" in c.text))
+        assert run["temporalUiUrl"].startswith(ui)
         assert httpx.get(ui, timeout=10).status_code == 200  # the Web UI is served
-        # The CI-facing commands against the same stack.
-        cli_env = {**dev_env, "TEMPOFLOW_API_URL": api, "TEMPOFLOW_API_KEY": key}
-        example = str(repo_root / "examples/order-fulfilment.json")
-        out = _cli(["publish", example], cli_env)
-        assert json.loads(out.stdout) == {"key": "order-fulfilment", "version": 1, "created": False}
-        out = _cli(
-            [
-                "run",
-                "order-fulfilment",
-                "--input",
-                str(repo_root / "examples/order-input.json"),
-                "--wait",
-            ],
-            cli_env,
-        )
-        assert out.returncode == 0 and json.loads(out.stdout)["status"] == "SUCCEEDED"
+        # The CI-facing commands against the same stack (URL from TEMPOFLOW_API_PORT).
+        cli_env = {**dev_env, "TEMPOFLOW_API_KEY": key}
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps({"steps": [{"id": "a", "type": "nope"}]}))
         out = _cli(["publish", str(bad), "--validate-only"], cli_env)
         assert out.returncode == 1 and "/steps/0" in out.stderr
-        out = _cli(["apikey", "create", "--tenant", "acme", "--role", "ingest"], cli_env)
-        assert out.returncode == 0 and out.stdout.strip().startswith("tf_")
+        # A refusal is the problem's code, detail and hint, not a traceback.
+        out = _cli(["status", "no-such-run"], cli_env)
+        assert out.returncode == 1 and out.stdout == ""
+        assert out.stderr.startswith("tempoflow: HTTP 404 run_not_found: "), out.stderr
+        out = _cli(["run", "order-fulfilment"], {**cli_env, "TEMPOFLOW_API_KEY": "tf_wrong"})
+        assert out.returncode == 1
+        assert out.stderr.splitlines()[0].startswith("tempoflow: HTTP 401 invalid_api_key: ")
+        assert "hint: " in out.stderr and len(out.stderr.splitlines()) == 2, out.stderr
+        # apikey create from anywhere finds the stack's database through TEMPOFLOW_HOME.
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        out = _cli(["apikey", "create", "--tenant", "acme", "--role", "ingest"], cli_env, elsewhere)
+        assert out.returncode == 0 and out.stdout.strip().startswith("tf_"), out.stderr
         assert len(out.stdout.strip().splitlines()) == 1
+        assert list(elsewhere.iterdir()) == []
     finally:
         assert _stop(proc) == 0
     # Second start: same data, same key, the run is still there.
