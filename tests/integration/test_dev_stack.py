@@ -110,7 +110,13 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
 def test_dev_stack_runs_the_readme_tour_and_restarts(
     tmp_path: Path, dev_env: dict[str, str], repo_root: Path
 ) -> None:
+    # A database URL recorded by an earlier start on an external database is dropped when
+    # the stack uses its embedded one (the CLI would otherwise follow it).
+    home = Path(dev_env["TEMPOFLOW_HOME"])
+    home.mkdir()
+    (home / "database-url").write_text("postgresql://nobody@127.0.0.1:1/gone\n")
     proc, key = _start(tmp_path, dev_env)
+    assert not (home / "database-url").exists()
     api = f"http://127.0.0.1:{dev_env['TEMPOFLOW_API_PORT']}"
     ui = f"http://127.0.0.1:{dev_env['TEMPOFLOW_TEMPORAL_UI_PORT']}"
     h = {"Authorization": f"Bearer {key}"}
