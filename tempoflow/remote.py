@@ -156,11 +156,14 @@ def _print_run(run: dict[str, Any], quiet: bool) -> int:
     return 0 if run["status"] in (*OPEN_RUN, "SUCCEEDED") else 1
 
 
-def _wait_for_end(api: Api, run: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _wait_for_end(
+    api: Api, run: dict[str, Any], timeout: float, quiet: bool = False
+) -> dict[str, Any]:
     run, ended = api.poll(
         _run_path(run["id"]), lambda r: r["status"] not in OPEN_RUN, timeout, first=run
     )
     if not ended:
+        _print_run(run, quiet)  # what it is now, for whoever follows up
         raise CliError(
             f"run {run['id']} is still {run['status']} after {timeout:g} s (raise --timeout)", 1
         )
@@ -180,7 +183,7 @@ def cmd_run(args: argparse.Namespace, api: Api) -> int:
         body["idempotencyKey"] = args.idempotency_key
     run = api.call("POST", "/v1/runs", json=body)
     if args.wait:
-        run = _wait_for_end(api, run, args.timeout)
+        run = _wait_for_end(api, run, args.timeout, args.quiet)
     elif args.settle > 0:
         run, _ = api.poll(
             _run_path(run["id"]), lambda r: r["status"] != "RUNNING", args.settle, first=run

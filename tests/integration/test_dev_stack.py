@@ -44,7 +44,15 @@ def _start(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]
             key = line.split()[-1]
         if "Press Ctrl-C" in line or time.monotonic() > deadline:
             break
-    assert key.startswith("tf_"), "the dev stack did not print its banner"
+    if not key.startswith("tf_"):
+        proc.send_signal(signal.SIGINT)  # the supervisor stops what it started
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        pytest.fail(f"the dev stack did not print its banner (exit code {proc.returncode})")
     return proc, key
 
 
@@ -131,6 +139,14 @@ def test_dev_stack_runs_the_readme_tour_and_restarts(
         bad.write_text(json.dumps({"steps": [{"id": "a", "type": "nope"}]}))
         out = _cli(["publish", str(bad), "--validate-only"], cli_env)
         assert out.returncode == 1 and "/steps/0" in out.stderr
+        # --wait gives up after --timeout: exit 1, the run as it is now, what to do.
+        order = tmp_path / "order.json"
+        order.write_text(json.dumps({"orderId": "o-never-paid"}))
+        out = _cli(
+            ["run", "payment-wait", "--input", str(order), "--wait", "--timeout", "1"], cli_env
+        )
+        assert out.returncode == 1 and json.loads(out.stdout)["status"] == "WAITING"
+        assert "is still WAITING after 1 s (raise --timeout)" in out.stderr
         # A refusal is the problem's code, detail and hint, not a traceback.
         out = _cli(["status", "no-such-run"], cli_env)
         assert out.returncode == 1 and out.stdout == ""
