@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,8 @@ def ensure_database_url(settings: Settings, *, create: bool = False) -> Settings
             "data; set TEMPOFLOW_HOME to the directory `tempoflow dev` keeps its data in "
             "(.tempoflow where `make dev` runs) or TEMPOFLOW_DATABASE_URL"
         )
+    if not (pgdata / "PG_VERSION").is_file():
+        print(f"tempoflow: creating an embedded PostgreSQL in {pgdata}", file=sys.stderr)
     server = embedded.start_postgres(pgdata)
     _handles.append(server)
     asyncio.run(embedded.create_database(embedded.database_url(server, "postgres"), DATABASE))
