@@ -23,6 +23,7 @@ import json
 import random as _random
 import re as _re
 import threading
+import time
 import uuid as _uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,10 +38,12 @@ from jsonata.regex_engine import RegexFlags
 from expression.errors import ExpressionError
 from expression.functions import STATIC_BINDINGS, FunctionFailure, GuardError, caller_bindings
 from expression.limits import DEFAULT_LIMITS, ExpressionLimits
+from expression.metered import MATCH_COST, METERED, SCAN_CHARS, charge
 
 _CACHE_LIMIT = 4096
 _local = threading.local()
 _PAD = Jsonata.static_frame.lookup("pad")
+_CLOCK_EVERY = 500  # steps between two reads of the thread's CPU clock (~2 ms of work)
 
 
 _GROUP_REF = _re.compile(r"\\g<(\d+)>")
@@ -61,10 +64,34 @@ class _Re2Pattern:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._compiled, name)
 
+    # Every match costs Python objects: charged to the evaluation's step budget as it
+    # goes (metered evaluations only), so no call runs on unseen.
+    def finditer(self, string: str) -> Any:
+        charge(1 + len(string) // SCAN_CHARS)
+        for match in self._compiled.finditer(string):
+            charge(MATCH_COST)
+            yield match
+
+    def search(self, string: str, *args: Any) -> Any:
+        charge(1 + len(string) // SCAN_CHARS)
+        return self._compiled.search(string, *args)
+
+    def split(self, string: str, maxsplit: int = 0) -> list[str]:
+        for _ in self.finditer(string):  # counts (and charges) the pieces first
+            pass
+        return list(self._compiled.split(string, maxsplit))
+
     def sub(self, repl: Any, string: str, count: int = 0) -> str:
+        charge(1 + len(string) // SCAN_CHARS)
         if isinstance(repl, str):
             repl = self._template(repl)
-        return str(self._compiled.sub(repl, string, count))
+        inner = repl
+
+        def metered(match: Any) -> Any:
+            charge(MATCH_COST)
+            return inner(match)
+
+        return str(self._compiled.sub(metered, string, count))
 
     def _template(self, template: str) -> Callable[[Any], str]:
         groups = self._compiled.groups
@@ -101,7 +128,7 @@ class GuardedJsonata(Jsonata):
 
     def __init__(self, expression: str) -> None:
         super().__init__(expression, regex_engine=_re2_engine)
-        for name, fn in STATIC_BINDINGS.items():
+        for name, fn in (*STATIC_BINDINGS.items(), *METERED.items()):
             self.environment.bind(name, fn)
         # Evaluation moves ``self.environment`` to inner scopes; every run starts here.
         self._base_environment = self.environment
@@ -110,12 +137,34 @@ class GuardedJsonata(Jsonata):
         self._steps = 0
         self._depth = 0
         self._position: int | None = 0
+        self._cpu_deadline: float | None = None
+        self._next_clock = 0
 
     def _set_limits(self, limits: ExpressionLimits) -> None:
         self._limits = limits
         self._max_steps = limits.max_steps
         self._max_depth = limits.max_depth
         self._max_sequence = limits.max_sequence
+        self.metered = limits.metered
+        self._max_cpu = limits.max_cpu_ms / 1000 if limits.metered else None
+
+    def charge(self, steps: int) -> None:
+        """Charge work done inside a built-in to the step budget (see ``metered``)."""
+        self._steps += steps
+        if self._steps > self._max_steps:
+            self._exceeded(None)
+        if self._steps >= self._next_clock:
+            self._check_clock()
+
+    def _check_clock(self) -> None:
+        """The backstop: thread CPU time of this evaluation, read every ~500 steps."""
+        self._next_clock = self._steps + _CLOCK_EVERY
+        if self._cpu_deadline is not None and time.thread_time() > self._cpu_deadline:
+            raise GuardError(
+                "TF2007",
+                f"evaluation used more than {self._limits.max_cpu_ms} ms of CPU time",
+                self._position,
+            )
 
     # -- guardrails --------------------------------------------------------------------
     def eval(self, expr: Any, input: Any, environment: Any) -> Any:
@@ -125,6 +174,8 @@ class GuardedJsonata(Jsonata):
         self._depth += 1
         if self._steps > self._max_steps or self._depth > self._max_depth:
             self._exceeded(expr)
+        if self._steps >= self._next_clock:
+            self._check_clock()
         self._position = expr.position
         # Not Jsonata.eval: it re-resolves the thread's current instance (this one) and
         # saves/restores context for $eval, which definitions cannot call.
@@ -144,15 +195,27 @@ class GuardedJsonata(Jsonata):
         return result
 
     def _exceeded(self, expr: Any) -> None:
+        position = expr.position if expr is not None else self._position
         if self._steps > self._max_steps:
             raise GuardError(
-                "TF2001", f"evaluation step budget ({self._max_steps}) exhausted", expr.position
+                "TF2001", f"evaluation step budget ({self._max_steps}) exhausted", position
             )
         raise GuardError(
             "TF2002",
             f"evaluation deeper than {self._max_depth} (unbounded recursion?)",
-            expr.position,
+            position,
         )
+
+    def evaluate_includes_expression(self, lhs: Any, rhs: Any) -> Any:
+        if self.metered and isinstance(rhs, list):
+            self.charge(len(rhs) // 10)  # a Python loop over rhs
+        return super().evaluate_includes_expression(lhs, rhs)
+
+    def evaluate_equality_expression(self, lhs: Any, rhs: Any, op: Any) -> Any:
+        if self.metered:
+            # Deep equality walks both values; their top-level size stands for the work.
+            self.charge(sum(len(v) // 10 for v in (lhs, rhs) if isinstance(v, list | dict)))
+        return super().evaluate_equality_expression(lhs, rhs, op)
 
     def evaluate_range_expression(self, lhs: Any, rhs: Any) -> Any:
         if (
@@ -225,6 +288,8 @@ class GuardedJsonata(Jsonata):
             self._set_limits(limits)
         self._steps = self._depth = 0
         self._position = 0
+        self._next_clock = 0
+        self._cpu_deadline = None if self._max_cpu is None else time.thread_time() + self._max_cpu
         # jsonata-python resolves higher-order calls through the thread's "current"
         # instance; make it this one.
         Jsonata.CURRENT.jsonata = self
