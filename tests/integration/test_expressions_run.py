@@ -228,3 +228,4 @@ async def test_work_inside_a_builtin_fails_the_step_catchably_without_wedging(
             begun = started[e.workflow_task_completed_event_attributes.started_event_id]
             longest = max(longest, at - begun)
     assert longest < 1.5  # Temporal's deadlock detector fires at 2 s
+    await stack.record_history(run, "metered_builtins")
