@@ -116,11 +116,20 @@ def _re2_engine(pattern: str, flags: RegexFlags) -> Any:
     try:
         return _Re2Pattern(re2.compile(prefix + pattern, options))
     except re2.error as err:
-        raise FunctionFailure(
+        failure = FunctionFailure(
             "TF1201",
             f"regular expression /{pattern}/ is not supported: {err} "
             "(RE2 syntax: no lookaround or backreferences)",
-        ) from None
+        )
+        failure.pattern = pattern
+        raise failure from None
+
+
+def _regex_position(expression: str, pattern: str) -> int | None:
+    """Offset just past the regex literal ``/pattern/`` (JSONata positions point past the
+    token), found in the text: the parser does not say where it was."""
+    start = expression.find(f"/{pattern}/")
+    return None if start < 0 else start + len(pattern) + 2
 
 
 class GuardedJsonata(Jsonata):
@@ -317,7 +326,11 @@ def compile_expression(expression: str) -> GuardedJsonata:
     try:
         compiled = GuardedJsonata(expression)
     except GuardError as err:
-        raise ExpressionError(err.code, err.message, expression=expression) from None
+        pattern = getattr(err, "pattern", None)
+        position = _regex_position(expression, pattern) if pattern is not None else None
+        raise ExpressionError(
+            err.code, err.message, expression=expression, position=position
+        ) from None
     except jexception.JException as err:
         raise _from_jexception(err, expression) from None
     except Exception as err:  # jsonata-python's parser has crashes (IndexError…)
