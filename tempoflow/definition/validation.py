@@ -113,7 +113,9 @@ def expression_issues(
         Issue(path=path, code=f.code, message=f.message, position=f.position, hint=f.hint)
         for f in found.errors
     ]
-    for name, position in found.var_reads if assigned is not None else []:
+    if assigned is None:
+        return issues
+    for name, position in found.var_reads:
         if name not in assigned:
             issues.append(
                 Issue(
@@ -138,7 +140,8 @@ def _raw_steps(steps: Any, path: str, names: frozenset[str]) -> Iterator[RawStep
         return
     for index, raw in enumerate(steps):
         here = f"{path}/{index}"
-        model = NODE_MODELS.get(raw.get("type")) if isinstance(raw, dict) else None
+        node_type = raw.get("type") if isinstance(raw, dict) else None
+        model = NODE_MODELS.get(node_type) if isinstance(node_type, str) else None
         if model is None:
             continue  # not a step at all: the schema error says so
         yield here, model, raw, names

@@ -234,7 +234,7 @@ def test_repeated_evaluations_do_not_grow_the_scope_chain() -> None:
 
 
 LONG = "a" * 500_000
-# Work done inside one built-in call, which no AST step sees (each took 2–8 s unmetered).
+# Work done inside one built-in call, which no AST step sees (each took 2-8 s unmetered).
 HOSTILE_BUILTINS = [
     ("$count($distinct([1..40000]))", {}, None),  # quadratic in the library, linear now
     ("$distinct(payload)", {"payload": [[i, {"x": i}] for i in range(90_000)]}, "TF2001"),
@@ -243,10 +243,22 @@ HOSTILE_BUILTINS = [
     ("$replace(payload, 'a', 'b')", {"payload": LONG}, "TF2001"),
     ("$replace(payload, /a/, 'b', 100000)", {"payload": LONG[:100_000]}, "TF2001"),
     ("$split(payload, /a/)", {"payload": LONG}, "TF2001"),
-    ("$count($filter([1..9000], function($v) { $contains(payload, /b/) }))", {"payload": LONG}, "TF2001"),
+    (
+        "$count($filter([1..9000], function($v) { $contains(payload, /b/) }))",
+        {"payload": LONG},
+        "TF2001",
+    ),
     ("($x := [1..15000]; [1..15000][$ in $x])", {}, "TF2001"),
-    ("($p := payload; [1..2000].($p = $p))", {"payload": [{"a": i} for i in range(20_000)]}, "TF2001"),
-    ("$sort(payload, function($a, $b) { $a > $b })", {"payload": list(range(100_000, 0, -1))}, "TF2001"),
+    (
+        "($p := payload; [1..2000].($p = $p))",
+        {"payload": [{"a": i} for i in range(20_000)]},
+        "TF2001",
+    ),
+    (
+        "$sort(payload, function($a, $b) { $a > $b })",
+        {"payload": list(range(100_000, 0, -1))},
+        "TF2001",
+    ),
 ]
 
 
@@ -259,15 +271,17 @@ def test_work_inside_builtins_is_metered(expr: str, envelope: dict, code: str | 
         with pytest.raises(ExpressionError) as err:
             evaluate(expr, envelope)
         assert err.value.code == code
-    # Far below Temporal's 2 s deadlock detector (these took 2–8 s unmetered).
+    # Far below Temporal's 2 s deadlock detector (these took 2-8 s unmetered).
     assert time.thread_time() - started < 1.0
 
 
 @pytest.mark.parametrize(
     ("expr", "expected"),
     [
-        ("$distinct([1, 1.0, true, 'a', 'a', [1, 2], [1, 2], {'k': 1}, {'k': 1}])",
-         [1, True, "a", [1, 2], {"k": 1}]),
+        (
+            "$distinct([1, 1.0, true, 'a', 'a', [1, 2], [1, 2], {'k': 1}, {'k': 1}])",
+            [1, True, "a", [1, 2], {"k": 1}],
+        ),
         ("$replace('a-b-c', '-', '+')", "a+b+c"),
         ("$replace('a-b-c', '-', '+', 1)", "a+b-c"),
         ("$replace('abc', /(b)/, '[$1]')", "a[b]c"),
