@@ -33,7 +33,11 @@ def _fail(response: httpx.Response) -> int:
         file=sys.stderr,
     )
     for error in body.get("errors", []):
-        print(f"  {error.get('path') or '/'}: {error.get('message')}", file=sys.stderr)
+        at = f" at {error['position']}" if error.get("position") is not None else ""
+        print(
+            f"  {error.get('path') or '/'}: {error.get('code')}{at}: {error.get('message')}",
+            file=sys.stderr,
+        )
     if body.get("hint"):
         print(f"  hint: {body['hint']}", file=sys.stderr)
     return 1
