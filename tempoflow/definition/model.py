@@ -55,7 +55,8 @@ class Timeouts(_Model):
 
 
 FieldKind = Literal["jsonata", "template", "steps", "target", "literal", "nested"]
-"""How a node field is read (validation, the interpreter and the docs agree on it):
+"""How a node field is read (publish validation reads this declaration; the node's
+executor resolves its ``template`` fields; docs/definition-language.md lists them):
 
 - ``jsonata``: a JSONata string (or an object of them, ``transform.assign``);
 - ``template``: any JSON; ``{"$expr": …}`` envelopes anywhere inside are resolved;
