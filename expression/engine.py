@@ -7,6 +7,10 @@ One engine for publish time and run time. Facts about jsonata-python 0.7.1 that 
   not reset after an error, so the guardrails here are our own: a step budget and a
   depth counter reset at every evaluation, a range/sequence cap, a string cap and an
   output cap; all count work, never time, so a replay fails or succeeds identically;
+- some built-ins do seconds of work inside one call (a quadratic ``$distinct``, Python
+  objects per regex match): that work is charged to the step budget too
+  (``expression.metered``), and a thread-CPU-time backstop (``TF2007``), set far above
+  what the counted budgets allow, catches work no counter sees;
 - its per-call JSON validation walks the whole input, so it is off (the envelope comes
   from JSON) and compiled expressions are cached (per thread: evaluation keeps state on
   the instance);
