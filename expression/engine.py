@@ -7,6 +7,10 @@ One engine for publish time and run time. Facts about jsonata-python 0.7.1 that 
   not reset after an error, so the guardrails here are our own: a step budget and a
   depth counter reset at every evaluation, a range/sequence cap, a string cap and an
   output cap; all count work, never time, so a replay fails or succeeds identically;
+- some built-ins do seconds of work inside one call (a quadratic ``$distinct``, Python
+  objects per regex match): that work is charged to the step budget too
+  (``expression.metered``), and a thread-CPU-time backstop (``TF2007``), set far above
+  what the counted budgets allow, catches work no counter sees;
 - its per-call JSON validation walks the whole input, so it is off (the envelope comes
   from JSON) and compiled expressions are cached (per thread: evaluation keeps state on
   the instance);
@@ -21,87 +25,35 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import random as _random
-import re as _re
 import threading
+import time
 import uuid as _uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import re2
 from jsonata import jexception, utils
 from jsonata.jsonata import Jsonata
-from jsonata.regex_engine import RegexFlags
 
 from expression.errors import ExpressionError
-from expression.functions import STATIC_BINDINGS, FunctionFailure, GuardError, caller_bindings
+from expression.functions import STATIC_BINDINGS, GuardError, caller_bindings
 from expression.limits import DEFAULT_LIMITS, ExpressionLimits
+from expression.metered import METERED
+from expression.regex import re2_engine, regex_position
 
 _CACHE_LIMIT = 4096
 _local = threading.local()
 _PAD = Jsonata.static_frame.lookup("pad")
-
-
-_GROUP_REF = _re.compile(r"\\g<(\d+)>")
-
-
-class _Re2Pattern:
-    """An RE2 pattern with ``re``'s behaviour where jsonata-python depends on it.
-
-    jsonata-python turns ``$1`` in a replacement into ``\\g<1>`` and recovers from
-    references to missing groups by parsing ``re``'s error message; RE2's own template
-    expansion fails differently, so templates are expanded here (the rest of the
-    replacement string is literal, as in JSONata).
-    """
-
-    def __init__(self, compiled: Any) -> None:
-        self._compiled = compiled
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._compiled, name)
-
-    def sub(self, repl: Any, string: str, count: int = 0) -> str:
-        if isinstance(repl, str):
-            repl = self._template(repl)
-        return str(self._compiled.sub(repl, string, count))
-
-    def _template(self, template: str) -> Callable[[Any], str]:
-        groups = self._compiled.groups
-        parts: list[str | int] = []
-        last = 0
-        for ref in _GROUP_REF.finditer(template):
-            number = int(ref.group(1))
-            if number > groups:
-                raise _re.error(f"invalid group reference {number}", template, ref.start())
-            parts += [template[last : ref.start()], number]
-            last = ref.end()
-        parts.append(template[last:])
-        return lambda m: "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
-
-
-def _re2_engine(pattern: str, flags: RegexFlags) -> Any:
-    options = re2.Options()
-    options.log_errors = False
-    options.case_sensitive = not flags.case_insensitive
-    options.never_nl = False
-    prefix = "(?m)" if flags.multiline else ""
-    try:
-        return _Re2Pattern(re2.compile(prefix + pattern, options))
-    except re2.error as err:
-        raise FunctionFailure(
-            "TF1201",
-            f"regular expression /{pattern}/ is not supported: {err} "
-            "(RE2 syntax: no lookaround or backreferences)",
-        ) from None
+_CLOCK_EVERY = 500  # steps between two reads of the thread's CPU clock (~2 ms of work)
 
 
 class GuardedJsonata(Jsonata):
     """A compiled expression whose evaluation counts its work."""
 
     def __init__(self, expression: str) -> None:
-        super().__init__(expression, regex_engine=_re2_engine)
-        for name, fn in STATIC_BINDINGS.items():
+        super().__init__(expression, regex_engine=re2_engine)
+        for name, fn in (*STATIC_BINDINGS.items(), *METERED.items()):
             self.environment.bind(name, fn)
         # Evaluation moves ``self.environment`` to inner scopes; every run starts here.
         self._base_environment = self.environment
@@ -110,12 +62,34 @@ class GuardedJsonata(Jsonata):
         self._steps = 0
         self._depth = 0
         self._position: int | None = 0
+        self._cpu_deadline: float | None = None
+        self._next_clock = 0
 
     def _set_limits(self, limits: ExpressionLimits) -> None:
         self._limits = limits
         self._max_steps = limits.max_steps
         self._max_depth = limits.max_depth
         self._max_sequence = limits.max_sequence
+        self.metered = limits.metered
+        self._max_cpu = limits.max_cpu_ms / 1000 if limits.metered else None
+
+    def charge(self, steps: int) -> None:
+        """Charge work done inside a built-in to the step budget (see ``metered``)."""
+        self._steps += steps
+        if self._steps > self._max_steps:
+            self._exceeded(None)
+        if self._steps >= self._next_clock:
+            self._check_clock()
+
+    def _check_clock(self) -> None:
+        """The backstop: thread CPU time of this evaluation, read every ~500 steps."""
+        self._next_clock = self._steps + _CLOCK_EVERY
+        if self._cpu_deadline is not None and time.thread_time() > self._cpu_deadline:
+            raise GuardError(
+                "TF2007",
+                f"evaluation used more than {self._limits.max_cpu_ms} ms of CPU time",
+                self._position,
+            )
 
     # -- guardrails --------------------------------------------------------------------
     def eval(self, expr: Any, input: Any, environment: Any) -> Any:
@@ -125,6 +99,8 @@ class GuardedJsonata(Jsonata):
         self._depth += 1
         if self._steps > self._max_steps or self._depth > self._max_depth:
             self._exceeded(expr)
+        if self._steps >= self._next_clock:
+            self._check_clock()
         self._position = expr.position
         # Not Jsonata.eval: it re-resolves the thread's current instance (this one) and
         # saves/restores context for $eval, which definitions cannot call.
@@ -144,15 +120,27 @@ class GuardedJsonata(Jsonata):
         return result
 
     def _exceeded(self, expr: Any) -> None:
+        position = expr.position if expr is not None else self._position
         if self._steps > self._max_steps:
             raise GuardError(
-                "TF2001", f"evaluation step budget ({self._max_steps}) exhausted", expr.position
+                "TF2001", f"evaluation step budget ({self._max_steps}) exhausted", position
             )
         raise GuardError(
             "TF2002",
             f"evaluation deeper than {self._max_depth} (unbounded recursion?)",
-            expr.position,
+            position,
         )
+
+    def evaluate_includes_expression(self, lhs: Any, rhs: Any) -> Any:
+        if self.metered and isinstance(rhs, list):
+            self.charge(len(rhs) // 10)  # a Python loop over rhs
+        return super().evaluate_includes_expression(lhs, rhs)
+
+    def evaluate_equality_expression(self, lhs: Any, rhs: Any, op: Any) -> Any:
+        if self.metered:
+            # Deep equality walks both values; their top-level size stands for the work.
+            self.charge(sum(len(v) // 10 for v in (lhs, rhs) if isinstance(v, list | dict)))
+        return super().evaluate_equality_expression(lhs, rhs, op)
 
     def evaluate_range_expression(self, lhs: Any, rhs: Any) -> Any:
         if (
@@ -225,6 +213,8 @@ class GuardedJsonata(Jsonata):
             self._set_limits(limits)
         self._steps = self._depth = 0
         self._position = 0
+        self._next_clock = 0
+        self._cpu_deadline = None if self._max_cpu is None else time.thread_time() + self._max_cpu
         # jsonata-python resolves higher-order calls through the thread's "current"
         # instance; make it this one.
         Jsonata.CURRENT.jsonata = self
@@ -252,7 +242,11 @@ def compile_expression(expression: str) -> GuardedJsonata:
     try:
         compiled = GuardedJsonata(expression)
     except GuardError as err:
-        raise ExpressionError(err.code, err.message, expression=expression) from None
+        pattern = getattr(err, "pattern", None)
+        position = regex_position(expression, pattern) if pattern is not None else None
+        raise ExpressionError(
+            err.code, err.message, expression=expression, position=position
+        ) from None
     except jexception.JException as err:
         raise _from_jexception(err, expression) from None
     except Exception as err:  # jsonata-python's parser has crashes (IndexError…)

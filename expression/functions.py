@@ -37,6 +37,8 @@ class GuardError(jexception.JException):
         self.code = code
         self.message = message
         self.position = position
+        self.pattern: str | None = None
+        """The regular expression, for ``TF1201`` (its position is found from it)."""
 
 
 class FunctionFailure(GuardError):

@@ -26,6 +26,14 @@ class ExpressionLimits(BaseModel):
     """Characters of any string built (``&``, ``$pad``, ``$join``…)."""
     max_output_bytes: int = Field(default=1_048_576, ge=1024)
     """JSON-encoded size of the result."""
+    max_cpu_ms: int = Field(default=1000, ge=50, le=10_000)
+    """Backstop: CPU time of the evaluating thread (``TF2007``). The counted budgets end
+    every known runaway far earlier; this catches work no counter sees. It reads a clock,
+    so keep it well above what the counted budgets allow (~0.5 s measured)."""
+    metered: bool = True
+    """Charge the work done inside built-ins (regex matches, ``$distinct``, ``in``, ``=``,
+    ``$replace``) to ``max_steps`` and keep the CPU backstop. The interpreter turns it off
+    for runs started before it existed, so their histories replay unchanged."""
 
 
 DEFAULT_LIMITS = ExpressionLimits()

@@ -49,7 +49,9 @@ def _problem(response: httpx.Response) -> CliError:
         f"{body.get('detail') or body.get('title') or ''}".rstrip(": ")
     ]
     for error in body.get("errors") or []:
-        lines.append(f"  {error.get('path') or '/'}: {error.get('message')}")
+        at = f" at {error['position']}" if error.get("position") is not None else ""
+        code = f"{error['code']}{at}: " if error.get("code") else ""
+        lines.append(f"  {error.get('path') or '/'}: {code}{error.get('message')}")
     if body.get("hint"):
         lines.append(f"  hint: {body['hint']}")
     elif response.status_code == 401:

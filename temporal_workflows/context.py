@@ -28,6 +28,9 @@ from projections.records import (
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import RunInput
 
+METERED_BUILTINS_PATCH = "expression-metered-builtins"
+"""Runs started before built-ins were metered evaluate without it (replays agree)."""
+
 
 @dataclass
 class Shared:
@@ -89,6 +92,9 @@ class RunContext:
     def in_workflow(cls, inp: RunInput) -> RunContext:
         """Bind to the running workflow: its id, start time, clock and random source."""
         info = workflow.info()
+        limits = inp.limits
+        if limits.metered and not workflow.patched(METERED_BUILTINS_PATCH):
+            limits = limits.model_copy(update={"metered": False})
         return cls(
             inp,
             workflow_id=info.workflow_id,
@@ -98,7 +104,7 @@ class RunContext:
                 now=workflow.now,
                 random=workflow.random().random,
                 uuid=lambda: str(workflow.uuid4()),
-                limits=inp.limits,
+                limits=limits,
             ),
         )
 

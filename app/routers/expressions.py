@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-from typing import Any
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
@@ -13,17 +12,18 @@ from starlette.concurrency import run_in_threadpool
 from app.deps import Reader, SettingsDep
 from app.schemas import ExpressionEvaluate, ExpressionResult
 from expression import EvalContext, ExpressionError, evaluate
-from expression.analysis import ENVELOPE_ROOTS, analyze
+from tempoflow.definition.validation import Issue, expression_issues
 from tempoflow.errors import Unprocessable
 
 router = APIRouter(prefix="/v1/expressions", tags=["expressions"])
 
 
-def _problem(errors: list[dict[str, Any]]) -> Unprocessable:
+def _problem(issues: list[Issue]) -> Unprocessable:
+    # The same entries as publish-time validation: {path, code, message, position, hint}.
     return Unprocessable(
         "the expression failed",
         code="expression_invalid",
-        errors=errors,
+        errors=[i.model_dump(exclude_none=True) for i in issues],
         hint="position is the character offset in the expression",
     )
 
@@ -33,23 +33,9 @@ async def evaluate_expression(
     body: ExpressionEvaluate, principal: Reader, settings: SettingsDep
 ) -> ExpressionResult:
     """Evaluate with the run-time engine: same functions, guardrails and errors."""
-    try:
-        found = analyze(body.expression, roots=ENVELOPE_ROOTS | frozenset(body.envelope))
-    except ExpressionError as err:
-        raise _problem([_error(err)]) from None
-    if found.errors:
-        raise _problem(
-            [
-                {
-                    "path": "/expression",
-                    "code": f.code,
-                    "message": f.message,
-                    "position": f.position,
-                    "hint": f.hint,
-                }
-                for f in found.errors
-            ]
-        )
+    found = expression_issues(body.expression, "/expression", names=frozenset(body.envelope))
+    if found:
+        raise _problem(found)
     moment = body.now or dt.datetime.now(dt.UTC)
     rng = random.Random(body.seed)
     context = EvalContext(
@@ -61,14 +47,5 @@ async def evaluate_expression(
     try:
         result = await run_in_threadpool(evaluate, body.expression, body.envelope, context)
     except ExpressionError as err:
-        raise _problem([_error(err)]) from None
+        raise _problem([Issue.from_expression_error(err, "/expression")]) from None
     return ExpressionResult(result=result)
-
-
-def _error(err: ExpressionError) -> dict[str, Any]:
-    return {
-        "path": "/expression",
-        "code": err.code,
-        "message": err.message,
-        "position": err.position,
-    }

@@ -3,6 +3,7 @@ by both the API and the interpreter so they can never disagree."""
 
 from tempoflow.definition.model import (
     MAX_CONCURRENCY,
+    NODE_MODELS,
     NODE_TYPES,
     ActionCall,
     ControlCallWorkflow,
@@ -26,6 +27,7 @@ from tempoflow.definition.validation import Issue, content_hash, validate_defini
 
 __all__ = [
     "MAX_CONCURRENCY",
+    "NODE_MODELS",
     "NODE_TYPES",
     "ActionCall",
     "ControlCallWorkflow",

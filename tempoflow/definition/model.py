@@ -6,11 +6,14 @@ with defaults, never reinterpret old ones (tests/histories/ checks this).
 
 from __future__ import annotations
 
+import re
+import typing
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -25,6 +28,10 @@ Target = Annotated[str, Field(pattern=TARGET, max_length=256)]
 Name = Annotated[str, Field(pattern=NAME)]
 Jsonata = Annotated[str, Field(min_length=1, max_length=8192)]
 EventName = Annotated[str, Field(pattern=EVENT_NAME)]
+
+
+def _is_envelope(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$expr"), str)
 
 
 class _Model(BaseModel):
@@ -47,19 +54,84 @@ class Timeouts(_Model):
     heartbeat: timedelta | None = None
 
 
+FieldKind = Literal["jsonata", "template", "steps", "target", "literal", "nested"]
+"""How a node field is read (publish validation reads this declaration; the node's
+executor resolves its ``template`` fields; docs/definition-language.md lists them):
+
+- ``jsonata``: a JSONata string (or an object of them, ``transform.assign``);
+- ``template``: any JSON; ``{"$expr": …}`` envelopes anywhere inside are resolved;
+- ``steps``: nested steps (a list, or an object of lists for parallel branches);
+- ``target``: a variable the step assigns (dot path or JSON pointer);
+- ``literal``: fixed at publish time; an envelope there is an error;
+- ``nested``: objects with fields of their own (the node's :meth:`parts` reads them).
+"""
+
+
+def escape(token: str | int) -> str:
+    """One JSON pointer reference token (RFC 6901)."""
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One readable piece of a raw (possibly invalid) step: ``pointer`` is relative to the
+    step; ``names`` are envelope names it sees besides ``payload``/``vars``/``meta``."""
+
+    pointer: str
+    kind: FieldKind
+    value: Any
+    names: frozenset[str] = frozenset()
+
+
 class StepBase(_Model):
     id: str = Field(pattern=STEP_ID)
     name: str | None = Field(default=None, max_length=200)
 
+    fields: ClassVar[dict[str, FieldKind]] = {}
+    """Every field of the node besides ``type``, ``id`` and ``name``, by its JSON name
+    (checked at import: an undeclared field is an error, never silently unvalidated)."""
+    scope_names: ClassVar[dict[str, frozenset[str]]] = {}
+    """Envelope names a field's expressions or nested steps see besides the usual ones."""
+
     def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
         """Nested blocks: (pointer suffix, steps, names they add to the envelope)."""
         return []
+
+    @classmethod
+    def names_for(cls, raw: dict[str, Any], field: str) -> frozenset[str]:
+        """Names ``field`` adds to the envelope (from the raw step; defaults if invalid)."""
+        return cls.scope_names.get(field, frozenset())
+
+    @classmethod
+    def parts(cls, raw: dict[str, Any]) -> Iterator[Part]:
+        """The expressions, templates, nested blocks, targets and literals of a raw step,
+        as far as they are readable: publish validation reads them even when another
+        field of the step is invalid."""
+        for field, value in raw.items():
+            kind = cls.fields.get(field)
+            if kind is None:
+                continue  # type, id, name, or an unknown field (a schema error)
+            names = cls.names_for(raw, field)
+            if kind == "jsonata" and isinstance(value, dict):
+                for key, item in value.items():
+                    yield Part(f"{field}/{escape(key)}", kind, item, names)
+            elif kind == "steps" and isinstance(value, dict):
+                for key, item in value.items():
+                    yield Part(f"{field}/{escape(key)}", kind, item, names)
+            else:
+                yield Part(field, kind, value, names)
+
+
+def _name_or(raw: dict[str, Any], field: str, default: str) -> str:
+    value = raw.get(field, default)
+    return value if isinstance(value, str) and re.fullmatch(NAME, value) else default
 
 
 class StateSet(StepBase):
     """Set variables to values; values may contain ``{"$expr": …}`` anywhere."""
 
     type: Literal["state.set"]
+    fields: ClassVar[dict[str, FieldKind]] = {"values": "template"}
     values: dict[Target, Any] = Field(min_length=1)
 
 
@@ -67,6 +139,7 @@ class TransformAssign(StepBase):
     """Assign the result of each JSONata expression to a variable."""
 
     type: Literal["transform.assign"]
+    fields: ClassVar[dict[str, FieldKind]] = {"assign": "jsonata"}
     assign: dict[Target, Jsonata] = Field(min_length=1)
 
 
@@ -74,6 +147,15 @@ class ActionCall(StepBase):
     """Run a registered action as a Temporal activity."""
 
     type: Literal["action.call"]
+    fields: ClassVar[dict[str, FieldKind]] = {
+        "action": "literal",
+        "input": "template",
+        "output": "target",
+        "timeout": "literal",
+        "timeouts": "literal",
+        "retry": "literal",
+        "idempotencyKey": "jsonata",
+    }
     action: str = Field(pattern=ACTION_NAME)
     input: dict[str, Any] = Field(default_factory=dict)
     output: Target | None = None
@@ -88,6 +170,11 @@ class ControlIf(StepBase):
     """Run ``then`` when ``condition`` is truthy, otherwise ``else``."""
 
     type: Literal["control.if"]
+    fields: ClassVar[dict[str, FieldKind]] = {
+        "condition": "jsonata",
+        "then": "steps",
+        "else": "steps",
+    }
     condition: Jsonata
     then: list[Step] = Field(default_factory=list)
     else_: list[Step] = Field(default_factory=list, alias="else")
@@ -105,8 +192,22 @@ class ControlSwitch(StepBase):
     """Run the steps of the first case whose ``when`` is truthy, else ``default``."""
 
     type: Literal["control.switch"]
+    fields: ClassVar[dict[str, FieldKind]] = {"cases": "nested", "default": "steps"}
     cases: list[SwitchCase] = Field(min_length=1, max_length=100)
     default: list[Step] = Field(default_factory=list)
+
+    @classmethod
+    def parts(cls, raw: dict[str, Any]) -> Iterator[Part]:
+        for part in super().parts(raw):
+            if part.pointer != "cases":
+                yield part
+            elif isinstance(part.value, list):
+                for i, case in enumerate(part.value):
+                    if isinstance(case, dict):
+                        if "when" in case:
+                            yield Part(f"cases/{i}/when", "jsonata", case["when"])
+                        if "steps" in case:
+                            yield Part(f"cases/{i}/steps", "steps", case["steps"])
 
     def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
         blocks: list[tuple[str, list[Any], frozenset[str]]] = [
@@ -119,6 +220,17 @@ class ControlForEach(StepBase):
     """Run ``steps`` once per item, each iteration in its own copy of ``vars``."""
 
     type: Literal["control.forEach"]
+    fields: ClassVar[dict[str, FieldKind]] = {
+        "items": "jsonata",
+        "itemName": "literal",
+        "indexName": "literal",
+        "concurrency": "literal",
+        "onItemError": "literal",
+        "steps": "steps",
+        "result": "template",
+        "output": "target",
+        "errors": "target",
+    }
     items: Jsonata
     itemName: Name = "item"
     indexName: Name = "index"
@@ -135,11 +247,25 @@ class ControlForEach(StepBase):
     def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
         return [("steps", self.steps, frozenset({self.itemName, self.indexName}))]
 
+    @classmethod
+    def names_for(cls, raw: dict[str, Any], field: str) -> frozenset[str]:
+        if field in ("steps", "result"):
+            return frozenset(
+                {_name_or(raw, "itemName", "item"), _name_or(raw, "indexName", "index")}
+            )
+        return frozenset()
+
 
 class ControlParallel(StepBase):
     """Run named branches at once; each works on its own copy of ``vars``."""
 
     type: Literal["control.parallel"]
+    fields: ClassVar[dict[str, FieldKind]] = {
+        "branches": "steps",
+        "waitFor": "literal",
+        "onBranchError": "literal",
+        "output": "target",
+    }
     branches: dict[Name, list[Step]] = Field(min_length=2, max_length=20)
     waitFor: Literal["all", "any"] = "all"
     onBranchError: Literal["fail", "continue"] = "fail"
@@ -154,6 +280,13 @@ class ControlTryCatch(StepBase):
     """Run ``try``; on a (listed) error run ``catch``; always run ``finally``."""
 
     type: Literal["control.tryCatch"]
+    fields: ClassVar[dict[str, FieldKind]] = {
+        "try": "steps",
+        "catch": "steps",
+        "catchOn": "literal",
+        "errorName": "literal",
+        "finally": "steps",
+    }
     try_: list[Step] = Field(alias="try", min_length=1)
     catch: list[Step] = Field(default_factory=list)
     catchOn: list[str] = Field(default_factory=list)
@@ -168,6 +301,10 @@ class ControlTryCatch(StepBase):
             raise ValueError("a tryCatch needs catch or finally steps")
         return self
 
+    @classmethod
+    def names_for(cls, raw: dict[str, Any], field: str) -> frozenset[str]:
+        return frozenset({_name_or(raw, "errorName", "error")}) if field == "catch" else frozenset()
+
     def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
         return [
             ("try", self.try_, frozenset()),
@@ -180,6 +317,7 @@ class ControlReturn(StepBase):
     """End the run with ``output`` (may contain expressions)."""
 
     type: Literal["control.return"]
+    fields: ClassVar[dict[str, FieldKind]] = {"output": "template"}
     output: Any = None
 
 
@@ -187,6 +325,13 @@ class ControlCallWorkflow(StepBase):
     """Run another published definition as a child run and wait for it."""
 
     type: Literal["control.callWorkflow"]
+    fields: ClassVar[dict[str, FieldKind]] = {
+        "definition": "literal",
+        "version": "literal",
+        "input": "template",
+        "output": "target",
+        "timeout": "literal",
+    }
     definition: str = Field(pattern=DEFINITION_KEY)
     version: int | None = Field(default=None, ge=1)
     input: Any = Field(default_factory=dict)
@@ -199,6 +344,7 @@ class Delay(StepBase):
     """Wait for a ``duration`` (ISO 8601) or ``until`` a timestamp expression."""
 
     type: Literal["delay"]
+    fields: ClassVar[dict[str, FieldKind]] = {"duration": "literal", "until": "jsonata"}
     duration: timedelta | None = None
     until: Jsonata | None = None
 
@@ -214,6 +360,16 @@ class EventWait(StepBase):
     ``correlationKey``; optionally only one for which ``filter`` is truthy."""
 
     type: Literal["event.wait"]
+    fields: ClassVar[dict[str, FieldKind]] = {
+        "event": "literal",
+        "anyOf": "literal",
+        "correlationKey": "jsonata",
+        "filter": "jsonata",
+        "timeout": "literal",
+        "onTimeout": "literal",
+        "output": "target",
+    }
+    scope_names: ClassVar[dict[str, frozenset[str]]] = {"filter": frozenset({"event"})}
     event: EventName | None = None
     anyOf: list[EventName] | None = Field(default=None, min_length=1, max_length=20)
     correlationKey: Jsonata
@@ -240,17 +396,37 @@ class HumanTask(StepBase):
     ``form`` (a JSON Schema), or until ``due`` passes."""
 
     type: Literal["human.task"]
+    fields: ClassVar[dict[str, FieldKind]] = {
+        "title": "template",
+        "description": "template",
+        "form": "literal",
+        "assignee": "template",
+        "role": "template",
+        "due": "literal",
+        "onTimeout": "literal",
+        "output": "target",
+    }
     title: Any
     """A string, or ``{"$expr": …}``."""
     description: Any = None
     form: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     assignee: Any = None
     """Who should do it (a string or an expression); informational, used by task lists."""
-    role: str | None = Field(default=None, max_length=64)
+    role: Any = None
+    """The role that should do it (a string up to 64 characters, or an expression)."""
     due: timedelta | None = None
     onTimeout: Literal["fail", "continue"] = "fail"
     output: Target | None = None
     """Receives ``{taskId, data, completedBy, completedAt}``."""
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: Any) -> Any:
+        if value is None or _is_envelope(value):
+            return value
+        if not isinstance(value, str) or len(value) > 64:
+            raise ValueError('role must be a string of up to 64 characters or {"$expr": …}')
+        return value
 
 
 Step = Annotated[
@@ -269,23 +445,23 @@ Step = Annotated[
     | HumanTask,
     Field(discriminator="type"),
 ]
-NODE_TYPES = frozenset(
-    {
-        "state.set",
-        "transform.assign",
-        "action.call",
-        "control.if",
-        "control.switch",
-        "control.forEach",
-        "control.parallel",
-        "control.tryCatch",
-        "control.return",
-        "control.callWorkflow",
-        "delay",
-        "event.wait",
-        "human.task",
-    }
-)
+NODE_MODELS: dict[str, type[StepBase]] = {
+    typing.get_args(model.model_fields["type"].annotation)[0]: model
+    for model in typing.get_args(typing.get_args(Step)[0])
+}
+"""The model of each node ``type``, read from the ``Step`` union itself."""
+NODE_TYPES = frozenset(NODE_MODELS)
+
+
+def _check_declarations() -> None:
+    """Every node field is declared in ``fields`` (so validation reads it)."""
+    for node_type, model in NODE_MODELS.items():
+        names = {f.alias or n for n, f in model.model_fields.items()} - {"type", "id", "name"}
+        if names != set(model.fields):
+            raise TypeError(f"{node_type}: fields {sorted(names ^ set(model.fields))} undeclared")
+
+
+_check_declarations()
 
 
 class Trigger(_Model):

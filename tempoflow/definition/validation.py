@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
@@ -13,31 +14,26 @@ from pydantic import BaseModel, ValidationError
 from expression import ExpressionError, iter_expressions
 from expression.analysis import ENVELOPE_ROOTS, analyze
 from tempoflow.definition.model import (
+    ACTION_NAME,
+    NODE_MODELS,
     NODE_TYPES,
-    ActionCall,
-    ControlCallWorkflow,
-    ControlForEach,
-    ControlIf,
-    ControlParallel,
-    ControlReturn,
-    ControlSwitch,
     Definition,
-    Delay,
-    EventWait,
-    HumanTask,
-    StateSet,
-    TransformAssign,
-    walk_steps,
+    StepBase,
+    escape,
 )
 
 EVENT_NAMES = frozenset({"event"})
 HINT = "see docs/definition-language.md for the node types and their fields"
+MAX_EXPRESSION = 8192
 
 
 class Issue(BaseModel):
-    """One validation finding; ``path`` is a JSON pointer into the definition body.
+    """One validation finding; ``path`` is a JSON pointer (RFC 6901) into the definition.
 
-    Errors block publishing; warnings (``severity="warning"``) are reported only.
+    ``code`` is the finding's code: ``schema.*`` for the structure, ``expression.*`` for
+    our checks on expressions, the engine's own code (``S0203``, ``TF1201``…) when an
+    expression does not compile, with ``position`` its character offset. Errors block
+    publishing; warnings (``severity="warning"``) are reported only.
     """
 
     path: str
@@ -47,6 +43,17 @@ class Issue(BaseModel):
     position: int | None = None
     severity: Literal["error", "warning"] = "error"
 
+    @classmethod
+    def from_expression_error(cls, err: ExpressionError, path: str) -> Issue:
+        """The one shape of an engine error, at publish time and in the evaluate API."""
+        return cls(
+            path=path,
+            code=err.code,
+            message=err.message,
+            position=err.position,
+            hint="position is the character offset in the expression",
+        )
+
 
 def content_hash(body: Any) -> str:
     """Stable hash of a JSON body (key order and whitespace do not matter)."""
@@ -54,13 +61,24 @@ def content_hash(body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_RENAMED = {"else_": "else", "try_": "try", "finally_": "finally"}
+
+
 def _pointer(loc: Iterable[int | str]) -> str:
-    renamed = {"else_": "else", "try_": "try", "finally_": "finally"}
-    parts = [
-        str(renamed.get(str(p), p)).replace("~", "~0").replace("/", "~1")
-        for p in loc
-        if p not in NODE_TYPES
-    ]
+    """A pydantic error location as a JSON pointer into the body: without the union tags
+    pydantic inserts after a step's index and the ``[key]`` marker of dict-key errors
+    (the pointer then names the member whose key is wrong)."""
+    parts: list[str] = []
+    previous: int | str | None = None
+    items = list(loc)
+    for index, p in enumerate(items):
+        if isinstance(previous, int) and isinstance(p, str) and p in NODE_TYPES:
+            previous = p
+            continue
+        if p == "[key]" and index == len(items) - 1:
+            continue
+        parts.append(escape(_RENAMED.get(str(p), p)))
+        previous = p
     return "/" + "/".join(parts) if parts else ""
 
 
@@ -78,85 +96,25 @@ def _root(target: str) -> str:
     return target.split(".")[0]
 
 
-def _assigned_by(step: Any) -> set[str]:
-    """Top-level variables a step assigns (for the unassigned-read warning)."""
-    if isinstance(step, StateSet):
-        return {_root(t) for t in step.values}
-    if isinstance(step, TransformAssign):
-        return {_root(t) for t in step.assign}
-    targets = [getattr(step, "output", None), getattr(step, "errors", None)]
-    if isinstance(step, ControlParallel):
-        for _, steps, _names in step.children():
-            for _, inner, _ in walk_steps(steps):
-                targets.extend(_assigned_by(inner))
-    return {_root(t) for t in targets if isinstance(t, str)}
-
-
-def _step_expressions(path: str, step: Any) -> Iterator[tuple[str, str, frozenset[str]]]:
-    """``(pointer, expression, extra envelope names)`` of one step's own expressions."""
-    none: frozenset[str] = frozenset()
-    if isinstance(step, StateSet):
-        for p, e in iter_expressions(step.values, f"{path}/values"):
-            yield p, e, none
-    elif isinstance(step, TransformAssign):
-        for target, expr in step.assign.items():
-            yield f"{path}/assign/{target}", expr, none
-    elif isinstance(step, ActionCall):
-        for p, e in iter_expressions(step.input, f"{path}/input"):
-            yield p, e, none
-        if step.idempotencyKey:
-            yield f"{path}/idempotencyKey", step.idempotencyKey, none
-    elif isinstance(step, ControlIf):
-        yield f"{path}/condition", step.condition, none
-    elif isinstance(step, ControlSwitch):
-        for i, case in enumerate(step.cases):
-            yield f"{path}/cases/{i}/when", case.when, none
-    elif isinstance(step, ControlForEach):
-        yield f"{path}/items", step.items, none
-        for p, e in iter_expressions(step.result, f"{path}/result"):
-            yield p, e, frozenset({step.itemName, step.indexName})
-    elif isinstance(step, ControlReturn | ControlCallWorkflow):
-        field = "output" if isinstance(step, ControlReturn) else "input"
-        for p, e in iter_expressions(getattr(step, field), f"{path}/{field}"):
-            yield p, e, none
-    elif isinstance(step, Delay) and step.until:
-        yield f"{path}/until", step.until, none
-    elif isinstance(step, EventWait):
-        yield f"{path}/correlationKey", step.correlationKey, none
-        if step.filter:
-            yield f"{path}/filter", step.filter, EVENT_NAMES
-    elif isinstance(step, HumanTask):
-        for field in ("title", "description", "assignee"):
-            for p, e in iter_expressions(getattr(step, field), f"{path}/{field}"):
-                yield p, e, none
-
-
-def _check_expression(
+def expression_issues(
     expr: str,
     path: str,
-    names: frozenset[str],
-    assigned: set[str],
-    issues: list[Issue],
+    names: frozenset[str] = frozenset(),
+    assigned: set[str] | None = None,
     roots: frozenset[str] = ENVELOPE_ROOTS,
-) -> None:
-    """Syntax, allowed functions, envelope names; warn on reads of never-assigned vars."""
+) -> list[Issue]:
+    """Syntax, allowed functions, envelope names; warn on reads of never-assigned vars
+    (``assigned`` ``None``: no such warnings)."""
     try:
         found = analyze(expr, roots=roots | names)
     except ExpressionError as err:
-        issues.append(
-            Issue(
-                path=path,
-                code="expression.invalid",
-                message=f"{err.code}: {err.message}",
-                position=err.position,
-                hint="check the JSONata syntax at the position",
-            )
-        )
-        return
-    for f in found.errors:
-        issues.append(
-            Issue(path=path, code=f.code, message=f.message, position=f.position, hint=f.hint)
-        )
+        return [Issue.from_expression_error(err, path)]
+    issues = [
+        Issue(path=path, code=f.code, message=f.message, position=f.position, hint=f.hint)
+        for f in found.errors
+    ]
+    if assigned is None:
+        return issues
     for name, position in found.var_reads:
         if name not in assigned:
             issues.append(
@@ -169,64 +127,144 @@ def _check_expression(
                     hint="it evaluates to undefined unless a step sets it first",
                 )
             )
+    return issues
+
+
+RawStep = tuple[str, type[StepBase], dict[str, Any], frozenset[str]]
+
+
+def _raw_steps(steps: Any, path: str, names: frozenset[str]) -> Iterator[RawStep]:
+    """Every readable step of a raw body in document order, parsed or not: a step with an
+    unknown field (or a broken sibling) still has its expressions and children checked."""
+    if not isinstance(steps, list):
+        return
+    for index, raw in enumerate(steps):
+        here = f"{path}/{index}"
+        node_type = raw.get("type") if isinstance(raw, dict) else None
+        model = NODE_MODELS.get(node_type) if isinstance(node_type, str) else None
+        if model is None:
+            continue  # not a step at all: the schema error says so
+        yield here, model, raw, names
+        for part in model.parts(raw):
+            if part.kind == "steps":
+                yield from _raw_steps(part.value, f"{here}/{part.pointer}", names | part.names)
+
+
+class _Checker:
+    """The semantic pass over the raw body (the schema pass is pydantic's)."""
+
+    def __init__(self, actions: Iterable[str] | None) -> None:
+        self.actions = set(actions) if actions is not None else None
+        self.issues: list[Issue] = []
+        self.assigned: set[str] = set()  # in document order: what earlier steps can set
+        self.seen: dict[str, str] = {}
+
+    def expression(self, expr: Any, path: str, names: frozenset[str]) -> None:
+        if isinstance(expr, str) and 0 < len(expr) <= MAX_EXPRESSION:
+            self.issues += expression_issues(expr, path, names, self.assigned)
+
+    def template(self, value: Any, path: str, names: frozenset[str]) -> None:
+        for expr_path, expr in iter_expressions(value, path):
+            self.expression(expr, expr_path, names)
+
+    def literal(self, value: Any, path: str) -> None:
+        for expr_path, _ in iter_expressions(value, path):
+            self.issues.append(
+                Issue(
+                    path=expr_path,
+                    code="expression.not_allowed",
+                    message="this field is fixed at publish time and takes no expression",
+                    hint="the node's table in docs/definition-language.md says which "
+                    "fields take expressions",
+                )
+            )
+
+    def step(
+        self, path: str, model: type[StepBase], raw: dict[str, Any], names: frozenset[str]
+    ) -> None:
+        step_id = raw.get("id")
+        if isinstance(step_id, str):
+            if step_id in self.seen:
+                self.issues.append(
+                    Issue(
+                        path=f"{path}/id",
+                        code="step.duplicate_id",
+                        message=f"step id {step_id!r} is already used at {self.seen[step_id]}",
+                        hint="give every step a unique id",
+                    )
+                )
+            else:
+                self.seen[step_id] = path
+        action = raw.get("action")
+        if (
+            raw.get("type") == "action.call"
+            and self.actions is not None
+            and isinstance(action, str)
+            and re.fullmatch(ACTION_NAME, action)
+            and action not in self.actions
+        ):
+            self.issues.append(
+                Issue(
+                    path=f"{path}/action",
+                    code="action.unknown",
+                    message=f"action {action!r} is not registered",
+                    hint="GET /v1/actions lists the registered actions",
+                )
+            )
+        assigned: set[str] = set()
+        for part in model.parts(raw):
+            where = f"{path}/{part.pointer}"
+            if part.kind == "jsonata":
+                self.expression(part.value, where, names | part.names)
+            elif part.kind == "template":
+                self.template(part.value, where, names | part.names)
+                if raw.get("type") == "state.set" and isinstance(part.value, dict):
+                    assigned |= {_root(t) for t in part.value}
+            elif part.kind in ("literal", "target"):
+                self.literal(part.value, where)
+                if part.kind == "target" and isinstance(part.value, str) and part.value:
+                    assigned.add(_root(part.value))
+        if raw.get("type") == "transform.assign" and isinstance(raw.get("assign"), dict):
+            assigned |= {_root(t) for t in raw["assign"]}
+        if raw.get("type") == "human.task" and isinstance(raw.get("form"), dict):
+            _check_schema(raw["form"], f"{path}/form", "form.invalid", self.issues)
+        self.assigned |= assigned
 
 
 def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list[Issue]:
     """Return every problem of ``body`` at once: errors (block publishing) and warnings.
+
+    The schema errors and the semantic ones (expressions, actions, step ids) come
+    together: the semantic checks read every step whose fields they can read, so fixing
+    one error never reveals a new round of them.
 
     Args:
         body: the JSON definition.
         actions: names of registered actions; ``None`` skips that check.
     """
     try:
-        definition = Definition.model_validate(body)
+        Definition.model_validate(body)
+        issues: list[Issue] = []
     except ValidationError as err:
-        return _pydantic_issues(err)
-    issues: list[Issue] = []
-    known_actions = set(actions) if actions is not None else None
-    seen: dict[str, str] = {}
-    assigned: set[str] = set()  # in document order: what an earlier step can have set
-    for path, step, names in walk_steps(definition.steps):
-        if step.id in seen:
-            issues.append(
-                Issue(
-                    path=f"{path}/id",
-                    code="step.duplicate_id",
-                    message=f"step id {step.id!r} is already used at {seen[step.id]}",
-                    hint="give every step a unique id",
-                )
-            )
-        else:
-            seen[step.id] = path
-        if (
-            isinstance(step, ActionCall)
-            and known_actions is not None
-            and step.action not in known_actions
-        ):
-            issues.append(
-                Issue(
-                    path=f"{path}/action",
-                    code="action.unknown",
-                    message=f"action {step.action!r} is not registered",
-                    hint="GET /v1/actions lists the registered actions",
-                )
-            )
-        for expr_path, expr, extra in _step_expressions(path, step):
-            _check_expression(expr, expr_path, names | extra, assigned, issues)
-        assigned |= _assigned_by(step)
-    for expr_path, expr in iter_expressions(definition.output, "/output"):
-        _check_expression(expr, expr_path, frozenset(), assigned, issues)
-    if definition.inputSchema is not None:
-        _check_schema(definition.inputSchema, "/inputSchema", "input_schema.invalid", issues)
-    for path, step, _names in walk_steps(definition.steps):
-        if isinstance(step, HumanTask):
-            _check_schema(step.form, f"{path}/form", "form.invalid", issues)
-    for index, trigger in enumerate(definition.triggers):
-        if trigger.filter:
+        issues = _pydantic_issues(err)
+    if not isinstance(body, dict):
+        return issues
+    checker = _Checker(actions)
+    for path, model, raw, names in _raw_steps(body.get("steps"), "/steps", frozenset()):
+        checker.step(path, model, raw, names)
+    checker.template(body.get("output"), "/output", frozenset())
+    if isinstance(body.get("inputSchema"), dict):
+        _check_schema(body["inputSchema"], "/inputSchema", "input_schema.invalid", checker.issues)
+    triggers = body.get("triggers")
+    for index, trigger in enumerate(triggers if isinstance(triggers, list) else []):
+        if isinstance(trigger, dict) and isinstance(trigger.get("filter"), str):
             # A trigger filter sees only the event: the run does not exist yet.
             path = f"/triggers/{index}/filter"
-            _check_expression(trigger.filter, path, frozenset(), set(), issues, roots=EVENT_NAMES)
-    return issues
+            if 0 < len(trigger["filter"]) <= MAX_EXPRESSION:
+                checker.issues += expression_issues(
+                    trigger["filter"], path, roots=EVENT_NAMES, assigned=set()
+                )
+    return issues + checker.issues
 
 
 def _check_schema(schema: dict[str, Any], path: str, code: str, issues: list[Issue]) -> None:
@@ -235,7 +273,7 @@ def _check_schema(schema: dict[str, Any], path: str, code: str, issues: list[Iss
     except jsonschema.SchemaError as err:
         issues.append(
             Issue(
-                path=path + "".join(f"/{p}" for p in err.absolute_path),
+                path=path + "".join(f"/{escape(p)}" for p in err.absolute_path),
                 code=code,
                 message=err.message,
                 hint=f"{path.rsplit('/', 1)[-1]} must be a valid JSON Schema",
@@ -249,7 +287,7 @@ def instance_errors(validator: Any, data: Any, prefix: str) -> list[dict[str, An
     code = prefix.strip("/").rsplit("/", 1)[-1] or "data"
     return [
         {
-            "path": prefix + "".join(f"/{p}" for p in e.absolute_path),
+            "path": prefix + "".join(f"/{escape(p)}" for p in e.absolute_path),
             "code": f"{code}.{e.validator}",
             "message": e.message,
         }

@@ -24,10 +24,22 @@ def task_id(run_id: str, seq: int) -> str:
     return str(uuid.uuid5(_TASK_NS, f"{run_id}:{seq}"))
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Any, limit: int | None = None) -> str | None:
     if value is None:
         return None
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text[:limit] if limit is not None else text
+
+
+def texts(step: HumanTask, path: str, ctx: RunContext) -> dict[str, str | None]:
+    """Title, description, assignee and role, resolved (each may be an expression) and
+    cut to what the task list stores."""
+    return {
+        "title": _text(ctx.resolve(step.title, f"{path}/title")) or step.id,
+        "description": _text(ctx.resolve(step.description, f"{path}/description")),
+        "assignee": _text(ctx.resolve(step.assignee, f"{path}/assignee"), 256),
+        "role": _text(ctx.resolve(step.role, f"{path}/role"), 64),
+    }
 
 
 async def execute(
@@ -42,12 +54,9 @@ async def execute(
         seq=seq,
         step_path=path,
         definition_key=ctx.inp.definition_key,
-        title=_text(ctx.resolve(step.title, f"{path}/title")) or step.id,
-        description=_text(ctx.resolve(step.description, f"{path}/description")),
         form=step.form,
-        assignee=_text(ctx.resolve(step.assignee, f"{path}/assignee")),
-        role=step.role,
         created_at=created,
+        **texts(step, path, ctx),
         due_at=created + step.due if step.due is not None else None,
     )
     task = rt.tasks.open(record.id, step.form)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tempoflow.definition import TransformAssign
+from tempoflow.definition.model import escape
 from temporal_workflows.context import RunContext
 from temporal_workflows.nodes.base import Runtime, StepOutcome
 
@@ -13,7 +14,7 @@ async def execute(
     # Evaluate every expression against the same state, then assign: the order of the
     # keys in ``assign`` does not change the result.
     values = {
-        target: ctx.evaluate(expr, f"{path}/assign/{target}")
+        target: ctx.evaluate(expr, f"{path}/assign/{escape(target)}")
         for target, expr in step.assign.items()
     }
     for target, value in values.items():

@@ -100,8 +100,15 @@ def run_ours(case: Case) -> bool:
     if case.timelimit is not None:
         # A case's time limit becomes work budgets: 2,000 steps or sequence items per
         # millisecond (a node costs 1-5 µs here, a sequence item far less).
+        # The CPU backstop gets the case's time limit.
         budget = case.timelimit * 2000
-        limits = limits.model_copy(update={"max_steps": budget, "max_sequence": budget})
+        limits = limits.model_copy(
+            update={
+                "max_steps": budget,
+                "max_sequence": budget,
+                "max_cpu_ms": min(max(case.timelimit, 50), 10_000),
+            }
+        )
     if case.depth is not None:
         # jsonata counts eval-apply frames; one of its frames is a few of our nodes.
         limits = limits.model_copy(update={"max_depth": max(10, case.depth * 4)})

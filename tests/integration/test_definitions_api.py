@@ -29,10 +29,10 @@ async def test_validate_lists_every_error_with_paths(stack: Stack) -> None:
         assert body["code"] == "definition_invalid"
         found = {(e["path"], e["code"]) for e in body["errors"]}
         assert found == {
-            ("/steps/0/values/x", "expression.invalid"),
+            ("/steps/0/values/x", "S0203"),
             ("/steps/1/id", "step.duplicate_id"),
             ("/steps/1/action", "action.unknown"),
-            ("/steps/2/condition", "expression.invalid"),
+            ("/steps/2/condition", "S0207"),
             ("/inputSchema/type", "input_schema.invalid"),
         }
         assert all(e.get("hint") for e in body["errors"])
@@ -160,3 +160,55 @@ async def test_actions_listed(stack: Stack) -> None:
     assert "core.noop" in names and "core.log" in names
     log = next(a for a in actions if a["name"] == "core.log")
     assert "message" in log["inputSchema"]["properties"]
+
+
+async def test_schema_and_semantic_errors_come_together_and_block_publish(stack: Stack) -> None:
+    body = {
+        "steps": [
+            {"id": "a", "type": "action.call", "action": "core.nothing"},
+            {"id": "b", "type": "transform.assign", "assign": {"x": "paylod.x"}},
+            {"id": "c", "type": "state.set", "values": {"y": 1}, "colour": "red"},
+        ]
+    }
+    r = await stack.http.put(
+        "/v1/definitions/together", headers=stack.auth(), json={"name": "t", "definition": body}
+    )
+    assert r.status_code == 201
+    for path in ["/v1/definitions/together/validate", "/v1/definitions/together/publish"]:
+        r = await stack.http.post(path, headers=stack.auth())
+        assert r.status_code == 422, path
+        assert {(e["path"], e["code"]) for e in r.json()["errors"]} == {
+            ("/steps/0/action", "action.unknown"),
+            ("/steps/1/assign/x", "expression.unknown_root"),
+            ("/steps/2/colour", "schema.extra_forbidden"),
+        }
+    r = await stack.http.get("/v1/definitions/together", headers=stack.auth())
+    assert r.json()["latestVersion"] is None
+
+
+async def test_expression_errors_have_one_shape_at_publish_and_in_evaluate(stack: Stack) -> None:
+    """The engine's code is the entry's code (not inside message), with the position;
+    regex errors included."""
+    for expr, code, position in [
+        ("payload.(", "S0203", 9),
+        ("$contains(payload.s, /(?=a)b/)", "TF1201", 29),
+        ("paylod.x", "expression.unknown_root", 6),
+    ]:
+        definition = {"steps": [{"id": "a", "type": "transform.assign", "assign": {"x": expr}}]}
+        r = await stack.http.post(
+            "/v1/definitions/shape/validate",
+            headers=stack.auth(),
+            json={"definition": definition},
+        )
+        assert r.status_code == 422
+        (published,) = r.json()["errors"]
+        r = await stack.http.post(
+            "/v1/expressions/evaluate", headers=stack.auth(), json={"expression": expr}
+        )
+        assert r.status_code == 422
+        (evaluated,) = r.json()["errors"]
+        assert published["code"] == evaluated["code"] == code, expr
+        assert published["position"] == evaluated["position"] == position, expr
+        assert published["path"] == "/steps/0/assign/x" and evaluated["path"] == "/expression"
+        assert set(published) == set(evaluated), expr
+        assert code not in published["message"], expr

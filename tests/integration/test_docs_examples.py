@@ -52,6 +52,8 @@ async def test_doc_example_runs(stack: Stack, index: int) -> None:
     run = await stack.start(key, example["input"])
     for completion in example.get("completeTasks", []):
         task = await until(lambda: _open_task(stack, run["id"]))
+        for field, value in example.get("expectTask", {}).items():
+            assert task[field] == value, field
         r = await stack.http.post(
             f"/v1/tasks/{task['id']}/complete", headers=stack.auth("operator"), json=completion
         )

@@ -175,3 +175,57 @@ async def test_evaluate_endpoint(stack: Stack) -> None:
 def test_recorded_history_file_is_json() -> None:
     for path in HISTORIES.glob("*.json"):
         assert json.loads(path.read_text())["events"]
+
+
+async def test_work_inside_a_builtin_fails_the_step_catchably_without_wedging(
+    stack: Stack,
+) -> None:
+    """A built-in doing seconds of work in one call (regex over 500,000 characters, a
+    string-pattern replace) used to trip the deadlock detector on every workflow task.
+    Now it ends in a catchable ExpressionError within one short workflow task."""
+    hostile = {
+        "match": "($s := $pad('', 500000, 'a'); $count($match($s, /a/)))",
+        "replace": "($s := $pad('', 500000, 'a'); $length($replace($s, 'a', 'b')))",
+    }
+    steps: list[dict] = [
+        {
+            "id": f"guard_{name}",
+            "type": "control.tryCatch",
+            "catchOn": ["ExpressionError"],
+            "try": [{"id": name, "type": "transform.assign", "assign": {name: expr}}],
+            "catch": [
+                {
+                    "id": f"caught_{name}",
+                    "type": "transform.assign",
+                    "assign": {f"{name}_code": "error.details.code"},
+                }
+            ],
+        }
+        for name, expr in hostile.items()
+    ]
+    steps.append(
+        {"id": "fine", "type": "transform.assign", "assign": {"n": "$count($distinct([1..40000]))"}}
+    )
+    await stack.publish("builtin-budget", {"steps": steps})
+    run = await stack.start("builtin-budget")
+    out = (await stack.result(run))["output"]
+    assert out["match_code"] == "TF2001" and out["replace_code"] == "TF2001"
+    assert out["n"] == 40000
+    history = await stack.client.get_workflow_handle(run["workflowId"]).fetch_history()
+    assert not [
+        e
+        for e in history.events
+        if e.HasField("workflow_task_failed_event_attributes")
+        or e.HasField("workflow_task_timed_out_event_attributes")
+    ]
+    started: dict[int, float] = {}
+    longest = 0.0
+    for e in history.events:
+        at = e.event_time.ToDatetime().timestamp()
+        if e.HasField("workflow_task_started_event_attributes"):
+            started[e.event_id] = at
+        elif e.HasField("workflow_task_completed_event_attributes"):
+            begun = started[e.workflow_task_completed_event_attributes.started_event_id]
+            longest = max(longest, at - begun)
+    assert longest < 1.5  # Temporal's deadlock detector fires at 2 s
+    await stack.record_history(run, "metered_builtins")

@@ -231,3 +231,87 @@ def test_repeated_evaluations_do_not_grow_the_scope_chain() -> None:
     while frame is not None:
         frame, depth = frame.parent, depth + 1
     assert depth < 10
+
+
+LONG = "a" * 500_000
+# Work done inside one built-in call, which no AST step sees (each took 2-8 s unmetered).
+HOSTILE_BUILTINS = [
+    ("$count($distinct([1..40000]))", {}, None),  # quadratic in the library, linear now
+    ("$distinct(payload)", {"payload": [[i, {"x": i}] for i in range(90_000)]}, "TF2001"),
+    ("$match(payload, /a/)", {"payload": LONG}, "TF2001"),
+    ("$replace(payload, /a/, 'b')", {"payload": LONG}, "TF2001"),
+    ("$replace(payload, 'a', 'b')", {"payload": LONG}, "TF2001"),
+    ("$replace(payload, /a/, 'b', 100000)", {"payload": LONG[:100_000]}, "TF2001"),
+    ("$split(payload, /a/)", {"payload": LONG}, "TF2001"),
+    (
+        "$count($filter([1..9000], function($v) { $contains(payload, /b/) }))",
+        {"payload": LONG},
+        "TF2001",
+    ),
+    ("($x := [1..15000]; [1..15000][$ in $x])", {}, "TF2001"),
+    (
+        "($p := payload; [1..2000].($p = $p))",
+        {"payload": [{"a": i} for i in range(20_000)]},
+        "TF2001",
+    ),
+    (
+        "$sort(payload, function($a, $b) { $a > $b })",
+        {"payload": list(range(100_000, 0, -1))},
+        "TF2001",
+    ),
+]
+
+
+@pytest.mark.parametrize(("expr", "envelope", "code"), HOSTILE_BUILTINS)
+def test_work_inside_builtins_is_metered(expr: str, envelope: dict, code: str | None) -> None:
+    started = time.thread_time()
+    if code is None:
+        assert evaluate(expr, envelope) == 40000
+    else:
+        with pytest.raises(ExpressionError) as err:
+            evaluate(expr, envelope)
+        assert err.value.code == code
+    # Far below Temporal's 2 s deadlock detector (these took 2-8 s unmetered).
+    assert time.thread_time() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        (
+            "$distinct([1, 1.0, true, 'a', 'a', [1, 2], [1, 2], {'k': 1}, {'k': 1}])",
+            [1, True, "a", [1, 2], {"k": 1}],
+        ),
+        ("$replace('a-b-c', '-', '+')", "a+b+c"),
+        ("$replace('a-b-c', '-', '+', 1)", "a+b-c"),
+        ("$replace('abc', /(b)/, '[$1]')", "a[b]c"),
+        ("$replace('abab', /a/, function($m) { $uppercase($m.match) })", "AbAb"),
+        ("$split('a1b22c', /[0-9]+/)", ["a", "b", "c"]),
+        ("$match('ab12cd34', /[0-9]+/, 1).match", "12"),
+        ("$contains('xyz', /y/)", True),
+        ("3 in [1, 2, 3]", True),
+        ("[1, {'a': 2}] = [1, {'a': 2}]", True),
+    ],
+)
+def test_metered_builtins_keep_their_results(expr: str, expected: object) -> None:
+    assert evaluate(expr, {}) == expected
+
+
+def test_unmetered_limits_use_the_library_functions() -> None:
+    """Runs started before metering replay with the library's own functions."""
+    legacy = EvalContext(limits=ExpressionLimits(metered=False))
+    # The library's $distinct compares with Python's ==, where true == 1.
+    assert evaluate("$distinct([1, true])", {}, legacy) == 1
+    assert evaluate("$distinct([1, true])", {}) == [1, True]
+    assert evaluate("$count($match(payload, /a/))", {"payload": "a" * 30_000}, legacy) == 30_000
+
+
+def test_cpu_time_backstop_ends_unmetered_work() -> None:
+    ctx = EvalContext(limits=ExpressionLimits(max_cpu_ms=50, max_steps=10**9))
+    started = time.thread_time()
+    with pytest.raises(ExpressionError) as err:
+        evaluate("$sum([1..90000].($ * 2))", {}, ctx)
+    assert err.value.code == "TF2007" and err.value.position is not None
+    assert time.thread_time() - started < 0.5
+    # Within the budget the backstop changes nothing.
+    assert evaluate("$sum([1..500].($ * 2))", {}, ctx) == 250500

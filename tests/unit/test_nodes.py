@@ -240,3 +240,27 @@ def test_loop_labels_nest_and_change_idempotency_keys() -> None:
     inner = outer.child(names={}, loop=outer.loop_label(7))
     assert inner.loop == "3.7"
     assert inner.idempotency_key("/s") != outer.idempotency_key("/s") != ctx().idempotency_key("/s")
+
+
+def test_human_task_resolves_every_text_field_including_role() -> None:
+    from temporal_workflows.nodes.human_task import texts
+
+    task = step(
+        {
+            "id": "t",
+            "type": "human.task",
+            "title": {"$expr": "'Approve ' & payload.id"},
+            "description": "plain",
+            "assignee": {"$expr": "payload.who"},
+            "role": {"$expr": "payload.team & '-lead'"},
+        }
+    )
+    c = ctx({"id": "o-1", "who": "ann", "team": "x" * 70})
+    assert texts(task, "/steps/0", c) == {
+        "title": "Approve o-1",
+        "description": "plain",
+        "assignee": "ann",
+        "role": ("x" * 70 + "-lead")[:64],  # what the task list stores
+    }
+    literal = step({"id": "t", "type": "human.task", "title": "x", "role": "finance"})
+    assert texts(literal, "/steps/0", c)["role"] == "finance"
