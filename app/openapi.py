@@ -91,6 +91,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     problem_ref = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for path, operations in doc.get("paths", {}).items():
         for method, operation in operations.items():
+            for param in operation.get("parameters", []):
+                if param.get("in") == "query":
+                    param["allowEmptyValue"] = True  # `cursor=` means absent (app.guard)
             responses = operation.setdefault("responses", {})
             success = next((v for k, v in responses.items() if k.startswith("2")), None)
             for status, description in _MORE_SUCCESS.get((method, path), {}).items():

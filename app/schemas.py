@@ -26,6 +26,16 @@ def _duration_only(value: Any) -> Any:
 Duration = Annotated[dt.timedelta, BeforeValidator(_duration_only)]
 
 
+def _timestamp_only(value: Any) -> Any:
+    """A timestamp is an RFC 3339 string: refuse booleans and bare numbers."""
+    if isinstance(value, str | dt.datetime):
+        return value
+    raise ValueError("an RFC 3339 date-time string is required, e.g. 2026-01-31T12:00:00Z")
+
+
+Timestamp = Annotated[dt.datetime, BeforeValidator(_timestamp_only)]
+
+
 class _Public(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
 
@@ -156,7 +166,7 @@ class ExpressionEvaluate(_Write):
     envelope: dict[str, Any] = Field(
         default_factory=dict, description="payload, vars, meta (as a run would see them)"
     )
-    now: dt.datetime | None = Field(default=None, description="clock for $now() (default: now)")
+    now: Timestamp | None = Field(default=None, description="clock for $now() (default: now)")
     seed: int = Field(default=0, strict=True, description="seed for $random(), $uuid(), $shuffle()")
 
 
@@ -234,7 +244,7 @@ class EventCreate(_Write):
     id: str | None = Field(default=None, min_length=1, max_length=200)
     payload: Any = None
     correlation_key: str | int | float | None = None
-    occurred_at: datetime | None = None
+    occurred_at: Timestamp | None = None
 
 
 class EventBatchCreate(_Write):
