@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import jsonschema
 from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -33,6 +32,7 @@ from projections.models import RunRow
 from projections.records import RunStatus
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import NotFound, Unprocessable
+from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
 from tempoflow.settings import Settings
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -77,8 +77,14 @@ def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -
         )
     if schema is None:
         return
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = instance_errors(validator, data, "/input")
+    try:
+        errors = instance_errors(safe_validator(schema), data, "/input")
+    except (Unresolvable, UnusableSchema) as err:
+        raise Unprocessable(
+            f"the definition's inputSchema cannot be used: {err}",
+            code="input_schema_unusable",
+            hint="$refs may only point inside the schema (#/$defs/…); patterns are RE2",
+        ) from None
     if errors:
         raise Unprocessable(
             f"the run input does not match the definition's inputSchema ({len(errors)} error(s))",

@@ -3,6 +3,7 @@ store can hold is refused up front (NUL, depth, ranges), the OpenAPI document de
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -362,3 +363,27 @@ async def test_a_run_that_exists_is_never_404(stack: Stack) -> None:
             assert_problem(r, 404, "run_not_found")
         finally:
             await stack.client.get_workflow_handle(run["workflowId"]).terminate("test over")
+
+
+async def test_run_input_schemas_do_no_io_and_no_backtracking(stack: Stack) -> None:
+    """An inputSchema's remote $ref is never fetched and a catastrophic pattern runs in
+    linear time (RE2): starting a run answers a 4xx at once, never a 500 or a hang."""
+    h = stack.auth()
+    for schema in ({"$ref": "http://127.0.0.1:9/schema.json"}, {"$ref": "#/$defs/none"}):
+        await stack.publish("ref", {**SIMPLE, "inputSchema": schema})
+        r = await stack.http.post("/v1/runs", headers=h, json={"definition": "ref", "input": 1})
+        assert_problem(r, 422, "input_schema_unusable")
+    schema = {
+        "type": "object",
+        "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}},
+        "patternProperties": {"^(b+)+$": {"type": "integer"}},
+        "additionalProperties": False,
+    }
+    await stack.publish("redos", {**SIMPLE, "inputSchema": schema})
+    evil = "a" * 5000 + "!"
+    body = {"definition": "redos", "input": {"s": evil, "b" * 5000 + "!": 1}}
+    r = await asyncio.wait_for(stack.http.post("/v1/runs", headers=h, json=body), 5)
+    errors = assert_problem(r, 422, "input_invalid")["errors"]
+    assert {e["code"] for e in errors} == {"input.pattern", "input.additionalProperties"}
+    ok = {"definition": "redos", "input": {"s": "aaa", "bb": 2}}
+    assert (await stack.http.post("/v1/runs", headers=h, json=ok)).status_code == 201
