@@ -149,7 +149,9 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
     """Classify a database error by SQLSTATE class: what the request sent is a 4xx."""
     assert isinstance(exc, DBAPIError)
     state = _sqlstate(exc)
-    if state.startswith("22"):  # data exception: value out of range, bad encoding, …
+    # 22 data exception (value out of range, bad encoding, …); 54 program limit exceeded
+    # (e.g. a value too large for an index): both are what the request sent.
+    if state[:2] in {"22", "54"}:
         return problem(
             request,
             422,

@@ -14,7 +14,7 @@ import json
 import math
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -101,14 +101,15 @@ def check_params(scope: Scope) -> tuple[str, str] | None:
 
 
 def _drop_empty_query(scope: Scope) -> Scope:
-    raw = scope.get("query_string", b"")
+    """Drop ``name=`` and bare ``name`` pairs; the rest of the query stays byte for byte."""
+    raw: bytes = scope.get("query_string", b"")
     if not raw:
         return scope
-    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
-    kept = [(k, v) for k, v in pairs if v != ""]
-    if len(kept) == len(pairs):
+    parts = raw.split(b"&")
+    kept = [p for p in parts if p.partition(b"=")[2]]
+    if len(kept) == len(parts):
         return scope
-    return {**scope, "query_string": urlencode(kept).encode("latin-1")}
+    return {**scope, "query_string": b"&".join(kept)}
 
 
 _MESSAGES = {
@@ -136,7 +137,7 @@ class InputGuard:
             code,
             "Unprocessable content",
             detail,
-            errors=[{"path": where or "/", "code": code, "message": detail}],
+            errors=[{"path": where, "code": code, "message": detail}],
             hint="see the limits in the API documentation",
         )
 
