@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +33,20 @@ CHECKS = ",".join(
     ]
 )
 ST = Path(sys.executable).with_name("st")
+
+
+def _assert_clean(returncode: int, text: str) -> None:
+    """No check failed. Errors are tolerated only when they are the generator's own
+    ("Runtime Error", e.g. Hypothesis failing to draw from a pattern); network errors
+    (the server refusing or dropping connections) fail the test."""
+    if returncode == 0:
+        return
+    summary = [line for line in text.splitlines() if line.startswith("=") and " in " in line]
+    assert summary, text[-20000:]
+    assert not re.search(r"\d+ failures?\b", summary[-1]), text[-20000:]
+    assert "\nFailures:" not in text, text[-20000:]
+    kinds = set(re.findall(r"🚫 ([A-Za-z ]+?): \d+", text.split("Errors:")[-1]))
+    assert kinds <= {"Runtime Error"}, text[-20000:]
 
 
 @pytest.mark.timeout(BUDGET + 120)
@@ -67,6 +82,8 @@ async def test_fuzzing_finds_no_server_error(stack: Stack, tmp_path: Path) -> No
             "--request-timeout",
             "30",
             "--no-color",
+            "--exclude-path",
+            "/readyz",  # its 503 (a dependency slow or down) is what it is for
             "--suppress-health-check",
             "all",
             stdout=asyncio.subprocess.PIPE,
@@ -76,7 +93,7 @@ async def test_fuzzing_finds_no_server_error(stack: Stack, tmp_path: Path) -> No
         )
         output, _ = await fuzz.communicate()
         text = output.decode(errors="replace")
-        assert fuzz.returncode == 0, text[-20000:]
+        _assert_clean(fuzz.returncode, text)
     finally:
         server.should_exit = True
         await serving
