@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from referencing.exceptions import Unresolvable
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
@@ -199,6 +200,18 @@ async def _temporal_down(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unresolvable(request: Request, exc: Exception) -> JSONResponse:
+    """A user-written JSON Schema whose `$ref` cannot be resolved is the request's fault."""
+    return problem(
+        request,
+        422,
+        "schema_unresolvable",
+        "Unprocessable content",
+        f"a JSON Schema has a $ref that cannot be resolved: {exc}",
+        hint="$refs may only point inside the schema, e.g. #/$defs/item",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error once; a dependency that is down is a 503, never a 500."""
     app.add_exception_handler(TempoflowError, _domain)
@@ -207,3 +220,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RPCError, _temporal_down)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Unresolvable, _unresolvable)

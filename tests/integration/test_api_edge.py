@@ -387,3 +387,13 @@ async def test_run_input_schemas_do_no_io_and_no_backtracking(stack: Stack) -> N
     assert {e["code"] for e in errors} == {"input.pattern", "input.additionalProperties"}
     ok = {"definition": "redos", "input": {"s": "aaa", "bb": 2}}
     assert (await stack.http.post("/v1/runs", headers=h, json=ok)).status_code == 201
+
+
+async def test_unresolvable_schema_refs_are_4xx(stack: Stack) -> None:
+    """An event type's schema whose $ref points outside it makes events 422, not 500."""
+    h = stack.auth()
+    schema = {"$ref": "http://127.0.0.1:9/payload.json"}
+    r = await stack.http.put("/v1/event-types/order.ref", headers=h, json={"schema": schema})
+    assert r.status_code == 201, r.text
+    r = await stack.http.post("/v1/events", headers=h, json={"name": "order.ref", "payload": {}})
+    assert_problem(r, 422, "schema_unresolvable")
