@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from referencing.exceptions import Unresolvable
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from temporalio.service import RPCError
+from starlette.routing import BaseRoute, Match
+from temporalio.service import RPCError, RPCStatusCode
 
 from tempoflow.errors import ServiceUnavailable, TempoflowError
 
@@ -27,6 +30,9 @@ _HTTP_CODES = {
     422: ("validation_failed", "Unprocessable content"),
     503: ("unavailable", "Service unavailable"),
 }
+
+
+_RESERVED = frozenset({"type", "title", "status", "detail", "code", "instance"})
 
 
 def problem(
@@ -54,8 +60,8 @@ def problem(
         body["hint"] = hint
     if errors:
         body["errors"] = errors
-    if extra:
-        body.update(extra)
+    if extra:  # never over the standard members: `status` is always the HTTP status
+        body.update({k: v for k, v in extra.items() if k not in _RESERVED})
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -100,10 +106,29 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _leaf_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # FastAPI's included routers
+        yield from _leaf_routes(inner.routes) if inner is not None else (route,)
+
+
+def _allowed_methods(request: Request, fallback: str) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods = {m.strip() for m in fallback.split(",") if m.strip()}
+    probe = {**request.scope, "method": "\x00"}
+    for route in _leaf_routes(request.app.router.routes):
+        if route.matches(probe)[0] != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
-    return problem(request, exc.status_code, code, title, str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request, headers.get("Allow", ""))
+    return problem(request, exc.status_code, code, title, str(exc.detail), headers=headers)
 
 
 async def _integrity(request: Request, exc: Exception) -> JSONResponse:
@@ -117,6 +142,32 @@ async def _integrity(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _sqlstate(exc: DBAPIError) -> str:
+    return str(getattr(exc.orig, "sqlstate", None) or "")
+
+
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    """Classify a database error by SQLSTATE class: what the request sent is a 4xx."""
+    assert isinstance(exc, DBAPIError)
+    state = _sqlstate(exc)
+    # 22 data exception (value out of range, bad encoding, …); 54 program limit exceeded
+    # (e.g. a value too large for an index): both are what the request sent.
+    if state[:2] in {"22", "54"}:
+        return problem(
+            request,
+            422,
+            "data_invalid",
+            "Unprocessable content",
+            "the database cannot store a value of the request",
+            hint="check string contents and number ranges against the API documentation",
+        )
+    if state.startswith("23") or isinstance(exc, IntegrityError):
+        return await _integrity(request, exc)
+    if state[:2] in {"08", "53", "57"} or isinstance(exc, OperationalError | InterfaceError):
+        return await _database_down(request, exc)
+    raise exc  # a programming error: let it be a 500 and be seen
+
+
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     return await _domain(
         request,
@@ -126,8 +177,21 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# Temporal refusing what the request asked for (not being down).
+_REFUSALS = {RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION}
+
+
 async def _temporal_down(request: Request, exc: Exception) -> JSONResponse:
     message = exc.message if isinstance(exc, RPCError) else str(exc)
+    if isinstance(exc, RPCError) and exc.status in _REFUSALS:
+        return problem(
+            request,
+            422,
+            "temporal_refused",
+            "Unprocessable content",
+            f"Temporal refused the request: {message}",
+            hint="the request exceeds what Temporal accepts (sizes, identifiers)",
+        )
     return await _domain(
         request,
         ServiceUnavailable(
@@ -136,12 +200,24 @@ async def _temporal_down(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unresolvable(request: Request, exc: Exception) -> JSONResponse:
+    """A user-written JSON Schema whose `$ref` cannot be resolved is the request's fault."""
+    return problem(
+        request,
+        422,
+        "schema_unresolvable",
+        "Unprocessable content",
+        f"a JSON Schema has a $ref that cannot be resolved: {exc}",
+        hint="$refs may only point inside the schema, e.g. #/$defs/item",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error once; a dependency that is down is a 503, never a 500."""
     app.add_exception_handler(TempoflowError, _domain)
-    for exc in (OperationalError, InterfaceError, OSError):
-        app.add_exception_handler(exc, _database_down)
+    app.add_exception_handler(OSError, _database_down)
+    app.add_exception_handler(DBAPIError, _database)
     app.add_exception_handler(RPCError, _temporal_down)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(IntegrityError, _integrity)
+    app.add_exception_handler(Unresolvable, _unresolvable)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,9 @@ from activities.builtin import default_registry
 from activities.registry import ActionRegistry
 from app.dispatcher import Dispatcher
 from app.errors import install_error_handlers
+from app.guard import InputGuard
 from app.limits import BodySizeLimit
+from app.openapi import build_openapi
 from app.routers import ROUTERS
 from projections.db import create_engine, session_factory
 from tempoflow.settings import Settings
@@ -62,7 +65,9 @@ def create_app(
     )
     app.state.registry = registry or default_registry()
     install_error_handlers(app)
+    app.openapi = functools.partial(build_openapi, app)  # type: ignore[method-assign]
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(InputGuard, max_depth=settings.max_json_depth)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)  # outermost
     return app

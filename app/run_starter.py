@@ -120,8 +120,8 @@ async def describe_run(client: Client, tenant: str, run_id: str) -> dict[str, An
     try:
         desc = await client.get_workflow_handle(wid).describe()
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return None
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            return None  # no such run (or an id Temporal cannot hold: none such either)
         raise
     attrs = desc.typed_search_attributes
     return {

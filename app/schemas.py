@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from tempoflow.definition import Issue
 
 DEFINITION_KEY = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+INT32_MAX = 2**31 - 1
+"""Largest value of an INTEGER column (version numbers)."""
+
+
+def _duration_only(value: Any) -> Any:
+    """A duration is an ISO 8601 string: refuse booleans and bare numbers."""
+    if isinstance(value, str | dt.timedelta):
+        return value
+    raise ValueError("an ISO 8601 duration string is required, e.g. PT1H")
+
+
+Duration = Annotated[dt.timedelta, BeforeValidator(_duration_only)]
+
+
+def _timestamp_only(value: Any) -> Any:
+    """A timestamp is an RFC 3339 string: refuse booleans and bare numbers."""
+    if isinstance(value, str | dt.datetime):
+        return value
+    raise ValueError("an RFC 3339 date-time string is required, e.g. 2026-01-31T12:00:00Z")
+
+
+Timestamp = Annotated[dt.datetime, BeforeValidator(_timestamp_only)]
 
 
 class _Public(BaseModel):
@@ -83,7 +105,7 @@ class PublishedVersion(VersionPublic):
 
 class RunCreate(_Write):
     definition: str = Field(pattern=DEFINITION_KEY)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=INT32_MAX, strict=True)
     input: Any = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
@@ -144,8 +166,8 @@ class ExpressionEvaluate(_Write):
     envelope: dict[str, Any] = Field(
         default_factory=dict, description="payload, vars, meta (as a run would see them)"
     )
-    now: dt.datetime | None = Field(default=None, description="clock for $now() (default: now)")
-    seed: int = Field(default=0, description="seed for $random(), $uuid(), $shuffle()")
+    now: Timestamp | None = Field(default=None, description="clock for $now() (default: now)")
+    seed: int = Field(default=0, strict=True, description="seed for $random(), $uuid(), $shuffle()")
 
 
 class ExpressionResult(_Public):
@@ -196,7 +218,7 @@ class EventTypeWrite(_Write):
     description: str | None = Field(default=None, max_length=2000)
     payload_schema: dict[str, Any] | None = Field(default=None, alias="schema")
     correlation: Correlation | None = None
-    buffer_ttl: dt.timedelta | None = Field(
+    buffer_ttl: Duration | None = Field(
         default=None, description="ISO 8601 duration, at most P7D (default PT1H)"
     )
 
@@ -222,7 +244,7 @@ class EventCreate(_Write):
     id: str | None = Field(default=None, min_length=1, max_length=200)
     payload: Any = None
     correlation_key: str | int | float | None = None
-    occurred_at: datetime | None = None
+    occurred_at: Timestamp | None = None
 
 
 class EventBatchCreate(_Write):

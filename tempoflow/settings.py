@@ -48,6 +48,9 @@ class Settings(BaseSettings):
 
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     """Largest accepted request body (413 above it)."""
+    max_json_depth: int = Field(default=64, ge=8, le=200)
+    """Deepest nesting of objects and arrays in a request body (422 beyond it); well below
+    the ~255 levels pydantic and Temporal's data converter can serialize."""
     max_definition_bytes: int = Field(default=262_144, ge=1024)
     """Largest definition body (JSON-encoded); bounded by Temporal's 2 MB payload limit."""
     max_run_input_bytes: int = Field(default=262_144, ge=1024)

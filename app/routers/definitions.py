@@ -13,6 +13,7 @@ from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep
 from app.pagination import decode_cursor, encode_cursor
 from app.schemas import (
     DEFINITION_KEY,
+    INT32_MAX,
     DefinitionDraft,
     DefinitionPublic,
     DefinitionsPublic,
@@ -105,7 +106,7 @@ async def read_definitions(
     cursor: str | None = None,
 ) -> DefinitionsPublic:
     size = min(limit or settings.default_page_size, settings.max_page_size)
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, (str,))
     rows = await data.list_definitions(
         session, principal.tenant, limit=size + 1, after=after[0] if after else None
     )
@@ -178,7 +179,10 @@ async def read_versions(
 
 @router.get("/{key}/versions/{version}", response_model=VersionPublic)
 async def read_version(
-    key: KeyPath, version: Annotated[int, Path(ge=1)], principal: Reader, session: SessionDep
+    key: KeyPath,
+    version: Annotated[int, Path(ge=1, le=INT32_MAX)],
+    principal: Reader,
+    session: SessionDep,
 ) -> VersionPublic:
     row = await data.get_version(session, principal.tenant, key, version)
     if row is None:

@@ -139,7 +139,7 @@ async def list_events(
 ) -> EventsPublic:
     """Newest first; ``status=UNCORRELATED`` lists events without a correlation key."""
     size = min(limit or settings.default_page_size, settings.max_page_size)
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, (int,))
     rows = await data.list_events(
         session,
         principal.tenant,

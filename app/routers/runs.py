@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import jsonschema
 from fastapi import APIRouter, Path, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 
 from app.data.definitions import get_definition, get_version
 from app.deps import Operator, SessionDep, SettingsDep, TemporalClientDep
@@ -31,6 +32,7 @@ from projections.models import RunRow
 from projections.records import RunStatus
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import NotFound, Unprocessable
+from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
 from tempoflow.settings import Settings
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -75,8 +77,14 @@ def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -
         )
     if schema is None:
         return
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = instance_errors(validator, data, "/input")
+    try:
+        errors = instance_errors(safe_validator(schema), data, "/input")
+    except (Unresolvable, UnusableSchema) as err:
+        raise Unprocessable(
+            f"the definition's inputSchema cannot be used: {err}",
+            code="input_schema_unusable",
+            hint="$refs may only point inside the schema (#/$defs/…); patterns are RE2",
+        ) from None
     if errors:
         raise Unprocessable(
             f"the run input does not match the definition's inputSchema ({len(errors)} error(s))",
@@ -84,6 +92,16 @@ def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -
             errors=errors,
             hint="GET /v1/definitions/{key}/versions/{n} shows the inputSchema",
         )
+
+
+async def _ensure_run(session: AsyncSession, client: Client, tenant: str, run_id: str) -> None:
+    """404 unless the run exists: in the projection, or else in Temporal (the authority),
+    so a run started a moment ago is an empty page, not a 404."""
+    if await queries.get_run(session, tenant, run_id) is not None:
+        return
+    await session.rollback()  # release the connection while Temporal is called
+    if await describe_run(client, tenant, run_id) is None:
+        raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
 
 
 @router.post("", response_model=RunPublic, status_code=201)
@@ -96,16 +114,20 @@ async def create_run(
     response: Response,
 ) -> RunPublic:
     """Start a run of a published version (latest when ``version`` is omitted)."""
-    number = body.version
+    definition = await get_definition(session, principal.tenant, body.definition)
+    if definition is None:
+        raise NotFound(
+            f"definition {body.definition!r} does not exist",
+            code="definition_not_found",
+            hint="PUT /v1/definitions/{key} creates it; then publish it",
+        )
+    number = body.version or definition.latest_version
     if number is None:
-        definition = await get_definition(session, principal.tenant, body.definition)
-        if definition is None or definition.latest_version is None:
-            raise NotFound(
-                f"definition {body.definition!r} has no published version",
-                code="definition_not_published",
-                hint="POST /v1/definitions/{key}/publish first",
-            )
-        number = definition.latest_version
+        raise NotFound(
+            f"definition {body.definition!r} has no published version",
+            code="definition_not_published",
+            hint="POST /v1/definitions/{key}/publish first",
+        )
     version = await get_version(session, principal.tenant, body.definition, number)
     if version is None:
         raise NotFound(
@@ -153,7 +175,7 @@ async def read_runs(
 ) -> RunsPublic:
     """Runs of the caller's tenant, newest first."""
     size = min(limit or settings.default_page_size, settings.max_page_size)
-    before = decode_cursor(cursor, 2)
+    before = decode_cursor(cursor, (datetime, str))
     rows = await queries.list_runs(
         session,
         principal.tenant,
@@ -161,7 +183,7 @@ async def read_runs(
         status=status,
         definition=definition,
         parent=parent,
-        before=(datetime.fromisoformat(before[0]), before[1]) if before else None,
+        before=(before[0], before[1]) if before else None,
     )
     next_cursor = None
     if len(rows) > size:
@@ -195,20 +217,19 @@ async def read_run_steps(
     run_id: RunIdPath, principal: Operator, session: SessionDep, client: TemporalClientDep
 ) -> StepsPublic:
     steps = await queries.list_steps(session, principal.tenant, run_id)
-    if not steps and await queries.get_run(session, principal.tenant, run_id) is None:
-        if await describe_run(client, principal.tenant, run_id) is None:
-            raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
+    if not steps:
+        await _ensure_run(session, client, principal.tenant, run_id)
     return StepsPublic(items=[StepPublic.model_validate(s) for s in steps])
 
 
 @router.get("/{run_id}/invocations", response_model=InvocationsPublic)
 async def read_run_invocations(
-    run_id: RunIdPath, principal: Operator, session: SessionDep
+    run_id: RunIdPath, principal: Operator, session: SessionDep, client: TemporalClientDep
 ) -> InvocationsPublic:
     """The run's action invocations: one per idempotency key, with every attempt."""
     rows = await queries.list_invocations(session, principal.tenant, run_id)
-    if not rows and await queries.get_run(session, principal.tenant, run_id) is None:
-        raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
+    if not rows:
+        await _ensure_run(session, client, principal.tenant, run_id)
     items = []
     for invocation, attempts in rows:
         item = InvocationPublic.model_validate(invocation)
@@ -219,10 +240,10 @@ async def read_run_invocations(
 
 @router.get("/{run_id}/waits", response_model=WaitsPublic)
 async def read_run_waits(
-    run_id: RunIdPath, principal: Operator, session: SessionDep
+    run_id: RunIdPath, principal: Operator, session: SessionDep, client: TemporalClientDep
 ) -> WaitsPublic:
     """The run's event waits: what it waits (or waited) for, and which event it took."""
     rows = await queries.list_waits(session, principal.tenant, run_id)
-    if not rows and await queries.get_run(session, principal.tenant, run_id) is None:
-        raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
+    if not rows:
+        await _ensure_run(session, client, principal.tenant, run_id)
     return WaitsPublic(items=[WaitPublic.model_validate(w) for w in rows])

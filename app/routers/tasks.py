@@ -57,12 +57,11 @@ async def list_tasks(
     ):
         if value is not None:
             stmt = stmt.where(column == value)
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, (datetime, str))
     if after:
-        moment = datetime.fromisoformat(after[0])
         stmt = stmt.where(
             tuple_(HumanTaskRow.created_at, HumanTaskRow.id)
-            < tuple_(literal(moment), literal(after[1]))
+            < tuple_(literal(after[0]), literal(after[1]))
         )
     rows = list(
         (
@@ -92,7 +91,7 @@ def _closed(row: HumanTaskRow, status: str) -> Conflict:
         f"task {row.id!r} is {status.lower().replace('_', ' ')}",
         code="task_not_open",
         hint="only an OPEN task can be completed; GET /v1/tasks/{id} shows who completed it",
-        extra={"status": status},
+        extra={"taskStatus": status},
     )
 
 

@@ -118,7 +118,7 @@ async def test_bad_requests_are_problems(stack: Stack) -> None:
     assert r.status_code == 422
     assert r.json()["errors"][0]["path"] == "/extra"
     r = await stack.http.post("/v1/runs", headers=stack.auth(), json={"definition": "nothing"})
-    assert r.status_code == 404 and r.json()["code"] == "definition_not_published"
+    assert r.status_code == 404 and r.json()["code"] == "definition_not_found"
     r = await stack.http.get("/v1/runs/does-not-exist", headers=stack.auth())
     assert r.status_code == 404 and r.json()["code"] == "run_not_found"
 

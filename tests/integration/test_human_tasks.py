@@ -120,7 +120,7 @@ async def test_task_of_a_cancelled_run_cannot_be_completed(stack: Stack) -> None
         headers=stack.auth("operator"),
         json={"data": {"approved": True}},
     )
-    assert r.status_code == 409 and r.json()["status"] == "CANCELED"
+    assert r.status_code == 409 and r.json()["taskStatus"] == "CANCELED"
 
 
 async def test_tasks_are_isolated_by_tenant(stack: Stack, other_tenant: dict[str, str]) -> None:
