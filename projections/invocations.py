@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections.models import ActionAttempt, ActionInvocation
+from projections.records import InvocationRecord
 
 
 @dataclass(frozen=True)
@@ -126,3 +127,86 @@ async def finish_invocation(
         )
         .values(status=status, output=output, error=error, finished_at=finished_at)
     )
+
+
+def _outcome_upsert() -> Insert:
+    stmt = insert(ActionInvocation)
+    current = ActionInvocation.__table__.c
+    return stmt.on_conflict_do_update(
+        index_elements=[
+            current.tenant,
+            current.action,
+            current.action_version,
+            current.idempotency_key,
+        ],
+        set_={
+            "attempts": func.greatest(current.attempts, stmt.excluded.attempts),
+            "status": stmt.excluded.status,
+            "output": stmt.excluded.output,
+            "error": stmt.excluded.error,
+            "finished_at": stmt.excluded.finished_at,
+        },
+        where=current.status != "SUCCEEDED",  # a recorded success is never overwritten
+    )
+
+
+def _attempt_upsert() -> Insert:
+    stmt = insert(ActionAttempt)
+    return stmt.on_conflict_do_update(
+        index_elements=[
+            ActionAttempt.tenant,
+            ActionAttempt.action,
+            ActionAttempt.action_version,
+            ActionAttempt.idempotency_key,
+            ActionAttempt.run_id,
+            ActionAttempt.attempt,
+        ],
+        set_={
+            "status": stmt.excluded.status,
+            "finished_at": stmt.excluded.finished_at,
+            "error": stmt.excluded.error,
+        },
+    )
+
+
+OUTCOME_UPSERT = _outcome_upsert()
+ATTEMPT_UPSERT = _attempt_upsert()
+
+
+def outcome_rows(
+    records: list[InvocationRecord],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of ``action_invocations`` and ``action_attempts`` for finished attempts."""
+    invocation_rows = [
+        {
+            "tenant": r.tenant,
+            "action": r.action,
+            "action_version": r.action_version,
+            "idempotency_key": r.idempotency_key,
+            "run_id": r.run_id,
+            "step_path": r.step_path,
+            "loop": r.loop,
+            "status": r.invocation_status,
+            "attempts": r.attempt,
+            "output": r.output,
+            "error": r.error,
+            "finished_at": r.finished_at,
+        }
+        for r in records
+    ]
+    attempt_rows = [
+        {
+            "tenant": r.tenant,
+            "action": r.action,
+            "action_version": r.action_version,
+            "idempotency_key": r.idempotency_key,
+            "run_id": r.run_id,
+            "attempt": r.attempt,
+            "status": r.status,
+            "started_at": r.started_at,
+            "finished_at": r.finished_at,
+            "error": r.error,
+        }
+        for r in records
+    ]
+    return invocation_rows, attempt_rows
