@@ -1,8 +1,9 @@
-"""PostgreSQL stops while runs are in flight: every run still succeeds, every side effect
-happens once, no attempt is spent on the outage, and the projections catch up.
+"""Database faults never fail, alter or repeat a run.
 
-Runs its own embedded PostgreSQL (stopped and restarted on the same data directory), not
-the suite's shared one.
+PostgreSQL stops while runs are in flight: every run still succeeds, every side effect
+happens once, no attempt is spent on the outage, and the projections catch up (on its own
+embedded PostgreSQL, stopped and restarted on the same data directory, not the suite's
+shared one). Values PostgreSQL cannot hold are projected degraded, never retried forever.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tempoflow import embedded, migrate
 from tempoflow.settings import Settings, to_asyncpg_url
 from tempoflow.worker import create_worker
 from tests.actions import Effects, build_registry
-from tests.integration.conftest import make_keys, until
+from tests.integration.conftest import Stack, make_keys, until
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,7 @@ class Database:
 
 
 @pytest.fixture
-def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+def outage_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     server = embedded.start_postgres(
         Path(tmp_path_factory.mktemp("outage")) / "data", cleanup_mode="delete"
     )
@@ -72,19 +73,20 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
 
 
 @pytest.fixture
-async def sessions(database: Database) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def outage_sessions(outage_db: Database) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     # As the worker builds it: no pre-ping, so dead pooled connections surface as errors.
-    engine = create_engine(to_asyncpg_url(database.url), pre_ping=False)
+    engine = create_engine(to_asyncpg_url(outage_db.url), pre_ping=False)
     yield session_factory(engine)
     await engine.dispose()
 
 
 @pytest.mark.timeout(120)
 async def test_runs_ride_out_a_database_outage(
-    database: Database,
-    sessions: async_sessionmaker[AsyncSession],
+    outage_db: Database,
+    outage_sessions: async_sessionmaker[AsyncSession],
     temporal_client: Client,
 ) -> None:
+    sessions = outage_sessions
     effects = Effects()
     registry = build_registry(effects)
     release = asyncio.Event()
@@ -100,7 +102,7 @@ async def test_runs_ride_out_a_database_outage(
         return HoldInput(fail_first=data.fail_first, attempt=ctx.attempt)
 
     settings = Settings(
-        environment="test", database_url=database.url, task_queue=f"tq-{uuid.uuid4()}"
+        environment="test", database_url=outage_db.url, task_queue=f"tq-{uuid.uuid4()}"
     )
     tenant = f"t{uuid.uuid4().hex[:10]}"
     keys = await make_keys(sessions, tenant, settings.api_key_pepper)
@@ -160,14 +162,14 @@ async def test_runs_ride_out_a_database_outage(
         for _, _, run in runs:
             await asyncio.wait_for(effects.reached[run["id"]].wait(), 20)
 
-        await asyncio.to_thread(database.stop)
+        await asyncio.to_thread(outage_db.stop)
         release.set()  # handlers finish (or fail) while the database is down
         await asyncio.sleep(OUTAGE_SECONDS)
         for _, _, run in runs:
             # Nothing ended while the database was down: no failure surfaced.
             desc = await temporal_client.get_workflow_handle(run["workflowId"]).describe()
             assert desc.status is not None and desc.status.name == "RUNNING"
-        await asyncio.to_thread(database.start)
+        await asyncio.to_thread(outage_db.start)
 
         results = await asyncio.wait_for(
             asyncio.gather(
@@ -235,3 +237,52 @@ async def test_runs_ride_out_a_database_outage(
             ("hold", "SUCCEEDED", 2 if fail else 1),
             *([("after", "SUCCEEDED", 1)] if key != "one" else []),
         ]
+
+
+async def test_values_postgresql_cannot_hold_are_projected_degraded(stack: Stack) -> None:
+    """A NUL character made at run time reaches variables, an action's input and output
+    and the run's output: the run completes, its projection says SUCCEEDED with markers
+    where the values were, and the recorded output is returned whole to a later run."""
+    await stack.publish(
+        "nul",
+        {
+            "steps": [
+                {
+                    "id": "make",
+                    "type": "transform.assign",
+                    "assign": {"text": '"a" & $decodeUrlComponent("%00")'},
+                },
+                {
+                    "id": "send",
+                    "type": "action.call",
+                    "action": "test.count",
+                    "input": {"text": {"$expr": "vars.text"}},
+                    "output": "sent",
+                    "idempotencyKey": "'nul-' & payload.order",
+                },
+            ]
+        },
+    )
+    order = uuid.uuid4().hex
+    first = await stack.start("nul", {"order": order})
+    out = (await asyncio.wait_for(stack.result(first), 30))["output"]
+    assert out == {"text": "a\x00", "sent": {"text": "a\x00", "calls": 1}}
+
+    async def projected() -> dict[str, Any] | None:
+        view = await stack.run_view(first["id"])
+        return view if view["status"] == "SUCCEEDED" and view.get("source") != "temporal" else None
+
+    view = await until(projected)
+    unstorable = {"$unstorable": "NUL character"}
+    assert view["output"] == {"text": unstorable, "sent": {"text": unstorable, "calls": 1}}
+    steps = await stack.steps(first["id"])
+    assert [(s["stepId"], s["status"]) for s in steps] == [
+        ("make", "SUCCEEDED"),
+        ("send", "SUCCEEDED"),
+    ]
+    assert steps[1]["input"] == {"text": unstorable}
+    # The recorded output is kept whole: a second run with the key gets it unchanged.
+    second = await stack.start("nul", {"order": order})
+    again = (await asyncio.wait_for(stack.result(second), 30))["output"]
+    assert again["sent"] == {"text": "a\x00", "calls": 1}
+    assert stack.effects.calls[(second["id"], "send")] == 0
