@@ -286,3 +286,38 @@ async def test_values_postgresql_cannot_hold_are_projected_degraded(stack: Stack
     again = (await asyncio.wait_for(stack.result(second), 30))["output"]
     assert again["sent"] == {"text": "a\x00", "calls": 1}
     assert stack.effects.calls[(second["id"], "send")] == 0
+
+
+async def test_wait_on_an_unstorable_key_registers_degraded(stack: Stack) -> None:
+    """A correlation key holding a NUL cannot be indexed as it is: the wait is registered
+    with a cleaned key (no event can carry that key), times out and the run goes on."""
+    r = await stack.http.put(
+        "/v1/event-types/nul.evt",
+        headers=stack.auth(),
+        json={"correlation": {"paths": ["/payload/key"]}},
+    )
+    assert r.status_code in (200, 201), r.text
+    await stack.publish(
+        "nulwait",
+        {
+            "steps": [
+                {
+                    "id": "wait",
+                    "type": "event.wait",
+                    "event": "nul.evt",
+                    "correlationKey": '"k" & $decodeUrlComponent("%00")',
+                    "timeout": "PT1S",
+                    "onTimeout": "continue",
+                    "output": "got",
+                },
+            ]
+        },
+    )
+    run = await stack.start("nulwait")
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"] == {"got": None}
+
+    async def projected() -> bool:
+        return (await stack.run_view(run["id"]))["status"] == "SUCCEEDED"
+
+    await until(projected)
