@@ -158,13 +158,13 @@ class TempoflowActivities:
         async def work(session: AsyncSession, degraded: bool) -> list[Event]:
             wait, pending = request.wait, request.pending
             if degraded:
-                # Lock first (as routing does), write the batch degraded, then register
-                # a storable wait (a key no event can match stays unmatched).
-                names = wait.event_names
-                await routing.lock(session, ((wait.tenant, n, wait.correlation_key) for n in names))
+                # A storable wait (a key no event can carry stays unmatched); its locks
+                # first (as routing takes them), then the batch, degraded.
+                wait = WaitRecord.model_validate(storable_row(WaitRow.__table__, wait.model_dump()))
+                keys = ((wait.tenant, name, wait.correlation_key) for name in wait.event_names)
+                await routing.lock(session, keys)
                 await write_batch(session, pending, degraded=True)
-                row = storable_row(WaitRow.__table__, wait.model_dump())
-                wait, pending = WaitRecord.model_validate(row), ProjectionBatch()
+                pending = ProjectionBatch()
             return await routing.register_wait(session, wait, request.buffered_limit, pending)
 
         events = await self._transact(work)

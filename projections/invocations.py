@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, update
+from sqlalchemy import case, func
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,29 +104,6 @@ async def record_attempt(
         },
     )
     await session.execute(stmt)
-
-
-async def finish_invocation(
-    session: AsyncSession,
-    ref: InvocationRef,
-    *,
-    status: str,
-    output: Any = None,
-    error: dict[str, Any] | None = None,
-    finished_at: datetime | None = None,
-) -> None:
-    # One statement, and a recorded success is never overwritten.
-    await session.execute(
-        update(ActionInvocation)
-        .where(
-            ActionInvocation.tenant == ref.tenant,
-            ActionInvocation.action == ref.action,
-            ActionInvocation.action_version == ref.version,
-            ActionInvocation.idempotency_key == ref.key,
-            ActionInvocation.status != "SUCCEEDED",
-        )
-        .values(status=status, output=output, error=error, finished_at=finished_at)
-    )
 
 
 def _outcome_upsert() -> Insert:

@@ -47,11 +47,15 @@ def storable_json(value: Any, depth: int = 0) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return marker("non-finite number")
     if isinstance(value, dict):
-        for key in value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
             problem = _text_problem(str(key))
             if problem:
-                return marker(f"{problem} in a key")
-        return {k: storable_json(v, depth + 1) for k, v in value.items()}
+                # The entry stays, under a cleaned key, its value replaced.
+                out[_storable_text(str(key), None)] = marker(f"{problem} in the key")
+            else:
+                out[key] = storable_json(item, depth + 1)
+        return out
     if isinstance(value, list | tuple):
         return [storable_json(v, depth + 1) for v in value]
     return value
