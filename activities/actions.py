@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
 from projections import invocations, routing
-from projections.db import is_permanent
+from projections.db import is_permanent, is_transient
 from projections.models import ActionInvocation as ActionInvocationRow
 from projections.models import DefinitionRow, DefinitionVersionRow, Event, WaitRow
 from projections.records import (
@@ -359,7 +359,9 @@ class TempoflowActivities:
                 left = budget - (time.monotonic() - waited)
                 if left <= 0:
                     raise BookkeepingUnavailableError() from err
-                log.warning("claiming invocation %s: %r (retrying)", inv.idempotency_key, err)
+                # Unexpected errors (e.g. a migration not applied) retry too, louder.
+                level = logging.WARNING if is_transient(err) else logging.ERROR
+                log.log(level, "claiming invocation %s: %r (retrying)", inv.idempotency_key, err)
             activity.heartbeat()
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 1.0)
