@@ -4,13 +4,14 @@ record the invocation and its attempts, project the step."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -29,7 +30,7 @@ from projections.records import (
     StepStatus,
     WaitRecord,
 )
-from projections.storable import restore_json, storable_row
+from projections.storable import restore_json, storable_json, storable_row
 from projections.writer import write_batch
 from temporal_workflows.models import (
     BOOKKEEPING_UNAVAILABLE,
@@ -46,6 +47,7 @@ from temporal_workflows.models import (
 
 log = logging.getLogger("tempoflow.activities")
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 BOOKKEEPING_WAIT = 5.0
 """Seconds an action attempt waits at most for an unreachable database before it gives
@@ -70,6 +72,20 @@ def _error_dict(err: BaseException) -> dict[str, Any]:
             "details": list(err.details) or None,
         }
     return {"type": type(err).__name__, "message": str(err), "retryable": True}
+
+
+def _decode(raw: RawValue, model: type[M]) -> M:
+    """A projection payload. JSON nested deeper than the data converter reads (about 200
+    levels) is cut, with markers, rather than failing every retry."""
+    try:
+        return activity.payload_converter().from_payload(raw.payload, model)
+    except Exception as err:
+        try:
+            data = json.loads(raw.payload.data)
+        except (ValueError, RecursionError):
+            raise err from None
+        log.warning("projection payload degraded: %s", err)
+        return model.model_validate(storable_json(data))
 
 
 class BookkeepingUnavailableError(Exception):
@@ -145,15 +161,16 @@ class TempoflowActivities:
             raise
 
     @activity.defn(name=PROJECT_ACTIVITY)
-    async def project(self, batch: ProjectionBatch) -> None:
+    async def project(self, raw: RawValue) -> None:
         """Write a batch of projection records (idempotent). Transient database errors
         raise (the workflow's local activity retries without limit); data PostgreSQL
         cannot hold is written degraded, never retried."""
-        await self._write(batch)
+        await self._write(_decode(raw, ProjectionBatch))
 
     @activity.defn(name=REGISTER_WAIT_ACTIVITY)
-    async def register_wait(self, request: RegisterWait) -> list[EventDelivery]:
+    async def register_wait(self, raw: RawValue) -> list[EventDelivery]:
         """Index a wait under the routing lock; the buffered events it may take."""
+        request = _decode(raw, RegisterWait)
 
         async def work(session: AsyncSession, degraded: bool) -> list[Event]:
             wait, pending = request.wait, request.pending

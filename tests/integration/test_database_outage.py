@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,18 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import workflow
 from temporalio.client import Client
 
 from activities.registry import ActionContext, ActionError
 from app.main import create_app
 from projections.db import create_engine, session_factory
 from projections.models import ActionAttempt, ActionInvocation, RunRow, StepRow
+from projections.records import ProjectionBatch, RunRecord, RunStatus
 from tempoflow import embedded, migrate
 from tempoflow.settings import Settings, to_asyncpg_url
 from tempoflow.worker import create_worker
+from temporal_workflows.models import PROJECT_ACTIVITY
 from tests.actions import Effects, build_registry
 from tests.integration.conftest import Stack, make_keys, until
 
@@ -330,3 +334,58 @@ async def test_wait_on_an_unstorable_key_registers_degraded(stack: Stack) -> Non
         return (await stack.run_view(run["id"]))["status"] == "SUCCEEDED"
 
     await until(projected)
+
+
+@workflow.defn(name="test.deep_projection", sandboxed=False)
+class DeepProjection:
+    """Projects a run record whose output is nested deeper than the data converter reads
+    back (it writes up to 255 levels, reads about 200)."""
+
+    @workflow.run
+    async def run(self, run_id: str) -> None:
+        deep: Any = 1
+        for _ in range(220):
+            deep = [deep]
+        now = workflow.now()
+        record = RunRecord(
+            run_id=run_id,
+            tenant="t-deep",
+            workflow_id=workflow.info().workflow_id,
+            definition_key="deep",
+            definition_version=1,
+            status=RunStatus.SUCCEEDED,
+            seq=1,
+            output=deep,
+            started_at=now,
+            closed_at=now,
+        )
+        await workflow.execute_local_activity(
+            PROJECT_ACTIVITY,
+            ProjectionBatch(run=record),
+            start_to_close_timeout=timedelta(seconds=10),
+        )
+
+
+async def test_projection_nested_too_deeply_is_cut_not_retried(stack: Stack) -> None:
+    queue = f"tq-{uuid.uuid4()}"
+    run_id = str(uuid.uuid4())
+    async with create_worker(
+        stack.client,
+        task_queue=queue,
+        registry=stack.worker_registry,
+        sessions=stack.sessions,
+        workflows=[DeepProjection],
+    ):
+        await asyncio.wait_for(
+            stack.client.execute_workflow(
+                DeepProjection.run, run_id, id=f"deep-{run_id}", task_queue=queue
+            ),
+            30,
+        )
+    async with stack.sessions() as session:
+        row = await session.get(RunRow, run_id)
+    assert row is not None and row.status == "SUCCEEDED"
+    depth, value = 0, row.output
+    while isinstance(value, list):
+        depth, value = depth + 1, value[0]
+    assert value == {"$unstorable": "nested too deeply"} and 90 < depth < 110
