@@ -361,6 +361,10 @@ class TempoflowActivities:
                 status="DEDUPLICATED" if status == "SUCCEEDED" else "RUNNING",
                 finished_at=outcome.started_at if status == "SUCCEEDED" else None,
             )
+            if outcome.attempt > 1:
+                await invocations.abandon_earlier_attempts(
+                    session, ref, run_id=inv.run_id, attempt=outcome.attempt
+                )
             return status, recorded
 
         budget = _wait_budget(info, clock)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func
+from sqlalchemy import case, func, update
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,6 +104,27 @@ async def record_attempt(
         },
     )
     await session.execute(stmt)
+
+
+async def abandon_earlier_attempts(
+    session: AsyncSession, ref: InvocationRef, *, run_id: str, attempt: int
+) -> None:
+    """Close this run's attempts below ``attempt`` still RUNNING: they never reported
+    (their worker died, or they outlived their timeout and Temporal moved on). One that
+    reports later still records its real outcome."""
+    await session.execute(
+        update(ActionAttempt)
+        .where(
+            ActionAttempt.tenant == ref.tenant,
+            ActionAttempt.action == ref.action,
+            ActionAttempt.action_version == ref.version,
+            ActionAttempt.idempotency_key == ref.key,
+            ActionAttempt.run_id == run_id,
+            ActionAttempt.attempt < attempt,
+            ActionAttempt.status == "RUNNING",
+        )
+        .values(status="ABANDONED", finished_at=func.now())
+    )
 
 
 def _outcome_upsert() -> Insert:
