@@ -4,11 +4,14 @@ record the invocation and its attempts, project the step."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -17,10 +20,20 @@ from temporalio.exceptions import ApplicationError
 
 from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
 from projections import invocations, routing
-from projections.models import DefinitionRow, DefinitionVersionRow
-from projections.records import ProjectionBatch, StepRecord, StepStatus
+from projections.db import is_permanent, is_transient
+from projections.models import ActionInvocation as ActionInvocationRow
+from projections.models import DefinitionRow, DefinitionVersionRow, Event, WaitRow
+from projections.records import (
+    InvocationRecord,
+    ProjectionBatch,
+    StepRecord,
+    StepStatus,
+    WaitRecord,
+)
+from projections.storable import restore_json, storable_json, storable_row
 from projections.writer import write_batch
 from temporal_workflows.models import (
+    BOOKKEEPING_UNAVAILABLE,
     PROJECT_ACTIVITY,
     REGISTER_WAIT_ACTIVITY,
     RESOLVE_DEFINITION_ACTIVITY,
@@ -31,6 +44,19 @@ from temporal_workflows.models import (
     EventDelivery,
     RegisterWait,
 )
+
+log = logging.getLogger("tempoflow.activities")
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+BOOKKEEPING_WAIT = 5.0
+"""Seconds an action attempt waits at most for an unreachable database before it gives
+the attempt back to the workflow (which waits on a timer and schedules it again)."""
+CLAIM_MIN_TIMEOUT = 1.0
+RECORD_TIMEOUT = 5.0
+"""Seconds an attempt spends at most recording its outcome."""
+BACKLOG_LIMIT = 10_000
+"""Unwritten attempt outcomes a worker keeps (oldest dropped first, logged)."""
 
 
 def _now() -> datetime:
@@ -48,6 +74,43 @@ def _error_dict(err: BaseException) -> dict[str, Any]:
     return {"type": type(err).__name__, "message": str(err), "retryable": True}
 
 
+def _decode(raw: RawValue, model: type[M]) -> M:
+    """A projection payload. JSON nested deeper than the data converter reads (about 200
+    levels) is cut, with markers, rather than failing every retry."""
+    try:
+        return activity.payload_converter().from_payload(raw.payload, model)
+    except Exception as err:
+        try:
+            data = json.loads(raw.payload.data)
+        except (ValueError, RecursionError):
+            raise err from None
+        log.warning("projection payload degraded: %s", err)
+        return model.model_validate(storable_json(data))
+
+
+class BookkeepingUnavailableError(Exception):
+    """The invocation could not be claimed within the attempt's waiting budget."""
+
+
+def _wait_budget(info: activity.Info, started: float) -> float:
+    """Seconds an attempt may wait for the database before giving the attempt back: a
+    tenth of its time left (at most ``BOOKKEEPING_WAIT``), so the handler keeps at least
+    nine tenths of its ``startToClose``."""
+    left = _time_left(info, started)
+    return min(BOOKKEEPING_WAIT, 0.1 * left) if left is not None else BOOKKEEPING_WAIT
+
+
+def _time_left(info: activity.Info, started: float) -> float | None:
+    """Seconds until the attempt's start-to-close or schedule-to-close deadline."""
+    lefts = []
+    if info.start_to_close_timeout is not None:
+        lefts.append(info.start_to_close_timeout.total_seconds() - (time.monotonic() - started))
+    if info.schedule_to_close_timeout is not None:
+        end = info.scheduled_time + info.schedule_to_close_timeout
+        lefts.append((end - _now()).total_seconds())
+    return min(lefts) if lefts else None
+
+
 class TempoflowActivities:
     """Activities bound to the worker's dependencies (registry, database)."""
 
@@ -56,26 +119,73 @@ class TempoflowActivities:
     ) -> None:
         self.registry = registry
         self.sessions = sessions
+        # Attempt outcomes an attempt could not write (database unreachable): the next
+        # write of this worker carries them.
+        self._backlog: list[InvocationRecord] = []
+
+    async def _transact(
+        self,
+        work: Callable[[AsyncSession, bool], Awaitable[T]],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (per transaction)
+    ) -> T:
+        """``work(session, degraded)`` in one transaction; after a permanent data error
+        once more, degraded (unstorable values replaced by markers)."""
+        try:
+            async with asyncio.timeout(timeout), self.sessions.begin() as session:
+                return await work(session, False)
+        except Exception as err:
+            if not is_permanent(err):
+                raise
+            log.warning("projection write degraded after a data error: %s", err)
+        async with asyncio.timeout(timeout), self.sessions.begin() as session:
+            return await work(session, True)
+
+    def _take_backlog(self, batch: ProjectionBatch) -> tuple[ProjectionBatch, int]:
+        taken, self._backlog = self._backlog, []
+        if not taken:
+            return batch, 0
+        return batch.model_copy(update={"invocations": [*taken, *batch.invocations]}), len(taken)
+
+    def _restore_backlog(self, batch: ProjectionBatch, taken: int) -> None:
+        self._backlog = [*batch.invocations[:taken], *self._backlog][-BACKLOG_LIMIT:]
 
     async def _write(self, batch: ProjectionBatch) -> None:
+        batch, taken = self._take_backlog(batch)
         if batch.is_empty():
             return
-        async with self.sessions.begin() as session:
-            await write_batch(session, batch)
+        try:
+            await self._transact(lambda s, degraded: write_batch(s, batch, degraded=degraded))
+        except BaseException:
+            self._restore_backlog(batch, taken)
+            raise
 
     @activity.defn(name=PROJECT_ACTIVITY)
-    async def project(self, batch: ProjectionBatch) -> None:
-        """Write a batch of projection records (idempotent)."""
-        await self._write(batch)
+    async def project(self, raw: RawValue) -> None:
+        """Write a batch of projection records (idempotent). Transient database errors
+        raise (the workflow's local activity retries without limit); data PostgreSQL
+        cannot hold is written degraded, never retried."""
+        await self._write(_decode(raw, ProjectionBatch))
 
     @activity.defn(name=REGISTER_WAIT_ACTIVITY)
-    async def register_wait(self, request: RegisterWait) -> list[EventDelivery]:
+    async def register_wait(self, raw: RawValue) -> list[EventDelivery]:
         """Index a wait under the routing lock; the buffered events it may take."""
-        async with self.sessions.begin() as session:
-            events = await routing.register_wait(
-                session, request.wait, request.buffered_limit, request.pending
-            )
-            return [EventDelivery.model_validate(routing.delivery(e)) for e in events]
+        request = _decode(raw, RegisterWait)
+
+        async def work(session: AsyncSession, degraded: bool) -> list[Event]:
+            wait, pending = request.wait, request.pending
+            if degraded:
+                # A storable wait (a key no event can carry stays unmatched); its locks
+                # first (as routing takes them), then the batch, degraded.
+                wait = WaitRecord.model_validate(storable_row(WaitRow.__table__, wait.model_dump()))
+                keys = ((wait.tenant, name, wait.correlation_key) for name in wait.event_names)
+                await routing.lock(session, keys)
+                await write_batch(session, pending, degraded=True)
+                pending = ProjectionBatch()
+            return await routing.register_wait(session, wait, request.buffered_limit, pending)
+
+        events = await self._transact(work)
+        return [EventDelivery.model_validate(routing.delivery(e)) for e in events]
 
     @activity.defn(name=RESOLVE_DEFINITION_ACTIVITY)
     async def resolve_definition(self, request: DefinitionRequest) -> DefinitionRef:
@@ -106,15 +216,21 @@ class TempoflowActivities:
     async def invoke_action(self, args: Sequence[RawValue]) -> ActionOutcome:
         """Run the action named by the activity type.
 
-        A successful invocation costs two transactions: before the handler (buffered
-        records, the step as RUNNING, the invocation claimed) and after it (the recorded
-        output that a re-execution returns instead of repeating the side effect).
+        Bookkeeping never decides the outcome. Before the handler, the invocation is
+        claimed (with the buffered records and the step as RUNNING); a recorded success
+        is returned instead of repeating the side effect. If the database is unreachable
+        the attempt waits for it briefly, then gives itself back
+        (``BookkeepingUnavailable``) without running the handler: the workflow waits and
+        schedules the action again, and that never counts as an attempt. After the
+        handler, the outcome is recorded; if that fails, a success still returns (the
+        workflow's next projection write records it) and a failure still raises (this
+        worker's next write records it).
         """
+        clock = time.monotonic()
         info = activity.info()
         inv = activity.payload_converter().from_payload(args[0].payload, ActionInvocation)
         spec = self.registry.get(inv.action)
-        version = spec.version if spec else 0
-        ids = invocations.InvocationRef(inv.tenant, inv.action, version, inv.idempotency_key)
+        attempt = inv.attempt_base + info.attempt
         started = _now()
         step = StepRecord(
             run_id=inv.run_id,
@@ -125,113 +241,180 @@ class TempoflowActivities:
             step_id=inv.step_id,
             type="action.call",
             status=StepStatus.RUNNING,
-            attempt=info.attempt,
+            attempt=attempt,
             started_at=started,
             input=inv.input,
         )
-        async with self.sessions.begin() as session:
-            await write_batch(
-                session, inv.pending.model_copy(update={"steps": [*inv.pending.steps, step]})
-            )
-            status, recorded = await invocations.start_invocation(
-                session,
-                ids,
-                run_id=inv.run_id,
-                step_path=inv.step_path,
-                loop=inv.loop,
-                attempt=info.attempt,
-            )
-            await invocations.record_attempt(
-                session,
-                ids,
-                run_id=inv.run_id,
-                attempt=info.attempt,
-                started_at=started,
-                status="DEDUPLICATED" if status == "SUCCEEDED" else "RUNNING",
-                finished_at=started if status == "SUCCEEDED" else None,
-            )
-        if status == "SUCCEEDED":
-            return ActionOutcome(output=recorded, attempt=info.attempt, deduplicated=True)
+        outcome = InvocationRecord(
+            tenant=inv.tenant,
+            action=inv.action,
+            action_version=spec.version if spec else 0,
+            idempotency_key=inv.idempotency_key,
+            run_id=inv.run_id,
+            step_path=inv.step_path,
+            loop=inv.loop,
+            attempt=attempt,
+            status="SUCCEEDED",
+            invocation_status="SUCCEEDED",
+            started_at=started,
+        )
         try:
-            output = await self._run(inv, spec, info.attempt)
+            status, recorded = await self._claim(inv, outcome, step, info, clock)
+        except BookkeepingUnavailableError as err:
+            raise ApplicationError(
+                f"the database is unreachable: {err.__cause__!r}",
+                {"attempt": attempt},
+                type=BOOKKEEPING_UNAVAILABLE,
+                non_retryable=True,
+            ) from None
+        if status == "SUCCEEDED":
+            return ActionOutcome(output=restore_json(recorded), attempt=attempt, deduplicated=True)
+        try:
+            output = await self._run(inv, spec, attempt)
         except asyncio.CancelledError:
-            await asyncio.shield(
-                self._close(ids, inv.run_id, info.attempt, started, "CANCELED", None)
+            closed = outcome.model_copy(
+                update={"status": "CANCELED", "invocation_status": "CANCELED"}
             )
+            await asyncio.shield(self._record(closed, info, clock, keep=True))
             raise
         except Exception as err:
             error = _error_dict(err)
-            final = (isinstance(err, ApplicationError) and err.non_retryable) or (
-                info.retry_policy is not None
-                and info.retry_policy.maximum_attempts > 0
-                and info.attempt >= info.retry_policy.maximum_attempts
+            policy = info.retry_policy
+            final = (
+                (isinstance(err, ApplicationError) and err.non_retryable)
+                or (
+                    policy is not None
+                    and policy.maximum_attempts > 0
+                    and info.attempt >= policy.maximum_attempts
+                )
+                or (
+                    policy is not None
+                    and isinstance(err, ApplicationError)
+                    and err.type in (policy.non_retryable_error_types or ())
+                )
             )
-            await self._close(
-                ids,
-                inv.run_id,
-                info.attempt,
-                started,
-                "FAILED",
-                error,
-                invocation="FAILED" if final else "RETRYING",
-                step=step,
+            failed = outcome.model_copy(
+                update={
+                    "status": "FAILED",
+                    "invocation_status": "FAILED" if final else "RETRYING",
+                    "error": error,
+                }
             )
+            # The step shows the latest error while it retries.
+            last = step.model_copy(update={"error": error, "finished_at": _now()})
+            await self._record(failed, info, clock, keep=True, step=last)
             if isinstance(err, ApplicationError):
                 # The attempt number travels with the error (catch blocks show it).
                 raise ApplicationError(
                     err.message,
-                    {"attempt": info.attempt, "details": error["details"]},
+                    {"attempt": attempt, "details": error["details"]},
                     type=err.type,
                     non_retryable=err.non_retryable,
                 ) from err
             raise
-        async with self.sessions.begin() as session:
-            await invocations.finish_invocation(
-                session, ids, status="SUCCEEDED", output=output, finished_at=_now()
-            )
-            await invocations.record_attempt(
-                session,
-                ids,
-                run_id=inv.run_id,
-                attempt=info.attempt,
-                status="SUCCEEDED",
-                started_at=started,
-                finished_at=_now(),
-            )
-        # The step's SUCCEEDED record travels back with the result: the workflow buffers
-        # it and its next write carries it.
-        return ActionOutcome(output=output, attempt=info.attempt)
+        done = outcome.model_copy(update={"output": output, "finished_at": _now()})
+        if await self._record(done, info, clock, keep=False):
+            return ActionOutcome(output=output, attempt=attempt)
+        # The step's SUCCEEDED record travels back with the result, and so does the
+        # invocation's when it could not be written here.
+        return ActionOutcome(
+            output=output, attempt=attempt, unrecorded=done.model_copy(update={"output": None})
+        )
 
-    async def _close(
+    async def _claim(
         self,
-        ids: invocations.InvocationRef,
-        run_id: str,
-        attempt: int,
-        started: datetime,
-        status: str,
-        error: dict[str, Any] | None,
-        *,
-        invocation: str | None = None,
-        step: StepRecord | None = None,
-    ) -> None:
-        async with self.sessions.begin() as session:
+        inv: ActionInvocation,
+        outcome: InvocationRecord,
+        step: StepRecord,
+        info: activity.Info,
+        clock: float,
+    ) -> tuple[str, Any]:
+        """Write the buffered records and the RUNNING step, claim the invocation and
+        record the attempt; retry transient errors within the attempt's waiting budget."""
+        ids = invocations.InvocationRef(
+            outcome.tenant, outcome.action, outcome.action_version, outcome.idempotency_key
+        )
+        pending = inv.pending.model_copy(update={"steps": [*inv.pending.steps, step]})
+
+        async def work(session: AsyncSession, degraded: bool) -> tuple[str, Any]:
+            await write_batch(session, batch, degraded=degraded)
+            ref = ids
+            if degraded:
+                row = storable_row(ActionInvocationRow.__table__, ref.columns())
+                ref = invocations.InvocationRef(
+                    row["tenant"], row["action"], row["action_version"], row["idempotency_key"]
+                )
+            status, recorded = await invocations.start_invocation(
+                session,
+                ref,
+                run_id=inv.run_id,
+                step_path=inv.step_path,
+                loop=inv.loop,
+                attempt=outcome.attempt,
+            )
             await invocations.record_attempt(
                 session,
-                ids,
-                run_id=run_id,
-                attempt=attempt,
-                status=status,
-                started_at=started,
-                finished_at=_now(),
-                error=error,
+                ref,
+                run_id=inv.run_id,
+                attempt=outcome.attempt,
+                started_at=outcome.started_at,
+                status="DEDUPLICATED" if status == "SUCCEEDED" else "RUNNING",
+                finished_at=outcome.started_at if status == "SUCCEEDED" else None,
             )
-            if invocation is not None:
-                await invocations.finish_invocation(
-                    session, ids, status=invocation, error=error, finished_at=_now()
+            if outcome.attempt > 1:
+                await invocations.abandon_earlier_attempts(
+                    session, ref, run_id=inv.run_id, attempt=outcome.attempt
                 )
-            if step is not None:
-                failed = step.model_copy(update={"error": error, "finished_at": _now()})
-                await write_batch(session, ProjectionBatch(steps=[failed]))
+            return status, recorded
+
+        budget = _wait_budget(info, clock)
+        waited = time.monotonic()
+        delay = 0.1
+        while True:
+            batch, taken = self._take_backlog(pending)
+            left = budget - (time.monotonic() - waited)
+            try:
+                return await self._transact(work, timeout=max(left, CLAIM_MIN_TIMEOUT))
+            except Exception as err:
+                self._restore_backlog(batch, taken)
+                left = budget - (time.monotonic() - waited)
+                if left <= 0:
+                    raise BookkeepingUnavailableError() from err
+                # Unexpected errors (e.g. a migration not applied) retry too, louder.
+                level = logging.WARNING if is_transient(err) else logging.ERROR
+                log.log(level, "claiming invocation %s: %r (retrying)", inv.idempotency_key, err)
+            activity.heartbeat()
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
+
+    async def _record(
+        self,
+        outcome: InvocationRecord,
+        info: activity.Info,
+        clock: float,
+        *,
+        keep: bool,
+        step: StepRecord | None = None,
+    ) -> bool:
+        """Record an attempt's outcome (one try, bounded by the attempt's time left);
+        when that fails, ``keep`` it for this worker's next write. Never raises."""
+        left = _time_left(info, clock)
+        timeout = RECORD_TIMEOUT if left is None else min(RECORD_TIMEOUT, left - 0.5)
+        batch = ProjectionBatch(invocations=[outcome], steps=[step] if step else [])
+        try:
+            if timeout <= 0:
+                raise TimeoutError("no time left in the attempt")
+            await self._transact(
+                lambda s, degraded: write_batch(s, batch, degraded=degraded), timeout=timeout
+            )
+            return True
+        except Exception as err:
+            log.warning(
+                "recording attempt %s of %s failed: %r", outcome.attempt, outcome.action, err
+            )
+            if keep:
+                self._backlog = [*self._backlog, outcome][-BACKLOG_LIMIT:]
+            return False
 
     async def _run(
         self, inv: ActionInvocation, spec: ActionSpec[Any, Any] | None, attempt: int

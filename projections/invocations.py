@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections.models import ActionAttempt, ActionInvocation
+from projections.records import InvocationRecord
 
 
 @dataclass(frozen=True)
@@ -105,24 +106,105 @@ async def record_attempt(
     await session.execute(stmt)
 
 
-async def finish_invocation(
-    session: AsyncSession,
-    ref: InvocationRef,
-    *,
-    status: str,
-    output: Any = None,
-    error: dict[str, Any] | None = None,
-    finished_at: datetime | None = None,
+async def abandon_earlier_attempts(
+    session: AsyncSession, ref: InvocationRef, *, run_id: str, attempt: int
 ) -> None:
-    # One statement, and a recorded success is never overwritten.
+    """Close this run's attempts below ``attempt`` still RUNNING: they never reported
+    (their worker died, or they outlived their timeout and Temporal moved on). One that
+    reports later still records its real outcome."""
     await session.execute(
-        update(ActionInvocation)
+        update(ActionAttempt)
         .where(
-            ActionInvocation.tenant == ref.tenant,
-            ActionInvocation.action == ref.action,
-            ActionInvocation.action_version == ref.version,
-            ActionInvocation.idempotency_key == ref.key,
-            ActionInvocation.status != "SUCCEEDED",
+            ActionAttempt.tenant == ref.tenant,
+            ActionAttempt.action == ref.action,
+            ActionAttempt.action_version == ref.version,
+            ActionAttempt.idempotency_key == ref.key,
+            ActionAttempt.run_id == run_id,
+            ActionAttempt.attempt < attempt,
+            ActionAttempt.status == "RUNNING",
         )
-        .values(status=status, output=output, error=error, finished_at=finished_at)
+        .values(status="ABANDONED", finished_at=func.now())
     )
+
+
+def _outcome_upsert() -> Insert:
+    stmt = insert(ActionInvocation)
+    current = ActionInvocation.__table__.c
+    return stmt.on_conflict_do_update(
+        index_elements=[
+            current.tenant,
+            current.action,
+            current.action_version,
+            current.idempotency_key,
+        ],
+        set_={
+            "attempts": func.greatest(current.attempts, stmt.excluded.attempts),
+            "status": stmt.excluded.status,
+            "output": stmt.excluded.output,
+            "error": stmt.excluded.error,
+            "finished_at": stmt.excluded.finished_at,
+        },
+        where=current.status != "SUCCEEDED",  # a recorded success is never overwritten
+    )
+
+
+def _attempt_upsert() -> Insert:
+    stmt = insert(ActionAttempt)
+    return stmt.on_conflict_do_update(
+        index_elements=[
+            ActionAttempt.tenant,
+            ActionAttempt.action,
+            ActionAttempt.action_version,
+            ActionAttempt.idempotency_key,
+            ActionAttempt.run_id,
+            ActionAttempt.attempt,
+        ],
+        set_={
+            "status": stmt.excluded.status,
+            "finished_at": stmt.excluded.finished_at,
+            "error": stmt.excluded.error,
+        },
+    )
+
+
+OUTCOME_UPSERT = _outcome_upsert()
+ATTEMPT_UPSERT = _attempt_upsert()
+
+
+def outcome_rows(
+    records: list[InvocationRecord],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of ``action_invocations`` and ``action_attempts`` for finished attempts."""
+    invocation_rows = [
+        {
+            "tenant": r.tenant,
+            "action": r.action,
+            "action_version": r.action_version,
+            "idempotency_key": r.idempotency_key,
+            "run_id": r.run_id,
+            "step_path": r.step_path,
+            "loop": r.loop,
+            "status": r.invocation_status,
+            "attempts": r.attempt,
+            "output": r.output,
+            "error": r.error,
+            "finished_at": r.finished_at,
+        }
+        for r in records
+    ]
+    attempt_rows = [
+        {
+            "tenant": r.tenant,
+            "action": r.action,
+            "action_version": r.action_version,
+            "idempotency_key": r.idempotency_key,
+            "run_id": r.run_id,
+            "attempt": r.attempt,
+            "status": r.status,
+            "started_at": r.started_at,
+            "finished_at": r.finished_at,
+            "error": r.error,
+        }
+        for r in records
+    ]
+    return invocation_rows, attempt_rows

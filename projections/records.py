@@ -153,6 +153,32 @@ class TaskRecord(BaseModel):
     data: Any = None
 
 
+class InvocationRecord(BaseModel):
+    """How one attempt of an action invocation ended, keyed by (tenant, action, action
+    version, idempotency key) and, for the attempt, (run_id, attempt).
+
+    The action activity writes it itself; when the database is unreachable it hands the
+    record to the workflow, whose next projection write carries it.
+    """
+
+    tenant: str
+    action: str
+    action_version: int
+    idempotency_key: str
+    run_id: str
+    step_path: str
+    loop: str | None = None
+    attempt: int
+    status: str
+    """The attempt's status: SUCCEEDED, FAILED or CANCELED."""
+    invocation_status: str
+    """The invocation's: SUCCEEDED, FAILED (final), RETRYING or CANCELED."""
+    started_at: datetime
+    finished_at: datetime | None = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
 class ProjectionBatch(BaseModel):
     """Records to upsert together; the run record (if any) after the steps."""
 
@@ -161,6 +187,7 @@ class ProjectionBatch(BaseModel):
     waits: list[WaitRecord] = Field(default_factory=list)
     deliveries: list[DeliveryRecord] = Field(default_factory=list)
     tasks: list[TaskRecord] = Field(default_factory=list)
+    invocations: list[InvocationRecord] = Field(default_factory=list)
 
     def is_empty(self) -> bool:
         return (
@@ -169,4 +196,5 @@ class ProjectionBatch(BaseModel):
             and not self.waits
             and not self.deliveries
             and not self.tasks
+            and not self.invocations
         )

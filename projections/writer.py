@@ -6,16 +6,22 @@ each only once per process (multi-row ``VALUES`` would compile per row count).
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from sqlalchemy import ColumnElement, and_, func, literal_column, or_
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from projections import invocations
+from projections.db import is_permanent
 from projections.models import EventDeliveryRow, HumanTaskRow, RunRow, StepRow, WaitRow
 from projections.records import (
     TERMINAL_RUN,
     TERMINAL_STEP,
     DeliveryRecord,
     DeliveryStatus,
+    InvocationRecord,
     ProjectionBatch,
     RunRecord,
     StepRecord,
@@ -24,6 +30,9 @@ from projections.records import (
     WaitRecord,
     WaitStatus,
 )
+from projections.storable import lossless_json, storable_row
+
+log = logging.getLogger("tempoflow.projections")
 
 
 def _literals(values: frozenset[str]) -> list[ColumnElement[str]]:
@@ -139,43 +148,87 @@ TASK_UPSERT = _task_upsert()
 DELIVERY_UPSERT = delivery_upsert()
 
 
-async def upsert_steps(session: AsyncSession, steps: list[StepRecord]) -> None:
-    """Insert or update steps keyed by (run_id, seq)."""
-    if not steps:
+async def _execute(
+    session: AsyncSession, stmt: Insert, rows: list[dict[str, Any]], degraded: bool
+) -> None:
+    if not rows:
         return
+    if not degraded:
+        await session.execute(stmt, rows)
+        return
+    # Degraded: storable values, one row at a time, and a row that still fails is left
+    # out (logged) rather than retried forever.
+    table = stmt.table
+    for row in rows:
+        try:
+            async with session.begin_nested():
+                await session.execute(stmt, [storable_row(table, row)])
+        except Exception as err:
+            if not is_permanent(err):
+                raise
+            log.error("projection row of %s left out: %s", table.name, err)
+
+
+async def upsert_steps(
+    session: AsyncSession, steps: list[StepRecord], *, degraded: bool = False
+) -> None:
+    """Insert or update steps keyed by (run_id, seq)."""
     # Keep the latest record per sequence (a batch may hold two records of one step).
     latest = {s.seq: s for s in steps}
-    await session.execute(STEP_UPSERT, [s.model_dump() for s in latest.values()])
+    await _execute(session, STEP_UPSERT, [s.model_dump() for s in latest.values()], degraded)
 
 
-async def upsert_run(session: AsyncSession, run: RunRecord) -> None:
+async def upsert_run(session: AsyncSession, run: RunRecord, *, degraded: bool = False) -> None:
     """Insert or update the run row keyed by run_id."""
-    await session.execute(RUN_UPSERT, [run.model_dump()])
+    await _execute(session, RUN_UPSERT, [run.model_dump()], degraded)
 
 
-async def upsert_waits(session: AsyncSession, waits: list[WaitRecord]) -> None:
-    if waits:
-        latest = {w.seq: w for w in waits}
-        await session.execute(WAIT_UPSERT, [w.model_dump() for w in latest.values()])
+async def upsert_waits(
+    session: AsyncSession, waits: list[WaitRecord], *, degraded: bool = False
+) -> None:
+    latest = {w.seq: w for w in waits}
+    await _execute(session, WAIT_UPSERT, [w.model_dump() for w in latest.values()], degraded)
 
 
-async def upsert_tasks(session: AsyncSession, tasks: list[TaskRecord]) -> None:
-    if tasks:
-        latest = {t.id: t for t in tasks}
-        await session.execute(TASK_UPSERT, [t.model_dump() for t in latest.values()])
+async def upsert_tasks(
+    session: AsyncSession, tasks: list[TaskRecord], *, degraded: bool = False
+) -> None:
+    latest = {t.id: t for t in tasks}
+    await _execute(session, TASK_UPSERT, [t.model_dump() for t in latest.values()], degraded)
 
 
-async def upsert_deliveries(session: AsyncSession, deliveries: list[DeliveryRecord]) -> None:
-    if deliveries:
-        rows = [{**d.model_dump(), "kind": "wait"} for d in deliveries]
-        await session.execute(DELIVERY_UPSERT, rows)
+async def upsert_deliveries(
+    session: AsyncSession, deliveries: list[DeliveryRecord], *, degraded: bool = False
+) -> None:
+    rows = [{**d.model_dump(), "kind": "wait"} for d in deliveries]
+    await _execute(session, DELIVERY_UPSERT, rows, degraded)
 
 
-async def write_batch(session: AsyncSession, batch: ProjectionBatch) -> None:
-    """Write a batch in one transaction owned by the caller."""
-    await upsert_steps(session, batch.steps)
-    await upsert_waits(session, batch.waits)
-    await upsert_tasks(session, batch.tasks)
-    await upsert_deliveries(session, batch.deliveries)
+async def upsert_invocations(
+    session: AsyncSession, records: list[InvocationRecord], *, degraded: bool = False
+) -> None:
+    """Finished attempts of action invocations (and the invocations' outcomes)."""
+    invocation_rows, attempt_rows = invocations.outcome_rows(records)
+    if degraded:
+        # A recorded output is returned to later executions: keep it whole.
+        for row in invocation_rows:
+            row["output"] = lossless_json(row["output"])
+    await _execute(session, invocations.OUTCOME_UPSERT, invocation_rows, degraded)
+    await _execute(session, invocations.ATTEMPT_UPSERT, attempt_rows, degraded)
+
+
+async def write_batch(
+    session: AsyncSession, batch: ProjectionBatch, *, degraded: bool = False
+) -> None:
+    """Write a batch in one transaction owned by the caller.
+
+    ``degraded`` (after a permanent data error): values PostgreSQL rejects are replaced
+    by markers, and a row that still fails is left out.
+    """
+    await upsert_steps(session, batch.steps, degraded=degraded)
+    await upsert_waits(session, batch.waits, degraded=degraded)
+    await upsert_tasks(session, batch.tasks, degraded=degraded)
+    await upsert_deliveries(session, batch.deliveries, degraded=degraded)
+    await upsert_invocations(session, batch.invocations, degraded=degraded)
     if batch.run is not None:
-        await upsert_run(session, batch.run)
+        await upsert_run(session, batch.run, degraded=degraded)

@@ -17,6 +17,7 @@ from temporalio import workflow
 from expression import EvalContext, ExpressionError, evaluate, resolve
 from projections.records import (
     DeliveryRecord,
+    InvocationRecord,
     ProjectionBatch,
     RunRecord,
     RunStatus,
@@ -41,6 +42,8 @@ class Shared:
     waits: list[WaitRecord] = field(default_factory=list)
     deliveries: list[DeliveryRecord] = field(default_factory=list)
     tasks: list[TaskRecord] = field(default_factory=list)
+    invocations: list[InvocationRecord] = field(default_factory=list)
+    """Action outcomes the activity could not record (database unreachable)."""
     run_sent: bool = False
     status: RunStatus = RunStatus.RUNNING
     flush: Callable[[RunStatus], Awaitable[None]] | None = None
@@ -246,8 +249,10 @@ class RunContext:
             waits=shared.waits,
             deliveries=shared.deliveries,
             tasks=shared.tasks,
+            invocations=shared.invocations,
         )
         shared.steps, shared.waits, shared.deliveries, shared.tasks = [], [], [], []
+        shared.invocations = []
         return batch
 
     async def flush(self, status: RunStatus) -> None:

@@ -33,7 +33,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal_workflows.nodes import EXECUTORS, Runtime
 
-_PROJECTION_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+# Projection writes retry without limit: the activities raise only on transient database
+# errors (unstorable data is written degraded). Backoff beyond the threshold waits on a
+# workflow timer instead of keeping the workflow task alive with heartbeats, so a long
+# database outage adds a few history events per two minutes, not per eight seconds.
+_PROJECTION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+)
+_PROJECTION_LOCAL_RETRY = timedelta(seconds=30)
 DEFAULT_MAX_HISTORY = 5_000
 """Continue as new past this many events even when Temporal does not suggest it yet
 (Temporal's hard limit is 51,200; the goal is small histories that replay fast)."""
@@ -199,6 +208,7 @@ class InterpreterWorkflow:
             batch,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=_PROJECTION_RETRY,
+            local_retry_threshold=_PROJECTION_LOCAL_RETRY,
         )
 
     async def _register_wait(self, wait: WaitRecord) -> list[EventDelivery]:
@@ -213,6 +223,7 @@ class InterpreterWorkflow:
             result_type=list[EventDelivery],
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=_PROJECTION_RETRY,
+            local_retry_threshold=_PROJECTION_LOCAL_RETRY,
         )
 
     @workflow.signal(name=EVENT_SIGNAL)

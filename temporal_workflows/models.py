@@ -8,12 +8,16 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from expression.limits import ExpressionLimits
-from projections.records import ProjectionBatch, WaitRecord
+from projections.records import InvocationRecord, ProjectionBatch, WaitRecord
 
 WORKFLOW_NAME = "tempoflow.run"
 PROJECT_ACTIVITY = "tempoflow.project"
 RESOLVE_DEFINITION_ACTIVITY = "tempoflow.resolve_definition"
 REGISTER_WAIT_ACTIVITY = "tempoflow.register_wait"
+BOOKKEEPING_UNAVAILABLE = "BookkeepingUnavailable"
+"""The action activity gave its attempt back before running the handler: the database
+was unreachable. The interpreter waits and schedules the action again; this never counts
+as an attempt and never reaches a catch block."""
 EVENT_SIGNAL = "tempoflow.event"
 COMPLETE_TASK_UPDATE = "tempoflow.complete_task"
 
@@ -107,6 +111,8 @@ class ActionInvocation(BaseModel):
     loop: str | None = None
     idempotency_key: str
     pending: ProjectionBatch = Field(default_factory=ProjectionBatch)
+    attempt_base: int = 0
+    """Attempts made before this scheduling (after a ``BookkeepingUnavailable``)."""
 
 
 class ActionOutcome(BaseModel):
@@ -114,6 +120,9 @@ class ActionOutcome(BaseModel):
     attempt: int = 1
     deduplicated: bool = False
     """The invocation had already succeeded: its recorded output, no second side effect."""
+    unrecorded: InvocationRecord | None = None
+    """The outcome the activity could not record (database unreachable), without its
+    output (that is ``output``): the workflow's next projection write carries it."""
 
 
 class DefinitionRequest(BaseModel):

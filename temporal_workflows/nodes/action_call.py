@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -12,7 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from tempoflow.definition import ActionCall
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
-from temporal_workflows.models import ActionInvocation, ActionOutcome
+from temporal_workflows.models import BOOKKEEPING_UNAVAILABLE, ActionInvocation, ActionOutcome
 from temporal_workflows.nodes.base import Runtime, StepOutcome
 
 
@@ -28,6 +29,20 @@ def _key(step: ActionCall, path: str, ctx: RunContext) -> str:
             {"path": f"{path}/idempotencyKey"},
         )
     return str(value)[:200]
+
+
+BOOKKEEPING_PATCH = "tempoflow-bookkeeping-unavailable"
+BOOKKEEPING_BACKOFF = timedelta(seconds=1)
+BOOKKEEPING_MAX_BACKOFF = timedelta(minutes=2)
+
+
+def _bookkeeping_interrupted(cause: Any) -> int | None:
+    """The attempt an activity gave back because the database was unreachable."""
+    if isinstance(cause, ApplicationError) and cause.type == BOOKKEEPING_UNAVAILABLE:
+        detail = cause.details[0] if cause.details else None
+        if isinstance(detail, dict) and isinstance(detail.get("attempt"), int):
+            return int(detail["attempt"])
+    return None
 
 
 def _failure(cause: Any, path: str) -> StepFailure:
@@ -70,29 +85,43 @@ async def execute(
         pending=ctx.take_pending(),
     )
     policy, timeouts = step.retry, step.timeouts
-    try:
-        outcome = await workflow.execute_activity(
-            step.action,
-            invocation,
-            result_type=ActionOutcome,
-            start_to_close_timeout=timeouts.startToClose or step.timeout,
-            schedule_to_close_timeout=timeouts.scheduleToClose,
-            heartbeat_timeout=timeouts.heartbeat,
-            retry_policy=RetryPolicy(
-                maximum_attempts=policy.maxAttempts,
-                initial_interval=policy.initialInterval,
-                backoff_coefficient=policy.backoffCoefficient,
-                maximum_interval=policy.maxInterval,
-                non_retryable_error_types=policy.nonRetryableErrors or None,
-            ),
-            summary=step.id if ctx.loop is None else f"{step.id} [{ctx.loop}]",
+    delay = BOOKKEEPING_BACKOFF
+    while True:
+        try:
+            outcome = await workflow.execute_activity(
+                step.action,
+                invocation,
+                result_type=ActionOutcome,
+                start_to_close_timeout=timeouts.startToClose or step.timeout,
+                schedule_to_close_timeout=timeouts.scheduleToClose,
+                heartbeat_timeout=timeouts.heartbeat,
+                retry_policy=RetryPolicy(
+                    maximum_attempts=policy.maxAttempts - invocation.attempt_base,
+                    initial_interval=policy.initialInterval,
+                    backoff_coefficient=policy.backoffCoefficient,
+                    maximum_interval=policy.maxInterval,
+                    non_retryable_error_types=policy.nonRetryableErrors or None,
+                ),
+                summary=step.id if ctx.loop is None else f"{step.id} [{ctx.loop}]",
+            )
+            break
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                # The activity was cancelled because this step is (a cancelled run, a
+                # sibling branch that failed): that is cancellation, not a catchable failure.
+                raise asyncio.CancelledError() from None
+            interrupted = _bookkeeping_interrupted(err.cause)
+            if interrupted is None or not workflow.patched(BOOKKEEPING_PATCH):
+                raise _failure(err.cause, path) from None
+        # The database was unreachable before the handler ran: the attempt does not
+        # count; wait (durably) and schedule the action again.
+        invocation = invocation.model_copy(update={"attempt_base": interrupted - 1})
+        await workflow.sleep(delay)
+        delay = min(delay * 2, BOOKKEEPING_MAX_BACKOFF)
+    if outcome.unrecorded is not None:
+        ctx.shared.invocations.append(
+            outcome.unrecorded.model_copy(update={"output": outcome.output})
         )
-    except ActivityError as err:
-        if isinstance(err.cause, CancelledError):
-            # The activity was cancelled because this step is (a cancelled run, a sibling
-            # branch that failed): that is cancellation, not a catchable failure.
-            raise asyncio.CancelledError() from None
-        raise _failure(err.cause, path) from None
     if step.output is not None:
         ctx.set_var(step.output, outcome.output)
     # The activity projected the step's input when it started; keep it out of history.

@@ -7,8 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from activities.registry import ActionContext
 from projections.models import ActionAttempt, ActionInvocation
 from tempoflow.worker import create_worker
+from tests.actions import Anything
 from tests.integration.conftest import Stack
 
 
@@ -176,3 +178,57 @@ async def test_invocations_api(stack: Stack) -> None:
     ]
     other = await stack.http.get("/v1/runs/nope/invocations", headers=stack.auth())
     assert other.status_code == 404
+
+
+async def test_attempt_that_never_reports_is_closed_by_the_next(stack: Stack) -> None:
+    """Attempt 1 outlives its timeout and ignores cancellation (a hung worker): Temporal
+    runs attempt 2, whose claim closes attempt 1 as ABANDONED instead of leaving it
+    RUNNING forever."""
+    release = asyncio.Event()
+    registry = stack.worker_registry
+
+    @registry.action("test.zombie", input_model=Anything, output_model=Anything)
+    async def zombie(data: Anything, ctx: ActionContext) -> Anything:
+        if stack.effects.record(ctx) == 1:
+            while not release.is_set():
+                try:
+                    await release.wait()
+                except asyncio.CancelledError:
+                    continue  # a hung handler: cancellation does not reach it
+        return Anything(attempt=ctx.attempt)
+
+    await stack.publish(
+        "zombie",
+        {
+            "steps": [
+                {
+                    "id": "z",
+                    "type": "action.call",
+                    "action": "test.zombie",
+                    "timeout": "PT1S",
+                    "retry": {"initialInterval": "PT0.1S"},
+                    "output": "z",
+                },
+            ]
+        },
+    )
+    queue = stack.settings.task_queue + "-zombie"
+    stack.settings.task_queue = queue
+    async with create_worker(
+        stack.client, task_queue=queue, registry=registry, sessions=stack.sessions
+    ):
+        try:
+            run = await stack.start("zombie")
+            result = await asyncio.wait_for(stack.result(run), 30)
+            assert result["output"]["z"] == {"attempt": 2}
+            async with stack.sessions() as session:
+                rows = (
+                    await session.execute(
+                        select(ActionAttempt.attempt, ActionAttempt.status)
+                        .where(ActionAttempt.run_id == run["id"])
+                        .order_by(ActionAttempt.attempt)
+                    )
+                ).all()
+            assert [tuple(r) for r in rows] == [(1, "ABANDONED"), (2, "SUCCEEDED")]
+        finally:
+            release.set()  # before the worker shuts down (it waits for the handler)
