@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -69,7 +70,7 @@ class Stack:
         if not os.environ.get("TEMPOFLOW_RECORD_HISTORIES"):
             return
         history = await self.client.get_workflow_handle(run["workflowId"]).fetch_history()
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
+        (HISTORIES / f"{name}.json").write_text(without_stack_traces(history.to_json()))
 
     async def run_view(self, run_id: str) -> dict[str, Any]:
         r = await self.http.get(f"/v1/runs/{run_id}", headers=self.auth())
@@ -80,6 +81,20 @@ class Stack:
         r = await self.http.get(f"/v1/runs/{run_id}/steps", headers=self.auth())
         assert r.status_code == 200, r.text
         return list(r.json()["items"])
+
+
+def without_stack_traces(history_json: str) -> str:
+    """A history with failures' stack traces emptied: they name files of this machine and
+    replay never reads them."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: "" if k == "stackTrace" else strip(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return json.dumps(strip(json.loads(history_json)))
 
 
 async def until(check: Any, within: float = 20.0) -> Any:
