@@ -18,7 +18,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-__all__ = ["Unresolvable", "UnusableSchema", "safe_validator"]
+__all__ = ["Unresolvable", "UnusableSchema", "safe_validator", "unsafe_parts"]
 
 
 class UnusableSchema(ValueError):
@@ -83,3 +83,33 @@ def safe_validator(schema: dict[str, Any]) -> Any:
     the schema and :class:`UnusableSchema` for a pattern RE2 cannot run."""
     cls = jsonschema.validators.validator_for(schema)
     return _safe_class(cls)(schema, registry=Registry())
+
+
+def unsafe_parts(schema: Any, path: str = "") -> list[tuple[str, str]]:
+    """What a safe validator would refuse at run time, found when the schema is stored:
+    ``(JSON pointer, reason)`` for each ``$ref`` that leaves the schema and each pattern
+    RE2 cannot run."""
+    found: list[tuple[str, str]] = []
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            at = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
+            if key == "$ref" and isinstance(value, str) and not value.startswith("#"):
+                found.append((at, f"$ref {value!r} leaves the schema (only '#…' refs resolve)"))
+            elif key == "pattern" and isinstance(value, str):
+                found += _pattern_problem(at, value)
+            elif key == "patternProperties" and isinstance(value, dict):
+                for pattern in value:
+                    found += _pattern_problem(at, pattern)
+            found += unsafe_parts(value, at)
+    elif isinstance(schema, list):
+        for index, item in enumerate(schema):
+            found += unsafe_parts(item, f"{path}/{index}")
+    return found
+
+
+def _pattern_problem(at: str, pattern: str) -> list[tuple[str, str]]:
+    try:
+        _regex(pattern)
+    except UnusableSchema as err:
+        return [(at, str(err))]
+    return []

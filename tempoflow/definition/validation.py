@@ -21,6 +21,7 @@ from tempoflow.definition.model import (
     StepBase,
     escape,
 )
+from tempoflow.jsonschema_safe import unsafe_parts
 
 EVENT_NAMES = frozenset({"event"})
 HINT = "see docs/definition-language.md for the node types and their fields"
@@ -268,6 +269,7 @@ def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list
 
 
 def _check_schema(schema: dict[str, Any], path: str, code: str, issues: list[Issue]) -> None:
+    hint = f"{path.rsplit('/', 1)[-1]} must be a valid JSON Schema"
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as err:
@@ -276,9 +278,19 @@ def _check_schema(schema: dict[str, Any], path: str, code: str, issues: list[Iss
                 path=path + "".join(f"/{escape(p)}" for p in err.absolute_path),
                 code=code,
                 message=err.message,
-                hint=f"{path.rsplit('/', 1)[-1]} must be a valid JSON Schema",
+                hint=hint,
             )
         )
+        return
+    issues += [
+        Issue(
+            path=path + at,
+            code=code,
+            message=reason,
+            hint=hint + " that refers only to itself, with patterns RE2 can run",
+        )
+        for at, reason in unsafe_parts(schema)
+    ]
 
 
 def instance_errors(validator: Any, data: Any, prefix: str) -> list[dict[str, Any]]:

@@ -344,3 +344,22 @@ def test_every_error_path_is_a_json_pointer_into_the_body() -> None:
         "/inputSchema/properties/~0x/type",
         "/steps/4/branches/b~11",
     } <= paths
+
+
+def test_schemas_that_would_fetch_or_backtrack_are_refused_at_publish() -> None:
+    form = {
+        "type": "object",
+        "properties": {"a": {"$ref": "http://127.0.0.1:9/schema.json"}, "b": {"$ref": "#/$defs/b"}},
+        "patternProperties": {"(?=x)": {}},
+        "$defs": {"b": {"type": "string", "pattern": "(a)\\1"}},
+    }
+    body = {
+        "steps": [{"id": "t", "type": "human.task", "title": "t", "form": form}],
+        "inputSchema": {"properties": {"x": {"$ref": "other.json#/x"}}},
+    }
+    assert issues(body) == {
+        ("/steps/0/form/properties/a/$ref", "form.invalid"),
+        ("/steps/0/form/patternProperties", "form.invalid"),
+        ("/steps/0/form/$defs/b/pattern", "form.invalid"),
+        ("/inputSchema/properties/x/$ref", "input_schema.invalid"),
+    }
