@@ -32,11 +32,16 @@ with workflow.unsafe.imports_passed_through():
         TaskCompletion,
     )
     from temporal_workflows.nodes import EXECUTORS, Runtime
+    from temporal_workflows.nodes.base import shielded
 
 _PROJECTION_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 DEFAULT_MAX_HISTORY = 5_000
 """Continue as new past this many events even when Temporal does not suggest it yet
 (Temporal's hard limit is 51,200; the goal is small histories that replay fast)."""
+PATCH_2026_11 = "tempoflow-2026-11-pause-anywhere"
+"""Runs started on this interpreter: loops and branches pause anywhere to continue as new,
+cancellation is never a catchable failure, closing writes are shielded from cancellation,
+payload sizes and the history limit are checked before Temporal refuses them."""
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -57,6 +62,7 @@ class InterpreterWorkflow:
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
+        self._patched = workflow.patched(PATCH_2026_11)
         ctx = self._ctx = RunContext.in_workflow(inp)
         ctx.shared.flush = self._flush_status
         positions: dict[str, Any] = {}
@@ -72,6 +78,7 @@ class InterpreterWorkflow:
             mailbox=self._mailbox,
             tasks=self._tasks,
             register_wait=self._register_wait,
+            patched=self._patched,
         )
         self._rt = rt
         try:
@@ -93,39 +100,84 @@ class InterpreterWorkflow:
                 )
             except RunReturned as returned:
                 output = returned.output
+            result = RunResult(output=output)
+            if self._patched:
+                # Temporal would refuse the completion and retry it forever.
+                ctx.check_size(result, "the run's output", catchable=False)
         except StepFailure as failure:
             if failure.path is None:
                 failure.path = "/output"
-            await self._flush(
+            error = failure.to_dict()
+            if self._patched and ctx.payload_size(error) > inp.run_limits.max_payload_bytes // 2:
+                error["details"] = {"omitted": "the error's details are too large to keep"}
+            await self._closing_flush(
+                ctx.run_record(RunStatus.FAILED, error=error, closed_at=workflow.now())
+            )
+            raise ApplicationError(
+                failure.message, error, type=failure.type, non_retryable=True
+            ) from None
+        except ContinueAsNew as can:
+            if await self._closing_flush():
+                await self._cancelled_at_boundary(ctx)
+            if self._patched:
+                try:
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                except asyncio.CancelledError:
+                    await self._cancelled_at_boundary(ctx)
+            else:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+            resumed = inp.model_copy(
+                update={
+                    "started_at": ctx.started_at,
+                    "resume": ResumeState(
+                        vars=ctx.vars,
+                        seq=ctx.shared.seq,
+                        positions=can.positions,
+                        processed_events=self._mailbox.processed,
+                        inbox=self._mailbox.inbox,
+                    ),
+                }
+            )
+            if self._patched:
+                await self._check_carried(ctx, resumed)
+            workflow.continue_as_new(resumed)
+        except asyncio.CancelledError:
+            await self._closing_flush(ctx.run_record(RunStatus.CANCELED, closed_at=workflow.now()))
+            raise
+        # A cancellation arriving while the outcome is written no longer changes it.
+        await self._closing_flush(
+            ctx.run_record(RunStatus.SUCCEEDED, output=output, closed_at=workflow.now())
+        )
+        return result
+
+    async def _cancelled_at_boundary(self, ctx: RunContext) -> None:
+        """Cancelled while unwinding to continue as new: the blocks have already left
+        their ``finally`` sections, so the run ends ``CANCELED`` right here."""
+        await self._closing_flush(ctx.run_record(RunStatus.CANCELED, closed_at=workflow.now()))
+        raise asyncio.CancelledError()
+
+    async def _check_carried(self, ctx: RunContext, resumed: RunInput) -> None:
+        """The state carried across continue-as-new must fit one payload."""
+        try:
+            ctx.check_size(resumed, "the state carried to the next execution", catchable=False)
+        except StepFailure as failure:
+            failure.path = self._current
+            await self._closing_flush(
                 ctx.run_record(RunStatus.FAILED, error=failure.to_dict(), closed_at=workflow.now())
             )
             raise ApplicationError(
                 failure.message, failure.to_dict(), type=failure.type, non_retryable=True
             ) from None
-        except ContinueAsNew as can:
-            await self._flush()
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(
-                inp.model_copy(
-                    update={
-                        "started_at": ctx.started_at,
-                        "resume": ResumeState(
-                            vars=ctx.vars,
-                            seq=ctx.shared.seq,
-                            positions=can.positions,
-                            processed_events=self._mailbox.processed,
-                            inbox=self._mailbox.inbox,
-                        ),
-                    }
-                )
-            )
-        except asyncio.CancelledError:
-            await self._flush(ctx.run_record(RunStatus.CANCELED, closed_at=workflow.now()))
-            raise
-        await self._flush(
-            ctx.run_record(RunStatus.SUCCEEDED, output=output, closed_at=workflow.now())
-        )
-        return RunResult(output=output)
+
+    async def _closing_flush(self, run: RunRecord | None = None) -> bool:
+        """Write what closes an execution; on a patched run no cancellation interrupts it
+        (the run's outcome must reach the projection). Returns whether a cancellation
+        arrived meanwhile."""
+        if not self._patched:
+            await self._flush(run)
+            return False
+        _, cancelled = await shielded(self._flush(run))
+        return cancelled
 
     def _should_continue(self, ctx: RunContext) -> bool:
         info = workflow.info()
@@ -137,15 +189,35 @@ class InterpreterWorkflow:
         key = position_key(base, ctx.loop)
         start = self._rt.resume(key) or 0
         for index in range(start, len(steps)):
-            if index > start and self._rt.blocked == 0 and self._should_continue(ctx):
+            if index > start and self._rt.continue_due(ctx):
                 can = ContinueAsNew()
                 can.positions[key] = index
                 raise can
+            if self._patched:
+                self._check_history(f"{base}/{index}")
             try:
                 await self._run_step(steps[index], f"{base}/{index}", ctx)
             except ContinueAsNew as can:
                 can.positions[key] = index  # resume inside this (container) step
                 raise
+
+    def _check_history(self, path: str) -> None:
+        """Fail the run (through the normal path, projected) before Temporal would
+        terminate it at its history limit, when it cannot continue as new in time."""
+        assert self._ctx is not None
+        limits = self._ctx.inp.run_limits
+        info = workflow.info()
+        length, size = info.get_current_history_length(), info.get_current_history_size()
+        if length > limits.max_history_events or size > limits.max_history_bytes:
+            raise StepFailure(
+                "HistoryLimitExceeded",
+                f"this execution's history has {length:,} events ({size:,} bytes), over the "
+                f"run's limit of {limits.max_history_events:,} events "
+                f"({limits.max_history_bytes:,} bytes); it could not continue as new",
+                path,
+                {"events": length, "bytes": size},
+                catchable=False,
+            )
 
     async def _run_step(self, step: Any, path: str, ctx: RunContext) -> None:
         seq = ctx.next_seq()
