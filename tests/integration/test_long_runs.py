@@ -125,3 +125,75 @@ async def test_ten_thousand_item_loop(stack: Stack) -> None:
     assert out["n"] == 10000 and out["done"][-1] == 10000
     lengths = await executions(stack, run["workflowId"])
     assert max(lengths) < 10240
+
+
+async def test_loops_in_parallel_branches_and_nested_loops_continue_as_new(stack: Stack) -> None:
+    """Loops in branches, nested loops and concurrent iterations pause at their step
+    boundaries: every execution stays small, every action runs once, results are exact."""
+
+    def count(id: str, **input: object) -> dict[str, object]:
+        return {"id": id, "type": "action.call", "action": "test.count", "input": input}
+
+    definition = {
+        "steps": [
+            {
+                "id": "p",
+                "type": "control.parallel",
+                "branches": {
+                    "flat": [
+                        {
+                            "id": "ea",
+                            "type": "control.forEach",
+                            "items": "[1..120]",
+                            "output": "a",
+                            "result": {"$expr": "item"},
+                            "steps": [count("na", i={"$expr": "item"})],
+                        }
+                    ],
+                    "nested": [
+                        {
+                            "id": "outer",
+                            "type": "control.forEach",
+                            "items": "[1..8]",
+                            "output": "b",
+                            "result": {"$expr": "$sum(vars.inner)"},
+                            "steps": [
+                                {
+                                    "id": "k",
+                                    "type": "state.set",
+                                    "values": {"k": {"$expr": "item"}},
+                                },
+                                {
+                                    "id": "inner",
+                                    "type": "control.forEach",
+                                    "items": "[1..10]",
+                                    "itemName": "j",
+                                    "concurrency": 3,
+                                    "output": "inner",
+                                    "result": {"$expr": "vars.k * j"},
+                                    "steps": [count("nb", j={"$expr": "j"})],
+                                },
+                            ],
+                        },
+                        {"id": "sb", "type": "transform.assign", "assign": {"sb": "$sum(vars.b)"}},
+                    ],
+                },
+            },
+        ]
+    }
+    await stack.publish("par-long", definition)
+    run = await stack.start("par-long")
+    out = (await stack.result(run))["output"]
+    assert out["a"] == list(range(1, 121))
+    assert out["b"] == [55 * k for k in range(1, 9)]
+    assert out["sb"] == 55 * 36
+    lengths = await executions(stack, run["workflowId"])
+    assert len(lengths) > 5  # continued as new many times
+    assert max(lengths) < 400  # each execution's history stays bounded
+    assert stack.effects.calls[(run["id"], "na")] == 120
+    assert stack.effects.calls[(run["id"], "nb")] == 80
+    steps = await stack.steps(run["id"])
+    assert len([s for s in steps if s["stepId"] == "na"]) == 120
+    assert len([s for s in steps if s["stepId"] == "nb"]) == 80
+    assert len({s["seq"] for s in steps}) == len(steps)
+    assert (await stack.run_view(run["id"]))["status"] == "SUCCEEDED"
