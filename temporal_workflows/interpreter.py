@@ -13,7 +13,13 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from projections.records import RunRecord, RunStatus, StepStatus, WaitRecord
+    from projections.records import (
+        ProjectionBatch,
+        RunRecord,
+        RunStatus,
+        StepStatus,
+        WaitRecord,
+    )
     from tempoflow.definition import parse_definition
     from temporal_workflows.context import RunContext
     from temporal_workflows.events import Mailbox, TaskBoard
@@ -170,14 +176,46 @@ class InterpreterWorkflow:
             ) from None
 
     async def _closing_flush(self, run: RunRecord | None = None) -> bool:
-        """Write what closes an execution; on a patched run no cancellation interrupts it
-        (the run's outcome must reach the projection). Returns whether a cancellation
-        arrived meanwhile."""
+        """Write what closes an execution. On a patched run no cancellation interrupts it,
+        and a run's outcome is written by a regular activity, never a local one: a local
+        activity runs inside the workflow task that completes the run, and when Temporal
+        refuses that task (a cancel or an update arrived meanwhile) the outcome it wrote
+        never happened. Returns whether a cancellation arrived meanwhile."""
         if not self._patched:
             await self._flush(run)
             return False
-        _, cancelled = await shielded(self._flush(run))
-        return cancelled
+        if run is None:
+            _, cancelled = await shielded(self._flush())
+            return cancelled
+        assert self._ctx is not None
+        limit = self._ctx.inp.run_limits.max_payload_bytes
+        if self._ctx.pending_size() + self._ctx.payload_size(run) > limit:
+            # Too large for one activity input (history): the other records go first.
+            _, cancelled = await shielded(self._flush())
+        else:
+            cancelled = False
+        batch = self._ctx.take_pending(run)
+        if self._ctx.payload_size(batch) > limit:
+            _, late = await shielded(self._project_locally(batch))
+        else:
+            _, late = await shielded(
+                workflow.execute_activity(
+                    PROJECT_ACTIVITY,
+                    batch,
+                    start_to_close_timeout=timedelta(seconds=10),
+                    retry_policy=_PROJECTION_RETRY,
+                    summary=f"project {run.status.value}",
+                )
+            )
+        return cancelled or late
+
+    async def _project_locally(self, batch: ProjectionBatch) -> None:
+        await workflow.execute_local_activity(
+            PROJECT_ACTIVITY,
+            batch,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=_PROJECTION_RETRY,
+        )
 
     def _should_continue(self, ctx: RunContext) -> bool:
         info = workflow.info()
@@ -266,12 +304,7 @@ class InterpreterWorkflow:
         batch = self._ctx.take_pending(run)
         if batch.is_empty():
             return
-        await workflow.execute_local_activity(
-            PROJECT_ACTIVITY,
-            batch,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=_PROJECTION_RETRY,
-        )
+        await self._project_locally(batch)
 
     async def _register_wait(self, wait: WaitRecord) -> list[EventDelivery]:
         """Index the wait (with the pending projections and the WAITING status) under the
