@@ -179,7 +179,7 @@ async def test_cancel_racing_a_completion_leaves_a_true_projection(
         task = await open_task(stack, run["id"])
         handle = stack.client.get_workflow_handle(run["workflowId"])
 
-        async def cancel_meanwhile() -> None:
+        async def cancel_meanwhile(handle: Any = handle) -> None:
             await asyncio.sleep(0.3)  # the completion's run is writing its outcome
             await handle.cancel()
 
