@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from tempoflow.definition import Issue
 
 DEFINITION_KEY = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+
+
+def _loop_indexes(value: Any) -> Any:
+    """The stored iteration label (``"3.7"``) as indexes, outermost loop first."""
+    if isinstance(value, str):
+        return [int(part) for part in value.split(".")] if value else None
+    return value
+
+
+LoopIndexes = Annotated[
+    list[int] | None,
+    BeforeValidator(_loop_indexes),
+    Field(description="for-each iteration indexes, outermost loop first ([3], [3, 7])"),
+]
 
 
 class _Public(BaseModel):
@@ -115,7 +129,7 @@ class RunsPublic(_Public):
 class StepPublic(_Public):
     seq: int
     path: str
-    loop: str | None = Field(default=None, description="for-each iteration indexes ('3', '3.7')")
+    loop: LoopIndexes = None
     step_id: str
     type: str
     status: str
@@ -165,7 +179,7 @@ class InvocationPublic(_Public):
     action_version: int
     idempotency_key: str
     step_path: str
-    loop: str | None
+    loop: LoopIndexes
     status: str
     attempts: int
     output: Any = None
@@ -306,7 +320,7 @@ class TasksPublic(_Public):
 class WaitPublic(_Public):
     seq: int
     step_path: str
-    loop: str | None = None
+    loop: LoopIndexes = None
     event_names: list[str]
     correlation_key: str
     status: str

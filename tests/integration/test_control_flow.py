@@ -81,7 +81,7 @@ async def test_switch_and_sequential_for_each(stack: Stack) -> None:
     assert "lane" not in out  # iterations have their own copy of vars
     steps = await stack.steps(run["id"])
     acks = [(s["loop"], s["status"]) for s in steps if s["stepId"] == "ack"]
-    assert acks == [("0", "SUCCEEDED"), ("1", "SUCCEEDED"), ("2", "SUCCEEDED")]
+    assert acks == [([0], "SUCCEEDED"), ([1], "SUCCEEDED"), ([2], "SUCCEEDED")]
 
 
 async def test_bounded_parallel_for_each_with_continue_policy(stack: Stack) -> None:

@@ -195,5 +195,9 @@ async def test_loops_in_parallel_branches_and_nested_loops_continue_as_new(stack
     steps = await stack.steps(run["id"])
     assert len([s for s in steps if s["stepId"] == "na"]) == 120
     assert len([s for s in steps if s["stepId"] == "nb"]) == 80
+    # Iteration indexes as numbers, outermost loop first.
+    assert sorted(tuple(s["loop"]) for s in steps if s["stepId"] == "nb") == [
+        (k, j) for k in range(8) for j in range(10)
+    ]
     assert len({s["seq"] for s in steps}) == len(steps)
     assert (await stack.run_view(run["id"]))["status"] == "SUCCEEDED"
