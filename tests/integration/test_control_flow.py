@@ -550,6 +550,7 @@ async def test_cancel_during_call_workflow_ends_canceled_and_is_not_caught(stack
     assert steps["call"] == "CANCELED" and steps["cleanup"] == "SUCCEEDED"
     assert "caught" not in steps and "after" not in steps
     assert (await until(lambda: _child_status(stack, child_id, "CANCELED"))) is True
+    await stack.record_history(run, "cancel_call_workflow")
 
 
 async def _child_status(stack: Stack, run_id: str, status: str) -> bool:

@@ -6,10 +6,12 @@ these runs continue as new many times.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from temporalio.api.enums.v1 import EventType
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import HISTORIES, Stack
 
 
 async def executions(stack: Stack, workflow_id: str) -> list[int]:
@@ -23,6 +25,17 @@ async def executions(stack: Stack, workflow_id: str) -> list[int]:
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
         )
     return lengths
+
+
+async def record_middle_execution(stack: Stack, workflow_id: str, name: str) -> None:
+    """Like ``Stack.record_history``, for an execution that resumed and continued as new
+    (it replays the resume and pause paths)."""
+    if not os.environ.get("TEMPOFLOW_RECORD_HISTORIES"):
+        return
+    runs = [wf async for wf in stack.client.list_workflows(f'WorkflowId = "{workflow_id}"')]
+    middle = runs[len(runs) // 2]
+    handle = stack.client.get_workflow_handle(middle.id, run_id=middle.run_id)
+    (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
 
 
 async def test_loops_inside_branches_resume_after_continue_as_new(stack: Stack) -> None:
@@ -188,6 +201,7 @@ async def test_loops_in_parallel_branches_and_nested_loops_continue_as_new(stack
     assert out["b"] == [55 * k for k in range(1, 9)]
     assert out["sb"] == 55 * 36
     lengths = await executions(stack, run["workflowId"])
+    await record_middle_execution(stack, run["workflowId"], "parallel_loops_continue_as_new")
     assert len(lengths) > 5  # continued as new many times
     assert max(lengths) < 400  # each execution's history stays bounded
     assert stack.effects.calls[(run["id"], "na")] == 120
