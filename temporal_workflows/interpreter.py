@@ -86,6 +86,7 @@ class InterpreterWorkflow:
             register_wait=self._register_wait,
             patched=self._patched,
         )
+        rt.before_unwinding = self._boundary_flush
         self._rt = rt
         try:
             definition = parse_definition(inp.definition)
@@ -155,6 +156,12 @@ class InterpreterWorkflow:
             ctx.run_record(RunStatus.SUCCEEDED, output=output, closed_at=workflow.now())
         )
         return result
+
+    async def _boundary_flush(self) -> bool:
+        """Before unwinding to continue as new: write the pending projections while every
+        block is still in place (a cancel now runs ``finally`` blocks as usual)."""
+        _, cancelled = await shielded(self._flush())
+        return cancelled
 
     async def _cancelled_at_boundary(self, ctx: RunContext) -> None:
         """Cancelled while unwinding to continue as new: the blocks have already left
@@ -227,7 +234,11 @@ class InterpreterWorkflow:
         key = position_key(base, ctx.loop)
         start = self._rt.resume(key) or 0
         for index in range(start, len(steps)):
-            if index > start and self._rt.continue_due(ctx):
+            if (
+                index > start
+                and self._rt.continue_due(ctx)
+                and (not self._patched or await self._rt.pause())
+            ):
                 can = ContinueAsNew()
                 can.positions[key] = index
                 raise can

@@ -89,21 +89,25 @@ async def execute(
         # Iterations pause at their step boundaries when continue-as-new is due.
         if step.concurrency == 1:
             for position, index in enumerate(todo):
-                if position and rt.continue_due(ctx):
+                if position and rt.continue_due(ctx) and await rt.pause():
                     raise checkpoint()
                 await iteration(index)
                 if paused:
-                    raise checkpoint()
+                    raise checkpoint()  # the run is unwinding already
         else:
-            await _bounded(
-                todo,
-                step.concurrency,
-                iteration,
-                lambda: rt.continue_due(ctx) or bool(paused),
-                checkpoint,
-            )
-            if paused:
-                raise checkpoint()
+            while todo:
+                with rt.waiting_for_flows():
+                    stopped = await _bounded(
+                        todo,
+                        step.concurrency,
+                        iteration,
+                        lambda: rt.continue_due(ctx) or bool(paused),
+                        rt.spawn,
+                    )
+                if paused or (stopped and await rt.pause()):
+                    raise checkpoint()
+                # Not stopped, or the other flows did not park in time: go on.
+                todo = [i for i in range(len(items)) if i not in done] if stopped else []
     else:
         await _legacy(step, ctx, rt, todo, iteration, checkpoint)
     errors.sort(key=lambda e: e["index"])
@@ -128,28 +132,28 @@ async def _legacy(
                     raise checkpoint()
                 await run(index)
         else:
-            await _bounded(
+            if await _bounded(
                 todo,
                 step.concurrency,
                 run,
                 lambda: may_continue and rt.should_continue(ctx),
-                checkpoint,
-            )
+                asyncio.create_task,
+            ):
+                raise checkpoint()
     finally:
         rt.blocked -= 1
 
 
-async def _bounded(
-    todo: list[int], limit: int, run: Any, should_continue: Any, checkpoint: Any
-) -> None:
-    """At most ``limit`` iterations at once; the first failure cancels the others."""
+async def _bounded(todo: list[int], limit: int, run: Any, should_continue: Any, spawn: Any) -> bool:
+    """At most ``limit`` iterations at once; the first failure cancels the others.
+    Returns whether it stopped early because continue-as-new is due."""
     running: list[asyncio.Task[None]] = []
     queue = list(reversed(todo))
     stopping = False
     try:
         while queue or running:
             while queue and len(running) < limit and not stopping:
-                running.append(asyncio.create_task(run(queue.pop())))
+                running.append(spawn(run(queue.pop())))
             finished, _ = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 running.remove(task)
@@ -157,7 +161,7 @@ async def _bounded(
             if not stopping and queue and should_continue():
                 stopping = True  # drain what runs, then continue as new
             if stopping and not running:
-                raise checkpoint()
+                return True
     except BaseException:
         for task in running:
             task.cancel()  # a failed iteration (or a cancelled loop) stops the others
@@ -167,3 +171,4 @@ async def _bounded(
             except BaseException:
                 pass
         raise
+    return False

@@ -32,7 +32,7 @@ async def execute(
         for name, state in saved["scopes"].items():
             scopes[name].vars, scopes[name].assigned = state["vars"], set(state["assigned"])
     tasks = {
-        name: asyncio.create_task(rt.run_block(steps, f"{path}/branches/{name}", scopes[name]))
+        name: rt.spawn(rt.run_block(steps, f"{path}/branches/{name}", scopes[name]))
         for name, steps in step.branches.items()
         if name not in status
     }
@@ -42,41 +42,43 @@ async def execute(
     stopped = False
     if not rt.patched:
         rt.blocked += 1
-    try:
-        pending = list(tasks.values())
-        while pending:
-            finished, _ = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
-                pending.remove(task)
-                name = by_task[task]
-                try:
-                    task.result()
-                except StepFailure as err:
-                    status[name] = {"status": "FAILED", "error": err.to_dict()}
-                    failure = err if failure is None or not err.catchable else failure
-                    continue
-                except ContinueAsNew as pause:
-                    paused.append(name)
-                    carried.update(pause.positions)
-                    continue
-                status[name] = {"status": "SUCCEEDED"}
-                winners.append(name)
-            stop = (
-                failure is not None and (step.onBranchError == "fail" or not failure.catchable)
-            ) or (step.waitFor == "any" and winners)
-            if stop and pending:
-                await _cancel(pending)
-                for task in pending:
-                    status[by_task[task]] = {"status": "CANCELED"}
-                pending = []
-            stopped = stopped or bool(stop)
-    except BaseException:
-        await _cancel([t for t in tasks.values() if not t.done()])
-        raise
-    finally:
-        if not rt.patched:
-            rt.blocked -= 1
+    with rt.waiting_for_flows():
+        try:
+            pending = list(tasks.values())
+            while pending:
+                finished, _ = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    pending.remove(task)
+                    name = by_task[task]
+                    try:
+                        task.result()
+                    except StepFailure as err:
+                        status[name] = {"status": "FAILED", "error": err.to_dict()}
+                        failure = err if failure is None or not err.catchable else failure
+                        continue
+                    except ContinueAsNew as pause:
+                        paused.append(name)
+                        carried.update(pause.positions)
+                        continue
+                    status[name] = {"status": "SUCCEEDED"}
+                    winners.append(name)
+                stop = (
+                    failure is not None and (step.onBranchError == "fail" or not failure.catchable)
+                ) or (step.waitFor == "any" and winners)
+                if stop and pending:
+                    await _cancel(pending)
+                    for task in pending:
+                        status[by_task[task]] = {"status": "CANCELED"}
+                    pending = []
+                stopped = stopped or bool(stop)
+        except BaseException:
+            await _cancel([t for t in tasks.values() if not t.done()])
+            raise
+        finally:
+            if not rt.patched:
+                rt.blocked -= 1
     if paused and not stopped:
+        await rt.pause()  # the branches unwound: the run is unwinding already
         can = ContinueAsNew()
         can.positions.update(carried)
         can.positions[key] = {

@@ -6,11 +6,17 @@ these runs continue as new many times.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
+from activities import actions
+from projections.records import ProjectionBatch
 from tests.integration.conftest import HISTORIES, Stack
 
 
@@ -215,3 +221,93 @@ async def test_loops_in_parallel_branches_and_nested_loops_continue_as_new(stack
     ]
     assert len({s["seq"] for s in steps}) == len(steps)
     assert (await stack.run_view(run["id"]))["status"] == "SUCCEEDED"
+
+
+@pytest.fixture
+def slow_boundary_writes(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """The local projection write made before unwinding to continue as new takes a second
+    (and tells the test it started): a cancellation then always arrives during it."""
+    started = asyncio.Event()
+    original = actions.write_batch
+
+    async def slow(session: Any, batch: ProjectionBatch) -> None:
+        if activity.in_activity() and activity.info().is_local and batch.run is None:
+            started.set()
+            await asyncio.sleep(1.0)
+        await original(session, batch)
+
+    monkeypatch.setattr(actions, "write_batch", slow)
+    return started
+
+
+async def test_cancel_while_continuing_as_new_still_runs_finally(
+    slow_boundary_writes: asyncio.Event, stack: Stack
+) -> None:
+    await stack.publish(
+        "cancel-at-boundary",
+        {
+            "steps": [
+                {
+                    "id": "t",
+                    "type": "control.tryCatch",
+                    "try": [
+                        {
+                            "id": "each",
+                            "type": "control.forEach",
+                            "items": "[1..60]",
+                            "steps": [{"id": "n", "type": "action.call", "action": "test.count"}],
+                        }
+                    ],
+                    "finally": [{"id": "fin", "type": "action.call", "action": "test.mark"}],
+                }
+            ]
+        },
+    )
+    run = await stack.start("cancel-at-boundary")
+    await asyncio.wait_for(slow_boundary_writes.wait(), 30)
+    handle = stack.client.get_workflow_handle(run["workflowId"])
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert stack.effects.log[run["id"]] == ["fin"]
+    assert (await stack.run_view(run["id"]))["status"] == "CANCELED"
+    steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
+    assert steps["fin"] == "SUCCEEDED" and steps["each"] == "CANCELED"
+
+
+async def test_a_branch_in_a_long_wait_does_not_hold_up_its_siblings(stack: Stack) -> None:
+    """Continue-as-new is due while one branch waits an hour: the looping branch parks
+    briefly, then goes on and wins the race."""
+    await stack.publish(
+        "race",
+        {
+            "steps": [
+                {
+                    "id": "p",
+                    "type": "control.parallel",
+                    "waitFor": "any",
+                    "branches": {
+                        "loop": [
+                            {
+                                "id": "each",
+                                "type": "control.forEach",
+                                "items": "[1..60]",
+                                "output": "out",
+                                "result": {"$expr": "item"},
+                                "steps": [
+                                    {"id": "n", "type": "action.call", "action": "core.noop"}
+                                ],
+                            }
+                        ],
+                        "slow": [{"id": "d", "type": "delay", "duration": "PT1H"}],
+                    },
+                }
+            ]
+        },
+    )
+    run = await stack.start("race")
+    out = (await asyncio.wait_for(stack.result(run), 40))["output"]
+    assert out["out"] == list(range(1, 61))
+    steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
+    assert steps["d"] == "CANCELED"
