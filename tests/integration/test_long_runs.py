@@ -311,3 +311,56 @@ async def test_a_branch_in_a_long_wait_does_not_hold_up_its_siblings(stack: Stac
     assert out["out"] == list(range(1, 61))
     steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
     assert steps["d"] == "CANCELED"
+
+
+async def test_a_branch_paused_for_continue_as_new_still_runs_finally_when_a_sibling_fails(
+    stack: Stack,
+) -> None:
+    """Continue-as-new is due in branch ``a`` while ``b`` is still busy; then ``b`` fails.
+    ``a`` must not have left its ``try`` early: it is cancelled like any sibling of a
+    failing branch, and its ``finally`` runs."""
+    await stack.publish(
+        "pause-then-fail",
+        {
+            "steps": [
+                {
+                    "id": "p",
+                    "type": "control.parallel",
+                    "branches": {
+                        "a": [
+                            {
+                                "id": "t",
+                                "type": "control.tryCatch",
+                                "try": [
+                                    {
+                                        "id": "each",
+                                        "type": "control.forEach",
+                                        "items": "[1..200]",
+                                        "steps": [
+                                            {
+                                                "id": "n",
+                                                "type": "action.call",
+                                                "action": "test.count",
+                                            }
+                                        ],
+                                    }
+                                ],
+                                "finally": [
+                                    {"id": "finA", "type": "action.call", "action": "test.mark"}
+                                ],
+                            }
+                        ],
+                        # One step that fails after two seconds (no boundary before it).
+                        "b": [{"id": "h", "type": "human.task", "title": "t", "due": "PT2S"}],
+                    },
+                }
+            ]
+        },
+    )
+    run = await stack.start("pause-then-fail")
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(stack.result(run), 40)
+    view = await stack.run_view(run["id"])
+    assert view["status"] == "FAILED" and view["error"]["type"] == "TimeoutError"
+    assert stack.effects.log[run["id"]] == ["finA"]
+    assert stack.effects.calls[(run["id"], "n")] < 200  # it stopped when b failed
