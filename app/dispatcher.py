@@ -357,6 +357,7 @@ class Dispatcher:
                 data=_delivery(event).public(),
                 idempotency_key=f"\x00trigger\x00{row['definition_key']}\x00{event.event_id}",
                 limits=self.settings.expression_limits,
+                run_limits=self.settings.run_limits,
             )
         except Conflict:
             pass  # started before by an earlier version of the definition: still one run

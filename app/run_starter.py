@@ -17,7 +17,7 @@ from expression.limits import ExpressionLimits
 from projections.models import DefinitionVersionRow
 from tempoflow.errors import Conflict
 from temporal_workflows import search_attributes as sa
-from temporal_workflows.models import WORKFLOW_NAME, RunInput
+from temporal_workflows.models import WORKFLOW_NAME, RunInput, RunLimits
 
 _IDEMPOTENCY_NS = uuid.UUID("6f1c2a47-3d4b-4f4e-9a55-2f0d8c1e7b10")
 
@@ -66,6 +66,7 @@ async def start_run(
     data: Any,
     idempotency_key: str | None,
     limits: ExpressionLimits | None = None,
+    run_limits: RunLimits | None = None,
     search_attributes: bool = True,
 ) -> Started:
     """Start the interpreter for ``version``; the same idempotency key returns the same run.
@@ -89,6 +90,7 @@ async def start_run(
                 definition=version.body,
                 input=data,
                 limits=limits or ExpressionLimits(),
+                run_limits=run_limits or RunLimits(),
             ),
             id=wid,
             task_queue=task_queue,

@@ -36,6 +36,20 @@ def _timestamp_only(value: Any) -> Any:
 Timestamp = Annotated[dt.datetime, BeforeValidator(_timestamp_only)]
 
 
+def _loop_indexes(value: Any) -> Any:
+    """The stored iteration label (``"3.7"``) as indexes, outermost loop first."""
+    if isinstance(value, str):
+        return [int(part) for part in value.split(".")] if value else None
+    return value
+
+
+LoopIndexes = Annotated[
+    list[int] | None,
+    BeforeValidator(_loop_indexes),
+    Field(description="for-each iteration indexes, outermost loop first ([3], [3, 7])"),
+]
+
+
 class _Public(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
 
@@ -137,7 +151,7 @@ class RunsPublic(_Public):
 class StepPublic(_Public):
     seq: int
     path: str
-    loop: str | None = Field(default=None, description="for-each iteration indexes ('3', '3.7')")
+    loop: LoopIndexes = None
     step_id: str
     type: str
     status: str
@@ -187,7 +201,7 @@ class InvocationPublic(_Public):
     action_version: int
     idempotency_key: str
     step_path: str
-    loop: str | None
+    loop: LoopIndexes
     status: str
     attempts: int
     output: Any = None
@@ -328,7 +342,7 @@ class TasksPublic(_Public):
 class WaitPublic(_Public):
     seq: int
     step_path: str
-    loop: str | None = None
+    loop: LoopIndexes = None
     event_names: list[str]
     correlation_key: str
     status: str

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from expression.limits import ExpressionLimits
+from temporal_workflows.models import RunLimits
 
 DEV_PEPPER = "tempoflow-development-pepper"
 
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
     expression_limits: ExpressionLimits = Field(default_factory=ExpressionLimits)
     """Budgets of one expression evaluation, e.g. ``TEMPOFLOW_EXPRESSION_LIMITS__MAX_STEPS``;
     each run keeps the limits it started with."""
+    run_limits: RunLimits = Field(default_factory=RunLimits)
+    """What one run may put into Temporal (payload size, history length), e.g.
+    ``TEMPOFLOW_RUN_LIMITS__MAX_PAYLOAD_BYTES``; each run keeps the limits it started with."""
     default_page_size: int = 50
     max_page_size: int = 500
 

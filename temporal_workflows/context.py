@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from expression import EvalContext, ExpressionError, evaluate, resolve
 from projections.records import (
@@ -90,6 +91,42 @@ class RunContext:
             "attempt": attempt,
         }
         self._eval_context = eval_context
+
+    def payload_size(self, value: Any) -> int:
+        """Bytes ``value`` takes as a Temporal payload (what the 2 MB limit counts)."""
+        converter = (
+            workflow.payload_converter()
+            if workflow.in_workflow()
+            else pydantic_data_converter.payload_converter
+        )
+        return sum(p.ByteSize() for p in converter.to_payloads([value]))
+
+    def check_size(self, value: Any, what: str, *, catchable: bool = True) -> int:
+        """Fail with ``PayloadTooLarge`` when ``value`` is over the run's payload limit
+        (Temporal would refuse the command and wedge the run); returns its size."""
+        size = self.payload_size(value)
+        limit = self.inp.run_limits.max_payload_bytes
+        if size > limit:
+            raise StepFailure(
+                "PayloadTooLarge",
+                f"{what} is {size:,} bytes encoded; the limit is {limit:,}",
+                None,
+                {"bytes": size, "limit": limit, "what": what},
+                catchable=catchable,
+            )
+        return size
+
+    def pending_size(self) -> int:
+        """Bytes of the projection records waiting for the next write."""
+        shared = self.shared
+        return self.payload_size(
+            ProjectionBatch(
+                steps=shared.steps,
+                waits=shared.waits,
+                deliveries=shared.deliveries,
+                tasks=shared.tasks,
+            )
+        )
 
     @classmethod
     def in_workflow(cls, inp: RunInput) -> RunContext:

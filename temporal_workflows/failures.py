@@ -6,9 +6,23 @@ from typing import Any
 
 
 class StepFailure(Exception):
-    """A step failed; ``type`` is what ``catchOn`` lists and what the run's error shows."""
+    """A step failed; ``type`` is what ``catchOn`` lists and what the run's error shows.
 
-    def __init__(self, type: str, message: str, path: str | None, details: Any = None) -> None:
+    Attributes:
+        catchable: ``False`` for conditions no definition can handle (the run's history
+            or state outgrew what Temporal holds): ``tryCatch`` runs its ``finally`` but
+            does not catch them, and loops or branches set to ``continue`` stop anyway.
+    """
+
+    def __init__(
+        self,
+        type: str,
+        message: str,
+        path: str | None,
+        details: Any = None,
+        *,
+        catchable: bool = True,
+    ) -> None:
         """``path`` is the failing step's pointer; ``None`` lets the interpreter fill it."""
         super().__init__(message)
         self.type = type
@@ -16,6 +30,7 @@ class StepFailure(Exception):
         self.path = path
         self.details = details
         self.attempt: int | None = None
+        self.catchable = catchable
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -25,6 +40,13 @@ class StepFailure(Exception):
             "details": self.details,
             "attempt": self.attempt,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepFailure:
+        """The failure :meth:`to_dict` saved (across continue-as-new)."""
+        failure = cls(data["type"], data["message"], data.get("stepPath"), data.get("details"))
+        failure.attempt = data.get("attempt")
+        return failure
 
 
 class RunReturned(Exception):

@@ -13,7 +13,13 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from projections.records import RunRecord, RunStatus, StepStatus, WaitRecord
+    from projections.records import (
+        ProjectionBatch,
+        RunRecord,
+        RunStatus,
+        StepStatus,
+        WaitRecord,
+    )
     from tempoflow.definition import parse_definition
     from temporal_workflows.context import RunContext
     from temporal_workflows.events import Mailbox, TaskBoard
@@ -32,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         TaskCompletion,
     )
     from temporal_workflows.nodes import EXECUTORS, Runtime
+    from temporal_workflows.nodes.base import shielded
 
 # Projection writes retry without limit: the activities raise only on transient database
 # errors (unstorable data is written degraded). Backoff beyond the threshold waits on a
@@ -46,6 +53,10 @@ _PROJECTION_LOCAL_RETRY = timedelta(seconds=30)
 DEFAULT_MAX_HISTORY = 5_000
 """Continue as new past this many events even when Temporal does not suggest it yet
 (Temporal's hard limit is 51,200; the goal is small histories that replay fast)."""
+PATCH_2026_11 = "tempoflow-2026-11-pause-anywhere"
+"""Runs started on this interpreter: loops and branches pause anywhere to continue as new,
+cancellation is never a catchable failure, closing writes are shielded from cancellation,
+payload sizes and the history limit are checked before Temporal refuses them."""
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -66,6 +77,7 @@ class InterpreterWorkflow:
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
+        self._patched = workflow.patched(PATCH_2026_11)
         ctx = self._ctx = RunContext.in_workflow(inp)
         ctx.shared.flush = self._flush_status
         positions: dict[str, Any] = {}
@@ -81,7 +93,9 @@ class InterpreterWorkflow:
             mailbox=self._mailbox,
             tasks=self._tasks,
             register_wait=self._register_wait,
+            patched=self._patched,
         )
+        rt.before_unwinding = self._boundary_flush
         self._rt = rt
         try:
             definition = parse_definition(inp.definition)
@@ -102,39 +116,123 @@ class InterpreterWorkflow:
                 )
             except RunReturned as returned:
                 output = returned.output
+            result = RunResult(output=output)
+            if self._patched:
+                # Temporal would refuse the completion and retry it forever.
+                ctx.check_size(result, "the run's output", catchable=False)
         except StepFailure as failure:
             if failure.path is None:
                 failure.path = "/output"
-            await self._flush(
+            error = failure.to_dict()
+            if self._patched and ctx.payload_size(error) > inp.run_limits.max_payload_bytes // 2:
+                error["details"] = {"omitted": "the error's details are too large to keep"}
+            await self._closing_flush(
+                ctx.run_record(RunStatus.FAILED, error=error, closed_at=workflow.now())
+            )
+            raise ApplicationError(
+                failure.message, error, type=failure.type, non_retryable=True
+            ) from None
+        except ContinueAsNew as can:
+            if await self._closing_flush():
+                await self._cancelled_at_boundary(ctx)
+            if self._patched:
+                try:
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                except asyncio.CancelledError:
+                    await self._cancelled_at_boundary(ctx)
+            else:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+            resumed = inp.model_copy(
+                update={
+                    "started_at": ctx.started_at,
+                    "resume": ResumeState(
+                        vars=ctx.vars,
+                        seq=ctx.shared.seq,
+                        positions=can.positions,
+                        processed_events=self._mailbox.processed,
+                        inbox=self._mailbox.inbox,
+                    ),
+                }
+            )
+            if self._patched:
+                await self._check_carried(ctx, resumed)
+            workflow.continue_as_new(resumed)
+        except asyncio.CancelledError:
+            await self._closing_flush(ctx.run_record(RunStatus.CANCELED, closed_at=workflow.now()))
+            raise
+        # A cancellation arriving while the outcome is written no longer changes it.
+        await self._closing_flush(
+            ctx.run_record(RunStatus.SUCCEEDED, output=output, closed_at=workflow.now())
+        )
+        return result
+
+    async def _boundary_flush(self) -> bool:
+        """Before unwinding to continue as new: write the pending projections while every
+        block is still in place (a cancel now runs ``finally`` blocks as usual)."""
+        _, cancelled = await shielded(self._flush())
+        return cancelled
+
+    async def _cancelled_at_boundary(self, ctx: RunContext) -> None:
+        """Cancelled while unwinding to continue as new: the blocks have already left
+        their ``finally`` sections, so the run ends ``CANCELED`` right here."""
+        await self._closing_flush(ctx.run_record(RunStatus.CANCELED, closed_at=workflow.now()))
+        raise asyncio.CancelledError()
+
+    async def _check_carried(self, ctx: RunContext, resumed: RunInput) -> None:
+        """The state carried across continue-as-new must fit one payload."""
+        try:
+            ctx.check_size(resumed, "the state carried to the next execution", catchable=False)
+        except StepFailure as failure:
+            failure.path = self._current
+            await self._closing_flush(
                 ctx.run_record(RunStatus.FAILED, error=failure.to_dict(), closed_at=workflow.now())
             )
             raise ApplicationError(
                 failure.message, failure.to_dict(), type=failure.type, non_retryable=True
             ) from None
-        except ContinueAsNew as can:
-            await self._flush()
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(
-                inp.model_copy(
-                    update={
-                        "started_at": ctx.started_at,
-                        "resume": ResumeState(
-                            vars=ctx.vars,
-                            seq=ctx.shared.seq,
-                            positions=can.positions,
-                            processed_events=self._mailbox.processed,
-                            inbox=self._mailbox.inbox,
-                        ),
-                    }
+
+    async def _closing_flush(self, run: RunRecord | None = None) -> bool:
+        """Write what closes an execution. On a patched run no cancellation interrupts it,
+        and a run's outcome is written by a regular activity, never a local one: a local
+        activity runs inside the workflow task that completes the run, and when Temporal
+        refuses that task (a cancel or an update arrived meanwhile) the outcome it wrote
+        never happened. Returns whether a cancellation arrived meanwhile."""
+        if not self._patched:
+            await self._flush(run)
+            return False
+        if run is None:
+            _, cancelled = await shielded(self._flush())
+            return cancelled
+        assert self._ctx is not None
+        limit = self._ctx.inp.run_limits.max_payload_bytes
+        if self._ctx.pending_size() + self._ctx.payload_size(run) > limit:
+            # Too large for one activity input (history): the other records go first.
+            _, cancelled = await shielded(self._flush())
+        else:
+            cancelled = False
+        batch = self._ctx.take_pending(run)
+        if self._ctx.payload_size(batch) > limit:
+            _, late = await shielded(self._project_locally(batch))
+        else:
+            _, late = await shielded(
+                workflow.execute_activity(
+                    PROJECT_ACTIVITY,
+                    batch,
+                    start_to_close_timeout=timedelta(seconds=10),
+                    retry_policy=_PROJECTION_RETRY,
+                    summary=f"project {run.status.value}",
                 )
             )
-        except asyncio.CancelledError:
-            await self._flush(ctx.run_record(RunStatus.CANCELED, closed_at=workflow.now()))
-            raise
-        await self._flush(
-            ctx.run_record(RunStatus.SUCCEEDED, output=output, closed_at=workflow.now())
+        return cancelled or late
+
+    async def _project_locally(self, batch: ProjectionBatch) -> None:
+        await workflow.execute_local_activity(
+            PROJECT_ACTIVITY,
+            batch,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=_PROJECTION_RETRY,
+            local_retry_threshold=_PROJECTION_LOCAL_RETRY,
         )
-        return RunResult(output=output)
 
     def _should_continue(self, ctx: RunContext) -> bool:
         info = workflow.info()
@@ -146,15 +244,39 @@ class InterpreterWorkflow:
         key = position_key(base, ctx.loop)
         start = self._rt.resume(key) or 0
         for index in range(start, len(steps)):
-            if index > start and self._rt.blocked == 0 and self._should_continue(ctx):
+            if (
+                index > start
+                and self._rt.continue_due(ctx)
+                and (not self._patched or await self._rt.pause())
+            ):
                 can = ContinueAsNew()
                 can.positions[key] = index
                 raise can
+            if self._patched:
+                self._check_history(f"{base}/{index}")
             try:
                 await self._run_step(steps[index], f"{base}/{index}", ctx)
             except ContinueAsNew as can:
                 can.positions[key] = index  # resume inside this (container) step
                 raise
+
+    def _check_history(self, path: str) -> None:
+        """Fail the run (through the normal path, projected) before Temporal would
+        terminate it at its history limit, when it cannot continue as new in time."""
+        assert self._ctx is not None
+        limits = self._ctx.inp.run_limits
+        info = workflow.info()
+        length, size = info.get_current_history_length(), info.get_current_history_size()
+        if length > limits.max_history_events or size > limits.max_history_bytes:
+            raise StepFailure(
+                "HistoryLimitExceeded",
+                f"this execution's history has {length:,} events ({size:,} bytes), over the "
+                f"run's limit of {limits.max_history_events:,} events "
+                f"({limits.max_history_bytes:,} bytes); it could not continue as new",
+                path,
+                {"events": length, "bytes": size},
+                catchable=False,
+            )
 
     async def _run_step(self, step: Any, path: str, ctx: RunContext) -> None:
         seq = ctx.next_seq()
@@ -203,13 +325,7 @@ class InterpreterWorkflow:
         batch = self._ctx.take_pending(run)
         if batch.is_empty():
             return
-        await workflow.execute_local_activity(
-            PROJECT_ACTIVITY,
-            batch,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=_PROJECTION_RETRY,
-            local_retry_threshold=_PROJECTION_LOCAL_RETRY,
-        )
+        await self._project_locally(batch)
 
     async def _register_wait(self, wait: WaitRecord) -> list[EventDelivery]:
         """Index the wait (with the pending projections and the WAITING status) under the

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from expression.limits import ExpressionLimits
 from projections.records import InvocationRecord, ProjectionBatch, WaitRecord
@@ -22,6 +22,27 @@ EVENT_SIGNAL = "tempoflow.event"
 COMPLETE_TASK_UPDATE = "tempoflow.complete_task"
 
 
+class RunLimits(BaseModel):
+    """What one run may put into Temporal (settings ``TEMPOFLOW_RUN_LIMITS__*``).
+
+    A run pins the limits it started with (they travel in its input).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_payload_bytes: int = Field(default=2_000_000, ge=1024)
+    """Largest encoded value the run sends Temporal: an action's input, a child run's
+    input, the state carried across continue-as-new, the run's output. Temporal refuses
+    payloads over 2 MB (its default ``limit.blobSize.error``); above this limit the step
+    fails with the catchable ``PayloadTooLarge`` instead."""
+    max_history_events: int = Field(default=40_000, ge=100)
+    """Events of one execution's history before the run fails with
+    ``HistoryLimitExceeded`` (when it cannot continue as new, e.g. a huge ``finally``);
+    keep it below the server's ``limit.historyCount.error`` (51,200)."""
+    max_history_bytes: int = Field(default=40_000_000, ge=100_000)
+    """The same for the history size (the server's ``limit.historySize.error``: 50 MB)."""
+
+
 class RunInput(BaseModel):
     """Everything a run needs; the definition body is pinned in history."""
 
@@ -32,6 +53,7 @@ class RunInput(BaseModel):
     definition: dict[str, Any]
     input: Any = None
     limits: ExpressionLimits = Field(default_factory=ExpressionLimits)
+    run_limits: RunLimits = Field(default_factory=RunLimits)
     parent_run_id: str | None = None
     parent_step_path: str | None = None
     started_at: datetime | None = None

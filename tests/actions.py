@@ -37,6 +37,7 @@ class Effects:
         # A receiver that honours idempotency keys: one effect per key.
         self.received: dict[str, Any] = {}
         self.cancelled: Counter[str] = Counter()
+        self.log: dict[str, list[str]] = defaultdict(list)
 
     def record(self, ctx: ActionContext) -> int:
         self.calls[(ctx.run_id, ctx.step_id)] += 1
@@ -100,5 +101,25 @@ def build_registry(effects: Effects) -> ActionRegistry:
     async def count(data: Anything, ctx: ActionContext) -> Anything:
         n = effects.record(ctx)
         return Anything(**(data.model_extra or {}), calls=n)
+
+    @registry.action("test.slowcancel", input_model=Anything, output_model=Anything)
+    async def slow_cancel(data: Anything, ctx: ActionContext) -> Anything:
+        """Heartbeats until cancelled, then takes half a second to clean up."""
+        effects.record(ctx)
+        effects.reached[ctx.run_id].set()
+        try:
+            while True:
+                ctx.heartbeat()
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.5)
+            effects.log[ctx.run_id].append("action cleaned up")
+            raise
+
+    @registry.action("test.mark", input_model=Anything, output_model=Anything)
+    async def mark(data: Anything, ctx: ActionContext) -> Anything:
+        effects.record(ctx)
+        effects.log[ctx.run_id].append(ctx.step_id)
+        return Anything()
 
     return registry

@@ -144,6 +144,7 @@ async def create_run(
         data=body.input,
         idempotency_key=body.idempotency_key,
         limits=settings.expression_limits,
+        run_limits=settings.run_limits,
     )
     if not started.created:
         response.status_code = 200

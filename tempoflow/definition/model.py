@@ -164,6 +164,11 @@ class ActionCall(StepBase):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     idempotencyKey: Jsonata | None = None
+    cancellation: Literal["tryCancel", "waitCompleted", "abandon"] = "tryCancel"
+    """When the step is cancelled: ``tryCancel`` requests the action's cancellation and
+    moves on at once; ``waitCompleted`` waits until the action has acknowledged it (it
+    learns of it at its next heartbeat) or ended, so a ``finally`` or ``catch`` after it
+    never overlaps it; ``abandon`` does not tell the action."""
 
 
 class ControlIf(StepBase):

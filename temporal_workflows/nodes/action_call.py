@@ -9,12 +9,19 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.workflow import ActivityCancellationType
 
 from tempoflow.definition import ActionCall
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import BOOKKEEPING_UNAVAILABLE, ActionInvocation, ActionOutcome
-from temporal_workflows.nodes.base import Runtime, StepOutcome
+from temporal_workflows.nodes.base import Runtime, StepOutcome, to_completion
+
+_CANCELLATION = {
+    "tryCancel": ActivityCancellationType.TRY_CANCEL,
+    "waitCompleted": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    "abandon": ActivityCancellationType.ABANDON,
+}
 
 
 def _key(step: ActionCall, path: str, ctx: RunContext) -> str:
@@ -71,6 +78,12 @@ async def execute(
     step: ActionCall, path: str, seq: int, ctx: RunContext, rt: Runtime
 ) -> StepOutcome:
     data = ctx.resolve(step.input, f"{path}/input")
+    key = _key(step, path, ctx)
+    if rt.patched:
+        size = ctx.check_size(data, "the action's input")
+        if size + ctx.pending_size() > ctx.inp.run_limits.max_payload_bytes:
+            # The projection records waiting to ride along go first, on their own.
+            await ctx.flush(ctx.shared.status)
     invocation = ActionInvocation(
         action=step.action,
         input=data,
@@ -81,29 +94,39 @@ async def execute(
         step_id=step.id,
         seq=seq,
         loop=ctx.loop,
-        idempotency_key=_key(step, path, ctx),
+        idempotency_key=key,
         pending=ctx.take_pending(),
     )
     policy, timeouts = step.retry, step.timeouts
     delay = BOOKKEEPING_BACKOFF
     while True:
+        activity = workflow.execute_activity(
+            step.action,
+            invocation,
+            result_type=ActionOutcome,
+            start_to_close_timeout=timeouts.startToClose or step.timeout,
+            schedule_to_close_timeout=timeouts.scheduleToClose,
+            heartbeat_timeout=timeouts.heartbeat,
+            retry_policy=RetryPolicy(
+                maximum_attempts=policy.maxAttempts - invocation.attempt_base,
+                initial_interval=policy.initialInterval,
+                backoff_coefficient=policy.backoffCoefficient,
+                maximum_interval=policy.maxInterval,
+                non_retryable_error_types=policy.nonRetryableErrors or None,
+            ),
+            cancellation_type=_CANCELLATION[step.cancellation],
+            summary=step.id if ctx.loop is None else f"{step.id} [{ctx.loop}]",
+        )
         try:
-            outcome = await workflow.execute_activity(
-                step.action,
-                invocation,
-                result_type=ActionOutcome,
-                start_to_close_timeout=timeouts.startToClose or step.timeout,
-                schedule_to_close_timeout=timeouts.scheduleToClose,
-                heartbeat_timeout=timeouts.heartbeat,
-                retry_policy=RetryPolicy(
-                    maximum_attempts=policy.maxAttempts - invocation.attempt_base,
-                    initial_interval=policy.initialInterval,
-                    backoff_coefficient=policy.backoffCoefficient,
-                    maximum_interval=policy.maxInterval,
-                    non_retryable_error_types=policy.nonRetryableErrors or None,
-                ),
-                summary=step.id if ctx.loop is None else f"{step.id} [{ctx.loop}]",
-            )
+            if step.cancellation == "tryCancel":
+                outcome = await activity
+            else:
+                # The action may finish (or complete anyway) after the cancel request: the
+                # step still ends cancelled, never as a result or a catchable failure.
+                task, cancelled = await to_completion(activity)
+                if cancelled:
+                    raise asyncio.CancelledError()
+                outcome = task.result()
             break
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):

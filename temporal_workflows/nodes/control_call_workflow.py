@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+)
 from temporalio.workflow import ParentClosePolicy
 
 from tempoflow.definition import ControlCallWorkflow
@@ -22,7 +28,7 @@ from temporal_workflows.models import (
     RunInput,
     RunResult,
 )
-from temporal_workflows.nodes.base import Runtime, StepOutcome
+from temporal_workflows.nodes.base import Runtime, StepOutcome, to_completion
 
 
 async def execute(
@@ -39,35 +45,50 @@ async def execute(
         )
     except ActivityError as err:
         cause = err.cause
+        if rt.patched and isinstance(cause, CancelledError):
+            raise asyncio.CancelledError() from None
         message = cause.message if isinstance(cause, ApplicationError) else str(err)
         raise StepFailure("DefinitionNotFound", message, None) from None
     child_run_id = str(workflow.uuid4())
     child_id = f"{ctx.inp.tenant}/{child_run_id}"
+    child_input = RunInput(
+        run_id=child_run_id,
+        tenant=ctx.inp.tenant,
+        definition_key=ref.key,
+        definition_version=ref.version,
+        definition=ref.body,
+        input=data,
+        limits=ctx.inp.limits,
+        run_limits=ctx.inp.run_limits,
+        parent_run_id=ctx.inp.run_id,
+        parent_step_path=path,
+    )
+    if rt.patched:
+        ctx.check_size(child_input, "the child run's input")
+    child = workflow.execute_child_workflow(
+        WORKFLOW_NAME,
+        child_input,
+        id=child_id,
+        result_type=RunResult,
+        task_queue=workflow.info().task_queue,
+        execution_timeout=step.timeout,
+        parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+        # Like the parent: with the attributes when the parent has them.
+        search_attributes=sa.for_run(ctx.inp.tenant, ref.key, ref.version)
+        if workflow.info().typed_search_attributes.get(sa.TENANT) is not None
+        else None,
+        static_summary=f"{ref.key} v{ref.version} (child of {ctx.inp.run_id})",
+    )
     try:
-        result = await workflow.execute_child_workflow(
-            WORKFLOW_NAME,
-            RunInput(
-                run_id=child_run_id,
-                tenant=ctx.inp.tenant,
-                definition_key=ref.key,
-                definition_version=ref.version,
-                definition=ref.body,
-                input=data,
-                limits=ctx.inp.limits,
-                parent_run_id=ctx.inp.run_id,
-                parent_step_path=path,
-            ),
-            id=child_id,
-            result_type=RunResult,
-            task_queue=workflow.info().task_queue,
-            execution_timeout=step.timeout,
-            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-            # Like the parent: with the attributes when the parent has them.
-            search_attributes=sa.for_run(ctx.inp.tenant, ref.key, ref.version)
-            if workflow.info().typed_search_attributes.get(sa.TENANT) is not None
-            else None,
-            static_summary=f"{ref.key} v{ref.version} (child of {ctx.inp.run_id})",
-        )
+        if rt.patched:
+            # A cancelled parent cancels the child and waits for it to end: whatever the
+            # child's outcome, this step is cancelled (never a catchable child failure).
+            task, cancelled = await to_completion(child)
+            if cancelled:
+                raise asyncio.CancelledError()
+            result = task.result()
+        else:
+            result = await child
     except ChildWorkflowError as err:
         cause = err.cause
         detail: dict[str, Any] = {"childRunId": child_run_id, "cause": None}

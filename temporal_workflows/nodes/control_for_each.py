@@ -1,7 +1,9 @@
 """``control.forEach``: iterations in isolated scopes, sequential or bounded-parallel.
 
-Continue-as-new happens between iterations (never inside one), carrying the items, the
-finished indexes, results and errors.
+Continue-as-new happens between iterations and, when due while iterations run, inside
+them: no new iteration starts, running ones stop at their next step boundary, and the
+loop carries the items, the finished indexes, results and errors, and the variables of
+each paused iteration (their blocks carry their own positions).
 """
 
 from __future__ import annotations
@@ -35,14 +37,20 @@ async def execute(
     if saved is not None:
         items, results, errors = saved["items"], saved["results"], saved["errors"]
         done: set[int] = set(saved["done"])
+        partial: dict[int, Any] = {int(i): v for i, v in saved.get("partial", {}).items()}
     else:
         items = _items(step, path, ctx)
-        results, errors, done = [None] * len(items), [], set()
+        results, errors, done, partial = [None] * len(items), [], set(), {}
+    paused: dict[int, RunContext] = {}
+    carried: dict[str, Any] = {}  # positions inside the paused iterations
 
     async def iteration(index: int) -> None:
         scope = ctx.child(
             names={step.itemName: items[index], step.indexName: index}, loop=ctx.loop_label(index)
         )
+        if index in partial:  # paused by continue-as-new: its own variables again
+            state = partial.pop(index)
+            scope.vars, scope.assigned = state["vars"], set(state["assigned"])
         try:
             await rt.run_block(step.steps, f"{path}/steps", scope)
             results[index] = (
@@ -51,40 +59,57 @@ async def execute(
                 else scope.assigned_values()
             )
         except StepFailure as failure:
-            if step.onItemError == "fail":
+            if step.onItemError == "fail" or not failure.catchable:
                 raise
             errors.append({"index": index, "error": failure.to_dict()})
+        except ContinueAsNew as can:
+            paused[index] = scope
+            carried.update(can.positions)
+            return
         done.add(index)
 
     def checkpoint() -> ContinueAsNew:
         can = ContinueAsNew()
+        can.positions.update(carried)
         can.positions[key] = {
             "items": items,
             "results": results,
             "errors": errors,
             "done": sorted(done),
         }
+        if paused:
+            can.positions[key]["partial"] = {
+                str(i): {"vars": s.vars, "assigned": sorted(s.assigned)}
+                for i, s in sorted(paused.items())
+            }
         return can
 
-    may_continue = rt.blocked == 0  # not inside parallel work of an enclosing step
     todo = [i for i in range(len(items)) if i not in done]
-    rt.blocked += 1
-    try:
+    if rt.patched:
+        # Iterations pause at their step boundaries when continue-as-new is due.
         if step.concurrency == 1:
             for position, index in enumerate(todo):
-                if position and may_continue and rt.should_continue(ctx):
+                if position and rt.continue_due(ctx) and await rt.pause():
                     raise checkpoint()
                 await iteration(index)
+                if paused:
+                    raise checkpoint()  # the run is unwinding already
         else:
-            await _bounded(
-                todo,
-                step.concurrency,
-                iteration,
-                lambda: may_continue and rt.should_continue(ctx),
-                checkpoint,
-            )
-    finally:
-        rt.blocked -= 1
+            while todo:
+                with rt.waiting_for_flows():
+                    stopped = await _bounded(
+                        todo,
+                        step.concurrency,
+                        iteration,
+                        lambda: rt.continue_due(ctx) or bool(paused),
+                        rt.spawn,
+                    )
+                if paused or (stopped and await rt.pause()):
+                    raise checkpoint()
+                # Not stopped, or the other flows did not park in time: go on.
+                todo = [i for i in range(len(items)) if i not in done] if stopped else []
+    else:
+        await _legacy(step, ctx, rt, todo, iteration, checkpoint)
     errors.sort(key=lambda e: e["index"])
     if step.output is not None:
         ctx.set_var(step.output, results)
@@ -93,17 +118,42 @@ async def execute(
     return StepOutcome(output={"items": len(items), "failed": len(errors)})
 
 
-async def _bounded(
-    todo: list[int], limit: int, run: Any, should_continue: Any, checkpoint: Any
+async def _legacy(
+    step: ControlForEach, ctx: RunContext, rt: Runtime, todo: list[int], run: Any, checkpoint: Any
 ) -> None:
-    """At most ``limit`` iterations at once; the first failure cancels the others."""
+    """Runs started before the patch: continue-as-new only between the iterations of a
+    loop outside any other loop or branch."""
+    may_continue = rt.blocked == 0  # not inside parallel work of an enclosing step
+    rt.blocked += 1
+    try:
+        if step.concurrency == 1:
+            for position, index in enumerate(todo):
+                if position and may_continue and rt.should_continue(ctx):
+                    raise checkpoint()
+                await run(index)
+        else:
+            if await _bounded(
+                todo,
+                step.concurrency,
+                run,
+                lambda: may_continue and rt.should_continue(ctx),
+                asyncio.create_task,
+            ):
+                raise checkpoint()
+    finally:
+        rt.blocked -= 1
+
+
+async def _bounded(todo: list[int], limit: int, run: Any, should_continue: Any, spawn: Any) -> bool:
+    """At most ``limit`` iterations at once; the first failure cancels the others.
+    Returns whether it stopped early because continue-as-new is due."""
     running: list[asyncio.Task[None]] = []
     queue = list(reversed(todo))
     stopping = False
     try:
         while queue or running:
             while queue and len(running) < limit and not stopping:
-                running.append(asyncio.create_task(run(queue.pop())))
+                running.append(spawn(run(queue.pop())))
             finished, _ = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 running.remove(task)
@@ -111,13 +161,14 @@ async def _bounded(
             if not stopping and queue and should_continue():
                 stopping = True  # drain what runs, then continue as new
             if stopping and not running:
-                raise checkpoint()
+                return True
     except BaseException:
         for task in running:
-            task.cancel()
+            task.cancel()  # a failed iteration (or a cancelled loop) stops the others
         for task in running:
             try:
                 await task
             except BaseException:
                 pass
         raise
+    return False

@@ -1,5 +1,8 @@
 """``control.tryCatch``: catch step failures (optionally by type); ``finally`` always runs
-(also when the run is cancelled), except when unwinding to continue as new."""
+(also when the run is cancelled), except when unwinding to continue as new.
+
+Cancellation is never caught: it is not a step failure (``asyncio.CancelledError``
+passes ``catch``), and ``finally`` runs to its end within one execution."""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ async def execute(
             try:
                 await run_nested(rt, key, {"section": "try"}, step.try_, f"{path}/try", ctx)
             except StepFailure as failure:
-                if step.catchOn and failure.type not in step.catchOn:
+                if not failure.catchable or (step.catchOn and failure.type not in step.catchOn):
                     pending = failure
                 else:
                     section, error = "catch", failure.to_dict()

@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, until
 
 
 def noop(id: str, output: str | None = None, **input: Any) -> dict[str, Any]:
@@ -80,7 +81,7 @@ async def test_switch_and_sequential_for_each(stack: Stack) -> None:
     assert "lane" not in out  # iterations have their own copy of vars
     steps = await stack.steps(run["id"])
     acks = [(s["loop"], s["status"]) for s in steps if s["stepId"] == "ack"]
-    assert acks == [("0", "SUCCEEDED"), ("1", "SUCCEEDED"), ("2", "SUCCEEDED")]
+    assert acks == [([0], "SUCCEEDED"), ([1], "SUCCEEDED"), ([2], "SUCCEEDED")]
 
 
 async def test_bounded_parallel_for_each_with_continue_policy(stack: Stack) -> None:
@@ -494,3 +495,147 @@ async def test_cancel_stops_runs_finally_and_ends_canceled(stack: Stack) -> None
             break
         await asyncio.sleep(0.05)
     assert stack.effects.cancelled[run["id"]] == 1
+
+
+async def _children(stack: Stack, run_id: str) -> list[dict[str, Any]]:
+    r = await stack.http.get(f"/v1/runs?parent={run_id}", headers=stack.auth())
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+async def test_cancel_during_call_workflow_ends_canceled_and_is_not_caught(stack: Stack) -> None:
+    await stack.publish(
+        "slow-child",
+        {
+            "steps": [
+                {
+                    "id": "hb",
+                    "type": "action.call",
+                    "action": "test.heartbeat",
+                    "timeouts": {"heartbeat": "PT2S"},
+                }
+            ]
+        },
+    )
+    await stack.publish(
+        "cancel-parent",
+        {
+            "steps": [
+                {
+                    "id": "t",
+                    "type": "control.tryCatch",
+                    "try": [
+                        {"id": "call", "type": "control.callWorkflow", "definition": "slow-child"}
+                    ],
+                    "catch": [{"id": "caught", "type": "state.set", "values": {"caught": True}}],
+                    "finally": [noop("cleanup", done=True)],
+                },
+                {"id": "after", "type": "state.set", "values": {"never": True}},
+            ]
+        },
+    )
+    run = await stack.start("cancel-parent")
+    children = await until(lambda: _children(stack, run["id"]))
+    child_id = children[0]["id"]
+    await asyncio.wait_for(stack.effects.reached[child_id].wait(), 20)
+    handle = stack.client.get_workflow_handle(run["workflowId"])
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert isinstance(failed.value.cause, CancelledError)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    view = await stack.run_view(run["id"])
+    assert view["status"] == "CANCELED"
+    steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
+    assert steps["call"] == "CANCELED" and steps["cleanup"] == "SUCCEEDED"
+    assert "caught" not in steps and "after" not in steps
+    assert (await until(lambda: _child_status(stack, child_id, "CANCELED"))) is True
+    await stack.record_history(run, "cancel_call_workflow")
+
+
+async def _child_status(stack: Stack, run_id: str, status: str) -> bool:
+    return bool((await stack.run_view(run_id))["status"] == status)
+
+
+async def test_sibling_failure_cancels_a_child_workflow_branch(stack: Stack) -> None:
+    await stack.publish(
+        "sleepy-child",
+        {"steps": [{"id": "d", "type": "delay", "duration": "PT1H"}]},
+    )
+    view = await run_failing(
+        stack,
+        "par-child",
+        {
+            "steps": [
+                {
+                    "id": "p",
+                    "type": "control.parallel",
+                    "branches": {
+                        "child": [
+                            {
+                                "id": "call",
+                                "type": "control.callWorkflow",
+                                "definition": "sleepy-child",
+                            }
+                        ],
+                        "bad": [
+                            {"id": "wait", "type": "delay", "duration": "PT0.5S"},
+                            {"id": "boom", "type": "action.call", "action": "test.fail"},
+                        ],
+                    },
+                },
+            ]
+        },
+    )
+    assert view["error"]["type"] == "PaymentDeclined"
+    steps = {s["stepId"]: s["status"] for s in await stack.steps(view["id"])}
+    assert steps["call"] == "CANCELED" and steps["boom"] == "FAILED"
+
+
+@pytest.mark.parametrize(
+    ("cancellation", "order"),
+    [
+        ("waitCompleted", ["action cleaned up", "fin"]),
+        ("tryCancel", ["fin", "action cleaned up"]),
+    ],
+)
+async def test_finally_waits_for_a_cancelled_action_when_asked(
+    stack: Stack, cancellation: str, order: list[str]
+) -> None:
+    await stack.publish(
+        "compensate",
+        {
+            "steps": [
+                {
+                    "id": "t",
+                    "type": "control.tryCatch",
+                    "try": [
+                        {
+                            "id": "work",
+                            "type": "action.call",
+                            "action": "test.slowcancel",
+                            "timeouts": {"heartbeat": "PT2S"},
+                            "cancellation": cancellation,
+                        }
+                    ],
+                    "catch": [{"id": "caught", "type": "state.set", "values": {"caught": True}}],
+                    "finally": [{"id": "fin", "type": "action.call", "action": "test.mark"}],
+                }
+            ]
+        },
+    )
+    run = await stack.start("compensate")
+    await asyncio.wait_for(stack.effects.reached[run["id"]].wait(), 20)
+    handle = stack.client.get_workflow_handle(run["workflowId"])
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    await until(lambda: _logged(stack, run["id"], 2))
+    assert stack.effects.log[run["id"]] == order
+    steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
+    assert steps["work"] == "CANCELED" and "caught" not in steps
+    assert (await stack.run_view(run["id"]))["status"] == "CANCELED"
+
+
+async def _logged(stack: Stack, run_id: str, n: int) -> bool:
+    return len(stack.effects.log[run_id]) >= n

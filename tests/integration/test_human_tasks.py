@@ -4,8 +4,14 @@ validates the form; the first completion wins."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+
+from activities import actions
+from projections.records import ProjectionBatch, RunStatus
 from tests.integration.conftest import Stack, until
 
 APPROVAL = {
@@ -140,3 +146,62 @@ async def test_tasks_are_isolated_by_tenant(stack: Stack, other_tenant: dict[str
     )
     assert r.status_code == 403
     await stack.client.get_workflow_handle(run["workflowId"]).cancel()
+
+
+@pytest.fixture
+def slow_closing_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Projection writes that close a run take a second: a cancellation sent right
+    after a task completion always arrives while the run's last write is in flight."""
+    original = actions.write_batch
+
+    async def slow(session: Any, batch: ProjectionBatch) -> None:
+        if batch.run is not None and batch.run.status in CLOSED:
+            await asyncio.sleep(1.0)
+        await original(session, batch)
+
+    monkeypatch.setattr(actions, "write_batch", slow)
+
+
+CLOSED = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED}
+TEMPORAL_TO_PROJECTION = {
+    WorkflowExecutionStatus.COMPLETED: "SUCCEEDED",
+    WorkflowExecutionStatus.FAILED: "FAILED",
+    WorkflowExecutionStatus.CANCELED: "CANCELED",
+}
+
+
+async def test_cancel_racing_a_completion_leaves_a_true_projection(
+    slow_closing_writes: None, stack: Stack
+) -> None:
+    await stack.publish("approval", APPROVAL)
+    for i in range(3):
+        run = await stack.start("approval", {"orderId": f"o-{i}", "manager": "ann"})
+        task = await open_task(stack, run["id"])
+        handle = stack.client.get_workflow_handle(run["workflowId"])
+
+        async def cancel_meanwhile(handle: Any = handle) -> None:
+            await asyncio.sleep(0.3)  # the completion's run is writing its outcome
+            await handle.cancel()
+
+        r, _ = await asyncio.gather(
+            stack.http.post(
+                f"/v1/tasks/{task['id']}/complete",
+                headers=stack.auth("operator"),
+                json={"data": {"approved": True}},
+            ),
+            cancel_meanwhile(),
+        )
+        # 503 when the cancellation made Temporal drop the completion's workflow task.
+        assert r.status_code in (200, 503), r.text
+        with contextlib.suppress(WorkflowFailureError):
+            await handle.result()
+        expected = TEMPORAL_TO_PROJECTION[(await handle.describe()).status]  # type: ignore[index]
+
+        async def closed(run_id: str = run["id"]) -> dict[str, Any] | None:
+            view = await stack.run_view(run_id)
+            return view if view["status"] not in ("RUNNING", "WAITING") else None
+
+        view = await until(closed, within=15)
+        assert view["status"] == expected
+        r = await stack.http.get(f"/v1/tasks/{task['id']}", headers=stack.auth("operator"))
+        assert r.json()["status"] != "OPEN"

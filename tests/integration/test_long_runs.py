@@ -6,10 +6,18 @@ these runs continue as new many times.
 
 from __future__ import annotations
 
-import pytest
-from temporalio.api.enums.v1 import EventType
+import asyncio
+import os
+from typing import Any
 
-from tests.integration.conftest import Stack
+import pytest
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+
+from activities import actions
+from projections.records import ProjectionBatch
+from tests.integration.conftest import HISTORIES, Stack
 
 
 async def executions(stack: Stack, workflow_id: str) -> list[int]:
@@ -23,6 +31,17 @@ async def executions(stack: Stack, workflow_id: str) -> list[int]:
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
         )
     return lengths
+
+
+async def record_middle_execution(stack: Stack, workflow_id: str, name: str) -> None:
+    """Like ``Stack.record_history``, for an execution that resumed and continued as new
+    (it replays the resume and pause paths)."""
+    if not os.environ.get("TEMPOFLOW_RECORD_HISTORIES"):
+        return
+    runs = [wf async for wf in stack.client.list_workflows(f'WorkflowId = "{workflow_id}"')]
+    middle = runs[len(runs) // 2]
+    handle = stack.client.get_workflow_handle(middle.id, run_id=middle.run_id)
+    (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
 
 
 async def test_loops_inside_branches_resume_after_continue_as_new(stack: Stack) -> None:
@@ -125,3 +144,223 @@ async def test_ten_thousand_item_loop(stack: Stack) -> None:
     assert out["n"] == 10000 and out["done"][-1] == 10000
     lengths = await executions(stack, run["workflowId"])
     assert max(lengths) < 10240
+
+
+async def test_loops_in_parallel_branches_and_nested_loops_continue_as_new(stack: Stack) -> None:
+    """Loops in branches, nested loops and concurrent iterations pause at their step
+    boundaries: every execution stays small, every action runs once, results are exact."""
+
+    def count(id: str, **input: object) -> dict[str, object]:
+        return {"id": id, "type": "action.call", "action": "test.count", "input": input}
+
+    definition = {
+        "steps": [
+            {
+                "id": "p",
+                "type": "control.parallel",
+                "branches": {
+                    "flat": [
+                        {
+                            "id": "ea",
+                            "type": "control.forEach",
+                            "items": "[1..120]",
+                            "output": "a",
+                            "result": {"$expr": "item"},
+                            "steps": [count("na", i={"$expr": "item"})],
+                        }
+                    ],
+                    "nested": [
+                        {
+                            "id": "outer",
+                            "type": "control.forEach",
+                            "items": "[1..8]",
+                            "output": "b",
+                            "result": {"$expr": "$sum(vars.inner)"},
+                            "steps": [
+                                {
+                                    "id": "k",
+                                    "type": "state.set",
+                                    "values": {"k": {"$expr": "item"}},
+                                },
+                                {
+                                    "id": "inner",
+                                    "type": "control.forEach",
+                                    "items": "[1..10]",
+                                    "itemName": "j",
+                                    "concurrency": 3,
+                                    "output": "inner",
+                                    "result": {"$expr": "vars.k * j"},
+                                    "steps": [count("nb", j={"$expr": "j"})],
+                                },
+                            ],
+                        },
+                        {"id": "sb", "type": "transform.assign", "assign": {"sb": "$sum(vars.b)"}},
+                    ],
+                },
+            },
+        ]
+    }
+    await stack.publish("par-long", definition)
+    run = await stack.start("par-long")
+    out = (await stack.result(run))["output"]
+    assert out["a"] == list(range(1, 121))
+    assert out["b"] == [55 * k for k in range(1, 9)]
+    assert out["sb"] == 55 * 36
+    lengths = await executions(stack, run["workflowId"])
+    await record_middle_execution(stack, run["workflowId"], "parallel_loops_continue_as_new")
+    assert len(lengths) > 5  # continued as new many times
+    assert max(lengths) < 400  # each execution's history stays bounded
+    assert stack.effects.calls[(run["id"], "na")] == 120
+    assert stack.effects.calls[(run["id"], "nb")] == 80
+    steps = await stack.steps(run["id"])
+    assert len([s for s in steps if s["stepId"] == "na"]) == 120
+    assert len([s for s in steps if s["stepId"] == "nb"]) == 80
+    # Iteration indexes as numbers, outermost loop first.
+    assert sorted(tuple(s["loop"]) for s in steps if s["stepId"] == "nb") == [
+        (k, j) for k in range(8) for j in range(10)
+    ]
+    assert len({s["seq"] for s in steps}) == len(steps)
+    assert (await stack.run_view(run["id"]))["status"] == "SUCCEEDED"
+
+
+@pytest.fixture
+def slow_boundary_writes(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """The local projection write made before unwinding to continue as new takes a second
+    (and tells the test it started): a cancellation then always arrives during it."""
+    started = asyncio.Event()
+    original = actions.write_batch
+
+    async def slow(session: Any, batch: ProjectionBatch) -> None:
+        if activity.in_activity() and activity.info().is_local and batch.run is None:
+            started.set()
+            await asyncio.sleep(1.0)
+        await original(session, batch)
+
+    monkeypatch.setattr(actions, "write_batch", slow)
+    return started
+
+
+async def test_cancel_while_continuing_as_new_still_runs_finally(
+    slow_boundary_writes: asyncio.Event, stack: Stack
+) -> None:
+    await stack.publish(
+        "cancel-at-boundary",
+        {
+            "steps": [
+                {
+                    "id": "t",
+                    "type": "control.tryCatch",
+                    "try": [
+                        {
+                            "id": "each",
+                            "type": "control.forEach",
+                            "items": "[1..60]",
+                            "steps": [{"id": "n", "type": "action.call", "action": "test.count"}],
+                        }
+                    ],
+                    "finally": [{"id": "fin", "type": "action.call", "action": "test.mark"}],
+                }
+            ]
+        },
+    )
+    run = await stack.start("cancel-at-boundary")
+    await asyncio.wait_for(slow_boundary_writes.wait(), 30)
+    handle = stack.client.get_workflow_handle(run["workflowId"])
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert stack.effects.log[run["id"]] == ["fin"]
+    assert (await stack.run_view(run["id"]))["status"] == "CANCELED"
+    steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
+    assert steps["fin"] == "SUCCEEDED" and steps["each"] == "CANCELED"
+
+
+async def test_a_branch_in_a_long_wait_does_not_hold_up_its_siblings(stack: Stack) -> None:
+    """Continue-as-new is due while one branch waits an hour: the looping branch parks
+    briefly, then goes on and wins the race."""
+    await stack.publish(
+        "race",
+        {
+            "steps": [
+                {
+                    "id": "p",
+                    "type": "control.parallel",
+                    "waitFor": "any",
+                    "branches": {
+                        "loop": [
+                            {
+                                "id": "each",
+                                "type": "control.forEach",
+                                "items": "[1..60]",
+                                "output": "out",
+                                "result": {"$expr": "item"},
+                                "steps": [
+                                    {"id": "n", "type": "action.call", "action": "core.noop"}
+                                ],
+                            }
+                        ],
+                        "slow": [{"id": "d", "type": "delay", "duration": "PT1H"}],
+                    },
+                }
+            ]
+        },
+    )
+    run = await stack.start("race")
+    out = (await asyncio.wait_for(stack.result(run), 40))["output"]
+    assert out["out"] == list(range(1, 61))
+    steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
+    assert steps["d"] == "CANCELED"
+
+
+async def test_a_branch_paused_for_continue_as_new_still_runs_finally_when_a_sibling_fails(
+    stack: Stack,
+) -> None:
+    """Continue-as-new is due in branch ``a`` while ``b`` is still busy; then ``b`` fails.
+    ``a`` must not have left its ``try`` early: it is cancelled like any sibling of a
+    failing branch, and its ``finally`` runs."""
+    await stack.publish(
+        "pause-then-fail",
+        {
+            "steps": [
+                {
+                    "id": "p",
+                    "type": "control.parallel",
+                    "branches": {
+                        "a": [
+                            {
+                                "id": "t",
+                                "type": "control.tryCatch",
+                                "try": [
+                                    {
+                                        "id": "each",
+                                        "type": "control.forEach",
+                                        "items": "[1..200]",
+                                        "steps": [
+                                            {
+                                                "id": "n",
+                                                "type": "action.call",
+                                                "action": "test.count",
+                                            }
+                                        ],
+                                    }
+                                ],
+                                "finally": [
+                                    {"id": "finA", "type": "action.call", "action": "test.mark"}
+                                ],
+                            }
+                        ],
+                        # One step that fails after two seconds (no boundary before it).
+                        "b": [{"id": "h", "type": "human.task", "title": "t", "due": "PT2S"}],
+                    },
+                }
+            ]
+        },
+    )
+    run = await stack.start("pause-then-fail")
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(stack.result(run), 40)
+    view = await stack.run_view(run["id"])
+    assert view["status"] == "FAILED" and view["error"]["type"] == "TimeoutError"
+    assert stack.effects.log[run["id"]] == ["finA"]
+    assert stack.effects.calls[(run["id"], "n")] < 200  # it stopped when b failed

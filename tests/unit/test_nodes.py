@@ -11,7 +11,7 @@ from expression import EvalContext
 from tempoflow.definition import parse_definition
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import RunReturned, StepFailure
-from temporal_workflows.models import RunInput
+from temporal_workflows.models import RunInput, RunLimits
 from temporal_workflows.nodes import EXECUTORS, Runtime
 
 START = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -264,3 +264,143 @@ def test_human_task_resolves_every_text_field_including_role() -> None:
     }
     literal = step({"id": "t", "type": "human.task", "title": "x", "role": "finance"})
     assert texts(literal, "/steps/0", c)["role"] == "finance"
+
+
+class Pausing:
+    """A fake block runner: the first time it runs a block it pauses it (continue-as-new)
+    when ``pause(scope)`` says so, after assigning ``seen``; resumed blocks finish."""
+
+    def __init__(self, pause: Any) -> None:
+        self.pause = pause
+        self.resumed: list[str] = []
+        self.rt: Runtime | None = None
+
+    async def __call__(self, steps: list[Any], base: str, scope: RunContext) -> None:
+        from temporal_workflows.failures import ContinueAsNew, position_key
+
+        key = position_key(base, scope.loop)
+        assert self.rt is not None
+        if self.rt.resume(key) is not None:
+            self.resumed.append(key)
+            scope.set_var("done", scope.vars["seen"])
+            return
+        scope.set_var("seen", scope.names.get("item", base.rsplit("/", 1)[-1]))
+        if self.pause(scope):
+            self.rt.draining = True
+            can = ContinueAsNew()
+            can.positions[key] = 1
+            raise can
+        scope.set_var("done", scope.vars["seen"])
+
+
+def runtime(block: Pausing, positions: dict[str, Any]) -> Runtime:
+    block.rt = Runtime(block, positions, lambda ctx: False)
+    return block.rt
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_for_each_pauses_inside_iterations_and_resumes_them(concurrency: int) -> None:
+    from temporal_workflows.failures import ContinueAsNew
+
+    s = step(
+        {
+            "id": "each",
+            "type": "control.forEach",
+            "items": "[10, 20, 30, 40, 50]",
+            "concurrency": concurrency,
+            "output": "out",
+            "result": {"$expr": "vars.done"},
+            "steps": [{"id": "n", "type": "state.set", "values": {"x": 1}}],
+        }
+    )
+    block = Pausing(lambda scope: scope.names["item"] == 20)
+    with pytest.raises(ContinueAsNew) as paused:
+        await EXECUTORS[s.type](s, "/steps/0", 1, ctx(), runtime(block, {}))
+    positions = paused.value.positions
+    state = positions["/steps/0@"]
+    assert state["partial"] == {"1": {"vars": {"seen": 20}, "assigned": ["seen"]}}
+    assert 1 not in state["done"] and "/steps/0/steps@1" in positions
+    # The next execution: the paused iteration resumes with its own variables.
+    c = ctx()
+    block = Pausing(lambda scope: False)
+    await EXECUTORS[s.type](s, "/steps/0", 1, c, runtime(block, dict(positions)))
+    assert c.vars["out"] == [10, 20, 30, 40, 50]
+    assert "/steps/0/steps@1" in block.resumed
+
+
+async def test_parallel_pauses_branches_and_joins_after_resuming() -> None:
+    from temporal_workflows.failures import ContinueAsNew
+
+    s = step(
+        {
+            "id": "p",
+            "type": "control.parallel",
+            "output": "st",
+            "branches": {
+                "a": [{"id": "x", "type": "state.set", "values": {"x": 1}}],
+                "b": [{"id": "y", "type": "state.set", "values": {"y": 1}}],
+            },
+        }
+    )
+    block = Pausing(lambda scope: scope.vars["seen"] == "b")
+    with pytest.raises(ContinueAsNew) as paused:
+        await EXECUTORS[s.type](s, "/steps/0", 1, ctx(), runtime(block, {}))
+    state = paused.value.positions["/steps/0@"]
+    assert state["status"] == {"a": {"status": "SUCCEEDED"}}
+    assert state["scopes"]["b"] == {"vars": {"seen": "b"}, "assigned": ["seen"]}
+    c = ctx()
+    block = Pausing(lambda scope: False)
+    outcome = await EXECUTORS[s.type](
+        s, "/steps/0", 1, c, runtime(block, dict(paused.value.positions))
+    )
+    assert block.resumed == ["/steps/0/branches/b@"]  # branch a did not run again
+    assert outcome.output == {"a": "SUCCEEDED", "b": "SUCCEEDED"}
+    assert c.vars["done"] == "b" and c.vars["seen"] == "b"  # joined in branch order
+
+
+async def test_history_limit_is_not_catchable() -> None:
+    s = step(
+        {
+            "id": "t",
+            "type": "control.tryCatch",
+            "try": [{"id": "x", "type": "state.set", "values": {"x": 1}}],
+            "catch": [{"id": "c", "type": "state.set", "values": {"c": 1}}],
+            "finally": [{"id": "f", "type": "state.set", "values": {"f": 1}}],
+        }
+    )
+    ran: list[str] = []
+
+    async def run_block(steps: list[Any], base: str, scope: RunContext) -> None:
+        ran.append(base)
+        if base.endswith("/try"):
+            raise StepFailure("HistoryLimitExceeded", "too long", base, catchable=False)
+
+    with pytest.raises(StepFailure) as failed:
+        await EXECUTORS[s.type](s, "/steps/0", 1, ctx(), Runtime(run_block, {}, lambda c: False))
+    assert failed.value.type == "HistoryLimitExceeded"
+    assert ran == ["/steps/0/try", "/steps/0/finally"]
+
+
+def test_continue_due_drains_every_block_but_finally() -> None:
+    due = [False]
+    rt = Runtime(None, {}, lambda c: due[0])  # type: ignore[arg-type]
+    assert not rt.continue_due(ctx())
+    due[0] = True
+    rt.blocked = 1  # inside a finally
+    assert not rt.continue_due(ctx()) and not rt.draining
+    rt.blocked = 0
+    assert rt.continue_due(ctx()) and rt.draining
+    due[0] = False
+    assert rt.continue_due(ctx())  # the other blocks stop too
+    legacy = Runtime(None, {}, lambda c: True, patched=False)  # type: ignore[arg-type]
+    assert legacy.continue_due(ctx()) and not legacy.draining
+
+
+def test_payload_size_is_checked_against_the_run_limit() -> None:
+    c = ctx()
+    c.inp = c.inp.model_copy(update={"run_limits": RunLimits(max_payload_bytes=2048)})
+    assert c.check_size({"a": "x" * 100}, "the input") < 2048
+    with pytest.raises(StepFailure) as failed:
+        c.check_size({"a": "x" * 4096}, "the input")
+    assert failed.value.type == "PayloadTooLarge" and failed.value.catchable
+    assert failed.value.details["limit"] == 2048
