@@ -155,6 +155,7 @@ class ActionCall(StepBase):
         "timeouts": "literal",
         "retry": "literal",
         "idempotencyKey": "jsonata",
+        "cancellation": "literal",
     }
     action: str = Field(pattern=ACTION_NAME)
     input: dict[str, Any] = Field(default_factory=dict)
