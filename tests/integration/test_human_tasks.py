@@ -154,10 +154,10 @@ def slow_closing_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     after a task completion always arrives while the run's last write is in flight."""
     original = actions.write_batch
 
-    async def slow(session: Any, batch: ProjectionBatch) -> None:
+    async def slow(session: Any, batch: ProjectionBatch, **kw: Any) -> None:
         if batch.run is not None and batch.run.status in CLOSED:
             await asyncio.sleep(1.0)
-        await original(session, batch)
+        await original(session, batch, **kw)
 
     monkeypatch.setattr(actions, "write_batch", slow)
 

@@ -230,11 +230,11 @@ def slow_boundary_writes(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
     started = asyncio.Event()
     original = actions.write_batch
 
-    async def slow(session: Any, batch: ProjectionBatch) -> None:
+    async def slow(session: Any, batch: ProjectionBatch, **kw: Any) -> None:
         if activity.in_activity() and activity.info().is_local and batch.run is None:
             started.set()
             await asyncio.sleep(1.0)
-        await original(session, batch)
+        await original(session, batch, **kw)
 
     monkeypatch.setattr(actions, "write_batch", slow)
     return started
