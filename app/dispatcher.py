@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import case, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -382,7 +382,10 @@ class Dispatcher:
             result = await session.execute(
                 update(Event)
                 .where(tuple_(Event.seq, Event.attempts).in_(routed))
-                .values(status="ROUTED", last_error=None)
+                .values(
+                    status=case((Event.correlation_key.is_(None), "UNCORRELATED"), else_="ROUTED"),
+                    last_error=None,
+                )
                 .returning(Event.seq)
                 .execution_options(synchronize_session=False)
             )

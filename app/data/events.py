@@ -42,24 +42,44 @@ def resolve_pointer(document: Any, pointer: str) -> Any:
     return node
 
 
+class DerivedKeyInvalid(ValueError):
+    """The type's correlation found a value that cannot be a key (e.g. a boolean)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 def derive_key(
     correlation: dict[str, Any] | None, event: dict[str, Any], settings: Settings
 ) -> str | None:
-    """The type's correlation key of ``event``; ``None`` when it cannot be resolved."""
+    """The type's correlation key of ``event``; ``None`` when nothing resolves (an
+    expression error or no value: the event is uncorrelated).
+
+    Raises:
+        DerivedKeyInvalid: the value found is not a string or a number (a boolean must
+            not silently become the key ``"1"``); ``path`` is where it came from.
+    """
     if not correlation:
         return None
-    try:
-        if correlation.get("expression"):
+    if correlation.get("expression"):
+        try:
             value = evaluate(
                 correlation["expression"], event, EvalContext.wall_clock(settings.expression_limits)
             )
+        except ExpressionError:
+            return None
+        try:
             return normalize_key(value)
-        for pointer in correlation.get("paths") or []:
+        except CorrelationError as err:
+            raise DerivedKeyInvalid("/correlationKey", f"the type's correlation: {err}") from None
+    for pointer in correlation.get("paths") or []:
+        try:
             key = normalize_key(resolve_pointer(event, pointer))
-            if key is not None:
-                return key
-    except (ExpressionError, CorrelationError):
-        return None
+        except CorrelationError as err:
+            raise DerivedKeyInvalid(pointer, f"correlation path {pointer}: {err}") from None
+        if key is not None:
+            return key
     return None
 
 
@@ -166,7 +186,17 @@ async def prepare(
                 "payload": item.payload,
                 "occurredAt": occurred,
             }
-            key = derive_key(kind.correlation, view, settings)
+            try:
+                key = derive_key(kind.correlation, view, settings)
+            except DerivedKeyInvalid as err:
+                errors.append(
+                    {
+                        "path": f"{at}{err.path}",
+                        "code": "correlation_key_invalid",
+                        "message": str(err),
+                    }
+                )
+                continue
             source = "derived" if key is not None else None
         prepared.append(
             Prepared(
@@ -237,6 +267,14 @@ async def store(
     return out
 
 
+def public_status(event: Receipt | Event) -> str:
+    """``PENDING`` until routed; then ``ROUTED``, or ``UNCORRELATED`` for an event without
+    a key (rows routed before that status existed say ``ROUTED``)."""
+    if event.status != "PENDING" and event.correlation_key is None:
+        return "UNCORRELATED"
+    return event.status
+
+
 async def get_event(session: AsyncSession, tenant: str, event_id: str) -> Event | None:
     return await session.get(Event, (tenant, event_id))
 
@@ -273,8 +311,10 @@ async def list_events(
         stmt = stmt.where(Event.name == name)
     if correlation_key is not None:
         stmt = stmt.where(Event.correlation_key == correlation_key)
-    if status == "UNCORRELATED":
-        stmt = stmt.where(Event.correlation_key.is_(None))
+    if status == "PENDING":
+        stmt = stmt.where(Event.status == "PENDING")
+    elif status == "UNCORRELATED":  # routed (to triggers only): no key
+        stmt = stmt.where(Event.correlation_key.is_(None), Event.status != "PENDING")
     elif status is not None:
-        stmt = stmt.where(Event.status == status)
+        stmt = stmt.where(Event.status == status, Event.correlation_key.is_not(None))
     return list((await session.execute(stmt.order_by(Event.seq.desc()).limit(limit))).scalars())

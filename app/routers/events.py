@@ -36,7 +36,7 @@ def _receipt(event: data.Receipt | Event, duplicate: bool) -> EventReceipt:
         name=event.name,
         correlation_key=event.correlation_key,
         correlated=event.correlation_key is not None,
-        status=event.status,
+        status=data.public_status(event),
         received_at=event.received_at,
         duplicate=duplicate,
     )

@@ -311,15 +311,61 @@ async def test_uncorrelated_events_are_kept_but_never_routed(stack: Stack) -> No
     assert derived["correlationKey"] == "5"
     result = await asyncio.wait_for(stack.result(run), 30)
     assert result["output"]["paid"] is None
-    r = await stack.http.get("/v1/events?status=UNCORRELATED", headers=stack.auth("operator"))
-    assert [e["id"] for e in r.json()["items"]] == ["no-key"]
-    view = await until(lambda: _routed(stack, "no-key"))
+    view = await until(lambda: _routed(stack, "no-key", "UNCORRELATED"))
     assert view["deliveries"] == []
+    # The listing filter and the status field agree.
+    r = await stack.http.get("/v1/events?status=UNCORRELATED", headers=stack.auth("operator"))
+    items = r.json()["items"]
+    assert [(e["id"], e["status"]) for e in items] == [("no-key", "UNCORRELATED")]
+    await until(lambda: _routed(stack, "derived"))
+    r = await stack.http.get("/v1/events?status=ROUTED", headers=stack.auth("operator"))
+    assert [(e["id"], e["status"]) for e in r.json()["items"]] == [("derived", "ROUTED")]
 
 
-async def _routed(stack: Stack, event_id: str) -> dict[str, Any] | None:
+async def _routed(stack: Stack, event_id: str, status: str = "ROUTED") -> dict[str, Any] | None:
     view = await event_view(stack, event_id)
-    return view if view["status"] == "ROUTED" else None
+    return view if view["status"] == status else None
+
+
+async def test_keys_that_are_not_strings_or_numbers_are_refused(stack: Stack) -> None:
+    """A boolean (or object, array) key is a producer bug: 422, never the key "1"."""
+    await event_type(stack, correlation={"paths": ["/payload/orderId"]})
+    ingest = stack.auth("ingest")
+    for bad in (True, False, {"a": 1}, [1], ""):
+        r = await stack.http.post(
+            "/v1/events", headers=ingest, json={"name": PAID, "payload": {}, "correlationKey": bad}
+        )
+        assert r.status_code == 422, (bad, r.text)
+        problem = r.json()
+        assert problem["code"] == "event_invalid"
+        assert [(e["path"], e["code"]) for e in problem["errors"]] == [
+            ("/correlationKey", "correlation_key_invalid")
+        ]
+    # null means absent: the type derives the key.
+    ok = await send(stack, payload={"orderId": 7}, correlationKey=None, id="null-key")
+    assert ok["correlationKey"] == "7"
+    # A derived key of the wrong type is refused at the path it came from.
+    r = await stack.http.post(
+        "/v1/events:batch",
+        headers=ingest,
+        json={
+            "events": [
+                {"name": PAID, "payload": {"orderId": "fine"}},
+                {"name": PAID, "payload": {"orderId": True}},
+            ]
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert [(e["path"], e["code"]) for e in r.json()["errors"]] == [
+        ("/events/1/payload/orderId", "correlation_key_invalid")
+    ]
+    await event_type(stack, "order.flag", correlation={"expression": "payload.ok"})
+    r = await stack.http.post(
+        "/v1/events", headers=ingest, json={"name": "order.flag", "payload": {"ok": True}}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/correlationKey", r.text
+    r = await stack.http.get("/v1/events?correlationKey=1", headers=stack.auth("operator"))
+    assert r.json()["items"] == []
 
 
 async def test_applied_events_survive_continue_as_new(stack: Stack) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.data.events import derive_key, resolve_pointer
+from app.data.events import DerivedKeyInvalid, derive_key, resolve_pointer
 from tempoflow.correlation import CorrelationError, lock_key, normalize_key
 from tempoflow.definition import validate_definition
 from tempoflow.settings import Settings
@@ -87,7 +87,11 @@ def test_correlation_derivation() -> None:
     view = {"id": "1", "name": "n", "payload": {"order": {"id": 7}, "alt": "x"}}
     assert derive_key({"expression": "payload.order.id"}, view, settings) == "7"
     assert derive_key({"paths": ["/payload/missing", "/payload/alt"]}, view, settings) == "x"
-    assert derive_key({"paths": ["/payload/order"]}, view, settings) is None  # an object
+    with pytest.raises(DerivedKeyInvalid) as info:  # an object is not a key
+        derive_key({"paths": ["/payload/order"]}, view, settings)
+    assert info.value.path == "/payload/order"
+    with pytest.raises(DerivedKeyInvalid):  # nor a boolean ("1" would be wrong)
+        derive_key({"expression": "$exists(payload.alt)"}, view, settings)
     assert derive_key({"expression": "$number('x')"}, view, settings) is None  # error
     assert derive_key(None, view, settings) is None
     assert resolve_pointer({"a": [{"b~/c": 1}]}, "/a/0/b~0~1c") == 1
