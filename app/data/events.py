@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import threading
 import json
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
+import anyio.to_thread
 import jsonschema
 from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert
@@ -21,6 +24,8 @@ from tempoflow.correlation import CorrelationError, normalize_key
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import TempoflowError, Unprocessable
 from tempoflow.settings import Settings
+
+T = TypeVar("T")
 
 EVENT_ROOTS = frozenset({"id", "name", "payload", "occurredAt"})
 """What a type's correlation expression sees: the event."""
@@ -134,8 +139,37 @@ async def prepare(
     base: str,
     cache: MutableMapping[Any, TypeInfo],
 ) -> list[Prepared]:
-    """Validate every event (type known, size, schema, key); raise one error listing all."""
+    """Validate every event (type known, size, schema, key); raise one error listing all.
+
+    Schemas and correlation expressions run in a worker thread (within the expression
+    budgets), never on the event loop: an expensive batch must not stall other requests.
+    """
     types = await load_types(session, tenant, {i.name for i in items}, cache)
+    return await off_loop(functools.partial(_prepare, tenant, items, types, settings, base))
+
+
+_CPU = threading.BoundedSemaphore(4)
+"""Threads doing CPU-bound event work (schemas, correlation, trigger filters) at once in
+this process: a flood cannot take every thread, nor starve the event loop."""
+
+
+async def off_loop(work: Callable[[], T]) -> T:
+    """Run CPU-bound ``work`` in a worker thread (the event loop stays responsive)."""
+
+    def guarded() -> T:
+        with _CPU:
+            return work()
+
+    return await anyio.to_thread.run_sync(guarded)
+
+
+def _prepare(
+    tenant: str,
+    items: list[EventCreate],
+    types: dict[str, TypeInfo],
+    settings: Settings,
+    base: str,
+) -> list[Prepared]:
     errors: list[dict[str, Any]] = []
     prepared: list[Prepared] = []
     for index, item in enumerate(items):
