@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import threading
 import json
+import threading
 import uuid
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
