@@ -73,7 +73,11 @@ class TempoflowActivities:
         """Index a wait under the routing lock; the buffered events it may take."""
         async with self.sessions.begin() as session:
             events = await routing.register_wait(
-                session, request.wait, request.buffered_limit, request.pending
+                session,
+                request.wait,
+                request.buffered_limit,
+                request.pending,
+                max_bytes=request.buffered_bytes,
             )
             return [EventDelivery.model_validate(routing.delivery(e)) for e in events]
 

@@ -46,6 +46,8 @@ class DeliveryStatus(StrEnum):
     """The run's wait took the event."""
     FILTERED = "FILTERED"
     """The wait's filter was false for it."""
+    DEFERRED = "DEFERRED"
+    """The run's inbox was full: the run reads it back when it next waits for its key."""
     EXPIRED = "EXPIRED"
     """The wait had timed out when the event was routed."""
     RUN_CLOSED = "RUN_CLOSED"
@@ -53,6 +55,9 @@ class DeliveryStatus(StrEnum):
     """The event started the run (a definition trigger)."""
     FAILED = "FAILED"
     """Temporal refused the signal or start for good (the reason says why)."""
+
+
+DEFERRED_REASON = "the run's inbox was full; the run reads it back when it next waits for its key"
 
 
 class TaskStatus(StrEnum):

@@ -79,6 +79,8 @@ class RegisterWait(BaseModel):
     wait: WaitRecord
     pending: ProjectionBatch = Field(default_factory=ProjectionBatch)
     buffered_limit: int = 1000
+    buffered_bytes: int = 1024 * 1024
+    """Payload bytes to return at most (the first event always comes)."""
 
 
 class TaskCompletion(BaseModel):

@@ -13,14 +13,14 @@ from typing import Any, Protocol, TypeVar, cast
 
 import anyio.to_thread
 import jsonschema
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.schemas import EventCreate
 from expression import EvalContext, ExpressionError, evaluate
 from projections.models import Event, EventDeliveryRow, EventType
-from tempoflow.correlation import CorrelationError, normalize_key
+from tempoflow.correlation import CorrelationError, lock_key, normalize_key
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import TempoflowError, Unprocessable
 from tempoflow.settings import Settings
@@ -265,6 +265,11 @@ class Receipt(Protocol):
     received_at: dt.datetime
 
 
+_ID_LOCKS = text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM "
+    "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
+)
+
 _RECEIPT = [Event.event_id, Event.name, Event.correlation_key, Event.status, Event.received_at]
 
 
@@ -275,12 +280,16 @@ async def store(
     order. Core statements returning only the receipt columns: this is the ingress hot
     path, and ORM entities cost more than the insert."""
     rows = [e.row for e in events]
-    # Insert in id order: two batches sharing ids then wait on each other in one order
-    # (no deadlock) and the later one reports the shared ids as duplicates.
-    ordered = sorted(rows, key=lambda r: str(r["event_id"]))
+    if len(rows) > 1:
+        # Inserted in the order sent (the inbox order runs see). Two batches sharing ids
+        # first take the ids' locks in one global order, so they cannot deadlock on each
+        # other's rows; the later one reports the shared ids as duplicates.
+        await session.execute(
+            _ID_LOCKS, {"keys": sorted({lock_key(tenant, "\x00id", r["event_id"]) for r in rows})}
+        )
     stmt = (
         insert(cast(Table, Event.__table__))
-        .values(ordered)
+        .values(rows)
         .on_conflict_do_nothing()
         .returning(*_RECEIPT)
     )

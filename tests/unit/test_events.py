@@ -77,9 +77,28 @@ def test_mailbox_state_survives_a_restore_and_is_bounded() -> None:
     again.restore(box.processed, box.inbox)
     assert not again.deliver(event("done"))
     assert again.pop(["a"], "k").id == "kept"  # type: ignore[union-attr]
+    refused: list[str] = []
+    again.on_refused = lambda e: refused.append(e.id)
     for i in range(MAX_INBOX + 5):
         again.deliver(event(f"e{i}", at=i))
-    assert len(again.inbox) == MAX_INBOX and again.inbox[0].id == "e5"
+    # Bounded by refusing the newest (recorded, read back later), never by dropping.
+    assert len(again.inbox) == MAX_INBOX and again.inbox[0].id == "e0"
+    assert refused == [f"e{i}" for i in range(MAX_INBOX, MAX_INBOX + 5)]
+
+
+def test_a_full_inbox_still_takes_what_a_running_wait_needs() -> None:
+    refused: list[str] = []
+    box = Mailbox(on_refused=lambda e: refused.append(e.id))
+    for i in range(MAX_INBOX):
+        box.deliver(event(f"x{i}", key="other", at=i))
+    entry = box.want(["a"], "k")
+    assert box.deliver(event("needed"))  # over the bound: the wait holds none yet
+    assert not box.deliver(event("second"))  # it holds one now: refused
+    assert refused == ["second"]
+    box.unwant(entry)
+    # A registration for "k" may return what the inbox holds of it, plus one at least.
+    assert box.budget(["a"], "k")[0] == 1  # the one it holds (no room for more)
+    assert box.budget(["a"], "none")[0] == 1
 
 
 def test_correlation_derivation() -> None:
@@ -178,4 +197,4 @@ def test_the_inbox_is_bounded_by_payload_bytes() -> None:
         box.deliver(
             EventDelivery(id=f"b{i}", name="a", correlation_key="k", payload=big, received_at=T0)
         )
-    assert [e.id for e in box.inbox] == ["b3", "b4", "b5"]  # the oldest were dropped
+    assert [e.id for e in box.inbox] == ["b0", "b1", "b2"]  # the newest were refused
