@@ -14,6 +14,7 @@ from projections import routing
 from projections.models import Event, WaitRow
 from projections.records import WaitRecord
 from projections.routing import CLOCK_GRACE
+from temporal_workflows import events as inbox_module
 from tests.integration.conftest import Stack, until
 
 PAID = "order.paid"
@@ -585,3 +586,97 @@ async def test_expensive_correlation_does_not_stall_other_requests(stack: Stack)
     assert r.status_code == 202, r.text
     assert r.json()["items"][3]["correlationKey"] == str(4050045000 + 3)
     assert slowest < 1.0, f"/healthz took {slowest:.2f} s during the batch"
+
+
+async def test_a_filtered_out_event_shows_filtered_while_the_run_waits(stack: Stack) -> None:
+    """The run does nothing else after filtering the event out, yet its routing record says
+    FILTERED (with the reason) within the documented delay."""
+    await event_type(stack)
+    await stack.publish("pay", wait_for_paid(filter="event.payload.amount > 100"))
+    run = await stack.start("pay", {"orderId": "fv-1"})
+    await until(lambda: waiting(stack, run["id"]))
+    await send(stack, payload={"orderId": "fv-1", "amount": 5}, id="fv-small")
+
+    async def filtered() -> dict[str, Any] | None:
+        view = await event_view(stack, "fv-small")
+        found = [d for d in view["deliveries"] if d["status"] == "FILTERED"]
+        return found[0] if found else None
+
+    delivery = await until(filtered, within=10)
+    assert delivery["runId"] == run["id"] and "filter" in delivery["reason"]
+    assert (await stack.run_view(run["id"]))["status"] == "WAITING"
+    await send(stack, payload={"orderId": "fv-1", "amount": 500}, id="fv-large")
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["paid"]["id"] == "fv-large"
+
+
+def looping_waits(count: int, key: str) -> dict[str, Any]:
+    """A run taking ``count`` events of ``key`` one by one, with an action per event (its
+    history grows past the test server's continue-as-new suggestion)."""
+    return {
+        "steps": [
+            {
+                "id": "each",
+                "type": "control.forEach",
+                "items": f"[1..{count}]",
+                "steps": [
+                    {
+                        "id": "w",
+                        "type": "event.wait",
+                        "event": PAID,
+                        "correlationKey": f"'{key}'",
+                        "output": "got",
+                    },
+                    {"id": "echo", "type": "action.call", "action": "test.echo"},
+                ],
+                "result": {"$expr": "vars.got.id"},
+                "output": "ids",
+            }
+        ]
+    }
+
+
+async def _send_batch(stack: Stack, events: list[dict[str, Any]], size: int = 50) -> None:
+    for i in range(0, len(events), size):
+        r = await stack.http.post(
+            "/v1/events:batch", headers=stack.auth("ingest"), json={"events": events[i : i + size]}
+        )
+        assert r.status_code == 202, r.text
+
+
+async def test_more_events_than_the_inbox_holds_are_all_applied_in_the_order_sent(
+    stack: Stack, monkeypatch: Any
+) -> None:
+    """No buffer TTL (so a later wait cannot find them by age) and an inbox of 5: the run
+    receives 30 events while it waits for the first; every one is applied, once, in the
+    order sent (ids deliberately not sorted)."""
+    monkeypatch.setattr(inbox_module, "MAX_INBOX", 5)
+    await event_type(stack, bufferTtl="PT0S")
+    count = 30
+    await stack.publish("many", looping_waits(count, "flood"))
+    run = await stack.start("many", {})
+    await until(lambda: waiting(stack, run["id"]))
+    ids = [f"f-{(i * 7) % count:02d}-{i}" for i in range(count)]
+    await _send_batch(
+        stack, [{"name": PAID, "id": i, "payload": {"orderId": "flood"}} for i in ids]
+    )
+    result = await asyncio.wait_for(stack.result(run), 50)
+    assert result["output"]["ids"] == ids
+
+
+async def test_forty_events_of_forty_kilobytes_are_all_applied(stack: Stack) -> None:
+    """1.6 MB of events for one run (its inbox holds 512 KiB): none is lost."""
+    await event_type(stack, bufferTtl="PT0S")
+    count = 40
+    await stack.publish("big", looping_waits(count, "big"))
+    run = await stack.start("big", {})
+    await until(lambda: waiting(stack, run["id"]))
+    blob = "x" * 40_000
+    ids = [f"big-{i:02d}" for i in range(count)]
+    await _send_batch(
+        stack,
+        [{"name": PAID, "id": i, "payload": {"orderId": "big", "blob": blob}} for i in ids],
+        size=10,
+    )
+    result = await asyncio.wait_for(stack.result(run), 50)
+    assert result["output"]["ids"] == ids
