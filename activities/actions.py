@@ -10,12 +10,14 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
+from activities.waits import sendable
 from projections import invocations, routing
 from projections.models import DefinitionRow, DefinitionVersionRow
 from projections.records import ProjectionBatch, StepRecord, StepStatus
@@ -70,16 +72,28 @@ class TempoflowActivities:
 
     @activity.defn(name=REGISTER_WAIT_ACTIVITY)
     async def register_wait(self, request: RegisterWait) -> list[EventDelivery]:
-        """Index a wait under the routing lock; the buffered events it may take."""
-        async with self.sessions.begin() as session:
-            events = await routing.register_wait(
-                session,
-                request.wait,
-                request.buffered_limit,
-                request.pending,
-                max_bytes=request.buffered_bytes,
-            )
-            return [EventDelivery.model_validate(routing.delivery(e)) for e in events]
+        """Index a wait under the routing lock; the buffered events it may take.
+
+        Ends rather than retrying forever when retrying cannot help: data PostgreSQL
+        refuses fails the wait (``WaitRegistrationFailed``, catchable); an event that
+        cannot be encoded for the run is left out with a ``FAILED`` delivery.
+        """
+        try:
+            async with self.sessions.begin() as session:
+                events = await routing.register_wait(
+                    session,
+                    request.wait,
+                    request.buffered_limit,
+                    request.pending,
+                    max_bytes=request.buffered_bytes,
+                )
+                return await sendable(session, request.wait, events)
+        except DataError as err:
+            raise ApplicationError(
+                f"the wait cannot be registered: {err.orig}",
+                type="WaitRegistrationFailed",
+                non_retryable=True,
+            ) from None
 
     @activity.defn(name=RESOLVE_DEFINITION_ACTIVITY)
     async def resolve_definition(self, request: DefinitionRequest) -> DefinitionRef:

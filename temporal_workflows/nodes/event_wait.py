@@ -18,6 +18,7 @@ import asyncio
 from datetime import datetime
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from expression import truthy
 from projections.records import (
@@ -98,8 +99,18 @@ async def execute(
     matched: EventDelivery | None = None
     skipped: list[EventDelivery] = []  # filtered out here; back to the inbox afterwards
     try:
-        for buffered in await rt.register_wait(wait):
-            rt.mailbox.deliver(buffered)
+        try:
+            buffered = await rt.register_wait(wait)
+        except ActivityError as err:  # refused for good (e.g. data PostgreSQL rejects)
+            cause = err.cause
+            raise StepFailure(
+                "WaitRegistrationFailed",
+                cause.message if isinstance(cause, ApplicationError) else str(err),
+                None,
+                {"correlationKey": key},
+            ) from None
+        for event in buffered:
+            rt.mailbox.deliver(event)
         while matched is None:
             while (event := rt.mailbox.pop(names, key)) is not None:
                 if step.filter is not None:

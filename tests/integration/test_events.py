@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from projections import routing
-from projections.models import Event, WaitRow
+from projections.models import Event, EventDeliveryRow, WaitRow
 from projections.records import WaitRecord
 from projections.routing import CLOCK_GRACE
 from temporal_workflows import events as inbox_module
@@ -680,3 +680,66 @@ async def test_forty_events_of_forty_kilobytes_are_all_applied(stack: Stack) -> 
     )
     result = await asyncio.wait_for(stack.result(run), 50)
     assert result["output"]["ids"] == ids
+
+
+async def test_waits_on_keys_or_events_postgresql_refuses_end_instead_of_retrying(
+    stack: Stack,
+) -> None:
+    """A wait key with a NUL character fails the step (catchable) instead of retrying its
+    registration forever; a buffered event that cannot be encoded for the run is left out
+    with a FAILED delivery, and the run takes the next one."""
+    await event_type(stack, bufferTtl="PT1H")
+    await stack.publish(
+        "nul",
+        {
+            "steps": [
+                {
+                    "id": "guard",
+                    "type": "control.tryCatch",
+                    "try": [
+                        {
+                            "id": "w",
+                            "type": "event.wait",
+                            "event": PAID,
+                            "correlationKey": "'a\\u0000b'",
+                        }
+                    ],
+                    "catch": [{"id": "caught", "type": "state.set", "values": {"caught": True}}],
+                }
+            ]
+        },
+    )
+    run = await stack.start("nul", {})
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["caught"] is True
+
+    deep: Any = "x"
+    for _ in range(400):
+        deep = {"a": deep}
+    async with stack.sessions.begin() as session:
+        session.add(
+            Event(
+                tenant=stack.tenant,
+                event_id="too-deep",
+                name=PAID,
+                correlation_key="deep",
+                key_source="explicit",
+                payload=deep,
+                status="ROUTED",
+            )
+        )
+    await send(stack, payload={"orderId": "deep", "amount": 3}, id="after-deep")
+    await stack.publish("pay", wait_for_paid())
+    run = await stack.start("pay", {"orderId": "deep"})
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["paid"]["id"] == "after-deep"
+    async with stack.sessions() as session:  # (the API's nesting limit is not ours here)
+        [delivery] = (
+            await session.execute(
+                select(EventDeliveryRow).where(
+                    EventDeliveryRow.tenant == stack.tenant,
+                    EventDeliveryRow.event_id == "too-deep",
+                )
+            )
+        ).scalars()
+    assert delivery.status == "FAILED" and "cannot be sent" in (delivery.reason or "")

@@ -31,7 +31,7 @@ def test_keys_are_canonical_strings(value: object, key: str | None) -> None:
     assert normalize_key(value) == key
 
 
-@pytest.mark.parametrize("value", [True, {"a": 1}, [1], "", "x" * 257])
+@pytest.mark.parametrize("value", [True, False, {"a": 1}, [1], "", "x" * 257, "a\x00b"])
 def test_non_scalar_or_empty_keys_are_refused(value: object) -> None:
     with pytest.raises(CorrelationError):
         normalize_key(value)
