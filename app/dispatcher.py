@@ -452,14 +452,14 @@ class Dispatcher:
                 failed[t.event.seq] = t.error or "delivery failed"
         held: set[int] = set()
         broken = broken or {}
-        for seq, error in broken.items():
+        for seq, problem in broken.items():
             if claimed[seq] < self.settings.dispatch_max_attempts:
-                failed[seq] = error
+                failed[seq] = problem
                 continue
             result = await session.execute(
                 update(Event)
                 .where(Event.seq == seq, Event.attempts == claimed[seq])
-                .values(status="FAILED", last_error=f"gave up: {error}"[:2000])
+                .values(status="FAILED", last_error=f"gave up: {problem}"[:2000])
                 .returning(Event.seq)
                 .execution_options(synchronize_session=False)
             )

@@ -109,8 +109,8 @@ async def execute(
                 None,
                 {"correlationKey": key},
             ) from None
-        for event in buffered:
-            rt.mailbox.deliver(event)
+        for early in buffered:
+            rt.mailbox.deliver(early)
         while matched is None:
             while (event := rt.mailbox.pop(names, key)) is not None:
                 if step.filter is not None:
