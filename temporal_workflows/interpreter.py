@@ -144,7 +144,11 @@ class InterpreterWorkflow:
         return (
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() > self._max_history
-            or self._mailbox.signals >= events.MAX_SIGNALS  # Temporal caps signals per run
+            # Temporal caps signals per execution (patched only when it applies).
+            or (
+                self._mailbox.signals >= events.MAX_SIGNALS
+                and workflow.patched("tempoflow.continue-on-signals")
+            )
         )
 
     async def _run_block(self, steps: list[Any], base: str, ctx: RunContext) -> None:
