@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from projections.models import EventDeliveryRow
+from projections.models import Event, EventDeliveryRow
 from tempoflow import embedded
 from temporal_workflows import events as inbox_module
 from temporal_workflows import search_attributes
@@ -86,3 +86,63 @@ async def test_a_run_receiving_more_signals_than_the_cap_applies_every_event(
         e async for e in stack.client.list_workflows(f'WorkflowId = "{run["workflowId"]}"')
     ]
     assert len(executions) >= count // CAP  # it continued as new on the way
+
+
+async def test_a_refusal_at_the_cap_is_retried_not_failed(capped: Stack, monkeypatch: Any) -> None:
+    """A run that cannot continue as new in time (its budget above the cap): the events
+    Temporal refuses stay PENDING with the reason, to be retried — never FAILED."""
+    stack = capped
+    monkeypatch.setattr(inbox_module, "MAX_SIGNALS", 10 * CAP)
+    await event_type(stack, bufferTtl="PT0S")
+    await stack.publish(
+        "never",
+        {
+            "steps": [
+                {
+                    "id": "w",
+                    "type": "event.wait",
+                    "event": PAID,
+                    "correlationKey": "'never'",
+                    "filter": "false",
+                }
+            ]
+        },
+    )
+    run = await stack.start("never", {})
+    await until(lambda: waiting(stack, run["id"]))
+    count = CAP + 5
+    r = await stack.http.post(
+        "/v1/events:batch",
+        headers=stack.auth("ingest"),
+        json={
+            "events": [
+                {"name": PAID, "id": f"n-{i:02d}", "payload": {"orderId": "never"}}
+                for i in range(count)
+            ]
+        },
+    )
+    assert r.status_code == 202, r.text
+
+    async def refused() -> list[Any] | None:
+        async with stack.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Event).where(Event.tenant == stack.tenant, Event.last_error.is_not(None))
+                )
+            ).scalars()
+            found = list(rows)
+        return found if len(found) >= count - CAP else None
+
+    pending = await until(refused)
+    assert all(e.status == "PENDING" for e in pending)
+    assert all("signal" in (e.last_error or "") for e in pending)
+    async with stack.sessions() as session:
+        statuses = set(
+            (
+                await session.execute(
+                    select(EventDeliveryRow.status).where(EventDeliveryRow.tenant == stack.tenant)
+                )
+            ).scalars()
+        )
+    assert "FAILED" not in statuses
+    await stack.client.get_workflow_handle(run["workflowId"]).terminate()
