@@ -8,8 +8,8 @@ that leave the run waiting (an event filtered out, or refused by a full inbox) a
 written at once, batched: the routing record shows them while the run still waits.
 
 A long wait continues as new when Temporal suggests it or the execution has received
-``events.MAX_SIGNALS`` signals (Temporal caps signals per execution): the wait resumes in the
-new execution as the same wait (same sequence and start), the inbox carried over.
+``events.MAX_SIGNALS`` signals (Temporal caps signals per execution): the wait resumes
+in the new execution as the same wait (same sequence and start), the inbox carried over.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ PROMPT_VERDICTS = "tempoflow.event-wait.prompt-verdicts"
 
 
 def _must_continue(ctx: RunContext, rt: Runtime) -> bool:
-    return rt.blocked == 0 and (rt.should_continue(ctx) or rt.mailbox.signals >= inbox.MAX_SIGNALS)
+    # The signal budget first: ``should_continue`` may call ``workflow.patched``.
+    return rt.blocked == 0 and (rt.mailbox.signals >= inbox.MAX_SIGNALS or rt.should_continue(ctx))
 
 
 async def execute(
