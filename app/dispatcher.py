@@ -385,7 +385,7 @@ class Dispatcher:
             except _UNSENDABLE as err:  # the event cannot be encoded: it never will be
                 target.outcome = DeliveryStatus.FAILED
                 target.reason = f"the event cannot be sent: {type(err).__name__}: {err}"[:2000]
-            except _TRANSIENT as err:  # Temporal unreachable: retry the event later
+            except (*_TRANSIENT, *_DATABASE_DOWN) as err:  # unreachable: retry it later
                 target.error = f"{type(err).__name__}: {err}"
             except Exception as err:  # unexpected: retried, but not forever
                 log.exception("delivering event %s failed", target.event.event_id)
