@@ -54,7 +54,7 @@ class DeliveryStatus(StrEnum):
     STARTED = "STARTED"
     """The event started the run (a definition trigger)."""
     FAILED = "FAILED"
-    """Temporal refused the signal or start for good (the reason says why)."""
+    """Refused for good: by Temporal, or the event cannot be encoded (the reason says)."""
 
 
 DEFERRED_REASON = "the run's inbox was full; the run reads it back when it next waits for its key"
