@@ -608,6 +608,7 @@ async def test_a_filtered_out_event_shows_filtered_while_the_run_waits(stack: St
     await send(stack, payload={"orderId": "fv-1", "amount": 500}, id="fv-large")
     result = await asyncio.wait_for(stack.result(run), 30)
     assert result["output"]["paid"]["id"] == "fv-large"
+    await stack.record_history(run, "event_wait_filtered")
 
 
 def looping_waits(count: int, key: str) -> dict[str, Any]:
