@@ -86,6 +86,7 @@ class TempoflowActivities:
                     request.buffered_limit,
                     request.pending,
                     max_bytes=request.buffered_bytes,
+                    after_seq=request.after_seq,
                 )
                 return await sendable(session, request.wait, events)
         except DataError as err:

@@ -61,9 +61,11 @@ async def register_wait(
     limit: int,
     pending: ProjectionBatch | None = None,
     max_bytes: int = MAX_BUFFERED_BYTES,
+    after_seq: int = 0,
 ) -> list[Event]:
     """Index ``wait`` (after writing ``pending``) and return the inbox events it may take,
-    oldest first, at most ``limit`` events and ``max_bytes`` of payload (at least one).
+    oldest first, at most ``limit`` events and ``max_bytes`` of payload (at least one),
+    after inbox sequence ``after_seq`` (a filtered wait reading its next page).
 
     Candidates are the events of its names and key that this run has not taken in an
     earlier wait and that were received since the wait began or within their type's
@@ -119,6 +121,7 @@ async def register_wait(
                 delivered,
             ),
             ~taken,
+            Event.seq > after_seq,
         )
         .order_by(Event.seq)
     )

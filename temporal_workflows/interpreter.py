@@ -219,7 +219,7 @@ class InterpreterWorkflow:
             retry_policy=_PROJECTION_RETRY,
         )
 
-    async def _register_wait(self, wait: WaitRecord) -> list[EventDelivery]:
+    async def _register_wait(self, wait: WaitRecord, after: int = 0) -> list[EventDelivery]:
         """Index the wait (with the pending projections and the WAITING status) under the
         routing lock; returns the buffered events of its key, oldest first."""
         assert self._ctx is not None
@@ -228,7 +228,13 @@ class InterpreterWorkflow:
         limit, size = self._mailbox.budget(wait.event_names, wait.correlation_key)
         return await workflow.execute_local_activity(
             REGISTER_WAIT_ACTIVITY,
-            RegisterWait(wait=wait, pending=batch, buffered_limit=limit, buffered_bytes=size),
+            RegisterWait(
+                wait=wait,
+                pending=batch,
+                buffered_limit=limit,
+                buffered_bytes=size,
+                after_seq=after,
+            ),
             result_type=list[EventDelivery],
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=_PROJECTION_RETRY,

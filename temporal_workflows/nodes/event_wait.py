@@ -15,6 +15,7 @@ in the new execution as the same wait (same sequence and start), the inbox carri
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime
 
 from temporalio import workflow
@@ -59,6 +60,31 @@ def _must_continue(ctx: RunContext, rt: Runtime) -> bool:
     return rt.blocked == 0 and (rt.mailbox.signals >= inbox.MAX_SIGNALS or rt.should_continue(ctx))
 
 
+async def _read_page(
+    rt: Runtime, wait: WaitRecord, names: list[str], key: str, after: int
+) -> int | None:
+    """Register ``wait`` (again) and put the buffered events after inbox sequence
+    ``after`` into the inbox; returns where the next page starts when this one may have
+    been cut by the inbox budget, else ``None``."""
+    limit, size = rt.mailbox.budget(names, key)
+    try:
+        page = await rt.register_wait(wait, after)
+    except ActivityError as err:  # refused for good (e.g. data PostgreSQL rejects)
+        cause = err.cause
+        raise StepFailure(
+            "WaitRegistrationFailed",
+            cause.message if isinstance(cause, ApplicationError) else str(err),
+            None,
+            {"correlationKey": key},
+        ) from None
+    for event in page:
+        rt.mailbox.deliver(event)
+    held = sum(len(json.dumps(e.payload, separators=(",", ":"))) for e in page)
+    if page and (len(page) >= limit or 2 * held >= size):
+        return max(e.seq for e in page)
+    return None
+
+
 async def execute(
     step: EventWait, path: str, seq: int, ctx: RunContext, rt: Runtime
 ) -> StepOutcome:
@@ -100,18 +126,7 @@ async def execute(
     matched: EventDelivery | None = None
     skipped: list[EventDelivery] = []  # filtered out here; back to the inbox afterwards
     try:
-        try:
-            buffered = await rt.register_wait(wait)
-        except ActivityError as err:  # refused for good (e.g. data PostgreSQL rejects)
-            cause = err.cause
-            raise StepFailure(
-                "WaitRegistrationFailed",
-                cause.message if isinstance(cause, ApplicationError) else str(err),
-                None,
-                {"correlationKey": key},
-            ) from None
-        for early in buffered:
-            rt.mailbox.deliver(early)
+        more = await _read_page(rt, wait, names, key, 0)
         while matched is None:
             while (event := rt.mailbox.pop(names, key)) is not None:
                 if step.filter is not None:
@@ -134,6 +149,9 @@ async def execute(
                 remaining = (wait.expires_at - workflow.now()).total_seconds()
                 if remaining <= 0:
                     break
+            if prompt and more is not None:  # all filtered out: the next buffered page
+                more = await _read_page(rt, wait, names, key, more)
+                continue
             if prompt and ctx.shared.deliveries:
                 await ctx.flush(RunStatus.WAITING)  # verdicts visible while waiting
                 continue
@@ -159,7 +177,7 @@ async def execute(
     finally:
         rt.mailbox.unwant(wanted)
         for event in skipped:  # a later wait (another filter) may take them
-            rt.mailbox.deliver(event, force=True)
+            rt.mailbox.deliver(event)  # (DEFERRED when the inbox is full)
     closed = {"closed_at": workflow.now()}
     if matched is not None:
         rt.mailbox.applied(matched.id)

@@ -744,3 +744,22 @@ async def test_waits_on_keys_or_events_postgresql_refuses_end_instead_of_retryin
             )
         ).scalars()
     assert delivery.status == "FAILED" and "cannot be sent" in (delivery.reason or "")
+
+
+async def test_a_filtered_wait_reads_buffered_events_page_by_page(
+    stack: Stack, monkeypatch: Any
+) -> None:
+    """Twelve buffered events its filter rejects, then the one it wants, and an inbox of
+    five: the wait reads the buffer page by page until it finds it."""
+    monkeypatch.setattr(inbox_module, "MAX_INBOX", 5)
+    await event_type(stack, bufferTtl="PT1H")
+    events = [
+        {"name": PAID, "id": f"p-{i:02d}", "payload": {"orderId": "pg", "amount": 1}}
+        for i in range(12)
+    ]
+    events.append({"name": PAID, "id": "p-wanted", "payload": {"orderId": "pg", "amount": 500}})
+    await _send_batch(stack, events)
+    await stack.publish("pay", wait_for_paid(filter="event.payload.amount > 100"))
+    run = await stack.start("pay", {"orderId": "pg"})
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["paid"]["id"] == "p-wanted"
