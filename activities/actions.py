@@ -19,16 +19,16 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
+from activities.waits import sendable
 from projections import invocations, routing
 from projections.db import is_permanent, is_transient
 from projections.models import ActionInvocation as ActionInvocationRow
-from projections.models import DefinitionRow, DefinitionVersionRow, Event, WaitRow
+from projections.models import DefinitionRow, DefinitionVersionRow
 from projections.records import (
     InvocationRecord,
     ProjectionBatch,
     StepRecord,
     StepStatus,
-    WaitRecord,
 )
 from projections.storable import restore_json, storable_json, storable_row
 from projections.writer import write_batch
@@ -169,23 +169,44 @@ class TempoflowActivities:
 
     @activity.defn(name=REGISTER_WAIT_ACTIVITY)
     async def register_wait(self, raw: RawValue) -> list[EventDelivery]:
-        """Index a wait under the routing lock; the buffered events it may take."""
+        """Index a wait under the routing lock; the buffered events it may take.
+
+        Ends rather than retrying forever when retrying cannot help: pending records
+        PostgreSQL refuses are written degraded; a wait it still refuses fails the step
+        (``WaitRegistrationFailed``, catchable); an event that cannot be encoded for the
+        run is left out with a ``FAILED`` delivery.
+        """
         request = _decode(raw, RegisterWait)
 
-        async def work(session: AsyncSession, degraded: bool) -> list[Event]:
-            wait, pending = request.wait, request.pending
+        async def work(session: AsyncSession, degraded: bool) -> list[EventDelivery]:
+            pending = request.pending
             if degraded:
-                # A storable wait (a key no event can carry stays unmatched); its locks
-                # first (as routing takes them), then the batch, degraded.
-                wait = WaitRecord.model_validate(storable_row(WaitRow.__table__, wait.model_dump()))
+                # The wait's locks first (as routing takes them), then the batch, degraded.
+                wait = request.wait
                 keys = ((wait.tenant, name, wait.correlation_key) for name in wait.event_names)
                 await routing.lock(session, keys)
                 await write_batch(session, pending, degraded=True)
                 pending = ProjectionBatch()
-            return await routing.register_wait(session, wait, request.buffered_limit, pending)
+            events = await routing.register_wait(
+                session,
+                request.wait,
+                request.buffered_limit,
+                pending,
+                max_bytes=request.buffered_bytes,
+                after_seq=request.after_seq,
+            )
+            return await sendable(session, request.wait, events)
 
-        events = await self._transact(work)
-        return [EventDelivery.model_validate(routing.delivery(e)) for e in events]
+        try:
+            return await self._transact(work)
+        except Exception as err:
+            if not is_permanent(err):
+                raise
+            raise ApplicationError(
+                f"the wait cannot be registered: {getattr(err, 'orig', None) or err}",
+                type="WaitRegistrationFailed",
+                non_retryable=True,
+            ) from None
 
     @activity.defn(name=RESOLVE_DEFINITION_ACTIVITY)
     async def resolve_definition(self, request: DefinitionRequest) -> DefinitionRef:

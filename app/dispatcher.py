@@ -14,17 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from pydantic_core import PydanticSerializationError
+from sqlalchemy import case, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from app.data.events import off_loop
 from app.run_starter import run_id_for, start_run, workflow_id
 from expression import EvalContext, ExpressionError, evaluate, truthy
 from projections import routing
@@ -37,7 +41,7 @@ from projections.models import (
 )
 from projections.records import DeliveryStatus
 from projections.writer import DELIVERY_UPSERT
-from tempoflow.errors import Conflict
+from tempoflow.errors import Conflict, TempoflowError
 from tempoflow.settings import Settings
 from temporal_workflows.models import EVENT_SIGNAL, EventDelivery
 
@@ -56,6 +60,14 @@ _PERMANENT = frozenset(
     }
 )
 """Temporal answers that retrying the same call cannot change."""
+_SIGNAL_CAP = "exceeded workflow execution limit for signal"
+"""Temporal's per-execution signal cap (INVALID_ARGUMENT, yet not permanent for us)."""
+_UNSENDABLE = (TypeError, ValueError, RecursionError, PydanticSerializationError)
+"""Raised while encoding the signal or start (e.g. a payload nested too deep)."""
+_TRANSIENT = (ConnectionError, TimeoutError, OSError, RuntimeError)
+"""Temporal unreachable (the client raises ``RuntimeError`` when it cannot connect)."""
+_DATABASE_DOWN = (OperationalError, InterfaceError, OSError)
+"""The database is unreachable: the whole round is retried (no event is to blame)."""
 
 
 def trigger_run_id(tenant: str, definition: str, event_id: str) -> str:
@@ -71,6 +83,7 @@ class _Target:
     outcome: DeliveryStatus | None = None
     reason: str | None = None
     error: str | None = None
+    attempt: int = 1
 
 
 class Dispatcher:
@@ -129,11 +142,33 @@ class Dispatcher:
     # -- one round -------------------------------------------------------------------------
     async def dispatch_once(self) -> int:
         """Route one batch of due events; returns how many were claimed."""
-        async with self.sessions.begin() as session:
+        async with self.sessions.begin() as session:  # the lease holds them for us
             events, claimed = await self._claim(session)
-            if not events:
-                return 0
-            targets = await self._route(session, events)
+        if not events:
+            return 0
+        async with self.sessions() as session:
+            subscriptions = await self._subscriptions(session, events)
+        # Trigger filters are expressions: run them off the event loop.
+        starts = await off_loop(functools.partial(self._all_trigger_rows, subscriptions, events))
+        broken: dict[int, str] = {}
+        try:
+            async with self.sessions.begin() as session:
+                targets = await self._route(session, events, starts)
+        except _DATABASE_DOWN:
+            raise
+        except Exception:  # one bad event must not hold the others back: one by one
+            log.exception("routing a batch failed; routing its events one by one")
+            targets = []
+            for event in events:
+                try:
+                    async with self.sessions.begin() as session:
+                        targets += await self._route(session, [event], starts)
+                except _DATABASE_DOWN:
+                    raise
+                except Exception as err:
+                    broken[event.seq] = f"routing failed: {type(err).__name__}: {err}"
+        for target in targets:
+            target.attempt = claimed[target.event.seq]
         # One workflow's events go in inbox order (its waits take the oldest first);
         # different workflows in parallel.
         by_workflow: dict[str, list[_Target]] = {}
@@ -141,7 +176,7 @@ class Dispatcher:
             by_workflow.setdefault(target.row["workflow_id"], []).append(target)
         await asyncio.gather(*(self._deliver_in_order(ts) for ts in by_workflow.values()))
         async with self.sessions.begin() as session:
-            await self._settle(session, events, targets, claimed)
+            await self._settle(session, events, targets, claimed, broken)
         return len(events)
 
     async def _deliver_in_order(self, targets: list[_Target]) -> None:
@@ -170,7 +205,12 @@ class Dispatcher:
         )
         return events, {seq: attempts for seq, attempts in leased.all()}
 
-    async def _route(self, session: AsyncSession, events: list[Event]) -> list[_Target]:
+    async def _route(
+        self,
+        session: AsyncSession,
+        events: list[Event],
+        starts: dict[int, list[dict[str, Any]]] | None = None,
+    ) -> list[_Target]:
         """Record the deliveries of ``events`` (locks held) and return the pending ones."""
         await routing.lock(
             session,
@@ -189,7 +229,6 @@ class Dispatcher:
         waits = await routing.open_waits(
             session, ((e.tenant, e.correlation_key) for e in events if e.correlation_key)
         )
-        triggers = await self._subscriptions(session, events)
         for event in events:
             if event.correlation_key is not None:
                 # One delivery per run: signalled if any of its waits is still live.
@@ -212,7 +251,7 @@ class Dispatcher:
                         "reason": "the wait had timed out" if expired else None,
                     }
                 rows.extend(per_run.values())
-            rows.extend(self._trigger_rows(triggers.get((event.tenant, event.name), []), event))
+            rows.extend((starts or {}).get(event.seq, []))
         if rows:
             await session.execute(insert(EventDeliveryRow).on_conflict_do_nothing(), rows)
         by_id = {(e.tenant, e.event_id): e for e in events}
@@ -268,6 +307,16 @@ class Dispatcher:
             found.setdefault((sub.tenant, sub.event_name), []).append(sub)
         return found
 
+    def _all_trigger_rows(
+        self,
+        subscriptions: dict[tuple[str, str], list[TriggerSubscription]],
+        events: list[Event],
+    ) -> dict[int, list[dict[str, Any]]]:
+        """The trigger deliveries of each event (by inbox sequence); CPU-bound."""
+        return {
+            e.seq: self._trigger_rows(subscriptions.get((e.tenant, e.name), []), e) for e in events
+        }
+
     def _trigger_rows(
         self, subscriptions: list[TriggerSubscription], event: Event
     ) -> list[dict[str, Any]]:
@@ -314,16 +363,38 @@ class Dispatcher:
                     )
                     target.outcome = DeliveryStatus.SIGNALED
             except RPCError as err:
+                message = f"{err.status.name if err.status else 'RPC'}: {err.message}"[:2000]
                 if err.status == RPCStatusCode.NOT_FOUND and target.row["kind"] == "wait":
                     target.outcome = DeliveryStatus.RUN_CLOSED
                     target.reason = "the run had closed"
+                elif _SIGNAL_CAP in (err.message or ""):
+                    # Not permanent: the run continues as new (a fresh execution has a
+                    # fresh budget) and takes the event then.
+                    target.error = f"{message} (retried after the run continues as new)"
                 elif err.status in _PERMANENT:
                     target.outcome = DeliveryStatus.FAILED  # retrying cannot help
-                    target.reason = f"{err.status.name}: {err.message}"[:2000]
+                    target.reason = message
                 else:
-                    target.error = f"{err.status.name if err.status else 'RPC'}: {err.message}"
-            except Exception as err:  # Temporal unreachable: retry the event later
+                    target.error = message
+            except TempoflowError as err:  # e.g. the event is not valid run input
+                if err.status >= 500:
+                    target.error = f"{err.code}: {err}"
+                else:
+                    target.outcome = DeliveryStatus.FAILED
+                    target.reason = f"{err.code}: {err}"[:2000]
+            except _UNSENDABLE as err:  # the event cannot be encoded: it never will be
+                target.outcome = DeliveryStatus.FAILED
+                target.reason = f"the event cannot be sent: {type(err).__name__}: {err}"[:2000]
+            except (*_TRANSIENT, *_DATABASE_DOWN) as err:  # unreachable: retry it later
                 target.error = f"{type(err).__name__}: {err}"
+            except Exception as err:  # unexpected: retried, but not forever
+                log.exception("delivering event %s failed", target.event.event_id)
+                text = f"{type(err).__name__}: {err}"[:2000]
+                if target.attempt >= self.settings.dispatch_max_attempts:
+                    target.outcome = DeliveryStatus.FAILED
+                    target.reason = f"gave up after {target.attempt} attempts: {text}"
+                else:
+                    target.error = text
 
     async def _start(self, target: _Target) -> None:
         event, row = target.event, target.row
@@ -369,21 +440,42 @@ class Dispatcher:
         events: list[Event],
         targets: list[_Target],
         claimed: dict[int, int],
+        broken: dict[int, str] | None = None,
     ) -> None:
         """Mark routed events (or schedule their retry), then record the deliveries: in
         the claim's lock order (events, then deliveries), and only for events this
-        dispatcher still holds (its lease may have run out and another claimed them)."""
+        dispatcher still holds (its lease may have run out and another claimed them).
+        An event whose routing keeps failing ends ``FAILED`` after
+        ``dispatch_max_attempts`` (retrying a bad event forever would only spin)."""
         failed: dict[int, str] = {}
         for t in targets:
             if t.outcome is None:
                 failed[t.event.seq] = t.error or "delivery failed"
         held: set[int] = set()
-        routed = [(e.seq, claimed[e.seq]) for e in events if e.seq not in failed]
+        broken = broken or {}
+        for seq, problem in broken.items():
+            if claimed[seq] < self.settings.dispatch_max_attempts:
+                failed[seq] = problem
+                continue
+            result = await session.execute(
+                update(Event)
+                .where(Event.seq == seq, Event.attempts == claimed[seq])
+                .values(status="FAILED", last_error=f"gave up: {problem}"[:2000])
+                .returning(Event.seq)
+                .execution_options(synchronize_session=False)
+            )
+            held.update(result.scalars())
+        routed = [
+            (e.seq, claimed[e.seq]) for e in events if e.seq not in failed and e.seq not in broken
+        ]
         if routed:  # one statement for the common case
             result = await session.execute(
                 update(Event)
                 .where(tuple_(Event.seq, Event.attempts).in_(routed))
-                .values(status="ROUTED", last_error=None)
+                .values(
+                    status=case((Event.correlation_key.is_(None), "UNCORRELATED"), else_="ROUTED"),
+                    last_error=None,
+                )
                 .returning(Event.seq)
                 .execution_options(synchronize_session=False)
             )

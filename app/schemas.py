@@ -257,7 +257,12 @@ class EventCreate(_Write):
     name: str = Field(pattern=EVENT_NAME)
     id: str | None = Field(default=None, min_length=1, max_length=200)
     payload: Any = None
-    correlation_key: str | int | float | None = None
+    correlation_key: Any = Field(
+        default=None,
+        json_schema_extra={"type": ["string", "number", "null"]},
+        description="a string or a number; anything else is refused (event_invalid)",
+    )
+    """Checked by ingress (not coerced here: a boolean must not become the key "1")."""
     occurred_at: Timestamp | None = None
 
 

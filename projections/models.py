@@ -234,7 +234,8 @@ class Event(Base):
     occurred_at: Mapped[datetime | None] = mapped_column(Timestamp)
     received_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     status: Mapped[str] = mapped_column(String(16), server_default="PENDING")
-    """``PENDING`` until routed (waits signalled, trigger runs started), then ``ROUTED``."""
+    """``PENDING`` until routed (waits signalled, trigger runs started), then ``ROUTED``
+    (``UNCORRELATED`` without a key); ``FAILED`` when routing kept failing."""
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     last_error: Mapped[str | None] = mapped_column(Text)

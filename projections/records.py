@@ -46,13 +46,18 @@ class DeliveryStatus(StrEnum):
     """The run's wait took the event."""
     FILTERED = "FILTERED"
     """The wait's filter was false for it."""
+    DEFERRED = "DEFERRED"
+    """The run's inbox was full: the run reads it back when it next waits for its key."""
     EXPIRED = "EXPIRED"
     """The wait had timed out when the event was routed."""
     RUN_CLOSED = "RUN_CLOSED"
     STARTED = "STARTED"
     """The event started the run (a definition trigger)."""
     FAILED = "FAILED"
-    """Temporal refused the signal or start for good (the reason says why)."""
+    """Refused for good: by Temporal, or the event cannot be encoded (the reason says)."""
+
+
+DEFERRED_REASON = "the run's inbox was full; the run reads it back when it next waits for its key"
 
 
 class TaskStatus(StrEnum):

@@ -8,17 +8,22 @@ router or finds the event in the inbox, so the event is never missed by both.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, literal, or_, select, text, tuple_
+from sqlalchemy import Text, cast, func, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import Event, EventType, WaitRow
-from projections.records import ProjectionBatch, WaitRecord, WaitStatus
+from projections.models import Event, EventDeliveryRow, EventType, WaitRow
+from projections.records import (
+    DEFERRED_REASON,
+    DeliveryStatus,
+    ProjectionBatch,
+    WaitRecord,
+    WaitStatus,
+)
 from projections.writer import write_batch
 from tempoflow.correlation import lock_key
 
@@ -41,15 +46,34 @@ CLOCK_GRACE = timedelta(seconds=2)
 """Slack between the database clock (routing decisions) and Temporal's (wait starts)."""
 MAX_BUFFERED_BYTES = 1024 * 1024
 """Payload bytes one registration returns at most (Temporal caps a payload at 2 MB)."""
+_UNAPPLIED = (
+    DeliveryStatus.PENDING,
+    DeliveryStatus.SIGNALED,
+    DeliveryStatus.FILTERED,
+    DeliveryStatus.DEFERRED,
+)
+"""Deliveries to a run that it may not hold (any more): read back when it waits."""
 
 
 async def register_wait(
-    session: AsyncSession, wait: WaitRecord, limit: int, pending: ProjectionBatch | None = None
+    session: AsyncSession,
+    wait: WaitRecord,
+    limit: int,
+    pending: ProjectionBatch | None = None,
+    max_bytes: int = MAX_BUFFERED_BYTES,
+    after_seq: int = 0,
 ) -> list[Event]:
     """Index ``wait`` (after writing ``pending``) and return the inbox events it may take,
-    oldest first: those of its names and key received since the wait began or within
-    their type's buffer TTL, and those whose routing was decided after it began (the
-    router may have looked before this wait existed).
+    oldest first, at most ``limit`` events and ``max_bytes`` of payload (at least one),
+    after inbox sequence ``after_seq`` (a filtered wait reading its next page).
+
+    Candidates are the events of its names and key that this run has not taken in an
+    earlier wait and that were received since the wait began or within their type's
+    buffer TTL, or whose routing was decided after it began (the router may have looked
+    before this wait existed), or that were delivered to this run before and may not be
+    in its inbox (refused when it was full, filtered out by another wait). Candidates
+    beyond the page are recorded as ``DEFERRED`` deliveries to the run, so a later wait
+    of the run reads them back even after their buffer TTL: nothing is dropped.
 
     The routing locks come first: the router takes them before writing delivery rows,
     so taking them after writing ``pending`` (which holds delivery rows) could deadlock.
@@ -60,8 +84,32 @@ async def register_wait(
     await session.execute(insert(WaitRow).values(**wait.model_dump()).on_conflict_do_nothing())
     ttl = func.coalesce(EventType.buffer_ttl_seconds, 0)
     window = func.least(literal(wait.since), func.now() - func.make_interval(0, 0, 0, 0, 0, 0, ttl))
+    delivered = (
+        select(EventDeliveryRow.event_id)
+        .where(
+            EventDeliveryRow.tenant == Event.tenant,
+            EventDeliveryRow.event_id == Event.event_id,
+            EventDeliveryRow.run_id == wait.run_id,
+            EventDeliveryRow.status.in_(_UNAPPLIED),
+        )
+        .exists()
+    )
+    # Taken by an earlier wait of this run. Not "APPLIED by this run": that verdict may
+    # come from a workflow task that then failed (its local activities ran, its state
+    # was discarded), and the replayed wait must find the event again; an earlier wait
+    # (lower sequence) is replayed identically. The run itself ignores ids it applied.
+    taken = (
+        select(WaitRow.seq)
+        .where(
+            WaitRow.run_id == wait.run_id,
+            WaitRow.event_id == Event.event_id,
+            WaitRow.status == WaitStatus.MATCHED,
+            WaitRow.seq < wait.seq,
+        )
+        .exists()
+    )
     stmt = (
-        select(Event)
+        select(Event.seq, Event.event_id, func.length(cast(Event.payload, Text)))
         .outerjoin(EventType, (EventType.tenant == Event.tenant) & (EventType.name == Event.name))
         .where(
             Event.tenant == wait.tenant,
@@ -70,22 +118,43 @@ async def register_wait(
             or_(
                 Event.received_at >= window,
                 Event.routed_at >= literal(wait.since - CLOCK_GRACE),
+                delivered,
             ),
-            # No exclusion of what this run already applied: those verdicts may come
-            # from a workflow task that then failed (its local activities ran, its
-            # state was discarded); the run itself ignores ids it applied.
+            ~taken,
+            Event.seq > after_seq,
         )
         .order_by(Event.seq)
-        .limit(limit)
     )
-    events: list[Event] = []
+    page: list[int] = []
+    rest: list[str] = []
     size = 0
-    for event in (await session.execute(stmt)).scalars():
-        size += len(json.dumps(event.payload, separators=(",", ":")))
-        if events and size > MAX_BUFFERED_BYTES:
-            break  # the rest reach the run when it waits again
-        events.append(event)
-    return events
+    for seq, event_id, length in (await session.execute(stmt)).all():
+        size += length or 0
+        if rest or (page and (len(page) >= limit or size > max_bytes)):
+            rest.append(event_id)
+        else:
+            page.append(seq)
+    if rest:
+        await session.execute(
+            insert(EventDeliveryRow).on_conflict_do_nothing(),
+            [
+                {
+                    "tenant": wait.tenant,
+                    "event_id": event_id,
+                    "run_id": wait.run_id,
+                    "workflow_id": wait.workflow_id,
+                    "kind": "wait",
+                    "status": DeliveryStatus.DEFERRED,
+                    "step_path": wait.step_path,
+                    "reason": DEFERRED_REASON,
+                }
+                for event_id in rest
+            ],
+        )
+    if not page:
+        return []
+    events = (await session.execute(select(Event).where(Event.seq.in_(page)))).scalars()
+    return sorted(events, key=lambda e: e.seq)
 
 
 async def open_waits(

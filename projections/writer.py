@@ -45,10 +45,11 @@ _TERMINAL_RUN = _literals(TERMINAL_RUN)
 _OPEN_WAIT = _literals(frozenset({WaitStatus.WAITING}))
 _OPEN_TASK = _literals(frozenset({TaskStatus.OPEN}))
 # Progress (PENDING, SIGNALED) may be overwritten by anything; a run's verdict (APPLIED,
-# FILTERED) overwrites anything; other outcomes (RUN_CLOSED, EXPIRED…) never overwrite a
-# verdict: a run that took the event from its buffer and closed stays APPLIED.
+# FILTERED, DEFERRED) overwrites anything but APPLIED (final); other outcomes (RUN_CLOSED,
+# EXPIRED…) never overwrite a verdict: a run that took the event from its buffer and
+# closed stays APPLIED.
 _DISPATCHER_SIDE = _literals(frozenset({DeliveryStatus.PENDING, DeliveryStatus.SIGNALED}))
-_RUN_VERDICT = _literals(frozenset({DeliveryStatus.APPLIED, DeliveryStatus.FILTERED}))
+_RUN_VERDICT = _literals(frozenset({DeliveryStatus.FILTERED, DeliveryStatus.DEFERRED}))
 
 
 def _step_upsert() -> Insert:
@@ -136,7 +137,11 @@ def delivery_upsert() -> Insert:
         },
         where=or_(
             EventDeliveryRow.status.in_(_DISPATCHER_SIDE),
-            excluded.status.in_(_RUN_VERDICT),
+            excluded.status == literal_column(f"'{DeliveryStatus.APPLIED}'"),
+            and_(
+                excluded.status.in_(_RUN_VERDICT),
+                EventDeliveryRow.status != literal_column(f"'{DeliveryStatus.APPLIED}'"),
+            ),
         ),
     )
 

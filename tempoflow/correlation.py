@@ -33,6 +33,8 @@ def normalize_key(value: Any) -> str | None:
     text = str(value)
     if not text:
         raise CorrelationError("a correlation key cannot be empty")
+    if "\x00" in text:
+        raise CorrelationError("a correlation key cannot contain the NUL character")
     if len(text) > MAX_KEY_LENGTH:
         raise CorrelationError(f"a correlation key is at most {MAX_KEY_LENGTH} characters")
     return text

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     """How often pending events are retried without a wake-up from ingress."""
     dispatch_max_backoff_seconds: float = Field(default=30.0, gt=0)
     """Longest wait before retrying an event whose delivery failed (Temporal down)."""
+    dispatch_max_attempts: int = Field(default=20, ge=1, le=10_000)
+    """Attempts at an event whose routing or delivery fails in an unexpected way (not
+    Temporal being unreachable, which is retried as long as it lasts); then the delivery
+    (or the event) ends ``FAILED`` with the reason."""
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:

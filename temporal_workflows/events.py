@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,9 +18,12 @@ MAX_PROCESSED = 10_000
 """Event ids a run remembers as applied (oldest forgotten first); kept as 16-character
 digests so the set stays small in continue-as-new input (~200 KB at most)."""
 MAX_INBOX = 1_000
-"""Delivered events kept for a later wait (oldest dropped first)."""
+"""Delivered events kept for a later wait; beyond it the inbox refuses (back-pressure)."""
 MAX_INBOX_BYTES = 512 * 1024
 """...and at most this much payload (Temporal caps one payload at 2 MB)."""
+MAX_SIGNALS = 2_000
+"""Signals one execution takes before a waiting run continues as new (Temporal refuses
+signals beyond ``history.maximumSignalsPerExecution``, 10,000 by default)."""
 
 
 def _digest(event_id: str) -> str:
@@ -30,19 +34,33 @@ def _order(event: EventDelivery) -> tuple[datetime, int]:
     return event.received_at, event.seq
 
 
-class Mailbox:
-    """Delivered events not yet taken by a wait, and the ids of applied events."""
+def _size(event: EventDelivery) -> int:
+    return len(json.dumps(event.payload, separators=(",", ":")))
 
-    def __init__(self) -> None:
+
+class Mailbox:
+    """Delivered events not yet taken by a wait, and the ids of applied events.
+
+    Bounded without loss: beyond ``MAX_INBOX`` events or ``MAX_INBOX_BYTES`` it refuses
+    an event (unless a running wait needs it and holds none), and ``on_refused`` records
+    the refusal; the event stays in the database inbox, and the run's next wait on its
+    key reads it back (``register_wait`` returns unapplied events delivered to the run).
+    """
+
+    def __init__(self, on_refused: Callable[[EventDelivery], None] | None = None) -> None:
         self.inbox: list[EventDelivery] = []
         self._sizes: dict[str, int] = {}
         self._processed: dict[str, None] = {}
+        self._wanted: list[tuple[list[str], str]] = []
+        self.on_refused = on_refused
+        self.signals = 0
+        """Events delivered by signal in this execution (Temporal caps signals per run)."""
 
     def restore(self, processed: list[str], inbox: list[EventDelivery]) -> None:
         for digest in processed:
             self._processed[digest] = None
         for event in inbox:
-            self.deliver(event)
+            self.deliver(event, force=True)
 
     @property
     def processed(self) -> list[str]:
@@ -51,17 +69,53 @@ class Mailbox:
     def is_applied(self, event_id: str) -> bool:
         return _digest(event_id) in self._processed
 
-    def deliver(self, event: EventDelivery) -> bool:
-        """Keep ``event`` for a wait unless it was applied or is already here."""
+    def receive(self, event: EventDelivery) -> bool:
+        """An event signalled to the run (counted: Temporal caps signals per execution)."""
+        self.signals += 1
+        return self.deliver(event)
+
+    def _full(self, size: int) -> bool:
+        return len(self.inbox) >= MAX_INBOX or sum(self._sizes.values()) + size > MAX_INBOX_BYTES
+
+    def deliver(self, event: EventDelivery, *, force: bool = False) -> bool:
+        """Keep ``event`` for a wait unless it was applied or is already here; refuse it
+        (``on_refused``) when the inbox is full, unless ``force`` or a running wait needs
+        it. Returns whether it was kept."""
         if self.is_applied(event.id) or event.id in self._sizes:
             return False
+        size = _size(event)
+        if not force and self._full(size) and not self._wanted_now(event):
+            if self.on_refused is not None:
+                self.on_refused(event)
+            return False
         self.inbox.append(event)
-        self._sizes[event.id] = len(json.dumps(event.payload, separators=(",", ":")))
-        total = sum(self._sizes.values())
-        while len(self.inbox) > MAX_INBOX or (total > MAX_INBOX_BYTES and len(self.inbox) > 1):
-            dropped = self.inbox.pop(0)
-            total -= self._sizes.pop(dropped.id)
+        self._sizes[event.id] = size
         return True
+
+    def _wanted_now(self, event: EventDelivery) -> bool:
+        return any(
+            event.name in names and event.correlation_key == key and not self.has(names, key)
+            for names, key in self._wanted
+        )
+
+    def want(self, names: list[str], key: str) -> tuple[list[str], str]:
+        """A wait is running for ``names``/``key``: its first event is never refused."""
+        entry = (names, key)
+        self._wanted.append(entry)
+        return entry
+
+    def unwant(self, entry: tuple[list[str], str]) -> None:
+        self._wanted.remove(entry)
+
+    def budget(self, names: list[str], key: str) -> tuple[int, int]:
+        """How many events (and payload bytes) a registration for ``names``/``key`` may
+        return: the free room plus what the inbox already holds of that key (returned
+        again, and ignored), and always at least one event."""
+        held = [e for e in self.inbox if e.name in names and e.correlation_key == key]
+        free = max(MAX_INBOX - len(self.inbox), 0)
+        free_bytes = max(MAX_INBOX_BYTES - sum(self._sizes.values()), 0)
+        held_bytes = sum(self._sizes[e.id] for e in held)
+        return max(free + len(held), 1), free_bytes + held_bytes
 
     def _index(self, names: list[str], key: str) -> int | None:
         """The oldest matching event in inbox order (signals may arrive out of order)."""

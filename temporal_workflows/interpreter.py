@@ -14,6 +14,9 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from projections.records import (
+        DEFERRED_REASON,
+        DeliveryRecord,
+        DeliveryStatus,
         ProjectionBatch,
         RunRecord,
         RunStatus,
@@ -21,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         WaitRecord,
     )
     from tempoflow.definition import parse_definition
+    from temporal_workflows import events
     from temporal_workflows.context import RunContext
     from temporal_workflows.events import Mailbox, TaskBoard
     from temporal_workflows.failures import ContinueAsNew, RunReturned, StepFailure, position_key
@@ -70,7 +74,9 @@ class InterpreterWorkflow:
         self._max_history = DEFAULT_MAX_HISTORY
         # Signal and update handlers run before ``run`` in the first activation: their
         # state (with what a continued run carried over) exists before them.
-        self._mailbox = Mailbox()
+        self._refusals: list[DeliveryRecord] = []
+        self._mailbox = Mailbox(on_refused=self._refused)
+        self._inp = inp
         self._tasks = TaskBoard()
         if inp.resume is not None:
             self._mailbox.restore(inp.resume.processed_events, inp.resume.inbox)
@@ -80,6 +86,7 @@ class InterpreterWorkflow:
         self._patched = workflow.patched(PATCH_2026_11)
         ctx = self._ctx = RunContext.in_workflow(inp)
         ctx.shared.flush = self._flush_status
+        ctx.shared.deliveries.extend(self._refusals)  # refused before ``run`` began
         positions: dict[str, Any] = {}
         if inp.resume is not None:
             ctx.vars = dict(inp.resume.vars)
@@ -236,8 +243,14 @@ class InterpreterWorkflow:
 
     def _should_continue(self, ctx: RunContext) -> bool:
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or (
-            info.get_current_history_length() > self._max_history
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > self._max_history
+            # Temporal caps signals per execution (patched only when it applies).
+            or (
+                self._mailbox.signals >= events.MAX_SIGNALS
+                and workflow.patched("tempoflow.continue-on-signals")
+            )
         )
 
     async def _run_block(self, steps: list[Any], base: str, ctx: RunContext) -> None:
@@ -327,15 +340,22 @@ class InterpreterWorkflow:
             return
         await self._project_locally(batch)
 
-    async def _register_wait(self, wait: WaitRecord) -> list[EventDelivery]:
+    async def _register_wait(self, wait: WaitRecord, after: int = 0) -> list[EventDelivery]:
         """Index the wait (with the pending projections and the WAITING status) under the
         routing lock; returns the buffered events of its key, oldest first."""
         assert self._ctx is not None
         self._ctx.shared.status = RunStatus.WAITING
         batch = self._ctx.take_pending(self._ctx.run_record(RunStatus.WAITING))
+        limit, size = self._mailbox.budget(wait.event_names, wait.correlation_key)
         return await workflow.execute_local_activity(
             REGISTER_WAIT_ACTIVITY,
-            RegisterWait(wait=wait, pending=batch),
+            RegisterWait(
+                wait=wait,
+                pending=batch,
+                buffered_limit=limit,
+                buffered_bytes=size,
+                after_seq=after,
+            ),
             result_type=list[EventDelivery],
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=_PROJECTION_RETRY,
@@ -345,7 +365,21 @@ class InterpreterWorkflow:
     @workflow.signal(name=EVENT_SIGNAL)
     def deliver_event(self, event: EventDelivery) -> None:
         """An event routed to one of this run's waits (at least once; applied once)."""
-        self._mailbox.deliver(event)
+        self._mailbox.receive(event)
+
+    def _refused(self, event: EventDelivery) -> None:
+        """The inbox was full: record it (the next wait on its key reads it back)."""
+        pending = self._refusals if self._ctx is None else self._ctx.shared.deliveries
+        pending.append(
+            DeliveryRecord(
+                tenant=self._inp.tenant,
+                event_id=event.id,
+                run_id=self._inp.run_id,
+                workflow_id=workflow.info().workflow_id,
+                status=DeliveryStatus.DEFERRED,
+                reason=DEFERRED_REASON,
+            )
+        )
 
     @workflow.update(name=COMPLETE_TASK_UPDATE)
     def complete_task(self, completion: TaskCompletion) -> dict[str, Any]:

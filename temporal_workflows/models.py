@@ -105,6 +105,10 @@ class RegisterWait(BaseModel):
     wait: WaitRecord
     pending: ProjectionBatch = Field(default_factory=ProjectionBatch)
     buffered_limit: int = 1000
+    buffered_bytes: int = 1024 * 1024
+    """Payload bytes to return at most (the first event always comes)."""
+    after_seq: int = 0
+    """Only events after this inbox sequence (the next page, for a filtered wait)."""
 
 
 class TaskCompletion(BaseModel):

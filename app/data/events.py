@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import threading
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
+import anyio.to_thread
 import jsonschema
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.schemas import EventCreate
 from expression import EvalContext, ExpressionError, evaluate
 from projections.models import Event, EventDeliveryRow, EventType
-from tempoflow.correlation import CorrelationError, normalize_key
+from tempoflow.correlation import CorrelationError, lock_key, normalize_key
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import TempoflowError, Unprocessable
 from tempoflow.settings import Settings
+
+T = TypeVar("T")
 
 EVENT_ROOTS = frozenset({"id", "name", "payload", "occurredAt"})
 """What a type's correlation expression sees: the event."""
@@ -42,24 +47,44 @@ def resolve_pointer(document: Any, pointer: str) -> Any:
     return node
 
 
+class DerivedKeyInvalid(ValueError):
+    """The type's correlation found a value that cannot be a key (e.g. a boolean)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 def derive_key(
     correlation: dict[str, Any] | None, event: dict[str, Any], settings: Settings
 ) -> str | None:
-    """The type's correlation key of ``event``; ``None`` when it cannot be resolved."""
+    """The type's correlation key of ``event``; ``None`` when nothing resolves (an
+    expression error or no value: the event is uncorrelated).
+
+    Raises:
+        DerivedKeyInvalid: the value found is not a string or a number (a boolean must
+            not silently become the key ``"1"``); ``path`` is where it came from.
+    """
     if not correlation:
         return None
-    try:
-        if correlation.get("expression"):
+    if correlation.get("expression"):
+        try:
             value = evaluate(
                 correlation["expression"], event, EvalContext.wall_clock(settings.expression_limits)
             )
+        except ExpressionError:
+            return None
+        try:
             return normalize_key(value)
-        for pointer in correlation.get("paths") or []:
+        except CorrelationError as err:
+            raise DerivedKeyInvalid("/correlationKey", f"the type's correlation: {err}") from None
+    for pointer in correlation.get("paths") or []:
+        try:
             key = normalize_key(resolve_pointer(event, pointer))
-            if key is not None:
-                return key
-    except (ExpressionError, CorrelationError):
-        return None
+        except CorrelationError as err:
+            raise DerivedKeyInvalid(pointer, f"correlation path {pointer}: {err}") from None
+        if key is not None:
+            return key
     return None
 
 
@@ -114,8 +139,37 @@ async def prepare(
     base: str,
     cache: MutableMapping[Any, TypeInfo],
 ) -> list[Prepared]:
-    """Validate every event (type known, size, schema, key); raise one error listing all."""
+    """Validate every event (type known, size, schema, key); raise one error listing all.
+
+    Schemas and correlation expressions run in a worker thread (within the expression
+    budgets), never on the event loop: an expensive batch must not stall other requests.
+    """
     types = await load_types(session, tenant, {i.name for i in items}, cache)
+    return await off_loop(functools.partial(_prepare, tenant, items, types, settings, base))
+
+
+_CPU = threading.BoundedSemaphore(4)
+"""Threads doing CPU-bound event work (schemas, correlation, trigger filters) at once in
+this process: a flood cannot take every thread, nor starve the event loop."""
+
+
+async def off_loop(work: Callable[[], T]) -> T:
+    """Run CPU-bound ``work`` in a worker thread (the event loop stays responsive)."""
+
+    def guarded() -> T:
+        with _CPU:
+            return work()
+
+    return await anyio.to_thread.run_sync(guarded)
+
+
+def _prepare(
+    tenant: str,
+    items: list[EventCreate],
+    types: dict[str, TypeInfo],
+    settings: Settings,
+    base: str,
+) -> list[Prepared]:
     errors: list[dict[str, Any]] = []
     prepared: list[Prepared] = []
     for index, item in enumerate(items):
@@ -166,7 +220,17 @@ async def prepare(
                 "payload": item.payload,
                 "occurredAt": occurred,
             }
-            key = derive_key(kind.correlation, view, settings)
+            try:
+                key = derive_key(kind.correlation, view, settings)
+            except DerivedKeyInvalid as err:
+                errors.append(
+                    {
+                        "path": f"{at}{err.path}",
+                        "code": "correlation_key_invalid",
+                        "message": str(err),
+                    }
+                )
+                continue
             source = "derived" if key is not None else None
         prepared.append(
             Prepared(
@@ -201,6 +265,11 @@ class Receipt(Protocol):
     received_at: dt.datetime
 
 
+_ID_LOCKS = text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM "
+    "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
+)
+
 _RECEIPT = [Event.event_id, Event.name, Event.correlation_key, Event.status, Event.received_at]
 
 
@@ -211,12 +280,16 @@ async def store(
     order. Core statements returning only the receipt columns: this is the ingress hot
     path, and ORM entities cost more than the insert."""
     rows = [e.row for e in events]
-    # Insert in id order: two batches sharing ids then wait on each other in one order
-    # (no deadlock) and the later one reports the shared ids as duplicates.
-    ordered = sorted(rows, key=lambda r: str(r["event_id"]))
+    if len(rows) > 1:
+        # Inserted in the order sent (the inbox order runs see). Two batches sharing ids
+        # first take the ids' locks in one global order, so they cannot deadlock on each
+        # other's rows; the later one reports the shared ids as duplicates.
+        await session.execute(
+            _ID_LOCKS, {"keys": sorted({lock_key(tenant, "\x00id", r["event_id"]) for r in rows})}
+        )
     stmt = (
         insert(cast(Table, Event.__table__))
-        .values(ordered)
+        .values(rows)
         .on_conflict_do_nothing()
         .returning(*_RECEIPT)
     )
@@ -235,6 +308,14 @@ async def store(
         out.append((stored[event_id], event_id not in inserted or event_id in seen))
         seen.add(event_id)
     return out
+
+
+def public_status(event: Receipt | Event) -> str:
+    """``PENDING`` until routed; then ``ROUTED``, or ``UNCORRELATED`` for an event without
+    a key (rows routed before that status existed say ``ROUTED``)."""
+    if event.status != "PENDING" and event.correlation_key is None:
+        return "UNCORRELATED"
+    return event.status
 
 
 async def get_event(session: AsyncSession, tenant: str, event_id: str) -> Event | None:
@@ -273,8 +354,10 @@ async def list_events(
         stmt = stmt.where(Event.name == name)
     if correlation_key is not None:
         stmt = stmt.where(Event.correlation_key == correlation_key)
-    if status == "UNCORRELATED":
-        stmt = stmt.where(Event.correlation_key.is_(None))
+    if status == "PENDING":
+        stmt = stmt.where(Event.status == "PENDING")
+    elif status == "UNCORRELATED":  # routed (to triggers only): no key
+        stmt = stmt.where(Event.correlation_key.is_(None), Event.status != "PENDING")
     elif status is not None:
-        stmt = stmt.where(Event.status == status)
+        stmt = stmt.where(Event.status == status, Event.correlation_key.is_not(None))
     return list((await session.execute(stmt.order_by(Event.seq.desc()).limit(limit))).scalars())

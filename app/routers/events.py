@@ -36,7 +36,7 @@ def _receipt(event: data.Receipt | Event, duplicate: bool) -> EventReceipt:
         name=event.name,
         correlation_key=event.correlation_key,
         correlated=event.correlation_key is not None,
-        status=event.status,
+        status=data.public_status(event),
         received_at=event.received_at,
         duplicate=duplicate,
     )
@@ -133,7 +133,7 @@ async def list_events(
     settings: SettingsDep,
     name: str | None = None,
     correlation_key: Annotated[str | None, Query(alias="correlationKey")] = None,
-    status: Annotated[str | None, Query(pattern="^(PENDING|ROUTED|UNCORRELATED)$")] = None,
+    status: Annotated[str | None, Query(pattern="^(PENDING|ROUTED|UNCORRELATED|FAILED)$")] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     cursor: str | None = None,
 ) -> EventsPublic:

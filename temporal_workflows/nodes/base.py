@@ -34,7 +34,7 @@ class StepOutcome:
     attempt: int = 1
 
 
-RegisterWait = Callable[[WaitRecord], Awaitable[list[EventDelivery]]]
+RegisterWait = Callable[[WaitRecord, int], Awaitable[list[EventDelivery]]]
 RunBlock = Callable[[list[Any], str, RunContext], Coroutine[Any, Any, None]]
 Executor = Callable[[Any, str, int, RunContext, "Runtime"], Awaitable[StepOutcome]]
 
@@ -170,10 +170,10 @@ class Runtime:
             if self.patched:
                 self.flows += 1
 
-    async def register_wait(self, wait: WaitRecord) -> list[EventDelivery]:
+    async def register_wait(self, wait: WaitRecord, after: int = 0) -> list[EventDelivery]:
         """Index ``wait`` for routing; returns buffered events it may take."""
         assert self._register_wait is not None
-        return await self._register_wait(wait)
+        return await self._register_wait(wait, after)
 
     def resume(self, key: str) -> Any:
         """The saved state of a container at ``key`` (once), or ``None``."""

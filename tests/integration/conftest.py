@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -122,6 +123,15 @@ async def make_keys(
 async def stack(
     database_url: str, temporal_client: Client, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Stack]:
+    async with open_stack(database_url, temporal_client, sessions) as opened:
+        yield opened
+
+
+@contextlib.asynccontextmanager
+async def open_stack(
+    database_url: str, temporal_client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Stack]:
+    """A stack on a given Temporal client (e.g. a dedicated server with other limits)."""
     task_queue = f"tq-{uuid.uuid4()}"
     settings = Settings(
         environment="test",

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import workflow
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from activities.registry import ActionContext, ActionError
 from app.main import create_app
@@ -307,9 +308,10 @@ async def test_values_postgresql_cannot_hold_are_projected_degraded(stack: Stack
     assert stack.effects.calls[(second["id"], "send")] == 0
 
 
-async def test_wait_on_an_unstorable_key_registers_degraded(stack: Stack) -> None:
-    """A correlation key holding a NUL cannot be indexed as it is: the wait is registered
-    with a cleaned key (no event can carry that key), times out and the run goes on."""
+async def test_wait_on_an_unstorable_key_fails_the_step(stack: Stack) -> None:
+    """A correlation key holding a NUL (made at run time) can be neither indexed nor
+    carried by an event: the wait fails the step (catchable) instead of retrying its
+    registration forever, and the projection shows the failure."""
     r = await stack.http.put(
         "/v1/event-types/nul.evt",
         headers=stack.auth(),
@@ -333,13 +335,17 @@ async def test_wait_on_an_unstorable_key_registers_degraded(stack: Stack) -> Non
         },
     )
     run = await stack.start("nulwait")
-    result = await asyncio.wait_for(stack.result(run), 30)
-    assert result["output"] == {"got": None}
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(stack.result(run), 30)
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert failure.value.cause.type == "CorrelationError"
 
-    async def projected() -> bool:
-        return (await stack.run_view(run["id"]))["status"] == "SUCCEEDED"
+    async def projected() -> dict[str, Any] | None:
+        view = await stack.run_view(run["id"])
+        return view if view["status"] == "FAILED" else None
 
-    await until(projected)
+    view = await until(projected)
+    assert view["error"]["path"] == "/steps/0"
 
 
 @workflow.defn(name="test.deep_projection", sandboxed=False)

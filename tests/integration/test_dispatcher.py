@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
@@ -134,3 +134,43 @@ async def test_stop_ends_the_loop_promptly(dispatcher: Dispatcher) -> None:
         dispatcher.start()
         await asyncio.sleep(pause)
         await asyncio.wait_for(dispatcher.stop(), 5)
+
+
+async def test_an_event_that_cannot_be_sent_fails_for_good_and_holds_nothing_back(
+    dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A payload nested too deep for the signal encoder is a permanent error: its delivery
+    ends FAILED with the reason (not retried forever); the other event is delivered."""
+    tenant = f"d{uuid.uuid4().hex[:8]}"
+    deep: object = "x"
+    for _ in range(400):
+        deep = {"a": deep}
+    async with sessions.begin() as session:
+        bad = _event(tenant, "deep", "k")
+        bad.payload = deep
+        session.add(bad)
+        session.add(_event(tenant, "fine", "k"))
+        session.add(_wait(tenant, "run-x", 1, "k", None))
+    for _ in range(20):
+        await dispatcher.dispatch_once()
+        async with sessions() as session:
+            statuses = set(
+                (
+                    await session.execute(select(Event.status).where(Event.tenant == tenant))
+                ).scalars()
+            )
+        if statuses == {"ROUTED"}:
+            break
+        await asyncio.sleep(0.2)
+        async with sessions.begin() as session:  # no backoff wait in the test
+            await session.execute(
+                update(Event).where(Event.tenant == tenant).values(next_attempt_at=func.now())
+            )
+    assert statuses == {"ROUTED"}
+    async with sessions() as session:
+        rows = (
+            await session.execute(select(EventDeliveryRow).where(EventDeliveryRow.tenant == tenant))
+        ).scalars()
+        found = {r.event_id: (r.status, r.reason or "") for r in rows}
+    assert found["deep"][0] == "FAILED" and "cannot be sent" in found["deep"][1]
+    assert found["fine"][0] == "RUN_CLOSED"  # no such workflow: the signal was answered

@@ -11,9 +11,10 @@ from typing import Any
 from sqlalchemy import select
 
 from projections import routing
-from projections.models import Event, WaitRow
+from projections.models import Event, EventDeliveryRow, WaitRow
 from projections.records import WaitRecord
 from projections.routing import CLOCK_GRACE
+from temporal_workflows import events as inbox_module
 from tests.integration.conftest import Stack, until
 
 PAID = "order.paid"
@@ -311,15 +312,61 @@ async def test_uncorrelated_events_are_kept_but_never_routed(stack: Stack) -> No
     assert derived["correlationKey"] == "5"
     result = await asyncio.wait_for(stack.result(run), 30)
     assert result["output"]["paid"] is None
-    r = await stack.http.get("/v1/events?status=UNCORRELATED", headers=stack.auth("operator"))
-    assert [e["id"] for e in r.json()["items"]] == ["no-key"]
-    view = await until(lambda: _routed(stack, "no-key"))
+    view = await until(lambda: _routed(stack, "no-key", "UNCORRELATED"))
     assert view["deliveries"] == []
+    # The listing filter and the status field agree.
+    r = await stack.http.get("/v1/events?status=UNCORRELATED", headers=stack.auth("operator"))
+    items = r.json()["items"]
+    assert [(e["id"], e["status"]) for e in items] == [("no-key", "UNCORRELATED")]
+    await until(lambda: _routed(stack, "derived"))
+    r = await stack.http.get("/v1/events?status=ROUTED", headers=stack.auth("operator"))
+    assert [(e["id"], e["status"]) for e in r.json()["items"]] == [("derived", "ROUTED")]
 
 
-async def _routed(stack: Stack, event_id: str) -> dict[str, Any] | None:
+async def _routed(stack: Stack, event_id: str, status: str = "ROUTED") -> dict[str, Any] | None:
     view = await event_view(stack, event_id)
-    return view if view["status"] == "ROUTED" else None
+    return view if view["status"] == status else None
+
+
+async def test_keys_that_are_not_strings_or_numbers_are_refused(stack: Stack) -> None:
+    """A boolean (or object, array) key is a producer bug: 422, never the key "1"."""
+    await event_type(stack, correlation={"paths": ["/payload/orderId"]})
+    ingest = stack.auth("ingest")
+    for bad in (True, False, {"a": 1}, [1], ""):
+        r = await stack.http.post(
+            "/v1/events", headers=ingest, json={"name": PAID, "payload": {}, "correlationKey": bad}
+        )
+        assert r.status_code == 422, (bad, r.text)
+        problem = r.json()
+        assert problem["code"] == "event_invalid"
+        assert [(e["path"], e["code"]) for e in problem["errors"]] == [
+            ("/correlationKey", "correlation_key_invalid")
+        ]
+    # null means absent: the type derives the key.
+    ok = await send(stack, payload={"orderId": 7}, correlationKey=None, id="null-key")
+    assert ok["correlationKey"] == "7"
+    # A derived key of the wrong type is refused at the path it came from.
+    r = await stack.http.post(
+        "/v1/events:batch",
+        headers=ingest,
+        json={
+            "events": [
+                {"name": PAID, "payload": {"orderId": "fine"}},
+                {"name": PAID, "payload": {"orderId": True}},
+            ]
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert [(e["path"], e["code"]) for e in r.json()["errors"]] == [
+        ("/events/1/payload/orderId", "correlation_key_invalid")
+    ]
+    await event_type(stack, "order.flag", correlation={"expression": "payload.ok"})
+    r = await stack.http.post(
+        "/v1/events", headers=ingest, json={"name": "order.flag", "payload": {"ok": True}}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/correlationKey", r.text
+    r = await stack.http.get("/v1/events?correlationKey=1", headers=stack.auth("operator"))
+    assert r.json()["items"] == []
 
 
 async def test_applied_events_survive_continue_as_new(stack: Stack) -> None:
@@ -517,3 +564,202 @@ async def test_events_are_listed_newest_first_with_filters_and_pages(stack: Stac
     assert [e["id"] for e in r.json()["items"]] == ["l-3", "l-1"]
     r = await stack.http.get(f"/v1/events?name={PAID}&status=ROUTED", headers=stack.auth())
     assert all(e["status"] == "ROUTED" for e in r.json()["items"])
+
+
+async def test_expensive_correlation_does_not_stall_other_requests(stack: Stack) -> None:
+    """Correlation expressions run off the event loop: /healthz answers promptly while a
+    batch whose every event costs ~0.1 s of expression work is being accepted."""
+    await event_type(stack, correlation={"expression": "$string($sum([1..90000]) + payload.n)"})
+    batch = {"events": [{"name": PAID, "payload": {"n": i}} for i in range(20)]}
+    post = asyncio.create_task(
+        stack.http.post("/v1/events:batch", headers=stack.auth("ingest"), json=batch)
+    )
+    loop = asyncio.get_running_loop()
+    slowest = 0.0
+    while not post.done():
+        began = loop.time()  # a probe is due every 50 ms; how late is its answer?
+        await asyncio.sleep(0.05)
+        r = await stack.http.get("/healthz")
+        assert r.status_code == 200
+        slowest = max(slowest, loop.time() - began - 0.05)
+    r = post.result()
+    assert r.status_code == 202, r.text
+    assert r.json()["items"][3]["correlationKey"] == str(4050045000 + 3)
+    assert slowest < 1.0, f"/healthz took {slowest:.2f} s during the batch"
+
+
+async def test_a_filtered_out_event_shows_filtered_while_the_run_waits(stack: Stack) -> None:
+    """The run does nothing else after filtering the event out, yet its routing record says
+    FILTERED (with the reason) within the documented delay."""
+    await event_type(stack)
+    await stack.publish("pay", wait_for_paid(filter="event.payload.amount > 100"))
+    run = await stack.start("pay", {"orderId": "fv-1"})
+    await until(lambda: waiting(stack, run["id"]))
+    await send(stack, payload={"orderId": "fv-1", "amount": 5}, id="fv-small")
+
+    async def filtered() -> dict[str, Any] | None:
+        view = await event_view(stack, "fv-small")
+        found = [d for d in view["deliveries"] if d["status"] == "FILTERED"]
+        return found[0] if found else None
+
+    delivery = await until(filtered, within=10)
+    assert delivery["runId"] == run["id"] and "filter" in delivery["reason"]
+    assert (await stack.run_view(run["id"]))["status"] == "WAITING"
+    await send(stack, payload={"orderId": "fv-1", "amount": 500}, id="fv-large")
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["paid"]["id"] == "fv-large"
+    await stack.record_history(run, "event_wait_filtered")
+
+
+def looping_waits(count: int, key: str) -> dict[str, Any]:
+    """A run taking ``count`` events of ``key`` one by one, with an action per event (its
+    history grows past the test server's continue-as-new suggestion)."""
+    return {
+        "steps": [
+            {
+                "id": "each",
+                "type": "control.forEach",
+                "items": f"[1..{count}]",
+                "steps": [
+                    {
+                        "id": "w",
+                        "type": "event.wait",
+                        "event": PAID,
+                        "correlationKey": f"'{key}'",
+                        "output": "got",
+                    },
+                    {"id": "echo", "type": "action.call", "action": "test.echo"},
+                ],
+                "result": {"$expr": "vars.got.id"},
+                "output": "ids",
+            }
+        ]
+    }
+
+
+async def _send_batch(stack: Stack, events: list[dict[str, Any]], size: int = 50) -> None:
+    for i in range(0, len(events), size):
+        r = await stack.http.post(
+            "/v1/events:batch", headers=stack.auth("ingest"), json={"events": events[i : i + size]}
+        )
+        assert r.status_code == 202, r.text
+
+
+async def test_more_events_than_the_inbox_holds_are_all_applied_in_the_order_sent(
+    stack: Stack, monkeypatch: Any
+) -> None:
+    """No buffer TTL (so a later wait cannot find them by age) and an inbox of 5: the run
+    receives 30 events while it waits for the first; every one is applied, once, in the
+    order sent (ids deliberately not sorted)."""
+    monkeypatch.setattr(inbox_module, "MAX_INBOX", 5)
+    await event_type(stack, bufferTtl="PT0S")
+    count = 30
+    await stack.publish("many", looping_waits(count, "flood"))
+    run = await stack.start("many", {})
+    await until(lambda: waiting(stack, run["id"]))
+    ids = [f"f-{(i * 7) % count:02d}-{i}" for i in range(count)]
+    await _send_batch(
+        stack, [{"name": PAID, "id": i, "payload": {"orderId": "flood"}} for i in ids]
+    )
+    result = await asyncio.wait_for(stack.result(run), 50)
+    assert result["output"]["ids"] == ids
+
+
+async def test_forty_events_of_forty_kilobytes_are_all_applied(stack: Stack) -> None:
+    """1.6 MB of events for one run (its inbox holds 512 KiB): none is lost."""
+    await event_type(stack, bufferTtl="PT0S")
+    count = 40
+    await stack.publish("big", looping_waits(count, "big"))
+    run = await stack.start("big", {})
+    await until(lambda: waiting(stack, run["id"]))
+    blob = "x" * 40_000
+    ids = [f"big-{i:02d}" for i in range(count)]
+    await _send_batch(
+        stack,
+        [{"name": PAID, "id": i, "payload": {"orderId": "big", "blob": blob}} for i in ids],
+        size=10,
+    )
+    result = await asyncio.wait_for(stack.result(run), 50)
+    assert result["output"]["ids"] == ids
+
+
+async def test_waits_on_keys_or_events_postgresql_refuses_end_instead_of_retrying(
+    stack: Stack,
+) -> None:
+    """A wait key with a NUL character fails the step (catchable) instead of retrying its
+    registration forever; a buffered event that cannot be encoded for the run is left out
+    with a FAILED delivery, and the run takes the next one."""
+    await event_type(stack, bufferTtl="PT1H")
+    await stack.publish(
+        "nul",
+        {
+            "steps": [
+                {
+                    "id": "guard",
+                    "type": "control.tryCatch",
+                    "try": [
+                        {
+                            "id": "w",
+                            "type": "event.wait",
+                            "event": PAID,
+                            "correlationKey": "'a\\u0000b'",
+                        }
+                    ],
+                    "catch": [{"id": "caught", "type": "state.set", "values": {"caught": True}}],
+                }
+            ]
+        },
+    )
+    run = await stack.start("nul", {})
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["caught"] is True
+
+    deep: Any = "x"
+    for _ in range(400):
+        deep = {"a": deep}
+    async with stack.sessions.begin() as session:
+        session.add(
+            Event(
+                tenant=stack.tenant,
+                event_id="too-deep",
+                name=PAID,
+                correlation_key="deep",
+                key_source="explicit",
+                payload=deep,
+                status="ROUTED",
+            )
+        )
+    await send(stack, payload={"orderId": "deep", "amount": 3}, id="after-deep")
+    await stack.publish("pay", wait_for_paid())
+    run = await stack.start("pay", {"orderId": "deep"})
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["paid"]["id"] == "after-deep"
+    async with stack.sessions() as session:  # (the API's nesting limit is not ours here)
+        [delivery] = (
+            await session.execute(
+                select(EventDeliveryRow).where(
+                    EventDeliveryRow.tenant == stack.tenant,
+                    EventDeliveryRow.event_id == "too-deep",
+                )
+            )
+        ).scalars()
+    assert delivery.status == "FAILED" and "cannot be sent" in (delivery.reason or "")
+
+
+async def test_a_filtered_wait_reads_buffered_events_page_by_page(
+    stack: Stack, monkeypatch: Any
+) -> None:
+    """Twelve buffered events its filter rejects, then the one it wants, and an inbox of
+    five: the wait reads the buffer page by page until it finds it."""
+    monkeypatch.setattr(inbox_module, "MAX_INBOX", 5)
+    await event_type(stack, bufferTtl="PT1H")
+    events = [
+        {"name": PAID, "id": f"p-{i:02d}", "payload": {"orderId": "pg", "amount": 1}}
+        for i in range(12)
+    ]
+    events.append({"name": PAID, "id": "p-wanted", "payload": {"orderId": "pg", "amount": 500}})
+    await _send_batch(stack, events)
+    await stack.publish("pay", wait_for_paid(filter="event.payload.amount > 100"))
+    run = await stack.start("pay", {"orderId": "pg"})
+    result = await asyncio.wait_for(stack.result(run), 30)
+    assert result["output"]["paid"]["id"] == "p-wanted"

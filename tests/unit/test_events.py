@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.data.events import derive_key, resolve_pointer
+from app.data.events import DerivedKeyInvalid, derive_key, resolve_pointer
 from tempoflow.correlation import CorrelationError, lock_key, normalize_key
 from tempoflow.definition import validate_definition
 from tempoflow.settings import Settings
@@ -31,7 +31,7 @@ def test_keys_are_canonical_strings(value: object, key: str | None) -> None:
     assert normalize_key(value) == key
 
 
-@pytest.mark.parametrize("value", [True, {"a": 1}, [1], "", "x" * 257])
+@pytest.mark.parametrize("value", [True, False, {"a": 1}, [1], "", "x" * 257, "a\x00b"])
 def test_non_scalar_or_empty_keys_are_refused(value: object) -> None:
     with pytest.raises(CorrelationError):
         normalize_key(value)
@@ -77,9 +77,28 @@ def test_mailbox_state_survives_a_restore_and_is_bounded() -> None:
     again.restore(box.processed, box.inbox)
     assert not again.deliver(event("done"))
     assert again.pop(["a"], "k").id == "kept"  # type: ignore[union-attr]
+    refused: list[str] = []
+    again.on_refused = lambda e: refused.append(e.id)
     for i in range(MAX_INBOX + 5):
         again.deliver(event(f"e{i}", at=i))
-    assert len(again.inbox) == MAX_INBOX and again.inbox[0].id == "e5"
+    # Bounded by refusing the newest (recorded, read back later), never by dropping.
+    assert len(again.inbox) == MAX_INBOX and again.inbox[0].id == "e0"
+    assert refused == [f"e{i}" for i in range(MAX_INBOX, MAX_INBOX + 5)]
+
+
+def test_a_full_inbox_still_takes_what_a_running_wait_needs() -> None:
+    refused: list[str] = []
+    box = Mailbox(on_refused=lambda e: refused.append(e.id))
+    for i in range(MAX_INBOX):
+        box.deliver(event(f"x{i}", key="other", at=i))
+    entry = box.want(["a"], "k")
+    assert box.deliver(event("needed"))  # over the bound: the wait holds none yet
+    assert not box.deliver(event("second"))  # it holds one now: refused
+    assert refused == ["second"]
+    box.unwant(entry)
+    # A registration for "k" may return what the inbox holds of it, plus one at least.
+    assert box.budget(["a"], "k")[0] == 1  # the one it holds (no room for more)
+    assert box.budget(["a"], "none")[0] == 1
 
 
 def test_correlation_derivation() -> None:
@@ -87,7 +106,11 @@ def test_correlation_derivation() -> None:
     view = {"id": "1", "name": "n", "payload": {"order": {"id": 7}, "alt": "x"}}
     assert derive_key({"expression": "payload.order.id"}, view, settings) == "7"
     assert derive_key({"paths": ["/payload/missing", "/payload/alt"]}, view, settings) == "x"
-    assert derive_key({"paths": ["/payload/order"]}, view, settings) is None  # an object
+    with pytest.raises(DerivedKeyInvalid) as info:  # an object is not a key
+        derive_key({"paths": ["/payload/order"]}, view, settings)
+    assert info.value.path == "/payload/order"
+    with pytest.raises(DerivedKeyInvalid):  # nor a boolean ("1" would be wrong)
+        derive_key({"expression": "$exists(payload.alt)"}, view, settings)
     assert derive_key({"expression": "$number('x')"}, view, settings) is None  # error
     assert derive_key(None, view, settings) is None
     assert resolve_pointer({"a": [{"b~/c": 1}]}, "/a/0/b~0~1c") == 1
@@ -174,4 +197,4 @@ def test_the_inbox_is_bounded_by_payload_bytes() -> None:
         box.deliver(
             EventDelivery(id=f"b{i}", name="a", correlation_key="k", payload=big, received_at=T0)
         )
-    assert [e.id for e in box.inbox] == ["b3", "b4", "b5"]  # the oldest were dropped
+    assert [e.id for e in box.inbox] == ["b0", "b1", "b2"]  # the newest were refused
