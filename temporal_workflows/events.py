@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import jsonschema
-
 from tempoflow.definition.validation import instance_errors
+from tempoflow.jsonschema_safe import safe_validator
 from temporal_workflows.models import EventDelivery, TaskCompletion
 
 MAX_PROCESSED = 10_000
@@ -153,7 +152,7 @@ class OpenTask:
 
     def errors(self, data: Any) -> list[dict[str, Any]]:
         if self.validator is None:
-            self.validator = jsonschema.validators.validator_for(self.form)(self.form)
+            self.validator = safe_validator(self.form)
         return instance_errors(self.validator, data, "/data")
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 import anyio.to_thread
-import jsonschema
 from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +22,7 @@ from projections.models import Event, EventDeliveryRow, EventType
 from tempoflow.correlation import CorrelationError, lock_key, normalize_key
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import TempoflowError, Unprocessable
+from tempoflow.jsonschema_safe import safe_validator
 from tempoflow.settings import Settings
 
 T = TypeVar("T")
@@ -112,7 +112,7 @@ async def load_types(
             schema = row.payload_schema
             info = TypeInfo(
                 row.correlation,
-                jsonschema.validators.validator_for(schema)(schema) if schema is not None else None,
+                safe_validator(schema) if schema is not None else None,
             )
             found[row.name] = info
             if getattr(cache, "maxsize", 1):

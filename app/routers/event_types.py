@@ -21,7 +21,9 @@ from app.schemas import (
 from expression import ExpressionError
 from expression.analysis import analyze
 from projections.models import EventType
+from tempoflow.definition.model import escape
 from tempoflow.errors import NotFound, Unprocessable
+from tempoflow.jsonschema_safe import unsafe_parts
 
 router = APIRouter(prefix="/v1/event-types", tags=["events"])
 
@@ -38,11 +40,16 @@ def _check(body: EventTypeWrite) -> list[dict[str, str]]:
         except jsonschema.SchemaError as err:
             errors.append(
                 {
-                    "path": "/schema" + "".join(f"/{p}" for p in err.absolute_path),
+                    "path": "/schema" + "".join(f"/{escape(p)}" for p in err.absolute_path),
                     "code": "schema.invalid",
                     "message": err.message,
                 }
             )
+        else:
+            errors += [
+                {"path": "/schema" + at, "code": "schema.unsafe", "message": reason}
+                for at, reason in unsafe_parts(body.payload_schema)
+            ]
     corr = body.correlation
     if corr is not None:
         if (corr.expression is None) == (corr.paths is None):

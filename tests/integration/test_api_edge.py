@@ -16,6 +16,7 @@ from sqlalchemy import text
 from app.deps import SessionDep
 from app.main import create_app
 from app.pagination import encode_cursor
+from projections.models import EventType
 from tests.integration.conftest import Stack
 from tests.integration.test_human_tasks import APPROVAL, open_task
 from tests.problems import assert_problem
@@ -369,10 +370,17 @@ async def test_run_input_schemas_do_no_io_and_no_backtracking(stack: Stack) -> N
     """An inputSchema's remote $ref is never fetched and a catastrophic pattern runs in
     linear time (RE2): starting a run answers a 4xx at once, never a 500 or a hang."""
     h = stack.auth()
-    for schema in ({"$ref": "http://127.0.0.1:9/schema.json"}, {"$ref": "#/$defs/none"}):
-        await stack.publish("ref", {**SIMPLE, "inputSchema": schema})
-        r = await stack.http.post("/v1/runs", headers=h, json={"definition": "ref", "input": 1})
-        assert_problem(r, 422, "input_schema_unusable")
+    remote = {
+        "name": "ref",
+        "definition": {**SIMPLE, "inputSchema": {"$ref": "http://127.0.0.1:9/s"}},
+    }
+    r = await stack.http.put("/v1/definitions/ref", headers=h, json=remote)
+    r = await stack.http.post("/v1/definitions/ref/publish", headers=h)
+    errors = assert_problem(r, 422, "definition_invalid")["errors"]
+    assert [e["path"] for e in errors] == ["/inputSchema/$ref"]  # refused before any run
+    await stack.publish("ref", {**SIMPLE, "inputSchema": {"$ref": "#/$defs/none"}})
+    r = await stack.http.post("/v1/runs", headers=h, json={"definition": "ref", "input": 1})
+    assert_problem(r, 422, "input_schema_unusable")
     schema = {
         "type": "object",
         "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}},
@@ -390,10 +398,24 @@ async def test_run_input_schemas_do_no_io_and_no_backtracking(stack: Stack) -> N
 
 
 async def test_unresolvable_schema_refs_are_4xx(stack: Stack) -> None:
-    """An event type's schema whose $ref points outside it makes events 422, not 500."""
+    """An event type's schema whose $ref points outside it is refused when stored; one
+    stored before that check makes events 422 (nothing fetched), not 500."""
     h = stack.auth()
-    schema = {"$ref": "http://127.0.0.1:9/payload.json"}
+    schema = {"properties": {"a": {"$ref": "http://127.0.0.1:9/payload.json"}}}
     r = await stack.http.put("/v1/event-types/order.ref", headers=h, json={"schema": schema})
-    assert r.status_code == 201, r.text
-    r = await stack.http.post("/v1/events", headers=h, json={"name": "order.ref", "payload": {}})
+    assert_problem(r, 422, "event_type_invalid")
+    assert [e["path"] for e in r.json()["errors"]] == ["/schema/properties/a/$ref"]
+    r = await stack.http.put(
+        "/v1/event-types/order.ref", headers=h, json={"schema": {"pattern": "(a)\\1"}}
+    )
+    assert_problem(r, 422, "event_type_invalid")
+    async with stack.sessions.begin() as session:
+        session.add(
+            EventType(
+                tenant=stack.tenant, name="order.ref", payload_schema=schema, buffer_ttl_seconds=0
+            )
+        )
+    r = await stack.http.post(
+        "/v1/events", headers=h, json={"name": "order.ref", "payload": {"a": 1}}
+    )
     assert_problem(r, 422, "schema_unresolvable")
