@@ -24,7 +24,15 @@ from tempoflow.settings import Settings
 from tempoflow.worker import create_worker
 from tests.actions import Effects, build_registry
 
-pytestmark = pytest.mark.integration
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration is marked ``integration`` (a ``pytestmark`` in a
+    conftest marks nothing), so ``-m "not integration"`` runs the unit tests alone."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 
