@@ -156,15 +156,25 @@ class OpenTask:
         return instance_errors(self.validator, data, "/data")
 
 
+MAX_REMEMBERED_TASKS = 1_000
+
+
 class TaskBoard:
     """The run's open human tasks, completed through an Update."""
 
     def __init__(self) -> None:
         self.tasks: dict[str, OpenTask] = {}
+        self.completed: dict[str, str] = {}
+        """Tasks this execution closed with a completion (id → completed by), so a late
+        second completion hears "already completed", not "not open"."""
 
     def open(self, task_id: str, form: dict[str, Any]) -> OpenTask:
         task = self.tasks[task_id] = OpenTask(form)
         return task
 
     def close(self, task_id: str) -> None:
-        self.tasks.pop(task_id, None)
+        task = self.tasks.pop(task_id, None)
+        if task is not None and task.completion is not None:
+            self.completed[task_id] = task.completion.completed_by
+            while len(self.completed) > MAX_REMEMBERED_TASKS:
+                del self.completed[next(iter(self.completed))]

@@ -396,14 +396,19 @@ class InterpreterWorkflow:
     @complete_task.validator
     def _check_completion(self, completion: TaskCompletion) -> None:
         task = self._tasks.tasks.get(completion.task_id)
-        if task is None:
-            raise ApplicationError("the task is not open", type="TaskNotOpen")
-        if task.completion is not None:
+        completed_by = (
+            task.completion.completed_by
+            if task is not None and task.completion is not None
+            else self._tasks.completed.get(completion.task_id)
+        )
+        if completed_by is not None:
             raise ApplicationError(
                 "the task was already completed",
-                {"completedBy": task.completion.completed_by},
+                {"completedBy": completed_by},
                 type="TaskAlreadyCompleted",
             )
+        if task is None:
+            raise ApplicationError("the task is not open", type="TaskNotOpen")
         errors = task.errors(completion.data)
         if errors:
             raise ApplicationError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated
 
@@ -86,6 +87,10 @@ async def get_task(task_id: TaskIdPath, principal: Reader, session: SessionDep) 
     return TaskPublic.model_validate(await _task(session, principal.tenant, task_id))
 
 
+SETTLE_POLLS = 10
+"""How many times (0.2 s apart) a refused completion checks for the task's projection to settle."""
+
+
 def _closed(row: HumanTaskRow, status: str) -> Conflict:
     return Conflict(
         f"task {row.id!r} is {status.lower().replace('_', ' ')}",
@@ -93,6 +98,22 @@ def _closed(row: HumanTaskRow, status: str) -> Conflict:
         hint="only an OPEN task can be completed; GET /v1/tasks/{id} shows who completed it",
         extra={"taskStatus": status},
     )
+
+
+async def _settled_status(session: AsyncSession, row: HumanTaskRow) -> str:
+    """The status of a task the run no longer holds open: its projection, given the
+    documented delay to catch up (``CLOSED`` if it has not by then)."""
+    for _ in range(SETTLE_POLLS):
+        status = await session.scalar(
+            select(HumanTaskRow.status).where(
+                HumanTaskRow.tenant == row.tenant, HumanTaskRow.id == row.id
+            )
+        )
+        await session.rollback()
+        if status is not None and status != TaskStatus.OPEN:
+            return str(status)
+        await asyncio.sleep(0.2)
+    return "CLOSED"
 
 
 @router.post("/{task_id}/complete", response_model=TaskPublic)
@@ -126,12 +147,12 @@ async def complete_task(
                 errors=list(cause.details[0]) if cause.details else [],
                 hint="GET /v1/tasks/{id} shows the form (a JSON Schema)",
             ) from None
-        raise _closed(
-            row, "COMPLETED" if getattr(cause, "type", "") == "TaskAlreadyCompleted" else "CLOSED"
-        ) from None
+        if getattr(cause, "type", "") == "TaskAlreadyCompleted":
+            raise _closed(row, TaskStatus.COMPLETED) from None
+        raise _closed(row, await _settled_status(session, row)) from None
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:  # the run has closed
-            raise _closed(row, "CLOSED") from None
+            raise _closed(row, await _settled_status(session, row)) from None
         raise
     row.status = TaskStatus.COMPLETED
     row.data = body.data

@@ -345,7 +345,8 @@ async def test_wait_on_an_unstorable_key_fails_the_step(stack: Stack) -> None:
         return view if view["status"] == "FAILED" else None
 
     view = await until(projected)
-    assert view["error"]["path"] == "/steps/0"
+    assert view["error"]["stepPath"] == "/steps/0"
+    assert view["error"]["type"] == "CorrelationError"
 
 
 @workflow.defn(name="test.deep_projection", sandboxed=False)
