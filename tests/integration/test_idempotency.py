@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
+from temporalio.client import WorkflowFailureError
 
 from activities.registry import ActionContext
-from projections.models import ActionAttempt, ActionInvocation
+from projections.models import ActionAttempt, ActionInvocation, StepRow
 from tempoflow.worker import create_worker
 from tests.actions import Anything
 from tests.integration.conftest import Stack
@@ -232,3 +235,151 @@ async def test_attempt_that_never_reports_is_closed_by_the_next(stack: Stack) ->
             assert [tuple(r) for r in rows] == [(1, "ABANDONED"), (2, "SUCCEEDED")]
         finally:
             release.set()  # before the worker shuts down (it waits for the handler)
+
+
+async def _step_running(stack: Stack, run_id: str) -> None:
+    """Until the run's action step is projected RUNNING (its activity reached the claim)."""
+    while True:
+        async with stack.sessions() as session:
+            status = await session.scalar(
+                select(StepRow.status).where(StepRow.run_id == run_id, StepRow.seq >= 0)
+            )
+        if status == "RUNNING":
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_second_run_waits_for_a_live_claim_and_gets_its_output(stack: Stack) -> None:
+    """Run 2 arrives while run 1's handler runs with the same key: it does not run the
+    handler, waits (without using its attempts) and returns run 1's recorded output."""
+    started: dict[str, asyncio.Event] = {}
+    release = asyncio.Event()
+
+    @stack.worker_registry.action("test.slowpay", input_model=Anything, output_model=Anything)
+    async def slowpay(data: Anything, ctx: ActionContext) -> Anything:
+        stack.effects.record(ctx)
+        started.setdefault(ctx.run_id, asyncio.Event()).set()
+        await release.wait()
+        return Anything(paidBy=ctx.run_id, attempt=ctx.attempt)
+
+    await stack.publish(
+        "slowcharge",
+        {
+            "steps": [
+                {
+                    "id": "pay",
+                    "type": "action.call",
+                    "action": "test.slowpay",
+                    "output": "paid",
+                    "input": {},
+                    "idempotencyKey": "'charge-' & payload.order",
+                    "timeout": "PT20S",
+                    "retry": {"maxAttempts": 1},
+                },
+            ]
+        },
+    )
+    try:
+        first = await stack.start("slowcharge", {"order": "o-race"})
+        await asyncio.wait_for(started.setdefault(first["id"], asyncio.Event()).wait(), 20)
+        second = await stack.start("slowcharge", {"order": "o-race"})
+        await asyncio.wait_for(_step_running(stack, second["id"]), 20)
+        # Past the claim and past a first give-back (its waiting budget is 2 s here).
+        await asyncio.sleep(3)
+        assert stack.effects.calls[(second["id"], "pay")] == 0
+        release.set()
+        out1 = (await asyncio.wait_for(stack.result(first), 30))["output"]
+        out2 = (await asyncio.wait_for(stack.result(second), 30))["output"]
+    finally:
+        release.set()
+    # maxAttempts 1: the waiting never counted as an attempt of run 2.
+    assert out1 == out2 == {"paid": {"paidBy": first["id"], "attempt": 1}}
+    assert stack.effects.calls[(first["id"], "pay")] == 1
+    assert stack.effects.calls[(second["id"], "pay")] == 0
+    async with stack.sessions() as session:
+        rows = (
+            await session.execute(
+                select(ActionAttempt.run_id, ActionAttempt.status).where(
+                    ActionAttempt.tenant == stack.tenant,
+                    ActionAttempt.idempotency_key == "charge-o-race",
+                )
+            )
+        ).all()
+        invocation = await session.scalar(
+            select(ActionInvocation).where(
+                ActionInvocation.tenant == stack.tenant,
+                ActionInvocation.idempotency_key == "charge-o-race",
+            )
+        )
+    assert sorted((r.run_id, r.status) for r in rows) == sorted(
+        [(first["id"], "SUCCEEDED"), (second["id"], "DEDUPLICATED")]
+    )
+    assert invocation is not None and invocation.status == "SUCCEEDED"
+    assert invocation.claimed_until is None  # the claim ended with its outcome
+
+
+async def test_claim_of_a_dead_attempt_is_taken_over_when_its_lease_ends(stack: Stack) -> None:
+    """Run 1's attempt hangs past its start-to-close (its worker is as good as dead) and
+    never reports: run 2 with the same key waits until the claim's lease ends, then
+    takes over and runs the handler itself."""
+    release, hung = asyncio.Event(), asyncio.Event()
+    calls: dict[str, float] = {}
+    registry = stack.worker_registry
+
+    @registry.action("test.hangpay", input_model=Anything, output_model=Anything)
+    async def hangpay(data: Anything, ctx: ActionContext) -> Anything:
+        stack.effects.record(ctx)
+        calls[ctx.run_id] = time.monotonic()
+        if (data.model_extra or {}).get("hang"):
+            hung.set()
+            while not release.is_set():
+                try:
+                    await release.wait()
+                except asyncio.CancelledError:
+                    continue  # a hung handler: cancellation does not reach it
+        return Anything(paidBy=ctx.run_id)
+
+    def definition(hang: bool) -> dict[str, object]:
+        return {
+            "steps": [
+                {
+                    "id": "pay",
+                    "type": "action.call",
+                    "action": "test.hangpay",
+                    "output": "paid",
+                    "input": {"hang": hang},
+                    "idempotencyKey": "'lease-' & payload.order",
+                    "timeout": "PT3S" if hang else "PT20S",
+                    "retry": {"maxAttempts": 1},
+                },
+            ]
+        }
+
+    await stack.publish("hangcharge", definition(True))
+    await stack.publish("retrycharge", definition(False))
+    queue = stack.settings.task_queue + "-lease"
+    stack.settings.task_queue = queue
+    async with create_worker(
+        stack.client, task_queue=queue, registry=registry, sessions=stack.sessions
+    ):
+        try:
+            first = await stack.start("hangcharge", {"order": "o-lease"})
+            await asyncio.wait_for(hung.wait(), 20)
+            second = await stack.start("retrycharge", {"order": "o-lease"})
+            result = await asyncio.wait_for(stack.result(second), 30)
+            assert result["output"] == {"paid": {"paidBy": second["id"]}}
+            # Not before the first attempt's lease (its 3 s start-to-close) ended.
+            assert calls[second["id"]] - calls[first["id"]] >= 3
+            with pytest.raises(WorkflowFailureError):  # its only attempt timed out
+                await asyncio.wait_for(stack.result(first), 30)
+        finally:
+            release.set()  # before the worker shuts down (it waits for the handler)
+    async with stack.sessions() as session:
+        invocation = await session.scalar(
+            select(ActionInvocation).where(
+                ActionInvocation.tenant == stack.tenant,
+                ActionInvocation.idempotency_key == "lease-o-lease",
+            )
+        )
+    assert invocation is not None and invocation.status == "SUCCEEDED"
+    assert invocation.output == {"paidBy": second["id"]}
