@@ -80,6 +80,7 @@ async def start_invocation(
             status="RUNNING",
             attempts=attempt,
             claimed_by=owner,
+            claimed_attempt=attempt,
             claimed_until=until,
         )
         .on_conflict_do_nothing()
@@ -117,6 +118,7 @@ async def start_invocation(
             status="RUNNING",
             attempts=func.greatest(current.attempts, attempt),
             claimed_by=owner,
+            claimed_attempt=attempt,
             claimed_until=until,
         )
     )
@@ -200,15 +202,18 @@ def _outcome_upsert() -> Insert:
             "finished_at": stmt.excluded.finished_at,
             "claimed_until": None,  # the claim ends with its attempt's outcome
         },
-        # A recorded success is never overwritten; a late failure of a step whose claim
-        # another step has since taken over (its lease had ended) leaves that claim be.
+        # A recorded success is never overwritten; a late failure of an attempt whose
+        # claim a later one has taken over (its lease had ended, or it was the same
+        # step's earlier attempt) leaves that claim be.
         where=(current.status != "SUCCEEDED")
         & (
             (stmt.excluded.status == "SUCCEEDED")
-            | current.claimed_by.is_(None)
-            | (current.claimed_by == stmt.excluded.claimed_by)
             | current.claimed_until.is_(None)
             | (current.claimed_until <= func.now())
+            | (
+                (current.claimed_by == stmt.excluded.claimed_by)
+                & (current.claimed_attempt <= stmt.excluded.attempts)
+            )
         ),
     )
 

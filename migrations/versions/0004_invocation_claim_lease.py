@@ -19,6 +19,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.add_column("action_invocations", sa.Column("claimed_by", sa.Text(), nullable=True))
     op.add_column(
+        "action_invocations", sa.Column("claimed_attempt", sa.Integer(), nullable=True)
+    )
+    op.add_column(
         "action_invocations",
         sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
     )
@@ -26,4 +29,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("action_invocations", "claimed_until")
+    op.drop_column("action_invocations", "claimed_attempt")
     op.drop_column("action_invocations", "claimed_by")

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowFailureError
 
 from activities.registry import ActionContext
+from projections.invocations import InvocationRef, start_invocation
 from projections.models import ActionAttempt, ActionInvocation, StepRow
+from projections.records import InvocationRecord, ProjectionBatch
+from projections.writer import write_batch
 from tempoflow.worker import create_worker
 from tests.actions import Anything
 from tests.integration.conftest import Stack
@@ -383,3 +388,52 @@ async def test_claim_of_a_dead_attempt_is_taken_over_when_its_lease_ends(stack: 
         )
     assert invocation is not None and invocation.status == "SUCCEEDED"
     assert invocation.output == {"paidBy": second["id"]}
+
+
+async def test_claim_rules(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The claim on a key, step by step: another step waits while the lease lives, the
+    same step's later attempt takes over, a late outcome of an earlier attempt leaves
+    the live claim be, an outcome ends the claim, an ended lease is taken over."""
+    ref = InvocationRef(f"t{uuid.uuid4().hex[:10]}", "test.count", 1, "claim-rules")
+    hour = timedelta(hours=1)
+
+    async def claim(run: str, attempt: int, lease: timedelta = hour) -> str:
+        async with sessions.begin() as session:
+            got = await start_invocation(
+                session,
+                ref,
+                run_id=run,
+                step_path="/steps/0",
+                loop=None,
+                attempt=attempt,
+                lease=lease,
+            )
+        return got.status
+
+    async def report(run: str, attempt: int, status: str) -> None:
+        record = InvocationRecord(
+            tenant=ref.tenant,
+            action=ref.action,
+            action_version=ref.version,
+            idempotency_key=ref.key,
+            run_id=run,
+            step_path="/steps/0",
+            attempt=attempt,
+            status="FAILED",
+            invocation_status=status,
+            started_at=datetime.now(UTC),
+            finished_at=datetime.now(UTC),
+        )
+        async with sessions.begin() as session:
+            await write_batch(session, ProjectionBatch(invocations=[record]))
+
+    run_a, run_b = str(uuid.uuid4()), str(uuid.uuid4())
+    assert await claim(run_a, 1) == "RUNNING"
+    assert await claim(run_b, 1) == "HELD"
+    assert await claim(run_a, 2) == "RUNNING"  # the same step's retry: at once
+    await report(run_a, 1, "RETRYING")  # attempt 1 reports late
+    assert await claim(run_b, 1) == "HELD"  # attempt 2's claim still holds
+    await report(run_a, 2, "RETRYING")
+    assert await claim(run_b, 1, lease=-hour) == "RUNNING"  # free: B claims (lease ended)
+    assert await claim(run_a, 3) == "RUNNING"  # B's lease ended: A takes over
+    assert await claim(run_b, 2) == "HELD"
