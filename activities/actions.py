@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -53,6 +53,10 @@ BOOKKEEPING_WAIT = 5.0
 """Seconds an action attempt waits at most for an unreachable database before it gives
 the attempt back to the workflow (which waits on a timer and schedules it again)."""
 CLAIM_MIN_TIMEOUT = 1.0
+CLAIM_LEASE_GRACE = 1.0
+"""Seconds a claim's lease outlasts its attempt's deadline."""
+CLAIM_LEASE_DEFAULT = 600.0
+"""Lease of a claim whose attempt has no deadline (seconds)."""
 RECORD_TIMEOUT = 5.0
 """Seconds an attempt spends at most recording its outcome."""
 BACKLOG_LIMIT = 10_000
@@ -90,6 +94,15 @@ def _decode(raw: RawValue, model: type[M]) -> M:
 
 class BookkeepingUnavailableError(Exception):
     """The invocation could not be claimed within the attempt's waiting budget."""
+
+
+class ClaimHeldError(Exception):
+    """Another step held a live claim on the key all through the attempt's waiting
+    budget."""
+
+    def __init__(self, claim: invocations.Claim) -> None:
+        super().__init__(claim.held_by)
+        self.claim = claim
 
 
 def _wait_budget(info: activity.Info, started: float) -> float:
@@ -238,9 +251,10 @@ class TempoflowActivities:
         """Run the action named by the activity type.
 
         Bookkeeping never decides the outcome. Before the handler, the invocation is
-        claimed (with the buffered records and the step as RUNNING); a recorded success
-        is returned instead of repeating the side effect. If the database is unreachable
-        the attempt waits for it briefly, then gives itself back
+        claimed (with the buffered records and the step as RUNNING) for a lease ending
+        with the attempt; a recorded success is returned instead of repeating the side
+        effect. If the database is unreachable, or another run's attempt holds a live
+        claim on the key, the attempt waits briefly, then gives itself back
         (``BookkeepingUnavailable``) without running the handler: the workflow waits and
         schedules the action again, and that never counts as an attempt. After the
         handler, the outcome is recorded; if that fails, a success still returns (the
@@ -280,16 +294,26 @@ class TempoflowActivities:
             started_at=started,
         )
         try:
-            status, recorded = await self._claim(inv, outcome, step, info, clock)
+            claim = await self._claim(inv, outcome, step, info, clock)
         except BookkeepingUnavailableError as err:
             raise ApplicationError(
                 f"the database is unreachable: {err.__cause__!r}",
-                {"attempt": attempt},
+                {"attempt": attempt, "reason": "database"},
                 type=BOOKKEEPING_UNAVAILABLE,
                 non_retryable=True,
             ) from None
-        if status == "SUCCEEDED":
-            return ActionOutcome(output=restore_json(recorded), attempt=attempt, deduplicated=True)
+        except ClaimHeldError as err:
+            raise ApplicationError(
+                f"idempotency key {inv.idempotency_key!r} is claimed by another run's "
+                f"attempt (lease until {err.claim.held_until})",
+                {"attempt": attempt, "reason": "claimed"},
+                type=BOOKKEEPING_UNAVAILABLE,
+                non_retryable=True,
+            ) from None
+        if claim.status == "SUCCEEDED":
+            return ActionOutcome(
+                output=restore_json(claim.output), attempt=attempt, deduplicated=True
+            )
         try:
             output = await self._run(inv, spec, attempt)
         except asyncio.CancelledError:
@@ -349,15 +373,16 @@ class TempoflowActivities:
         step: StepRecord,
         info: activity.Info,
         clock: float,
-    ) -> tuple[str, Any]:
+    ) -> invocations.Claim:
         """Write the buffered records and the RUNNING step, claim the invocation and
-        record the attempt; retry transient errors within the attempt's waiting budget."""
+        record the attempt; within the attempt's waiting budget, retry transient errors
+        and wait for a claim another run holds to end."""
         ids = invocations.InvocationRef(
             outcome.tenant, outcome.action, outcome.action_version, outcome.idempotency_key
         )
         pending = inv.pending.model_copy(update={"steps": [*inv.pending.steps, step]})
 
-        async def work(session: AsyncSession, degraded: bool) -> tuple[str, Any]:
+        async def work(session: AsyncSession, degraded: bool) -> invocations.Claim:
             await write_batch(session, batch, degraded=degraded)
             ref = ids
             if degraded:
@@ -365,14 +390,20 @@ class TempoflowActivities:
                 ref = invocations.InvocationRef(
                     row["tenant"], row["action"], row["action_version"], row["idempotency_key"]
                 )
-            status, recorded = await invocations.start_invocation(
+            left = _time_left(info, clock)
+            lease = CLAIM_LEASE_DEFAULT if left is None else max(left, 0.0) + CLAIM_LEASE_GRACE
+            claim = await invocations.start_invocation(
                 session,
                 ref,
                 run_id=inv.run_id,
                 step_path=inv.step_path,
                 loop=inv.loop,
                 attempt=outcome.attempt,
+                lease=timedelta(seconds=lease),
             )
+            if claim.status == "HELD":
+                return claim  # not an attempt (yet): nothing more to record
+            status = claim.status
             await invocations.record_attempt(
                 session,
                 ref,
@@ -386,7 +417,7 @@ class TempoflowActivities:
                 await invocations.abandon_earlier_attempts(
                     session, ref, run_id=inv.run_id, attempt=outcome.attempt
                 )
-            return status, recorded
+            return claim
 
         budget = _wait_budget(info, clock)
         waited = time.monotonic()
@@ -395,7 +426,7 @@ class TempoflowActivities:
             batch, taken = self._take_backlog(pending)
             left = budget - (time.monotonic() - waited)
             try:
-                return await self._transact(work, timeout=max(left, CLAIM_MIN_TIMEOUT))
+                claim = await self._transact(work, timeout=max(left, CLAIM_MIN_TIMEOUT))
             except Exception as err:
                 self._restore_backlog(batch, taken)
                 left = budget - (time.monotonic() - waited)
@@ -404,6 +435,15 @@ class TempoflowActivities:
                 # Unexpected errors (e.g. a migration not applied) retry too, louder.
                 level = logging.WARNING if is_transient(err) else logging.ERROR
                 log.log(level, "claiming invocation %s: %r (retrying)", inv.idempotency_key, err)
+            else:
+                if claim.status != "HELD":
+                    return claim
+                # Another run's attempt holds the key: wait for its outcome (or for its
+                # lease to end) without running the handler.
+                pending = ProjectionBatch()  # written already
+                left = budget - (time.monotonic() - waited)
+                if left <= 0:
+                    raise ClaimHeldError(claim)
             activity.heartbeat()
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 1.0)

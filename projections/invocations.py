@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +32,23 @@ class InvocationRef:
         }
 
 
+def claim_owner(run_id: str, step_path: str, loop: str | None) -> str:
+    """Who holds a claim: one step (of one loop iteration) of one run."""
+    return f"{run_id} {step_path}" + (f" {loop}" if loop is not None else "")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming an invocation."""
+
+    status: str
+    """SUCCEEDED (``output`` is the recorded output), RUNNING (claimed: run the
+    handler) or HELD (another step holds a live claim: do not run the handler)."""
+    output: Any = None
+    held_by: str | None = None
+    held_until: datetime | None = None
+
+
 async def start_invocation(
     session: AsyncSession,
     ref: InvocationRef,
@@ -40,32 +57,72 @@ async def start_invocation(
     step_path: str,
     loop: str | None,
     attempt: int,
-) -> tuple[str, Any]:
-    """Mark the invocation RUNNING (unless it already SUCCEEDED); return its status and
-    recorded output. Concurrent attempts serialize on the row."""
-    stmt = insert(ActionInvocation).values(
-        **ref.columns(),
-        run_id=run_id,
-        step_path=step_path,
-        loop=loop,
-        status="RUNNING",
-        attempts=attempt,
-    )
+    lease: timedelta,
+) -> Claim:
+    """Claim the invocation for this attempt until ``lease`` from now.
+
+    A recorded success is returned instead. A claim held by another step (another run,
+    or another iteration) whose lease has not ended is left alone (``HELD``); the same
+    step's later attempt takes its own claim over at once, and anyone takes over a claim
+    whose lease ended or whose attempt recorded its outcome. Concurrent claimants
+    serialize on the row (database clock).
+    """
+    owner = claim_owner(run_id, step_path, loop)
     current = ActionInvocation.__table__.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[
-            current.tenant,
-            current.action,
-            current.action_version,
-            current.idempotency_key,
-        ],
-        set_={
-            "attempts": func.greatest(current.attempts, stmt.excluded.attempts),
-            "status": case((current.status == "SUCCEEDED", "SUCCEEDED"), else_="RUNNING"),
-        },
+    until = func.now() + lease
+    inserted = await session.execute(
+        insert(ActionInvocation)
+        .values(
+            **ref.columns(),
+            run_id=run_id,
+            step_path=step_path,
+            loop=loop,
+            status="RUNNING",
+            attempts=attempt,
+            claimed_by=owner,
+            claimed_attempt=attempt,
+            claimed_until=until,
+        )
+        .on_conflict_do_nothing()
+        .returning(current.status)
     )
-    row = (await session.execute(stmt.returning(current.status, current.output))).one()
-    return row.status, row.output
+    if inserted.first() is not None:
+        return Claim("RUNNING")
+    key = (
+        (current.tenant == ref.tenant)
+        & (current.action == ref.action)
+        & (current.action_version == ref.version)
+        & (current.idempotency_key == ref.key)
+    )
+    row = (
+        await session.execute(
+            select(
+                current.status,
+                current.output,
+                current.claimed_by,
+                current.claimed_until,
+                (current.claimed_until > func.now()).label("live"),
+            )
+            .where(key)
+            .with_for_update()
+        )
+    ).one()
+    if row.status == "SUCCEEDED":
+        return Claim("SUCCEEDED", row.output)
+    if row.claimed_by not in (None, owner) and row.live:
+        return Claim("HELD", held_by=row.claimed_by, held_until=row.claimed_until)
+    await session.execute(
+        update(ActionInvocation)
+        .where(key)
+        .values(
+            status="RUNNING",
+            attempts=func.greatest(current.attempts, attempt),
+            claimed_by=owner,
+            claimed_attempt=attempt,
+            claimed_until=until,
+        )
+    )
+    return Claim("RUNNING")
 
 
 async def record_attempt(
@@ -143,8 +200,21 @@ def _outcome_upsert() -> Insert:
             "output": stmt.excluded.output,
             "error": stmt.excluded.error,
             "finished_at": stmt.excluded.finished_at,
+            "claimed_until": None,  # the claim ends with its attempt's outcome
         },
-        where=current.status != "SUCCEEDED",  # a recorded success is never overwritten
+        # A recorded success is never overwritten; a late failure of an attempt whose
+        # claim a later one has taken over (its lease had ended, or it was the same
+        # step's earlier attempt) leaves that claim be.
+        where=(current.status != "SUCCEEDED")
+        & (
+            (stmt.excluded.status == "SUCCEEDED")
+            | current.claimed_until.is_(None)
+            | (current.claimed_until <= func.now())
+            | (
+                (current.claimed_by == stmt.excluded.claimed_by)
+                & (current.claimed_attempt <= stmt.excluded.attempts)
+            )
+        ),
     )
 
 
@@ -189,6 +259,7 @@ def outcome_rows(
             "output": r.output,
             "error": r.error,
             "finished_at": r.finished_at,
+            "claimed_by": claim_owner(r.run_id, r.step_path, r.loop),
         }
         for r in records
     ]

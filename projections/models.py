@@ -142,6 +142,13 @@ class ActionInvocation(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    claimed_by: Mapped[str | None] = mapped_column(Text)
+    """The step holding the claim on the key (run id, step path, loop iteration)."""
+    claimed_attempt: Mapped[int | None] = mapped_column(Integer)
+    """The claiming attempt (of that step)."""
+    claimed_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    """End of the claim's lease (the attempt's deadline); NULL once its outcome is
+    recorded. Another run may take over a claim whose lease has ended."""
 
 
 class ActionAttempt(Base):

@@ -16,8 +16,9 @@ RESOLVE_DEFINITION_ACTIVITY = "tempoflow.resolve_definition"
 REGISTER_WAIT_ACTIVITY = "tempoflow.register_wait"
 BOOKKEEPING_UNAVAILABLE = "BookkeepingUnavailable"
 """The action activity gave its attempt back before running the handler: the database
-was unreachable. The interpreter waits and schedules the action again; this never counts
-as an attempt and never reaches a catch block."""
+was unreachable (details ``reason: "database"``), or another run's attempt held a live
+claim on the idempotency key (``reason: "claimed"``). The interpreter waits and schedules
+the action again; this never counts as an attempt and never reaches a catch block."""
 EVENT_SIGNAL = "tempoflow.event"
 COMPLETE_TASK_UPDATE = "tempoflow.complete_task"
 

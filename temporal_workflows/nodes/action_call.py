@@ -44,7 +44,8 @@ BOOKKEEPING_MAX_BACKOFF = timedelta(minutes=2)
 
 
 def _bookkeeping_interrupted(cause: Any) -> int | None:
-    """The attempt an activity gave back because the database was unreachable."""
+    """The attempt an activity gave back before running the handler (the database was
+    unreachable, or another run's attempt held the idempotency key)."""
     if isinstance(cause, ApplicationError) and cause.type == BOOKKEEPING_UNAVAILABLE:
         detail = cause.details[0] if cause.details else None
         if isinstance(detail, dict) and isinstance(detail.get("attempt"), int):
@@ -136,8 +137,9 @@ async def execute(
             interrupted = _bookkeeping_interrupted(err.cause)
             if interrupted is None or not workflow.patched(BOOKKEEPING_PATCH):
                 raise _failure(err.cause, path) from None
-        # The database was unreachable before the handler ran: the attempt does not
-        # count; wait (durably) and schedule the action again.
+        # The attempt was given back before the handler ran (database unreachable, or
+        # the key claimed by another run): it does not count; wait (durably) and
+        # schedule the action again.
         invocation = invocation.model_copy(update={"attempt_base": interrupted - 1})
         await workflow.sleep(delay)
         delay = min(delay * 2, BOOKKEEPING_MAX_BACKOFF)

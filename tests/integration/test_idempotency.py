@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowFailureError
 
 from activities.registry import ActionContext
-from projections.models import ActionAttempt, ActionInvocation
+from projections.invocations import InvocationRef, start_invocation
+from projections.models import ActionAttempt, ActionInvocation, StepRow
+from projections.records import InvocationRecord, ProjectionBatch
+from projections.writer import write_batch
 from tempoflow.worker import create_worker
 from tests.actions import Anything
 from tests.integration.conftest import Stack
@@ -232,3 +240,200 @@ async def test_attempt_that_never_reports_is_closed_by_the_next(stack: Stack) ->
             assert [tuple(r) for r in rows] == [(1, "ABANDONED"), (2, "SUCCEEDED")]
         finally:
             release.set()  # before the worker shuts down (it waits for the handler)
+
+
+async def _step_running(stack: Stack, run_id: str) -> None:
+    """Until the run's action step is projected RUNNING (its activity reached the claim)."""
+    while True:
+        async with stack.sessions() as session:
+            status = await session.scalar(
+                select(StepRow.status).where(StepRow.run_id == run_id, StepRow.seq >= 0)
+            )
+        if status == "RUNNING":
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_second_run_waits_for_a_live_claim_and_gets_its_output(stack: Stack) -> None:
+    """Run 2 arrives while run 1's handler runs with the same key: it does not run the
+    handler, waits (without using its attempts) and returns run 1's recorded output."""
+    started: dict[str, asyncio.Event] = {}
+    release = asyncio.Event()
+
+    @stack.worker_registry.action("test.slowpay", input_model=Anything, output_model=Anything)
+    async def slowpay(data: Anything, ctx: ActionContext) -> Anything:
+        stack.effects.record(ctx)
+        started.setdefault(ctx.run_id, asyncio.Event()).set()
+        await release.wait()
+        return Anything(paidBy=ctx.run_id, attempt=ctx.attempt)
+
+    await stack.publish(
+        "slowcharge",
+        {
+            "steps": [
+                {
+                    "id": "pay",
+                    "type": "action.call",
+                    "action": "test.slowpay",
+                    "output": "paid",
+                    "input": {},
+                    "idempotencyKey": "'charge-' & payload.order",
+                    "timeout": "PT20S",
+                    "retry": {"maxAttempts": 1},
+                },
+            ]
+        },
+    )
+    try:
+        first = await stack.start("slowcharge", {"order": "o-race"})
+        await asyncio.wait_for(started.setdefault(first["id"], asyncio.Event()).wait(), 20)
+        second = await stack.start("slowcharge", {"order": "o-race"})
+        await asyncio.wait_for(_step_running(stack, second["id"]), 20)
+        # Past the claim and past a first give-back (its waiting budget is 2 s here).
+        await asyncio.sleep(3)
+        assert stack.effects.calls[(second["id"], "pay")] == 0
+        release.set()
+        out1 = (await asyncio.wait_for(stack.result(first), 30))["output"]
+        out2 = (await asyncio.wait_for(stack.result(second), 30))["output"]
+    finally:
+        release.set()
+    # maxAttempts 1: the waiting never counted as an attempt of run 2.
+    assert out1 == out2 == {"paid": {"paidBy": first["id"], "attempt": 1}}
+    assert stack.effects.calls[(first["id"], "pay")] == 1
+    assert stack.effects.calls[(second["id"], "pay")] == 0
+    async with stack.sessions() as session:
+        rows = (
+            await session.execute(
+                select(ActionAttempt.run_id, ActionAttempt.status).where(
+                    ActionAttempt.tenant == stack.tenant,
+                    ActionAttempt.idempotency_key == "charge-o-race",
+                )
+            )
+        ).all()
+        invocation = await session.scalar(
+            select(ActionInvocation).where(
+                ActionInvocation.tenant == stack.tenant,
+                ActionInvocation.idempotency_key == "charge-o-race",
+            )
+        )
+    assert sorted((r.run_id, r.status) for r in rows) == sorted(
+        [(first["id"], "SUCCEEDED"), (second["id"], "DEDUPLICATED")]
+    )
+    assert invocation is not None and invocation.status == "SUCCEEDED"
+    assert invocation.claimed_until is None  # the claim ended with its outcome
+
+
+async def test_claim_of_a_dead_attempt_is_taken_over_when_its_lease_ends(stack: Stack) -> None:
+    """Run 1's attempt hangs past its start-to-close (its worker is as good as dead) and
+    never reports: run 2 with the same key waits until the claim's lease ends, then
+    takes over and runs the handler itself."""
+    release, hung = asyncio.Event(), asyncio.Event()
+    calls: dict[str, float] = {}
+    registry = stack.worker_registry
+
+    @registry.action("test.hangpay", input_model=Anything, output_model=Anything)
+    async def hangpay(data: Anything, ctx: ActionContext) -> Anything:
+        stack.effects.record(ctx)
+        calls[ctx.run_id] = time.monotonic()
+        if (data.model_extra or {}).get("hang"):
+            hung.set()
+            while not release.is_set():
+                try:
+                    await release.wait()
+                except asyncio.CancelledError:
+                    continue  # a hung handler: cancellation does not reach it
+        return Anything(paidBy=ctx.run_id)
+
+    def definition(hang: bool) -> dict[str, object]:
+        return {
+            "steps": [
+                {
+                    "id": "pay",
+                    "type": "action.call",
+                    "action": "test.hangpay",
+                    "output": "paid",
+                    "input": {"hang": hang},
+                    "idempotencyKey": "'lease-' & payload.order",
+                    "timeout": "PT3S" if hang else "PT20S",
+                    "retry": {"maxAttempts": 1},
+                },
+            ]
+        }
+
+    await stack.publish("hangcharge", definition(True))
+    await stack.publish("retrycharge", definition(False))
+    queue = stack.settings.task_queue + "-lease"
+    stack.settings.task_queue = queue
+    async with create_worker(
+        stack.client, task_queue=queue, registry=registry, sessions=stack.sessions
+    ):
+        try:
+            first = await stack.start("hangcharge", {"order": "o-lease"})
+            await asyncio.wait_for(hung.wait(), 20)
+            second = await stack.start("retrycharge", {"order": "o-lease"})
+            result = await asyncio.wait_for(stack.result(second), 30)
+            assert result["output"] == {"paid": {"paidBy": second["id"]}}
+            # Not before the first attempt's lease (its 3 s start-to-close) ended.
+            assert calls[second["id"]] - calls[first["id"]] >= 3
+            with pytest.raises(WorkflowFailureError):  # its only attempt timed out
+                await asyncio.wait_for(stack.result(first), 30)
+        finally:
+            release.set()  # before the worker shuts down (it waits for the handler)
+    async with stack.sessions() as session:
+        invocation = await session.scalar(
+            select(ActionInvocation).where(
+                ActionInvocation.tenant == stack.tenant,
+                ActionInvocation.idempotency_key == "lease-o-lease",
+            )
+        )
+    assert invocation is not None and invocation.status == "SUCCEEDED"
+    assert invocation.output == {"paidBy": second["id"]}
+
+
+async def test_claim_rules(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The claim on a key, step by step: another step waits while the lease lives, the
+    same step's later attempt takes over, a late outcome of an earlier attempt leaves
+    the live claim be, an outcome ends the claim, an ended lease is taken over."""
+    ref = InvocationRef(f"t{uuid.uuid4().hex[:10]}", "test.count", 1, "claim-rules")
+    hour = timedelta(hours=1)
+
+    async def claim(run: str, attempt: int, lease: timedelta = hour) -> str:
+        async with sessions.begin() as session:
+            got = await start_invocation(
+                session,
+                ref,
+                run_id=run,
+                step_path="/steps/0",
+                loop=None,
+                attempt=attempt,
+                lease=lease,
+            )
+        return got.status
+
+    async def report(run: str, attempt: int, status: str) -> None:
+        record = InvocationRecord(
+            tenant=ref.tenant,
+            action=ref.action,
+            action_version=ref.version,
+            idempotency_key=ref.key,
+            run_id=run,
+            step_path="/steps/0",
+            attempt=attempt,
+            status="FAILED",
+            invocation_status=status,
+            started_at=datetime.now(UTC),
+            finished_at=datetime.now(UTC),
+        )
+        async with sessions.begin() as session:
+            await write_batch(session, ProjectionBatch(invocations=[record]))
+
+    run_a, run_b = str(uuid.uuid4()), str(uuid.uuid4())
+    assert await claim(run_a, 1) == "RUNNING"
+    assert await claim(run_b, 1) == "HELD"
+    assert await claim(run_a, 2) == "RUNNING"  # the same step's retry: at once
+    await report(run_a, 1, "RETRYING")  # attempt 1 reports late
+    assert await claim(run_b, 1) == "HELD"  # attempt 2's claim still holds
+    await report(run_a, 2, "RETRYING")
+    assert await claim(run_b, 1, lease=-hour) == "RUNNING"  # free: B claims (lease ended)
+    assert await claim(run_a, 3) == "RUNNING"  # B's lease ended: A takes over
+    assert await claim(run_b, 2) == "HELD"
