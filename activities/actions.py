@@ -24,14 +24,14 @@ from projections import invocations, routing
 from projections.db import is_permanent, is_transient
 from projections.models import ActionInvocation as ActionInvocationRow
 from projections.models import DefinitionRow, DefinitionVersionRow
-from projections.records import (
+from projections.storable import restore_json, storable_json, storable_row
+from projections.writer import write_batch
+from tempoflow.records import (
     InvocationRecord,
     ProjectionBatch,
     StepRecord,
     StepStatus,
 )
-from projections.storable import restore_json, storable_json, storable_row
-from projections.writer import write_batch
 from temporal_workflows.models import (
     BOOKKEEPING_UNAVAILABLE,
     PROJECT_ACTIVITY,

@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections import routing
 from projections.models import Event
-from projections.records import DeliveryStatus, WaitRecord
 from projections.writer import DELIVERY_UPSERT
+from tempoflow.records import DeliveryStatus, WaitRecord
 from temporal_workflows.models import EventDelivery
 
 

@@ -39,9 +39,9 @@ from projections.models import (
     EventDeliveryRow,
     TriggerSubscription,
 )
-from projections.records import DeliveryStatus
 from projections.writer import DELIVERY_UPSERT
 from tempoflow.errors import Conflict, TempoflowError
+from tempoflow.records import DeliveryStatus
 from tempoflow.settings import Settings
 from temporal_workflows.models import EVENT_SIGNAL, EventDelivery
 

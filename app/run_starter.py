@@ -16,8 +16,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from expression.limits import ExpressionLimits
 from projections.models import DefinitionVersionRow
 from tempoflow.errors import Conflict
+from tempoflow.limits import RunLimits
 from temporal_workflows import search_attributes as sa
-from temporal_workflows.models import WORKFLOW_NAME, RunInput, RunLimits
+from temporal_workflows.models import WORKFLOW_NAME, RunInput
 
 _IDEMPOTENCY_NS = uuid.UUID("6f1c2a47-3d4b-4f4e-9a55-2f0d8c1e7b10")
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections.models import ActionAttempt, ActionInvocation
-from projections.records import InvocationRecord
+from tempoflow.records import InvocationRecord
 
 
 @dataclass(frozen=True)

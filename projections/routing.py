@@ -17,15 +17,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections.models import Event, EventDeliveryRow, EventType, WaitRow
-from projections.records import (
+from projections.writer import write_batch
+from tempoflow.correlation import lock_key
+from tempoflow.records import (
     DEFERRED_REASON,
     DeliveryStatus,
     ProjectionBatch,
     WaitRecord,
     WaitStatus,
 )
-from projections.writer import write_batch
-from tempoflow.correlation import lock_key
 
 # One statement takes every lock, in ascending order (the subquery's ORDER BY fixes the
 # order the function runs in), so two transactions never wait on each other in a cycle.

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from projections import invocations
 from projections.db import is_permanent
 from projections.models import EventDeliveryRow, HumanTaskRow, RunRow, StepRow, WaitRow
-from projections.records import (
+from projections.storable import lossless_json, storable_row
+from tempoflow.records import (
     TERMINAL_RUN,
     TERMINAL_STEP,
     DeliveryRecord,
@@ -30,7 +31,6 @@ from projections.records import (
     WaitRecord,
     WaitStatus,
 )
-from projections.storable import lossless_json, storable_row
 
 log = logging.getLogger("tempoflow.projections")
 

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from expression.limits import ExpressionLimits
-from temporal_workflows.models import RunLimits
+from tempoflow.limits import RunLimits
 
 DEV_PEPPER = "tempoflow-development-pepper"
 

@@ -16,7 +16,7 @@ from temporalio import workflow
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from expression import EvalContext, ExpressionError, evaluate, resolve
-from projections.records import (
+from tempoflow.records import (
     DeliveryRecord,
     InvocationRecord,
     ProjectionBatch,

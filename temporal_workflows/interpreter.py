@@ -13,7 +13,8 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from projections.records import (
+    from tempoflow.definition import parse_definition
+    from tempoflow.records import (
         DEFERRED_REASON,
         DeliveryRecord,
         DeliveryStatus,
@@ -23,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
         WaitRecord,
     )
-    from tempoflow.definition import parse_definition
     from temporal_workflows import events
     from temporal_workflows.context import RunContext
     from temporal_workflows.events import Mailbox, TaskBoard

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from expression.limits import ExpressionLimits
-from projections.records import InvocationRecord, ProjectionBatch, WaitRecord
+from tempoflow.limits import RunLimits
+from tempoflow.records import InvocationRecord, ProjectionBatch, WaitRecord
 
 WORKFLOW_NAME = "tempoflow.run"
 PROJECT_ACTIVITY = "tempoflow.project"
@@ -21,27 +22,6 @@ claim on the idempotency key (``reason: "claimed"``). The interpreter waits and 
 the action again; this never counts as an attempt and never reaches a catch block."""
 EVENT_SIGNAL = "tempoflow.event"
 COMPLETE_TASK_UPDATE = "tempoflow.complete_task"
-
-
-class RunLimits(BaseModel):
-    """What one run may put into Temporal (settings ``TEMPOFLOW_RUN_LIMITS__*``).
-
-    A run pins the limits it started with (they travel in its input).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_payload_bytes: int = Field(default=2_000_000, ge=1024)
-    """Largest encoded value the run sends Temporal: an action's input, a child run's
-    input, the state carried across continue-as-new, the run's output. Temporal refuses
-    payloads over 2 MB (its default ``limit.blobSize.error``); above this limit the step
-    fails with the catchable ``PayloadTooLarge`` instead."""
-    max_history_events: int = Field(default=40_000, ge=100)
-    """Events of one execution's history before the run fails with
-    ``HistoryLimitExceeded`` (when it cannot continue as new, e.g. a huge ``finally``);
-    keep it below the server's ``limit.historyCount.error`` (51,200)."""
-    max_history_bytes: int = Field(default=40_000_000, ge=100_000)
-    """The same for the history size (the server's ``limit.historySize.error``: 50 MB)."""
 
 
 class RunInput(BaseModel):

@@ -29,10 +29,10 @@ from app.schemas import (
 )
 from projections import queries
 from projections.models import RunRow
-from projections.records import RunStatus
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import NotFound, Unprocessable
 from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
+from tempoflow.records import RunStatus
 from tempoflow.settings import Settings
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])

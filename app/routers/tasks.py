@@ -17,8 +17,8 @@ from app.deps import Operator, Reader, SessionDep, SettingsDep, TemporalClientDe
 from app.pagination import decode_cursor, encode_cursor
 from app.schemas import TaskComplete, TaskPublic, TasksPublic
 from projections.models import HumanTaskRow
-from projections.records import TaskStatus
 from tempoflow.errors import Conflict, NotFound, Unprocessable
+from tempoflow.records import TaskStatus
 from temporal_workflows.models import COMPLETE_TASK_UPDATE, TaskCompletion
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])

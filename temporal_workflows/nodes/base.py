@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 
-from projections.records import WaitRecord
+from tempoflow.records import WaitRecord
 from temporal_workflows.context import RunContext
 from temporal_workflows.events import Mailbox, TaskBoard
 from temporal_workflows.models import EventDelivery

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 
-from projections.records import RunStatus
 from tempoflow.definition import Delay
+from tempoflow.records import RunStatus
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.nodes.base import Runtime, StepOutcome

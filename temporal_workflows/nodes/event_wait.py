@@ -22,15 +22,15 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from expression import truthy
-from projections.records import (
+from tempoflow.correlation import CorrelationError, normalize_key
+from tempoflow.definition import EventWait
+from tempoflow.records import (
     DeliveryRecord,
     DeliveryStatus,
     RunStatus,
     WaitRecord,
     WaitStatus,
 )
-from tempoflow.correlation import CorrelationError, normalize_key
-from tempoflow.definition import EventWait
 from temporal_workflows import events as inbox
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import ContinueAsNew, StepFailure, position_key

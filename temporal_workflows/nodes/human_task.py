@@ -10,8 +10,8 @@ from typing import Any
 
 from temporalio import workflow
 
-from projections.records import RunStatus, TaskRecord, TaskStatus
 from tempoflow.definition import HumanTask
+from tempoflow.records import RunStatus, TaskRecord, TaskStatus
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.nodes.base import Runtime, StepOutcome

@@ -31,8 +31,8 @@ from activities.registry import ActionContext, ActionError
 from app.main import create_app
 from projections.db import create_engine, session_factory
 from projections.models import ActionAttempt, ActionInvocation, RunRow, StepRow
-from projections.records import ProjectionBatch, RunRecord, RunStatus
 from tempoflow import embedded, migrate
+from tempoflow.records import ProjectionBatch, RunRecord, RunStatus
 from tempoflow.settings import Settings, to_asyncpg_url
 from tempoflow.worker import create_worker
 from temporal_workflows.models import PROJECT_ACTIVITY

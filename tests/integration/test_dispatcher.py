@@ -14,8 +14,8 @@ from temporalio.client import Client
 
 from app.dispatcher import Dispatcher
 from projections.models import Event, EventDeliveryRow, WaitRow
-from projections.records import DeliveryRecord, DeliveryStatus, ProjectionBatch
 from projections.writer import DELIVERY_UPSERT, write_batch
+from tempoflow.records import DeliveryRecord, DeliveryStatus, ProjectionBatch
 from tempoflow.settings import Settings
 
 pytestmark = pytest.mark.integration

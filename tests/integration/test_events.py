@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from projections import routing
 from projections.models import Event, EventDeliveryRow, WaitRow
-from projections.records import WaitRecord
 from projections.routing import CLOCK_GRACE
+from tempoflow.records import WaitRecord
 from temporal_workflows import events as inbox_module
 from tests.integration.conftest import Stack, until
 

@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from activities import actions
-from projections.records import ProjectionBatch, RunStatus
+from tempoflow.records import ProjectionBatch, RunStatus
 from tests.integration.conftest import Stack, until
 
 APPROVAL = {

@@ -16,7 +16,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from activities import actions
-from projections.records import ProjectionBatch
+from tempoflow.records import ProjectionBatch
 from tests.integration.conftest import HISTORIES, Stack
 
 

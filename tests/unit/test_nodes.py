@@ -9,9 +9,10 @@ import pytest
 
 from expression import EvalContext
 from tempoflow.definition import parse_definition
+from tempoflow.limits import RunLimits
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import RunReturned, StepFailure
-from temporal_workflows.models import RunInput, RunLimits
+from temporal_workflows.models import RunInput
 from temporal_workflows.nodes import EXECUTORS, Runtime
 
 START = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
