@@ -20,7 +20,7 @@ from app.openapi import build_openapi
 from app.routers import ROUTERS
 from projections.db import create_engine, session_factory
 from tempoflow.settings import Settings
-from tempoflow.worker import connect_temporal
+from tempoflow.temporal_client import connect_temporal
 
 DESCRIPTION = """Publish JSON workflow definitions and run them durably on Temporal.
 

@@ -39,11 +39,11 @@ from app.auth import create_api_key
 from app.run_starter import start_run
 from bench._baseline import BaselineWait
 from bench._stack import bench_stack
+from launcher import embedded
+from launcher.worker import create_worker
 from projections.db import session_factory
 from projections.models import DefinitionVersionRow, Event, WaitRow
-from tempoflow import embedded
 from tempoflow.settings import Settings
-from tempoflow.worker import create_worker
 
 PRODUCER = str(Path(__file__).resolve().parent / "_producer.py")
 TENANT = "bench"
@@ -105,7 +105,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         api = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tempoflow.cli",
+            "launcher.cli",
             "api",
             env={
                 **os.environ,

@@ -29,9 +29,9 @@ from activities.builtin import default_registry
 from app.run_starter import start_run
 from bench._baseline import STEPS, BaselineLoop, BaselineWorkflow, baseline_noop
 from bench._stack import bench_stack
+from launcher.worker import create_worker
 from projections.db import session_factory
 from projections.models import DefinitionVersionRow, RunRow, StepRow
-from tempoflow.worker import create_worker
 
 TENANT = "bench"
 DEFINITION = {

@@ -1,13 +1,12 @@
-"""Search attributes that let operators filter runs in the Temporal UI."""
+"""Search attributes that let operators filter runs in the Temporal UI.
+
+Pure keys and values (workflow code sets them on child runs); registering them on a
+server is an RPC and lives in ``launcher.search_attributes``.
+"""
 
 from __future__ import annotations
 
-import logging
-
-from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-
-log = logging.getLogger("tempoflow.worker")
 
 TENANT = SearchAttributeKey.for_keyword("TempoflowTenant")
 DEFINITION_KEY = SearchAttributeKey.for_keyword("TempoflowDefinition")
@@ -34,42 +33,3 @@ def cli_flags() -> list[str]:
     for key in ALL:
         flags += ["--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}"]
     return flags
-
-
-async def ensure_registered(client: Client, namespace: str) -> None:
-    """Register the search attributes on a server that lacks them (best effort).
-
-    The dev server gets them at launch; on a managed server the operator may have to
-    create them (the worker logs how when it is not allowed to).
-    """
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import (
-        AddSearchAttributesRequest,
-        ListSearchAttributesRequest,
-    )
-    from temporalio.service import RPCError
-
-    kinds = {
-        "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        "INT": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-    }
-    try:
-        listed = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=namespace)
-        )
-        missing = {
-            key.name: kinds[key.indexed_value_type.name]
-            for key in ALL
-            if key.name not in listed.custom_attributes
-        }
-        if missing:
-            await client.operator_service.add_search_attributes(
-                AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-            )
-    except RPCError as err:
-        log.warning(
-            "could not register search attributes %s (%s); create them with "
-            "`temporal operator search-attribute create`",
-            cli_flags(),
-            err.message,
-        )

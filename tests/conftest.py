@@ -18,8 +18,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from launcher import embedded, migrate
 from projections.db import create_engine, session_factory
-from tempoflow import embedded, migrate
 from tempoflow.settings import to_asyncpg_url
 from temporal_workflows import search_attributes
 

@@ -20,8 +20,8 @@ from temporalio.worker import Worker
 
 from app.auth import create_api_key
 from app.main import create_app
+from launcher.worker import create_worker
 from tempoflow.settings import Settings
-from tempoflow.worker import create_worker
 from tests.actions import Effects, build_registry
 
 

@@ -29,12 +29,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.registry import ActionContext, ActionError
 from app.main import create_app
+from launcher import embedded, migrate
+from launcher.worker import create_worker
 from projections.db import create_engine, session_factory
 from projections.models import ActionAttempt, ActionInvocation, RunRow, StepRow
-from tempoflow import embedded, migrate
 from tempoflow.records import ProjectionBatch, RunRecord, RunStatus
 from tempoflow.settings import Settings, to_asyncpg_url
-from tempoflow.worker import create_worker
 from temporal_workflows.models import PROJECT_ACTIVITY
 from tests.actions import Effects, build_registry
 from tests.integration.conftest import HISTORIES, Stack, make_keys, until

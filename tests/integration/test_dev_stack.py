@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 def _start(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tempoflow.cli", "dev"],
+        [sys.executable, "-m", "launcher.cli", "dev"],
         cwd=home,
         env=env,
         stdout=subprocess.PIPE,
@@ -60,7 +60,7 @@ def _cli(
     args: list[str], env: dict[str, str], cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tempoflow.cli", *args],
+        [sys.executable, "-m", "launcher.cli", *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -197,7 +197,7 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path, dev_env: dict[str, str]) -
         busy.bind(("127.0.0.1", int(dev_env["TEMPOFLOW_API_PORT"])))
         busy.listen()
         out = subprocess.run(
-            [sys.executable, "-m", "tempoflow.cli", "dev"],
+            [sys.executable, "-m", "launcher.cli", "dev"],
             cwd=tmp_path,
             env=dev_env,
             capture_output=True,

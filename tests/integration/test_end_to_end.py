@@ -248,7 +248,8 @@ async def test_worker_registers_missing_search_attributes(stack: Stack) -> None:
     from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
     from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 
-    from temporal_workflows.search_attributes import ALL, ensure_registered
+    from launcher.search_attributes import ensure_registered
+    from temporal_workflows.search_attributes import ALL
 
     namespace = f"ns-{stack.tenant}"
     await stack.client.workflow_service.register_namespace(

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tempoflow.worker import sandboxed_runner
+from launcher.worker import sandboxed_runner
 from temporal_workflows.interpreter import InterpreterWorkflow
 from tests.integration.conftest import Stack
 

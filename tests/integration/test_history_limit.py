@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tempoflow import embedded
+from launcher import embedded
 from temporal_workflows import search_attributes
 from tests.conftest import DEV_SERVER_ARGS
 from tests.integration.conftest import Stack

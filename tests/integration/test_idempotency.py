@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowFailureError
 
 from activities.registry import ActionContext
+from launcher.worker import create_worker
 from projections.invocations import InvocationRef, start_invocation
 from projections.models import ActionAttempt, ActionInvocation, StepRow
 from projections.writer import write_batch
 from tempoflow.records import InvocationRecord, ProjectionBatch
-from tempoflow.worker import create_worker
 from tests.actions import Anything
 from tests.integration.conftest import Stack
 

@@ -13,8 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from launcher import embedded, migrate
 from projections.db import Base
-from tempoflow import embedded, migrate
 from tempoflow.settings import to_asyncpg_url
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from tempoflow.worker import create_worker
+from launcher.worker import create_worker
 from tests.integration.conftest import Stack
 
 TWO_STEPS = {

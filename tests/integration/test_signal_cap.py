@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from launcher import embedded
 from projections.models import Event, EventDeliveryRow
-from tempoflow import embedded
 from temporal_workflows import events as inbox_module
 from temporal_workflows import search_attributes
 from tests.integration.conftest import Stack, open_stack, until

@@ -19,10 +19,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from app.main import create_app
+from launcher import embedded
+from launcher.worker import create_worker
 from projections.models import Event
-from tempoflow import embedded
 from tempoflow.settings import Settings
-from tempoflow.worker import create_worker
 from tests.actions import Effects, build_registry
 from tests.integration.conftest import make_keys, until
 from tests.integration.test_events import PAID, wait_for_paid

@@ -14,10 +14,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from app.run_starter import start_run
+from launcher import embedded
+from launcher.worker import create_worker
 from projections import queries
 from projections.models import DefinitionVersionRow, HumanTaskRow, WaitRow
-from tempoflow import embedded
-from tempoflow.worker import create_worker
 from tests.actions import Effects, build_registry
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tempoflow.database import DatabaseNotFound, ensure_database_url, record_database_url
+from launcher.database import DatabaseNotFound, ensure_database_url, record_database_url
 from tempoflow.settings import ClientSettings, Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def _free_port() -> int:
 def _cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TEMPOFLOW_")}
     return subprocess.run(
-        [sys.executable, "-m", "tempoflow.cli", *args],
+        [sys.executable, "-m", "launcher.cli", *args],
         cwd=cwd,
         env={**clean, **env},
         capture_output=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tempoflow.remote import _problem
+from launcher.remote import _problem
 
 
 def test_cli_prints_code_and_position_of_each_error() -> None:

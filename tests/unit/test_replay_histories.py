@@ -14,8 +14,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from launcher.worker import sandboxed_runner
 from tempoflow.definition import NODE_TYPES, parse_definition, walk_steps
-from tempoflow.worker import sandboxed_runner
 from temporal_workflows.interpreter import InterpreterWorkflow
 from temporal_workflows.models import RunInput
 

@@ -11,28 +11,29 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.actions import TempoflowActivities
 from activities.builtin import default_registry
 from activities.registry import ActionRegistry
+from launcher.search_attributes import ensure_registered
 from projections.db import create_engine, session_factory
 from tempoflow.settings import Settings
-from temporal_workflows import search_attributes
+from tempoflow.temporal_client import connect_temporal
 from temporal_workflows.interpreter import InterpreterWorkflow
 
 log = logging.getLogger("tempoflow.worker")
 
-# Project code and jsonata are deterministic and side-effect free at import; passing them
-# through saves re-importing them per run, and jsonata's thread-local needs it.
+# The pure packages workflow code imports (the core, the expression contract, the workflow
+# package) and their libraries: deterministic and side-effect free at import; passing them
+# through saves re-importing them per run, and jsonata's thread-local needs it. The
+# database and activity packages stay out (import-linter forbids workflow code to import
+# them; see pyproject.toml).
 PASSTHROUGH = (
     "expression",
-    "projections",
     "tempoflow",
     "temporal_workflows",
-    "activities",
     "jsonata",
     "jsonschema",
     "pydantic",
@@ -45,15 +46,6 @@ def sandboxed_runner() -> SandboxedWorkflowRunner:
     """The workflow runner shared by the Tempoflow worker and the benchmark baseline."""
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-    )
-
-
-async def connect_temporal(settings: Settings) -> Client:
-    """A client with the pydantic data converter (the same on API, worker and tests)."""
-    return await Client.connect(
-        settings.resolved_temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
     )
 
 
@@ -91,7 +83,7 @@ def create_worker(
 async def run_worker(settings: Settings, registry: ActionRegistry | None = None) -> None:
     """Run the worker until SIGINT/SIGTERM, then shut down gracefully."""
     client = await connect_temporal(settings)
-    await search_attributes.ensure_registered(client, settings.temporal_namespace)
+    await ensure_registered(client, settings.temporal_namespace)
     engine = create_engine(settings.sqlalchemy_url, pool_size=20, pre_ping=False)
     worker = create_worker(
         client,

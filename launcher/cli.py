@@ -21,7 +21,7 @@ def _settings() -> Settings:
 
 def _database(*, create: bool = False) -> Settings:
     """Settings with the database URL resolved; exits with what to set when there is none."""
-    from tempoflow.database import DatabaseNotFound, ensure_database_url
+    from launcher.database import DatabaseNotFound, ensure_database_url
 
     try:
         return ensure_database_url(_settings(), create=create)
@@ -43,7 +43,7 @@ def _exit_after_temporal(code: int) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from tempoflow.devstack import run_dev
+    from launcher.devstack import run_dev
 
     return run_dev(_settings())
 
@@ -66,7 +66,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from tempoflow.worker import run_worker
+    from launcher.worker import run_worker
 
     asyncio.run(run_worker(_database()))
     _exit_after_temporal(0)
@@ -74,7 +74,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from tempoflow import migrate
+    from launcher import migrate
 
     settings = _database(create=True)
     assert settings.database_url is not None
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--name", default="")
     create.set_defaults(func=cmd_apikey_create)
-    from tempoflow.remote import add_commands
+    from launcher.remote import add_commands
 
     add_commands(sub)
     return parser

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tempoflow import embedded
+from launcher import embedded
 from tempoflow.settings import Settings
 
 DATABASE = "tempoflow"

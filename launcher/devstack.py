@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tempoflow import embedded, migrate
-from tempoflow.database import ensure_database_url, record_database_url
+from launcher import embedded, migrate
+from launcher.database import ensure_database_url, record_database_url
 from tempoflow.settings import Settings
 
 DEV_TENANT = "dev"
@@ -109,7 +109,7 @@ async def _serve(
     await asyncio.to_thread(migrate.upgrade, settings.database_url or "")
     key = await _dev_api_key(settings, home)
 
-    cli = [sys.executable, "-m", "tempoflow.cli"]
+    cli = [sys.executable, "-m", "launcher.cli"]
     children["worker"] = _spawn([*cli, "worker"], env)
     children["api"] = _spawn([*cli, "api"], env)
     await embedded.wait_for_port(settings.api_host, settings.api_port, within=60)

@@ -1,0 +1,1 @@
+"""Launchers: the CLI, the dev stack, the worker process, embedded servers, the remote client."""
