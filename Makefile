@@ -40,4 +40,4 @@ bench: $(STAMP)  ## every benchmark; each prints a JSON line last
 	done
 
 clean:
-	rm -rf $(VENV) .tempoflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tempoflow .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
