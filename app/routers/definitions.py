@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from activities.registry import ActionRegistry
-from app.data import definitions as data
 from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep
 from app.pagination import decode_cursor, encode_cursor
 from app.schemas import (
@@ -23,6 +22,7 @@ from app.schemas import (
     ValidationReport,
     VersionPublic,
 )
+from projections import definitions as data
 from tempoflow.definition import Issue, validate_definition
 from tempoflow.errors import NotFound, Unprocessable
 from tempoflow.settings import Settings

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from app.data.definitions import get_definition, get_version
 from app.deps import Operator, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
 from app.run_starter import describe_run, start_run, workflow_id
@@ -27,7 +26,7 @@ from app.schemas import (
     WaitPublic,
     WaitsPublic,
 )
-from projections import queries
+from projections import definitions, queries
 from projections.models import RunRow
 from projections.records import RunStatus
 from tempoflow.definition.validation import instance_errors
@@ -114,22 +113,24 @@ async def create_run(
     response: Response,
 ) -> RunPublic:
     """Start a run of a published version (latest when ``version`` is omitted)."""
-    definition = await get_definition(session, principal.tenant, body.definition)
+    definition = await definitions.get_definition(session, principal.tenant, body.definition)
     if definition is None:
         raise NotFound(
             f"definition {body.definition!r} does not exist",
             code="definition_not_found",
             hint="PUT /v1/definitions/{key} creates it; then publish it",
         )
-    number = body.version or definition.latest_version
-    if number is None:
+    if body.version is None and definition.latest_version is None:
         raise NotFound(
             f"definition {body.definition!r} has no published version",
             code="definition_not_published",
             hint="POST /v1/definitions/{key}/publish first",
         )
-    version = await get_version(session, principal.tenant, body.definition, number)
+    version = await definitions.published_version(
+        session, principal.tenant, body.definition, body.version
+    )
     if version is None:
+        number = body.version or definition.latest_version
         raise NotFound(
             f"definition {body.definition!r} has no version {number}", code="version_not_found"
         )
