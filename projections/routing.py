@@ -190,3 +190,12 @@ def delivery(event: Event) -> dict[str, Any]:
         "received_at": event.received_at,
         "seq": event.seq,
     }
+
+
+async def list_waits(session: AsyncSession, tenant: str, run_id: str) -> list[WaitRow]:
+    stmt = (
+        select(WaitRow)
+        .where(WaitRow.tenant == tenant, WaitRow.run_id == run_id)
+        .order_by(WaitRow.seq)
+    )
+    return list((await session.execute(stmt)).scalars())

@@ -26,7 +26,7 @@ from app.schemas import (
     WaitPublic,
     WaitsPublic,
 )
-from projections import definitions, queries
+from projections import definitions, invocations, routing, runs
 from projections.models import RunRow
 from projections.records import RunStatus
 from tempoflow.definition.validation import instance_errors
@@ -96,7 +96,7 @@ def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -
 async def _ensure_run(session: AsyncSession, client: Client, tenant: str, run_id: str) -> None:
     """404 unless the run exists: in the projection, or else in Temporal (the authority),
     so a run started a moment ago is an empty page, not a 404."""
-    if await queries.get_run(session, tenant, run_id) is not None:
+    if await runs.get_run(session, tenant, run_id) is not None:
         return
     await session.rollback()  # release the connection while Temporal is called
     if await describe_run(client, tenant, run_id) is None:
@@ -149,7 +149,7 @@ async def create_run(
     )
     if not started.created:
         response.status_code = 200
-        row = await queries.get_run(session, principal.tenant, started.run_id)
+        row = await runs.get_run(session, principal.tenant, started.run_id)
         if row is not None:
             return _public(row, settings)
     return RunPublic(
@@ -178,7 +178,7 @@ async def read_runs(
     """Runs of the caller's tenant, newest first."""
     size = min(limit or settings.default_page_size, settings.max_page_size)
     before = decode_cursor(cursor, (datetime, str))
-    rows = await queries.list_runs(
+    rows = await runs.list_runs(
         session,
         principal.tenant,
         limit=size + 1,
@@ -202,7 +202,7 @@ async def read_run(
     settings: SettingsDep,
     client: TemporalClientDep,
 ) -> RunPublic:
-    row = await queries.get_run(session, principal.tenant, run_id)
+    row = await runs.get_run(session, principal.tenant, run_id)
     if row is not None:
         return _public(row, settings)
     # Not projected yet: ask Temporal, the authority (workflow ids carry the tenant).
@@ -218,7 +218,7 @@ async def read_run(
 async def read_run_steps(
     run_id: RunIdPath, principal: Operator, session: SessionDep, client: TemporalClientDep
 ) -> StepsPublic:
-    steps = await queries.list_steps(session, principal.tenant, run_id)
+    steps = await runs.list_steps(session, principal.tenant, run_id)
     if not steps:
         await _ensure_run(session, client, principal.tenant, run_id)
     return StepsPublic(items=[StepPublic.model_validate(s) for s in steps])
@@ -229,7 +229,7 @@ async def read_run_invocations(
     run_id: RunIdPath, principal: Operator, session: SessionDep, client: TemporalClientDep
 ) -> InvocationsPublic:
     """The run's action invocations: one per idempotency key, with every attempt."""
-    rows = await queries.list_invocations(session, principal.tenant, run_id)
+    rows = await invocations.list_invocations(session, principal.tenant, run_id)
     if not rows:
         await _ensure_run(session, client, principal.tenant, run_id)
     items = []
@@ -245,7 +245,7 @@ async def read_run_waits(
     run_id: RunIdPath, principal: Operator, session: SessionDep, client: TemporalClientDep
 ) -> WaitsPublic:
     """The run's event waits: what it waits (or waited) for, and which event it took."""
-    rows = await queries.list_waits(session, principal.tenant, run_id)
+    rows = await routing.list_waits(session, principal.tenant, run_id)
     if not rows:
         await _ensure_run(session, client, principal.tenant, run_id)
     return WaitsPublic(items=[WaitPublic.model_validate(w) for w in rows])

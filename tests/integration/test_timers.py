@@ -14,7 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from app.run_starter import start_run
-from projections import queries
+from projections import runs
 from projections.models import DefinitionVersionRow, HumanTaskRow, WaitRow
 from tempoflow import embedded
 from tempoflow.worker import create_worker
@@ -76,7 +76,7 @@ async def test_one_hour_delay_finishes_at_once(
     assert out["after"] - out["before"] >= 3_600_000  # workflow time moved an hour
     assert time.monotonic() - wall < 30
     async with sessions() as session:
-        row = await queries.get_run(session, "timers", run_id)
+        row = await runs.get_run(session, "timers", run_id)
     assert row is not None and row.status == "SUCCEEDED"
 
 
