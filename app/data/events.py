@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.schemas import EventCreate
 from expression import EvalContext, ExpressionError, evaluate
-from projections.models import Event, EventDeliveryRow, EventType
+from projections import event_types
+from projections.models import Event, EventDeliveryRow
 from tempoflow.correlation import CorrelationError, lock_key, normalize_key
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import TempoflowError, Unprocessable
@@ -107,8 +108,7 @@ async def load_types(
             found[name] = info
     missing = names - found.keys()
     if missing:
-        stmt = select(EventType).where(EventType.tenant == tenant, EventType.name.in_(missing))
-        for row in (await session.execute(stmt)).scalars():
+        for row in await event_types.find_event_types(session, tenant, missing):
             schema = row.payload_schema
             info = TypeInfo(
                 row.correlation,
