@@ -16,6 +16,7 @@ from sqlalchemy import Text, cast, func, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from projections import deliveries
 from projections.models import Event, EventDeliveryRow, EventType, WaitRow
 from projections.records import (
     DEFERRED_REASON,
@@ -134,23 +135,22 @@ async def register_wait(
             rest.append(event_id)
         else:
             page.append(seq)
-    if rest:
-        await session.execute(
-            insert(EventDeliveryRow).on_conflict_do_nothing(),
-            [
-                {
-                    "tenant": wait.tenant,
-                    "event_id": event_id,
-                    "run_id": wait.run_id,
-                    "workflow_id": wait.workflow_id,
-                    "kind": "wait",
-                    "status": DeliveryStatus.DEFERRED,
-                    "step_path": wait.step_path,
-                    "reason": DEFERRED_REASON,
-                }
-                for event_id in rest
-            ],
-        )
+    await deliveries.add_new(
+        session,
+        [
+            {
+                "tenant": wait.tenant,
+                "event_id": event_id,
+                "run_id": wait.run_id,
+                "workflow_id": wait.workflow_id,
+                "kind": "wait",
+                "status": DeliveryStatus.DEFERRED,
+                "step_path": wait.step_path,
+                "reason": DEFERRED_REASON,
+            }
+            for event_id in rest
+        ],
+    )
     if not page:
         return []
     events = (await session.execute(select(Event).where(Event.seq.in_(page)))).scalars()

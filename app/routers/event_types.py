@@ -7,8 +7,8 @@ from typing import Annotated
 import jsonschema
 from fastapi import APIRouter, Path, Request, Response
 
-from app.data.events import EVENT_ROOTS
 from app.deps import Publisher, Reader, SessionDep, SettingsDep
+from app.events.ingress import EVENT_ROOTS
 from app.schemas import (
     EVENT_NAME,
     MAX_BUFFER_TTL,
