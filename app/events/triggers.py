@@ -7,11 +7,12 @@ import logging
 from typing import Any
 
 from app.events.routing import to_delivery
-from app.run_starter import run_id_for, workflow_id
+from app.run_starter import run_id_for
 from expression import EvalContext, ExpressionError, evaluate, truthy
 from expression.limits import ExpressionLimits
 from projections.models import Event, TriggerSubscription
 from projections.records import DeliveryStatus
+from tempoflow.ids import workflow_id
 
 log = logging.getLogger("tempoflow.dispatcher")
 

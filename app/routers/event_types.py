@@ -19,7 +19,7 @@ from app.schemas import (
 from expression import ExpressionError
 from expression.analysis import analyze
 from projections import event_types
-from tempoflow.definition.model import escape
+from tempoflow import jsonpointer
 from tempoflow.errors import NotFound, Unprocessable
 from tempoflow.jsonschema_safe import unsafe_parts
 
@@ -38,7 +38,7 @@ def _check(body: EventTypeWrite) -> list[dict[str, str]]:
         except jsonschema.SchemaError as err:
             errors.append(
                 {
-                    "path": "/schema" + "".join(f"/{escape(p)}" for p in err.absolute_path),
+                    "path": "/schema" + jsonpointer.join(err.absolute_path),
                     "code": "schema.invalid",
                     "message": err.message,
                 }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -13,7 +12,7 @@ from temporalio.client import Client
 
 from app.deps import Operator, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
-from app.run_starter import describe_run, start_run, workflow_id
+from app.run_starter import describe_run, start_run
 from app.schemas import (
     AttemptPublic,
     InvocationPublic,
@@ -31,7 +30,9 @@ from projections.models import RunRow
 from projections.records import RunStatus
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import NotFound, Unprocessable
+from tempoflow.ids import workflow_id
 from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
+from tempoflow.jsonsize import json_size
 from tempoflow.settings import Settings
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -66,7 +67,7 @@ def _public(row: RunRow, settings: Settings) -> RunPublic:
 
 
 def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -> None:
-    size = len(json.dumps(data, separators=(",", ":")).encode())
+    size = json_size(data)
     if size > settings.max_run_input_bytes:
         raise Unprocessable(
             f"the run input is {size} bytes; the limit is {settings.max_run_input_bytes}",
