@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.common import RawValue
@@ -20,10 +19,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
 from activities.waits import sendable
-from projections import invocations, routing
+from projections import definitions, invocations, routing
 from projections.db import is_permanent, is_transient
 from projections.models import ActionInvocation as ActionInvocationRow
-from projections.models import DefinitionRow, DefinitionVersionRow
 from projections.storable import restore_json, storable_json, storable_row
 from projections.writer import write_batch
 from tempoflow.records import (
@@ -225,17 +223,8 @@ class TempoflowActivities:
     async def resolve_definition(self, request: DefinitionRequest) -> DefinitionRef:
         """The published version a child run pins (latest when no version is given)."""
         async with self.sessions() as session:
-            number = request.version
-            if number is None:
-                number = await session.scalar(
-                    select(DefinitionRow.latest_version).where(
-                        DefinitionRow.tenant == request.tenant, DefinitionRow.key == request.key
-                    )
-                )
-            row = (
-                None
-                if number is None
-                else await session.get(DefinitionVersionRow, (request.tenant, request.key, number))
+            row = await definitions.published_version(
+                session, request.tenant, request.key, request.version
             )
         if row is None:
             which = f"version {request.version}" if request.version else "a published version"

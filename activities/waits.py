@@ -6,9 +6,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections import routing
+from projections import deliveries, routing
 from projections.models import Event
-from projections.writer import DELIVERY_UPSERT
 from tempoflow.records import DeliveryStatus, WaitRecord
 from temporal_workflows.models import EventDelivery
 
@@ -41,6 +40,5 @@ async def sendable(
             )
             continue
         out.append(delivery)
-    if failed:
-        await session.execute(DELIVERY_UPSERT, failed)
+    await deliveries.record(session, failed)
     return out

@@ -9,10 +9,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import ApiKey
+from projections import api_keys
 
 ROLES = frozenset({"admin", "publisher", "operator", "ingest"})
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -45,28 +44,20 @@ async def create_api_key(
     if unknown or not roles:
         raise ValueError(f"roles must be among {sorted(ROLES)}; got {sorted(roles)}")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(
-        ApiKey(
-            id=str(uuid.uuid4()),
-            tenant=tenant,
-            name=name or f"{tenant} key",
-            prefix=secret[: len(KEY_PREFIX) + 6],
-            key_hash=hash_key(secret, pepper),
-            roles=sorted(set(roles)),
-        )
+    await api_keys.add_api_key(
+        session,
+        key_id=str(uuid.uuid4()),
+        tenant=tenant,
+        name=name or f"{tenant} key",
+        prefix=secret[: len(KEY_PREFIX) + 6],
+        key_hash=hash_key(secret, pepper),
+        roles=sorted(set(roles)),
     )
-    await session.flush()
     return secret
 
 
 async def authenticate(session: AsyncSession, key: str, pepper: str) -> Principal | None:
-    row = (
-        await session.execute(
-            select(ApiKey).where(
-                ApiKey.key_hash == hash_key(key, pepper), ApiKey.revoked_at.is_(None)
-            )
-        )
-    ).scalar_one_or_none()
+    row = await api_keys.find_live_key(session, hash_key(key, pepper))
     if row is None:
         return None
     return Principal(tenant=row.tenant, key_id=row.id, roles=frozenset(row.roles))

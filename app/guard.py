@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem
+from tempoflow import jsonpointer
 
 # JSON string escapes of U+0000 or of a surrogate (an odd number of backslashes before
 # ``u0000`` / ``uD800``-``uDFFF``); pairs are fine, lone surrogates cannot be encoded.
@@ -45,10 +46,6 @@ def _constant(text: str) -> float:
     raise _NonFinite(text)
 
 
-def _pointer(path: list[str | int]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
-
-
 def find_offence(value: Any, max_depth: int) -> tuple[str, str] | None:
     """The first (code, JSON pointer) that makes ``value`` unstorable, or None.
 
@@ -59,17 +56,17 @@ def find_offence(value: Any, max_depth: int) -> tuple[str, str] | None:
         item, path = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return "nul_character", _pointer(path)
+                return "nul_character", jsonpointer.join(path)
             if _SURROGATE.search(item):
-                return "unpaired_surrogate", _pointer(path)
+                return "unpaired_surrogate", jsonpointer.join(path)
         elif isinstance(item, dict | list):
             if len(path) >= max_depth:
-                return "json_too_deep", _pointer(path)
+                return "json_too_deep", jsonpointer.join(path)
             pairs = item.items() if isinstance(item, dict) else enumerate(item)
             for key, child in pairs:
                 if isinstance(key, str) and ("\x00" in key or _SURROGATE.search(key)):
                     code = "nul_character" if "\x00" in key else "unpaired_surrogate"
-                    return code, _pointer([*path, key])
+                    return code, jsonpointer.join([*path, key])
                 stack.append((child, [*path, key]))
     return None
 

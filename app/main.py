@@ -12,8 +12,8 @@ from temporalio.client import Client
 
 from activities.builtin import default_registry
 from activities.registry import ActionRegistry
-from app.dispatcher import Dispatcher
 from app.errors import install_error_handlers
+from app.events.dispatcher import Dispatcher
 from app.guard import InputGuard
 from app.limits import BodySizeLimit
 from app.openapi import build_openapi

@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from expression.limits import ExpressionLimits
 from projections.models import DefinitionVersionRow
 from tempoflow.errors import Conflict
+from tempoflow.ids import workflow_id
 from tempoflow.limits import RunLimits
 from temporal_workflows import search_attributes as sa
 from temporal_workflows.models import WORKFLOW_NAME, RunInput
@@ -31,11 +32,6 @@ TEMPORAL_STATUS = {
     WorkflowExecutionStatus.CANCELED: "CANCELED",
     WorkflowExecutionStatus.CONTINUED_AS_NEW: "RUNNING",
 }
-
-
-def workflow_id(tenant: str, run_id: str) -> str:
-    """Workflow ids are namespaced by tenant."""
-    return f"{tenant}/{run_id}"
 
 
 def run_id_for(tenant: str, idempotency_key: str | None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -81,3 +81,8 @@ def is_permanent(err: BaseException) -> bool:
         return isinstance(err.orig, ValueError | TypeError | RecursionError)
     state = _sqlstate(err)
     return state is not None and state[:2] in _PERMANENT_CLASSES
+
+
+async def ping(session: AsyncSession) -> None:
+    """One round trip to the database (raises when it is unreachable)."""
+    await session.execute(text("select 1"))

@@ -279,3 +279,31 @@ def outcome_rows(
         for r in records
     ]
     return invocation_rows, attempt_rows
+
+
+async def list_invocations(
+    session: AsyncSession, tenant: str, run_id: str
+) -> list[tuple[ActionInvocation, list[ActionAttempt]]]:
+    """A run's action invocations (by idempotency key) with this run's attempts."""
+    invocations = list(
+        (
+            await session.execute(
+                select(ActionInvocation)
+                .where(ActionInvocation.tenant == tenant, ActionInvocation.run_id == run_id)
+                .order_by(ActionInvocation.created_at)
+            )
+        ).scalars()
+    )
+    attempts = list(
+        (
+            await session.execute(
+                select(ActionAttempt)
+                .where(ActionAttempt.tenant == tenant, ActionAttempt.run_id == run_id)
+                .order_by(ActionAttempt.attempt)
+            )
+        ).scalars()
+    )
+    by_key: dict[str, list[ActionAttempt]] = {}
+    for attempt in attempts:
+        by_key.setdefault(attempt.idempotency_key, []).append(attempt)
+    return [(inv, by_key.get(inv.idempotency_key, [])) for inv in invocations]

@@ -16,6 +16,7 @@ from sqlalchemy import Text, cast, func, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from projections import deliveries
 from projections.models import Event, EventDeliveryRow, EventType, WaitRow
 from projections.writer import write_batch
 from tempoflow.correlation import lock_key
@@ -134,23 +135,22 @@ async def register_wait(
             rest.append(event_id)
         else:
             page.append(seq)
-    if rest:
-        await session.execute(
-            insert(EventDeliveryRow).on_conflict_do_nothing(),
-            [
-                {
-                    "tenant": wait.tenant,
-                    "event_id": event_id,
-                    "run_id": wait.run_id,
-                    "workflow_id": wait.workflow_id,
-                    "kind": "wait",
-                    "status": DeliveryStatus.DEFERRED,
-                    "step_path": wait.step_path,
-                    "reason": DEFERRED_REASON,
-                }
-                for event_id in rest
-            ],
-        )
+    await deliveries.add_new(
+        session,
+        [
+            {
+                "tenant": wait.tenant,
+                "event_id": event_id,
+                "run_id": wait.run_id,
+                "workflow_id": wait.workflow_id,
+                "kind": "wait",
+                "status": DeliveryStatus.DEFERRED,
+                "step_path": wait.step_path,
+                "reason": DEFERRED_REASON,
+            }
+            for event_id in rest
+        ],
+    )
     if not page:
         return []
     events = (await session.execute(select(Event).where(Event.seq.in_(page)))).scalars()
@@ -190,3 +190,12 @@ def delivery(event: Event) -> dict[str, Any]:
         "received_at": event.received_at,
         "seq": event.seq,
     }
+
+
+async def list_waits(session: AsyncSession, tenant: str, run_id: str) -> list[WaitRow]:
+    stmt = (
+        select(WaitRow)
+        .where(WaitRow.tenant == tenant, WaitRow.run_id == run_id)
+        .order_by(WaitRow.seq)
+    )
+    return list((await session.execute(stmt)).scalars())

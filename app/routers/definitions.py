@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from activities.registry import ActionRegistry
-from app.data import definitions as data
 from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep
 from app.pagination import decode_cursor, encode_cursor
 from app.schemas import (
@@ -23,8 +21,10 @@ from app.schemas import (
     ValidationReport,
     VersionPublic,
 )
+from projections import definitions as data
 from tempoflow.definition import Issue, validate_definition
 from tempoflow.errors import NotFound, Unprocessable
+from tempoflow.jsonsize import json_size
 from tempoflow.settings import Settings
 
 router = APIRouter(prefix="/v1/definitions", tags=["definitions"])
@@ -41,7 +41,7 @@ def _not_found(key: str) -> NotFound:
 
 
 def _check_size(body: dict[str, Any], settings: Settings) -> None:
-    size = len(json.dumps(body, separators=(",", ":")).encode())
+    size = json_size(body)
     if size > settings.max_definition_bytes:
         raise Unprocessable(
             f"the definition is {size} bytes; the limit is {settings.max_definition_bytes}",

@@ -6,11 +6,9 @@ from typing import Annotated
 
 import jsonschema
 from fastapi import APIRouter, Path, Request, Response
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert
 
-from app.data.events import EVENT_ROOTS
 from app.deps import Publisher, Reader, SessionDep, SettingsDep
+from app.events.ingress import EVENT_ROOTS
 from app.schemas import (
     EVENT_NAME,
     MAX_BUFFER_TTL,
@@ -20,8 +18,8 @@ from app.schemas import (
 )
 from expression import ExpressionError
 from expression.analysis import analyze
-from projections.models import EventType
-from tempoflow.definition.model import escape
+from projections import event_types
+from tempoflow import jsonpointer
 from tempoflow.errors import NotFound, Unprocessable
 from tempoflow.jsonschema_safe import unsafe_parts
 
@@ -40,7 +38,7 @@ def _check(body: EventTypeWrite) -> list[dict[str, str]]:
         except jsonschema.SchemaError as err:
             errors.append(
                 {
-                    "path": "/schema" + "".join(f"/{escape(p)}" for p in err.absolute_path),
+                    "path": "/schema" + jsonpointer.join(err.absolute_path),
                     "code": "schema.invalid",
                     "message": err.message,
                 }
@@ -110,22 +108,12 @@ async def put_event_type(
         )
     ttl = body.buffer_ttl if body.buffer_ttl is not None else settings.default_event_buffer_ttl
     values = {
-        "tenant": principal.tenant,
-        "name": name,
         "description": body.description,
         "payload_schema": body.payload_schema,
         "correlation": body.correlation.model_dump(exclude_none=True) if body.correlation else None,
         "buffer_ttl_seconds": int(ttl.total_seconds()),
     }
-    insert_stmt = insert(EventType).values(**values)
-    stmt = insert_stmt.on_conflict_do_update(
-        index_elements=[EventType.tenant, EventType.name],
-        set_={
-            **{k: insert_stmt.excluded[k] for k in values if k not in ("tenant", "name")},
-            "updated_at": func.now(),
-        },
-    ).returning(EventType, EventType.created_at == EventType.updated_at)
-    row, created = (await session.execute(stmt)).one()
+    row, created = await event_types.put_event_type(session, principal.tenant, name, values)
     await session.commit()
     request.app.state.event_types.pop((principal.tenant, name), None)
     response.status_code = 201 if created else 200
@@ -134,17 +122,13 @@ async def put_event_type(
 
 @router.get("", response_model=EventTypesPublic)
 async def list_event_types(principal: Reader, session: SessionDep) -> EventTypesPublic:
-    rows = (
-        await session.execute(
-            select(EventType).where(EventType.tenant == principal.tenant).order_by(EventType.name)
-        )
-    ).scalars()
+    rows = await event_types.list_event_types(session, principal.tenant)
     return EventTypesPublic(items=[EventTypePublic.model_validate(r) for r in rows])
 
 
 @router.get("/{name}", response_model=EventTypePublic)
 async def get_event_type(name: NamePath, principal: Reader, session: SessionDep) -> EventTypePublic:
-    row = await session.get(EventType, (principal.tenant, name))
+    row = await event_types.get_event_type(session, principal.tenant, name)
     if row is None:
         raise NotFound(f"event type {name!r} does not exist", code="event_type_not_found")
     return EventTypePublic.model_validate(row)
@@ -155,10 +139,7 @@ async def delete_event_type(
     name: NamePath, request: Request, principal: Publisher, session: SessionDep
 ) -> Response:
     """Delete the type; events already received stay in the inbox."""
-    result = await session.execute(
-        delete(EventType).where(EventType.tenant == principal.tenant, EventType.name == name)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not await event_types.delete_event_type(session, principal.tenant, name):
         raise NotFound(f"event type {name!r} does not exist", code="event_type_not_found")
     await session.commit()
     request.app.state.event_types.pop((principal.tenant, name), None)

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
-from app.data import events as data
 from app.deps import SessionDep, SettingsDep, require
+from app.events import ingress
 from app.pagination import decode_cursor, encode_cursor
 from app.schemas import (
     DeliveryPublic,
@@ -20,6 +20,8 @@ from app.schemas import (
     EventReceipts,
     EventsPublic,
 )
+from projections import deliveries, events
+from projections.events import Receipt
 from projections.models import Event, EventDeliveryRow
 from tempoflow.errors import NotFound, TempoflowError
 from tempoflow.settings import Settings
@@ -30,19 +32,27 @@ Ingest = Annotated[Principal, Depends(require("ingest"))]
 EventReader = Annotated[Principal, Depends(require("ingest", "publisher", "operator"))]
 
 
-def _receipt(event: data.Receipt | Event, duplicate: bool) -> EventReceipt:
+def public_status(event: Receipt | Event) -> str:
+    """``PENDING`` until routed; then ``ROUTED``, or ``UNCORRELATED`` for an event without
+    a key (rows routed before that status existed say ``ROUTED``)."""
+    if event.status != "PENDING" and event.correlation_key is None:
+        return "UNCORRELATED"
+    return event.status
+
+
+def _receipt(event: Receipt | Event, duplicate: bool) -> EventReceipt:
     return EventReceipt(
         id=event.event_id,
         name=event.name,
         correlation_key=event.correlation_key,
         correlated=event.correlation_key is not None,
-        status=data.public_status(event),
+        status=public_status(event),
         received_at=event.received_at,
         duplicate=duplicate,
     )
 
 
-def _public(event: Event, deliveries: list[EventDeliveryRow]) -> EventPublic:
+def _public(event: Event, routed: list[EventDeliveryRow]) -> EventPublic:
     return EventPublic(
         **_receipt(event, False).model_dump(exclude={"duplicate"}),
         payload=event.payload,
@@ -62,7 +72,7 @@ def _public(event: Event, deliveries: list[EventDeliveryRow]) -> EventPublic:
                 reason=d.reason,
                 updated_at=d.updated_at,
             )
-            for d in deliveries
+            for d in routed
         ],
     )
 
@@ -74,11 +84,11 @@ async def _accept(
     settings: Settings,
     items: list[EventCreate],
     base: str,
-) -> list[tuple[data.Receipt, bool]]:
-    prepared = await data.prepare(
+) -> list[tuple[Receipt, bool]]:
+    prepared = await ingress.prepare(
         session, principal.tenant, items, settings, base, request.app.state.event_types
     )
-    stored = await data.store(session, principal.tenant, prepared)
+    stored = await ingress.store(session, principal.tenant, prepared)
     await session.commit()  # durable before the answer
     dispatcher = getattr(request.app.state, "dispatcher", None)
     if dispatcher is not None and any(not duplicate for _, duplicate in stored):
@@ -140,7 +150,7 @@ async def list_events(
     """Newest first; ``status=UNCORRELATED`` lists events without a correlation key."""
     size = min(limit or settings.default_page_size, settings.max_page_size)
     after = decode_cursor(cursor, (int,))
-    rows = await data.list_events(
+    rows = await events.list_events(
         session,
         principal.tenant,
         limit=size + 1,
@@ -150,7 +160,7 @@ async def list_events(
         status=status,
     )
     page = rows[:size]
-    found = await data.deliveries(session, principal.tenant, [e.event_id for e in page])
+    found = await deliveries.of_events(session, principal.tenant, [e.event_id for e in page])
     return EventsPublic(
         items=[_public(e, found[e.event_id]) for e in page],
         next_cursor=encode_cursor([page[-1].seq]) if len(rows) > size else None,
@@ -165,8 +175,8 @@ async def get_event(
 ) -> EventPublic:
     """The event and its routing: key, runs it was delivered to or started, and why
     candidate waits did not take it."""
-    event = await data.get_event(session, principal.tenant, event_id)
+    event = await events.get_event(session, principal.tenant, event_id)
     if event is None:
         raise NotFound(f"event {event_id!r} does not exist", code="event_not_found")
-    found = await data.deliveries(session, principal.tenant, [event_id])
+    found = await deliveries.of_events(session, principal.tenant, [event_id])
     return _public(event, found[event_id])

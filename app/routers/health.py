@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from sqlalchemy import text
 
 from app.errors import problem
+from projections.db import ping
 
 router = APIRouter(tags=["health"])
 
@@ -19,7 +19,7 @@ async def read_health() -> dict[str, str]:
 async def read_readiness(request: Request) -> object:
     try:
         async with request.app.state.sessions() as session:
-            await session.execute(text("select 1"))
+            await ping(session)
         await request.app.state.temporal.service_client.check_health()
     except Exception as err:
         return problem(request, 503, "unavailable", "Service unavailable", str(err))

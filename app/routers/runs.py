@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -11,10 +10,9 @@ from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from app.data.definitions import get_definition, get_version
 from app.deps import Operator, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
-from app.run_starter import describe_run, start_run, workflow_id
+from app.run_starter import describe_run, start_run
 from app.schemas import (
     AttemptPublic,
     InvocationPublic,
@@ -27,11 +25,13 @@ from app.schemas import (
     WaitPublic,
     WaitsPublic,
 )
-from projections import queries
+from projections import definitions, invocations, routing, runs
 from projections.models import RunRow
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import NotFound, Unprocessable
+from tempoflow.ids import workflow_id
 from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
+from tempoflow.jsonsize import json_size
 from tempoflow.records import RunStatus
 from tempoflow.settings import Settings
 
@@ -67,7 +67,7 @@ def _public(row: RunRow, settings: Settings) -> RunPublic:
 
 
 def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -> None:
-    size = len(json.dumps(data, separators=(",", ":")).encode())
+    size = json_size(data)
     if size > settings.max_run_input_bytes:
         raise Unprocessable(
             f"the run input is {size} bytes; the limit is {settings.max_run_input_bytes}",
@@ -97,7 +97,7 @@ def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -
 async def _ensure_run(session: AsyncSession, client: Client, tenant: str, run_id: str) -> None:
     """404 unless the run exists: in the projection, or else in Temporal (the authority),
     so a run started a moment ago is an empty page, not a 404."""
-    if await queries.get_run(session, tenant, run_id) is not None:
+    if await runs.get_run(session, tenant, run_id) is not None:
         return
     await session.rollback()  # release the connection while Temporal is called
     if await describe_run(client, tenant, run_id) is None:
@@ -114,22 +114,24 @@ async def create_run(
     response: Response,
 ) -> RunPublic:
     """Start a run of a published version (latest when ``version`` is omitted)."""
-    definition = await get_definition(session, principal.tenant, body.definition)
+    definition = await definitions.get_definition(session, principal.tenant, body.definition)
     if definition is None:
         raise NotFound(
             f"definition {body.definition!r} does not exist",
             code="definition_not_found",
             hint="PUT /v1/definitions/{key} creates it; then publish it",
         )
-    number = body.version or definition.latest_version
-    if number is None:
+    if body.version is None and definition.latest_version is None:
         raise NotFound(
             f"definition {body.definition!r} has no published version",
             code="definition_not_published",
             hint="POST /v1/definitions/{key}/publish first",
         )
-    version = await get_version(session, principal.tenant, body.definition, number)
+    version = await definitions.published_version(
+        session, principal.tenant, body.definition, body.version
+    )
     if version is None:
+        number = body.version or definition.latest_version
         raise NotFound(
             f"definition {body.definition!r} has no version {number}", code="version_not_found"
         )
@@ -148,7 +150,7 @@ async def create_run(
     )
     if not started.created:
         response.status_code = 200
-        row = await queries.get_run(session, principal.tenant, started.run_id)
+        row = await runs.get_run(session, principal.tenant, started.run_id)
         if row is not None:
             return _public(row, settings)
     return RunPublic(
@@ -177,7 +179,7 @@ async def read_runs(
     """Runs of the caller's tenant, newest first."""
     size = min(limit or settings.default_page_size, settings.max_page_size)
     before = decode_cursor(cursor, (datetime, str))
-    rows = await queries.list_runs(
+    rows = await runs.list_runs(
         session,
         principal.tenant,
         limit=size + 1,
@@ -201,7 +203,7 @@ async def read_run(
     settings: SettingsDep,
     client: TemporalClientDep,
 ) -> RunPublic:
-    row = await queries.get_run(session, principal.tenant, run_id)
+    row = await runs.get_run(session, principal.tenant, run_id)
     if row is not None:
         return _public(row, settings)
     # Not projected yet: ask Temporal, the authority (workflow ids carry the tenant).
@@ -217,7 +219,7 @@ async def read_run(
 async def read_run_steps(
     run_id: RunIdPath, principal: Operator, session: SessionDep, client: TemporalClientDep
 ) -> StepsPublic:
-    steps = await queries.list_steps(session, principal.tenant, run_id)
+    steps = await runs.list_steps(session, principal.tenant, run_id)
     if not steps:
         await _ensure_run(session, client, principal.tenant, run_id)
     return StepsPublic(items=[StepPublic.model_validate(s) for s in steps])
@@ -228,7 +230,7 @@ async def read_run_invocations(
     run_id: RunIdPath, principal: Operator, session: SessionDep, client: TemporalClientDep
 ) -> InvocationsPublic:
     """The run's action invocations: one per idempotency key, with every attempt."""
-    rows = await queries.list_invocations(session, principal.tenant, run_id)
+    rows = await invocations.list_invocations(session, principal.tenant, run_id)
     if not rows:
         await _ensure_run(session, client, principal.tenant, run_id)
     items = []
@@ -244,7 +246,7 @@ async def read_run_waits(
     run_id: RunIdPath, principal: Operator, session: SessionDep, client: TemporalClientDep
 ) -> WaitsPublic:
     """The run's event waits: what it waits (or waited) for, and which event it took."""
-    rows = await queries.list_waits(session, principal.tenant, run_id)
+    rows = await routing.list_waits(session, principal.tenant, run_id)
     if not rows:
         await _ensure_run(session, client, principal.tenant, run_id)
     return WaitsPublic(items=[WaitPublic.model_validate(w) for w in rows])

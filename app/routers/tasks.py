@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -16,6 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from app.deps import Operator, Reader, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
 from app.schemas import TaskComplete, TaskPublic, TasksPublic
+from projections import tasks
 from projections.models import HumanTaskRow
 from tempoflow.errors import Conflict, NotFound, Unprocessable
 from tempoflow.records import TaskStatus
@@ -27,8 +27,8 @@ TaskIdPath = Annotated[str, Path(min_length=1, max_length=36)]
 
 
 async def _task(session: AsyncSession, tenant: str, task_id: str) -> HumanTaskRow:
-    row = await session.get(HumanTaskRow, task_id)
-    if row is None or row.tenant != tenant:
+    row = await tasks.get_task(session, tenant, task_id)
+    if row is None:
         raise NotFound(f"task {task_id!r} does not exist", code="task_not_found")
     return row
 
@@ -48,30 +48,17 @@ async def list_tasks(
 ) -> TasksPublic:
     """Newest first, filtered by status, assignee, role, definition or run."""
     size = min(limit or settings.default_page_size, settings.max_page_size)
-    stmt = select(HumanTaskRow).where(HumanTaskRow.tenant == principal.tenant)
-    for column, value in (
-        (HumanTaskRow.status, status),
-        (HumanTaskRow.assignee, assignee),
-        (HumanTaskRow.role, role),
-        (HumanTaskRow.definition_key, definition),
-        (HumanTaskRow.run_id, run_id),
-    ):
-        if value is not None:
-            stmt = stmt.where(column == value)
     after = decode_cursor(cursor, (datetime, str))
-    if after:
-        stmt = stmt.where(
-            tuple_(HumanTaskRow.created_at, HumanTaskRow.id)
-            < tuple_(literal(after[0]), literal(after[1]))
-        )
-    rows = list(
-        (
-            await session.execute(
-                stmt.order_by(HumanTaskRow.created_at.desc(), HumanTaskRow.id.desc()).limit(
-                    size + 1
-                )
-            )
-        ).scalars()
+    rows = await tasks.list_tasks(
+        session,
+        principal.tenant,
+        limit=size + 1,
+        before=(after[0], after[1]) if after else None,
+        status=status,
+        assignee=assignee,
+        role=role,
+        definition=definition,
+        run_id=run_id,
     )
     page = rows[:size]
     return TasksPublic(
@@ -104,11 +91,7 @@ async def _settled_status(session: AsyncSession, row: HumanTaskRow) -> str:
     """The status of a task the run no longer holds open: its projection, given the
     documented delay to catch up (``CLOSED`` if it has not by then)."""
     for _ in range(SETTLE_POLLS):
-        status = await session.scalar(
-            select(HumanTaskRow.status).where(
-                HumanTaskRow.tenant == row.tenant, HumanTaskRow.id == row.id
-            )
-        )
+        status = await tasks.task_status(session, row.tenant, row.id)
         await session.rollback()
         if status is not None and status != TaskStatus.OPEN:
             return str(status)

@@ -15,6 +15,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tempoflow.jsonpointer import escape
+
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 # A variable target: a dot path (order.total) or a JSON pointer (/order/total).
@@ -65,11 +67,6 @@ executor resolves its ``template`` fields; docs/definition-language.md lists the
 - ``literal``: fixed at publish time; an envelope there is an error;
 - ``nested``: objects with fields of their own (the node's :meth:`parts` reads them).
 """
-
-
-def escape(token: str | int) -> str:
-    """One JSON pointer reference token (RFC 6901)."""
-    return str(token).replace("~", "~0").replace("/", "~1")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from temporalio.exceptions import (
 from temporalio.workflow import ParentClosePolicy
 
 from tempoflow.definition import ControlCallWorkflow
+from tempoflow.ids import workflow_id
 from temporal_workflows import search_attributes as sa
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
@@ -50,7 +51,7 @@ async def execute(
         message = cause.message if isinstance(cause, ApplicationError) else str(err)
         raise StepFailure("DefinitionNotFound", message, None) from None
     child_run_id = str(workflow.uuid4())
-    child_id = f"{ctx.inp.tenant}/{child_run_id}"
+    child_id = workflow_id(ctx.inp.tenant, child_run_id)
     child_input = RunInput(
         run_id=child_run_id,
         tenant=ctx.inp.tenant,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from app.dispatcher import Dispatcher
+from app.events.dispatcher import Dispatcher
 from projections.models import Event, EventDeliveryRow, WaitRow
 from projections.writer import DELIVERY_UPSERT, write_batch
 from tempoflow.records import DeliveryRecord, DeliveryStatus, ProjectionBatch

@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from app.run_starter import start_run
 from launcher import embedded
 from launcher.worker import create_worker
-from projections import queries
+from projections import runs
 from projections.models import DefinitionVersionRow, HumanTaskRow, WaitRow
 from tests.actions import Effects, build_registry
 
@@ -76,7 +76,7 @@ async def test_one_hour_delay_finishes_at_once(
     assert out["after"] - out["before"] >= 3_600_000  # workflow time moved an hour
     assert time.monotonic() - wall < 30
     async with sessions() as session:
-        row = await queries.get_run(session, "timers", run_id)
+        row = await runs.get_run(session, "timers", run_id)
     assert row is not None and row.status == "SUCCEEDED"
 
 

@@ -50,7 +50,7 @@ async def test_matching_event_starts_one_run_even_when_routed_again(stack: Stack
             .where(Event.tenant == stack.tenant, Event.event_id == "c-1")
             .values(status="PENDING", next_attempt_at=Event.received_at)
         )
-    from app.dispatcher import Dispatcher
+    from app.events.dispatcher import Dispatcher
 
     await Dispatcher(stack.sessions, stack.client, stack.settings).dispatch_once()
     await until(lambda: routed(stack, "c-1"))

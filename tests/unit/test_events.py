@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.data.events import DerivedKeyInvalid, derive_key, resolve_pointer
+from app.events.ingress import DerivedKeyInvalid, derive_key
 from tempoflow.correlation import CorrelationError, lock_key, normalize_key
 from tempoflow.definition import validate_definition
+from tempoflow.jsonpointer import resolve as resolve_pointer
 from tempoflow.settings import Settings
 from temporal_workflows.events import MAX_INBOX, MAX_INBOX_BYTES, Mailbox
 from temporal_workflows.models import EventDelivery

@@ -1,50 +1,31 @@
-"""Event types and the inbox: validation, correlation, durable deduplicated ingestion."""
+"""Event ingress: validate events against their types, derive correlation keys, store
+them durably (deduplicated by id) through the data layer."""
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import json
-import threading
 import uuid
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any
 
-import anyio.to_thread
-from sqlalchemy import Table, select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events.offload import off_loop
 from app.schemas import EventCreate
 from expression import EvalContext, ExpressionError, evaluate
-from projections.models import Event, EventDeliveryRow, EventType
-from tempoflow.correlation import CorrelationError, lock_key, normalize_key
+from projections import event_types, events
+from projections.events import Receipt
+from tempoflow import jsonpointer
+from tempoflow.correlation import CorrelationError, normalize_key
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import TempoflowError, Unprocessable
 from tempoflow.jsonschema_safe import safe_validator
+from tempoflow.jsonsize import json_size
 from tempoflow.settings import Settings
-
-T = TypeVar("T")
 
 EVENT_ROOTS = frozenset({"id", "name", "payload", "occurredAt"})
 """What a type's correlation expression sees: the event."""
-
-
-def resolve_pointer(document: Any, pointer: str) -> Any:
-    """The value at a JSON pointer, or ``None`` when it is absent."""
-    node = document
-    for raw in pointer.lstrip("/").split("/") if pointer != "/" else [""]:
-        token = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict):
-            node = node.get(token)
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return None
-        if node is None:
-            return None
-    return node
 
 
 class DerivedKeyInvalid(ValueError):
@@ -80,7 +61,7 @@ def derive_key(
             raise DerivedKeyInvalid("/correlationKey", f"the type's correlation: {err}") from None
     for pointer in correlation.get("paths") or []:
         try:
-            key = normalize_key(resolve_pointer(event, pointer))
+            key = normalize_key(jsonpointer.resolve(event, pointer))
         except CorrelationError as err:
             raise DerivedKeyInvalid(pointer, f"correlation path {pointer}: {err}") from None
         if key is not None:
@@ -107,8 +88,7 @@ async def load_types(
             found[name] = info
     missing = names - found.keys()
     if missing:
-        stmt = select(EventType).where(EventType.tenant == tenant, EventType.name.in_(missing))
-        for row in (await session.execute(stmt)).scalars():
+        for row in await event_types.find_event_types(session, tenant, missing):
             schema = row.payload_schema
             info = TypeInfo(
                 row.correlation,
@@ -125,10 +105,6 @@ class Prepared:
     """A validated event ready for the inbox."""
 
     row: dict[str, Any]
-
-
-def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":")).encode())
 
 
 async def prepare(
@@ -148,21 +124,6 @@ async def prepare(
     return await off_loop(functools.partial(_prepare, tenant, items, types, settings, base))
 
 
-_CPU = threading.BoundedSemaphore(4)
-"""Threads doing CPU-bound event work (schemas, correlation, trigger filters) at once in
-this process: a flood cannot take every thread, nor starve the event loop."""
-
-
-async def off_loop(work: Callable[[], T]) -> T:
-    """Run CPU-bound ``work`` in a worker thread (the event loop stays responsive)."""
-
-    def guarded() -> T:
-        with _CPU:
-            return work()
-
-    return await anyio.to_thread.run_sync(guarded)
-
-
 def _prepare(
     tenant: str,
     items: list[EventCreate],
@@ -174,7 +135,7 @@ def _prepare(
     prepared: list[Prepared] = []
     for index, item in enumerate(items):
         at = f"{base}/{index}" if base else ""
-        size = _size(item.payload)
+        size = json_size(item.payload)
         if size > settings.max_event_bytes:
             raise TempoflowError(
                 f"event {index} has a {size}-byte payload; the limit is {settings.max_event_bytes}",
@@ -255,109 +216,9 @@ def _prepare(
     return prepared
 
 
-class Receipt(Protocol):
-    """What an ingress answer needs of a stored event."""
-
-    event_id: str
-    name: str
-    correlation_key: str | None
-    status: str
-    received_at: dt.datetime
-
-
-_ID_LOCKS = text(
-    "SELECT count(pg_advisory_xact_lock(k)) FROM "
-    "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
-)
-
-_RECEIPT = [Event.event_id, Event.name, Event.correlation_key, Event.status, Event.received_at]
-
-
 async def store(
-    session: AsyncSession, tenant: str, events: list[Prepared]
+    session: AsyncSession, tenant: str, prepared: list[Prepared]
 ) -> list[tuple[Receipt, bool]]:
-    """Insert new events, keep existing ids; returns ``(receipt, duplicate)`` in request
-    order. Core statements returning only the receipt columns: this is the ingress hot
-    path, and ORM entities cost more than the insert."""
-    rows = [e.row for e in events]
-    if len(rows) > 1:
-        # Inserted in the order sent (the inbox order runs see). Two batches sharing ids
-        # first take the ids' locks in one global order, so they cannot deadlock on each
-        # other's rows; the later one reports the shared ids as duplicates.
-        await session.execute(
-            _ID_LOCKS, {"keys": sorted({lock_key(tenant, "\x00id", r["event_id"]) for r in rows})}
-        )
-    stmt = (
-        insert(cast(Table, Event.__table__))
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(*_RECEIPT)
-    )
-    stored: dict[str, Receipt] = {
-        r.event_id: cast(Receipt, r) for r in (await session.execute(stmt)).all()
-    }
-    inserted = set(stored)
-    ids = [r["event_id"] for r in rows]
-    repeated = set(ids) - inserted
-    if repeated:  # the first receipts of ids seen before
-        stmt2 = select(*_RECEIPT).where(Event.tenant == tenant, Event.event_id.in_(repeated))
-        stored.update((r.event_id, cast(Receipt, r)) for r in (await session.execute(stmt2)).all())
-    out: list[tuple[Receipt, bool]] = []
-    seen: set[str] = set()
-    for event_id in ids:
-        out.append((stored[event_id], event_id not in inserted or event_id in seen))
-        seen.add(event_id)
-    return out
-
-
-def public_status(event: Receipt | Event) -> str:
-    """``PENDING`` until routed; then ``ROUTED``, or ``UNCORRELATED`` for an event without
-    a key (rows routed before that status existed say ``ROUTED``)."""
-    if event.status != "PENDING" and event.correlation_key is None:
-        return "UNCORRELATED"
-    return event.status
-
-
-async def get_event(session: AsyncSession, tenant: str, event_id: str) -> Event | None:
-    return await session.get(Event, (tenant, event_id))
-
-
-async def deliveries(
-    session: AsyncSession, tenant: str, event_ids: list[str]
-) -> dict[str, list[EventDeliveryRow]]:
-    found: dict[str, list[EventDeliveryRow]] = {i: [] for i in event_ids}
-    stmt = (
-        select(EventDeliveryRow)
-        .where(EventDeliveryRow.tenant == tenant, EventDeliveryRow.event_id.in_(event_ids))
-        .order_by(EventDeliveryRow.updated_at, EventDeliveryRow.run_id)
-    )
-    for row in (await session.execute(stmt)).scalars():
-        found[row.event_id].append(row)
-    return found
-
-
-async def list_events(
-    session: AsyncSession,
-    tenant: str,
-    *,
-    limit: int,
-    before: int | None,
-    name: str | None,
-    correlation_key: str | None,
-    status: str | None,
-) -> list[Event]:
-    """Newest first (keyset on the inbox sequence)."""
-    stmt = select(Event).where(Event.tenant == tenant)
-    if before is not None:
-        stmt = stmt.where(Event.seq < before)
-    if name is not None:
-        stmt = stmt.where(Event.name == name)
-    if correlation_key is not None:
-        stmt = stmt.where(Event.correlation_key == correlation_key)
-    if status == "PENDING":
-        stmt = stmt.where(Event.status == "PENDING")
-    elif status == "UNCORRELATED":  # routed (to triggers only): no key
-        stmt = stmt.where(Event.correlation_key.is_(None), Event.status != "PENDING")
-    elif status is not None:
-        stmt = stmt.where(Event.status == status, Event.correlation_key.is_not(None))
-    return list((await session.execute(stmt.order_by(Event.seq.desc()).limit(limit))).scalars())
+    """Insert new events, keep existing ids; ``(receipt, duplicate)`` in request order.
+    The caller commits before it answers (durable before 202)."""
+    return await events.store(session, tenant, [p.row for p in prepared])

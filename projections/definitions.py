@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import DefinitionRow, DefinitionVersionRow, TriggerSubscription
+from projections import triggers
+from projections.models import DefinitionRow, DefinitionVersionRow
 from tempoflow.definition import content_hash
 
 
@@ -61,6 +62,22 @@ async def get_version(
     return await session.get(DefinitionVersionRow, (tenant, key, version))
 
 
+async def published_version(
+    session: AsyncSession, tenant: str, key: str, version: int | None = None
+) -> DefinitionVersionRow | None:
+    """Published version ``version`` of a definition, or its latest when ``version`` is
+    ``None``; ``None`` when the definition or that version does not exist."""
+    if version is None:
+        version = await session.scalar(
+            select(DefinitionRow.latest_version).where(
+                DefinitionRow.tenant == tenant, DefinitionRow.key == key
+            )
+        )
+        if version is None:
+            return None
+    return await get_version(session, tenant, key, version)
+
+
 async def list_versions(session: AsyncSession, tenant: str, key: str) -> list[DefinitionVersionRow]:
     stmt = (
         select(DefinitionVersionRow)
@@ -97,30 +114,8 @@ async def publish(
     definition.latest_version = version.version
     await session.flush()
     await session.refresh(version)
-    await _subscribe(session, version)
+    await triggers.replace_subscriptions(session, version)
     return version, True
-
-
-async def _subscribe(session: AsyncSession, version: DefinitionVersionRow) -> None:
-    """The latest version's triggers replace the definition's subscriptions."""
-    await session.execute(
-        delete(TriggerSubscription).where(
-            TriggerSubscription.tenant == version.tenant,
-            TriggerSubscription.definition_key == version.key,
-        )
-    )
-    for position, trigger in enumerate(version.body.get("triggers") or []):
-        session.add(
-            TriggerSubscription(
-                tenant=version.tenant,
-                definition_key=version.key,
-                position=position,
-                event_name=trigger["event"],
-                filter=trigger.get("filter"),
-                version=version.version,
-            )
-        )
-    await session.flush()
 
 
 async def set_paused(session: AsyncSession, definition: DefinitionRow, paused: bool) -> None:

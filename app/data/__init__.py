@@ -1,1 +1,0 @@
-"""Data-access functions: take a session, flush, never commit (routes own transactions)."""
