@@ -55,6 +55,8 @@ class RunReturned(Exception):
     def __init__(self, output: Any) -> None:
         super().__init__("run returned")
         self.output = output
+        self.recorded = False
+        """The step that returned has projected ``output`` (enclosing steps do not)."""
 
 
 class ContinueAsNew(Exception):

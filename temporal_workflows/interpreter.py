@@ -311,11 +311,10 @@ class InterpreterWorkflow:
             finish(StepStatus.FAILED, attempt=failure.attempt, error=failure.to_dict())
             raise
         except RunReturned as returned:
-            # The return step itself carries the output; enclosing blocks just end.
-            finish(
-                StepStatus.SUCCEEDED,
-                output=returned.output if step.type == "control.return" else None,
-            )
+            # The return step itself (the first to see it) carries the output; enclosing
+            # blocks just end.
+            finish(StepStatus.SUCCEEDED, output=None if returned.recorded else returned.output)
+            returned.recorded = True
             raise
         except asyncio.CancelledError:
             finish(StepStatus.CANCELED, attempt=None)

@@ -2,6 +2,26 @@
 
 Changing how an existing field parses changes how running workflows replay: add fields
 with defaults, never reinterpret old ones (tests/histories/ checks this).
+
+A node type is declared here, once: its model's ``fields`` say which fields hold
+expressions, templates, child blocks, assigned variables, fixed values, a JSON Schema or
+an action name; ``target_keys`` names the fields whose object keys are assigned
+variables; ``scope_names`` the names a field's expressions see. Publish validation
+(:mod:`tempoflow.definition.validation`) and :func:`walk_steps` read only these
+declarations; the node's executor (``temporal_workflows.nodes.EXECUTORS``) runs it.
+
+To add a node type:
+
+1. its model here (a ``StepBase`` subclass with ``type``, its fields and ``fields``
+   declaring every one of them), added to the ``Step`` union;
+2. its executor in ``temporal_workflows/nodes/`` and one entry in ``EXECUTORS``;
+3. a runnable example (a ```` ```json example ```` block) in
+   ``docs/definition-language.md``, and a recorded history that contains it
+   (``TEMPOFLOW_RECORD_HISTORIES=1`` while its example runs records
+   ``tests/histories/docs_example_N.json``).
+
+``tests/unit/test_node_registry.py`` fails until all of these exist; nothing else
+names node types.
 """
 
 from __future__ import annotations
@@ -54,7 +74,9 @@ class Timeouts(_Model):
     heartbeat: timedelta | None = None
 
 
-FieldKind = Literal["jsonata", "template", "steps", "target", "literal", "nested"]
+FieldKind = Literal[
+    "jsonata", "template", "steps", "target", "literal", "schema", "action", "nested"
+]
 """How a node field is read (publish validation reads this declaration; the node's
 executor resolves its ``template`` fields; docs/definition-language.md lists them):
 
@@ -63,6 +85,9 @@ executor resolves its ``template`` fields; docs/definition-language.md lists the
 - ``steps``: nested steps (a list, or an object of lists for parallel branches);
 - ``target``: a variable the step assigns (dot path or JSON pointer);
 - ``literal``: fixed at publish time; an envelope there is an error;
+- ``schema``: a literal JSON Schema (checked as one at publish time, code
+  ``<field>.invalid``);
+- ``action``: a literal action name (must be registered at publish time);
 - ``nested``: objects with fields of their own (the node's :meth:`parts` reads them).
 """
 
@@ -83,6 +108,13 @@ class Part:
     names: frozenset[str] = frozenset()
 
 
+def root_of(target: str) -> str:
+    """Top-level variable of a dot path or a JSON pointer target."""
+    if target.startswith("/"):
+        return target[1:].split("/")[0].replace("~1", "/").replace("~0", "~")
+    return target.split(".")[0]
+
+
 class StepBase(_Model):
     id: str = Field(pattern=STEP_ID)
     name: str | None = Field(default=None, max_length=200)
@@ -92,10 +124,41 @@ class StepBase(_Model):
     (checked at import: an undeclared field is an error, never silently unvalidated)."""
     scope_names: ClassVar[dict[str, frozenset[str]]] = {}
     """Envelope names a field's expressions or nested steps see besides the usual ones."""
+    target_keys: ClassVar[frozenset[str]] = frozenset()
+    """Fields that are objects keyed by the variables the step assigns (``target``
+    fields assign the variable they name)."""
 
     def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
-        """Nested blocks: (pointer suffix, steps, names they add to the envelope)."""
-        return []
+        """Nested blocks: (pointer suffix, steps, names they add to the envelope), read
+        from the ``steps`` fields (a list, or an object of lists)."""
+        attrs = {f.alias or n: n for n, f in type(self).model_fields.items()}
+        literals = {
+            field: getattr(self, attrs[field])
+            for field, kind in self.fields.items()
+            if kind == "literal"
+        }
+        blocks: list[tuple[str, list[Any], frozenset[str]]] = []
+        for field, kind in self.fields.items():
+            if kind != "steps":
+                continue
+            value = getattr(self, attrs[field])
+            names = self.names_for(literals, field)
+            if isinstance(value, dict):
+                blocks += [(f"{field}/{escape(k)}", v, names) for k, v in value.items()]
+            else:
+                blocks.append((field, value, names))
+        return blocks
+
+    @classmethod
+    def assigned(cls, raw: dict[str, Any]) -> set[str]:
+        """Top-level variables a raw step assigns (as far as they are readable)."""
+        found: set[str] = set()
+        for field, value in raw.items():
+            if cls.fields.get(field) == "target" and isinstance(value, str) and value:
+                found.add(root_of(value))
+            elif field in cls.target_keys and isinstance(value, dict):
+                found |= {root_of(t) for t in value}
+        return found
 
     @classmethod
     def names_for(cls, raw: dict[str, Any], field: str) -> frozenset[str]:
@@ -132,6 +195,7 @@ class StateSet(StepBase):
 
     type: Literal["state.set"]
     fields: ClassVar[dict[str, FieldKind]] = {"values": "template"}
+    target_keys: ClassVar[frozenset[str]] = frozenset({"values"})
     values: dict[Target, Any] = Field(min_length=1)
 
 
@@ -140,6 +204,7 @@ class TransformAssign(StepBase):
 
     type: Literal["transform.assign"]
     fields: ClassVar[dict[str, FieldKind]] = {"assign": "jsonata"}
+    target_keys: ClassVar[frozenset[str]] = frozenset({"assign"})
     assign: dict[Target, Jsonata] = Field(min_length=1)
 
 
@@ -148,7 +213,7 @@ class ActionCall(StepBase):
 
     type: Literal["action.call"]
     fields: ClassVar[dict[str, FieldKind]] = {
-        "action": "literal",
+        "action": "action",
         "input": "template",
         "output": "target",
         "timeout": "literal",
@@ -184,9 +249,6 @@ class ControlIf(StepBase):
     condition: Jsonata
     then: list[Step] = Field(default_factory=list)
     else_: list[Step] = Field(default_factory=list, alias="else")
-
-    def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
-        return [("then", self.then, frozenset()), ("else", self.else_, frozenset())]
 
 
 class SwitchCase(_Model):
@@ -250,9 +312,6 @@ class ControlForEach(StepBase):
     errors: Target | None = None
     """Receives ``[{index, error}]`` of failed items (with ``onItemError: continue``)."""
 
-    def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
-        return [("steps", self.steps, frozenset({self.itemName, self.indexName}))]
-
     @classmethod
     def names_for(cls, raw: dict[str, Any], field: str) -> frozenset[str]:
         if field in ("steps", "result"):
@@ -277,9 +336,6 @@ class ControlParallel(StepBase):
     onBranchError: Literal["fail", "continue"] = "fail"
     output: Target | None = None
     """Receives ``{branch: {status, error?}}``."""
-
-    def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
-        return [(f"branches/{name}", steps, frozenset()) for name, steps in self.branches.items()]
 
 
 class ControlTryCatch(StepBase):
@@ -310,13 +366,6 @@ class ControlTryCatch(StepBase):
     @classmethod
     def names_for(cls, raw: dict[str, Any], field: str) -> frozenset[str]:
         return frozenset({_name_or(raw, "errorName", "error")}) if field == "catch" else frozenset()
-
-    def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
-        return [
-            ("try", self.try_, frozenset()),
-            ("catch", self.catch, frozenset({self.errorName})),
-            ("finally", self.finally_, frozenset()),
-        ]
 
 
 class ControlReturn(StepBase):
@@ -405,7 +454,7 @@ class HumanTask(StepBase):
     fields: ClassVar[dict[str, FieldKind]] = {
         "title": "template",
         "description": "template",
-        "form": "literal",
+        "form": "schema",
         "assignee": "template",
         "role": "template",
         "due": "literal",
@@ -465,6 +514,8 @@ def _check_declarations() -> None:
         names = {f.alias or n for n, f in model.model_fields.items()} - {"type", "id", "name"}
         if names != set(model.fields):
             raise TypeError(f"{node_type}: fields {sorted(names ^ set(model.fields))} undeclared")
+        if not set(model.scope_names) | model.target_keys <= names:
+            raise TypeError(f"{node_type}: scope_names or target_keys name unknown fields")
 
 
 _check_declarations()

@@ -90,13 +90,6 @@ def _pydantic_issues(err: ValidationError) -> list[Issue]:
     ]
 
 
-def _root(target: str) -> str:
-    """Top-level variable of a dot path or a JSON pointer target."""
-    if target.startswith("/"):
-        return target[1:].split("/")[0].replace("~1", "/").replace("~0", "~")
-    return target.split(".")[0]
-
-
 def expression_issues(
     expr: str,
     path: str,
@@ -196,40 +189,35 @@ class _Checker:
                 )
             else:
                 self.seen[step_id] = path
-        action = raw.get("action")
-        if (
-            raw.get("type") == "action.call"
-            and self.actions is not None
-            and isinstance(action, str)
-            and re.fullmatch(ACTION_NAME, action)
-            and action not in self.actions
-        ):
-            self.issues.append(
-                Issue(
-                    path=f"{path}/action",
-                    code="action.unknown",
-                    message=f"action {action!r} is not registered",
-                    hint="GET /v1/actions lists the registered actions",
-                )
-            )
-        assigned: set[str] = set()
         for part in model.parts(raw):
             where = f"{path}/{part.pointer}"
             if part.kind == "jsonata":
                 self.expression(part.value, where, names | part.names)
             elif part.kind == "template":
                 self.template(part.value, where, names | part.names)
-                if raw.get("type") == "state.set" and isinstance(part.value, dict):
-                    assigned |= {_root(t) for t in part.value}
-            elif part.kind in ("literal", "target"):
+            elif part.kind != "steps" and part.kind != "nested":
                 self.literal(part.value, where)
-                if part.kind == "target" and isinstance(part.value, str) and part.value:
-                    assigned.add(_root(part.value))
-        if raw.get("type") == "transform.assign" and isinstance(raw.get("assign"), dict):
-            assigned |= {_root(t) for t in raw["assign"]}
-        if raw.get("type") == "human.task" and isinstance(raw.get("form"), dict):
-            _check_schema(raw["form"], f"{path}/form", "form.invalid", self.issues)
-        self.assigned |= assigned
+            if part.kind == "action":
+                self.action(part.value, where)
+            elif part.kind == "schema" and isinstance(part.value, dict):
+                _check_schema(part.value, where, f"{part.pointer}.invalid", self.issues)
+        self.assigned |= model.assigned(raw)
+
+    def action(self, action: Any, path: str) -> None:
+        if (
+            self.actions is not None
+            and isinstance(action, str)
+            and re.fullmatch(ACTION_NAME, action)
+            and action not in self.actions
+        ):
+            self.issues.append(
+                Issue(
+                    path=path,
+                    code="action.unknown",
+                    message=f"action {action!r} is not registered",
+                    hint="GET /v1/actions lists the registered actions",
+                )
+            )
 
 
 def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list[Issue]:

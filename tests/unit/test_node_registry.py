@@ -1,0 +1,103 @@
+"""Every node type is complete: a model that declares its fields (publish validation
+reads only those), an executor, a runnable docs example and a recorded history.
+
+See the "To add a node type" steps in :mod:`tempoflow.definition.model`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from tempoflow.definition import NODE_MODELS, NODE_TYPES, parse_definition, walk_steps
+from tempoflow.definition.validation import validate_definition
+from temporal_workflows.models import RunInput
+from temporal_workflows.nodes import EXECUTORS
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "definition-language.md"
+BLOCK = re.compile(r"```json example\n(.*?)```", re.DOTALL)
+HISTORIES = sorted((ROOT / "tests" / "histories").glob("*.json"))
+
+
+def _types(steps: list[Any]) -> set[str]:
+    return {step.type for _, step, _ in walk_steps(steps)}
+
+
+def _docs_examples() -> dict[str, set[str]]:
+    """Node type → indexes of the docs examples that use it."""
+    found: dict[str, set[str]] = {}
+    for index, block in enumerate(BLOCK.findall(DOC.read_text())):
+        example = json.loads(block)
+        bodies = [example["definition"], *example.get("children", {}).values()]
+        for body in bodies:
+            for node_type in _types(parse_definition(body).steps):
+                found.setdefault(node_type, set()).add(str(index))
+    return found
+
+
+def _histories() -> dict[str, set[str]]:
+    """Node type → recorded histories whose definition contains it."""
+    found: dict[str, set[str]] = {}
+    for path in HISTORIES:
+        history = WorkflowHistory.from_json(path.stem, path.read_text())
+        start = history.events[0].workflow_execution_started_event_attributes
+        inp = pydantic_data_converter.payload_converter.from_payloads(
+            start.input.payloads, [RunInput]
+        )[0]
+        for node_type in _types(parse_definition(inp.definition).steps):
+            found.setdefault(node_type, set()).add(path.stem)
+    return found
+
+
+DOCS = _docs_examples()
+RECORDED = _histories()
+
+
+def test_executors_match_node_types() -> None:
+    assert set(EXECUTORS) == NODE_TYPES
+
+
+@pytest.mark.parametrize("node_type", sorted(NODE_TYPES))
+def test_node_type_is_complete(node_type: str) -> None:
+    model = NODE_MODELS[node_type]
+    assert callable(EXECUTORS.get(node_type)), f"{node_type} has no executor"
+    declared = {f.alias or n for n, f in model.model_fields.items()} - {"type", "id", "name"}
+    assert set(model.fields) == declared, f"{node_type}: undeclared fields"
+    assert DOCS.get(node_type), f"{node_type} has no example in {DOC.name}"
+    assert RECORDED.get(node_type), f"{node_type} is in no recorded history"
+
+
+def test_validation_reads_every_node_type_from_its_model() -> None:
+    """A broken expression in the first expression field of each node type is found:
+    the validator has a path into every node type (nothing per type but the model)."""
+    for node_type, model in NODE_MODELS.items():
+        field = next((f for f, k in model.fields.items() if k == "jsonata"), None)
+        if field is None:
+            continue
+        step = {"id": "s", "type": node_type, field: "paylod.x"}
+        paths = {i.path for i in validate_definition({"steps": [step]})}
+        assert any(p.startswith(f"/steps/0/{field}") for p in paths), (node_type, paths)
+
+
+def test_assigned_variables_come_from_the_model() -> None:
+    body = {
+        "steps": [
+            {"id": "a", "type": "state.set", "values": {"x.y": 1}},
+            {"id": "b", "type": "transform.assign", "assign": {"/z": "1"}},
+            {"id": "c", "type": "action.call", "action": "core.noop", "output": "w"},
+            {"id": "d", "type": "transform.assign", "assign": {"r": "vars.x + vars.z + vars.w"}},
+        ]
+    }
+    assert [i for i in validate_definition(body) if i.code == "expression.unassigned_var"] == []
+    body["steps"].insert(0, body["steps"].pop())
+    unassigned = {i.message for i in validate_definition(body)}
+    assert {m for m in unassigned if "is read but" in m} == {
+        f"vars.{n} is read but no earlier step assigns it" for n in "xzw"
+    }
