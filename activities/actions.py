@@ -32,13 +32,15 @@ from projections.records import (
 )
 from projections.storable import restore_json, storable_json, storable_row
 from projections.writer import write_batch
+from tempoflow.error_types import ErrorType
 from temporal_workflows.models import (
-    BOOKKEEPING_UNAVAILABLE,
     PROJECT_ACTIVITY,
     REGISTER_WAIT_ACTIVITY,
     RESOLVE_DEFINITION_ACTIVITY,
+    ActionFailure,
     ActionInvocation,
     ActionOutcome,
+    BookkeepingInterrupted,
     DefinitionRef,
     DefinitionRequest,
     EventDelivery,
@@ -217,7 +219,7 @@ class TempoflowActivities:
                 raise
             raise ApplicationError(
                 f"the wait cannot be registered: {getattr(err, 'orig', None) or err}",
-                type="WaitRegistrationFailed",
+                type=ErrorType.WAIT_REGISTRATION_FAILED,
                 non_retryable=True,
             ) from None
 
@@ -241,7 +243,7 @@ class TempoflowActivities:
             which = f"version {request.version}" if request.version else "a published version"
             raise ApplicationError(
                 f"definition {request.key!r} has no {which}",
-                type="DefinitionNotFound",
+                type=ErrorType.DEFINITION_NOT_FOUND,
                 non_retryable=True,
             )
         return DefinitionRef(key=row.key, version=row.version, body=row.body)
@@ -298,16 +300,16 @@ class TempoflowActivities:
         except BookkeepingUnavailableError as err:
             raise ApplicationError(
                 f"the database is unreachable: {err.__cause__!r}",
-                {"attempt": attempt, "reason": "database"},
-                type=BOOKKEEPING_UNAVAILABLE,
+                BookkeepingInterrupted(attempt=attempt, reason="database"),
+                type=ErrorType.BOOKKEEPING_UNAVAILABLE,
                 non_retryable=True,
             ) from None
         except ClaimHeldError as err:
             raise ApplicationError(
                 f"idempotency key {inv.idempotency_key!r} is claimed by another run's "
                 f"attempt (lease until {err.claim.held_until})",
-                {"attempt": attempt, "reason": "claimed"},
-                type=BOOKKEEPING_UNAVAILABLE,
+                BookkeepingInterrupted(attempt=attempt, reason="claimed"),
+                type=ErrorType.BOOKKEEPING_UNAVAILABLE,
                 non_retryable=True,
             ) from None
         if claim.status == "SUCCEEDED":
@@ -352,7 +354,7 @@ class TempoflowActivities:
                 # The attempt number travels with the error (catch blocks show it).
                 raise ApplicationError(
                     err.message,
-                    {"attempt": attempt, "details": error["details"]},
+                    ActionFailure(attempt=attempt, details=error["details"]),
                     type=err.type,
                     non_retryable=err.non_retryable,
                 ) from err
@@ -483,7 +485,7 @@ class TempoflowActivities:
         if spec is None:
             raise ApplicationError(
                 f"action {inv.action!r} is not registered on this worker",
-                type="ActionNotFound",
+                type=ErrorType.ACTION_NOT_FOUND,
                 non_retryable=True,
             )
         try:
@@ -492,7 +494,7 @@ class TempoflowActivities:
             raise ApplicationError(
                 f"invalid input for {inv.action}: {err.error_count()} error(s)",
                 err.errors(include_url=False, include_context=False),
-                type="ActionInputError",
+                type=ErrorType.ACTION_INPUT_ERROR,
                 non_retryable=True,
             ) from None
         ctx = ActionContext(
@@ -517,6 +519,6 @@ class TempoflowActivities:
         except ValidationError as err:
             raise ApplicationError(
                 f"action {inv.action} returned invalid output: {err.error_count()} error(s)",
-                type="ActionOutputError",
+                type=ErrorType.ACTION_OUTPUT_ERROR,
                 non_retryable=True,
             ) from None

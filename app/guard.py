@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem
+from tempoflow.errors import ErrorItem
 
 # JSON string escapes of U+0000 or of a surrogate (an odd number of backslashes before
 # ``u0000`` / ``uD800``-``uDFFF``); pairs are fine, lone surrogates cannot be encoded.
@@ -137,7 +138,7 @@ class InputGuard:
             code,
             "Unprocessable content",
             detail,
-            errors=[{"path": where, "code": code, "message": detail}],
+            errors=[ErrorItem(path=where, code=code, message=detail)],
             hint="see the limits in the API documentation",
         )
 

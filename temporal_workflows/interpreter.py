@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         WaitRecord,
     )
     from tempoflow.definition import parse_definition
+    from tempoflow.error_types import ErrorType
     from temporal_workflows import events
     from temporal_workflows.context import RunContext
     from temporal_workflows.events import Mailbox, TaskBoard
@@ -110,7 +111,7 @@ class InterpreterWorkflow:
             raise ApplicationError(
                 f"definition {inp.definition_key} v{inp.definition_version} is invalid",
                 err.errors(include_url=False, include_context=False),
-                type="DefinitionInvalid",
+                type=ErrorType.DEFINITION_INVALID,
                 non_retryable=True,
             ) from None
         try:
@@ -282,7 +283,7 @@ class InterpreterWorkflow:
         length, size = info.get_current_history_length(), info.get_current_history_size()
         if length > limits.max_history_events or size > limits.max_history_bytes:
             raise StepFailure(
-                "HistoryLimitExceeded",
+                ErrorType.HISTORY_LIMIT_EXCEEDED,
                 f"this execution's history has {length:,} events ({size:,} bytes), over the "
                 f"run's limit of {limits.max_history_events:,} events "
                 f"({limits.max_history_bytes:,} bytes); it could not continue as new",
@@ -404,16 +405,16 @@ class InterpreterWorkflow:
             raise ApplicationError(
                 "the task was already completed",
                 {"completedBy": completed_by},
-                type="TaskAlreadyCompleted",
+                type=ErrorType.TASK_ALREADY_COMPLETED,
             )
         if task is None:
-            raise ApplicationError("the task is not open", type="TaskNotOpen")
+            raise ApplicationError("the task is not open", type=ErrorType.TASK_NOT_OPEN)
         errors = task.errors(completion.data)
         if errors:
             raise ApplicationError(
                 f"the data does not match the task's form ({len(errors)} error(s))",
                 errors,
-                type="TaskDataInvalid",
+                type=ErrorType.TASK_DATA_INVALID,
             )
 
     @workflow.query(name="tempoflow.state")

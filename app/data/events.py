@@ -21,7 +21,7 @@ from expression import EvalContext, ExpressionError, evaluate
 from projections.models import Event, EventDeliveryRow, EventType
 from tempoflow.correlation import CorrelationError, lock_key, normalize_key
 from tempoflow.definition.validation import instance_errors
-from tempoflow.errors import TempoflowError, Unprocessable
+from tempoflow.errors import ErrorItem, TempoflowError, Unprocessable
 from tempoflow.jsonschema_safe import safe_validator
 from tempoflow.settings import Settings
 
@@ -170,7 +170,7 @@ def _prepare(
     settings: Settings,
     base: str,
 ) -> list[Prepared]:
-    errors: list[dict[str, Any]] = []
+    errors: list[ErrorItem | dict[str, Any]] = []
     prepared: list[Prepared] = []
     for index, item in enumerate(items):
         at = f"{base}/{index}" if base else ""

@@ -31,7 +31,7 @@ from projections import queries
 from projections.models import RunRow
 from projections.records import RunStatus
 from tempoflow.definition.validation import instance_errors
-from tempoflow.errors import NotFound, Unprocessable
+from tempoflow.errors import ErrorItem, NotFound, Unprocessable
 from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
 from tempoflow.settings import Settings
 
@@ -73,7 +73,7 @@ def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -
             f"the run input is {size} bytes; the limit is {settings.max_run_input_bytes}",
             code="input_too_large",
             hint="pass a reference (URL, id) instead of the data",
-            errors=[{"path": "/input", "code": "input_too_large", "message": "input too large"}],
+            errors=[ErrorItem(path="/input", code="input_too_large", message="input too large")],
         )
     if schema is None:
         return

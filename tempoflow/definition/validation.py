@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from expression import ExpressionError, iter_expressions
 from expression.analysis import ENVELOPE_ROOTS, analyze
@@ -21,6 +21,7 @@ from tempoflow.definition.model import (
     StepBase,
     escape,
 )
+from tempoflow.errors import ErrorItem
 from tempoflow.jsonschema_safe import unsafe_parts
 
 EVENT_NAMES = frozenset({"event"})
@@ -28,8 +29,9 @@ HINT = "see docs/definition-language.md for the node types and their fields"
 MAX_EXPRESSION = 8192
 
 
-class Issue(BaseModel):
-    """One validation finding; ``path`` is a JSON pointer (RFC 6901) into the definition.
+class Issue(ErrorItem):
+    """One validation finding (an :class:`ErrorItem` with a ``severity``); ``path`` is a
+    JSON pointer (RFC 6901) into the definition.
 
     ``code`` is the finding's code: ``schema.*`` for the structure, ``expression.*`` for
     our checks on expressions, the engine's own code (``S0203``, ``TF1201``…) when an
@@ -37,11 +39,6 @@ class Issue(BaseModel):
     publishing; warnings (``severity="warning"``) are reported only.
     """
 
-    path: str
-    code: str
-    message: str
-    hint: str | None = None
-    position: int | None = None
     severity: Literal["error", "warning"] = "error"
 
     @classmethod
@@ -281,16 +278,16 @@ def _check_schema(schema: dict[str, Any], path: str, code: str, issues: list[Iss
     ]
 
 
-def instance_errors(validator: Any, data: Any, prefix: str) -> list[dict[str, Any]]:
-    """Every JSON Schema violation of ``data`` as ``{path, code, message}`` (``path`` a
-    JSON pointer under ``prefix``), in document order."""
+def instance_errors(validator: Any, data: Any, prefix: str) -> list[ErrorItem]:
+    """Every JSON Schema violation of ``data`` (``path`` a JSON pointer under ``prefix``),
+    in document order."""
     code = prefix.strip("/").rsplit("/", 1)[-1] or "data"
     return [
-        {
-            "path": prefix + "".join(f"/{escape(p)}" for p in e.absolute_path),
-            "code": f"{code}.{e.validator}",
-            "message": e.message,
-        }
+        ErrorItem(
+            path=prefix + "".join(f"/{escape(p)}" for p in e.absolute_path),
+            code=f"{code}.{e.validator}",
+            message=e.message,
+        )
         for e in sorted(
             validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]
         )
