@@ -32,6 +32,7 @@ from projections.records import (
 )
 from projections.storable import restore_json, storable_json, storable_row
 from projections.writer import write_batch
+from tempoflow.definition.model import ActionCall, type_of
 from tempoflow.error_types import ErrorType
 from temporal_workflows.models import (
     PROJECT_ACTIVITY,
@@ -276,7 +277,7 @@ class TempoflowActivities:
             path=inv.step_path,
             loop=inv.loop,
             step_id=inv.step_id,
-            type="action.call",
+            type=type_of(ActionCall),
             status=StepStatus.RUNNING,
             attempt=attempt,
             started_at=started,

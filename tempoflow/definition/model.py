@@ -500,9 +500,15 @@ Step = Annotated[
     | HumanTask,
     Field(discriminator="type"),
 ]
+
+
+def type_of(model: type[StepBase]) -> str:
+    """The node ``type`` a model parses (its ``type`` literal)."""
+    return str(typing.get_args(model.model_fields["type"].annotation)[0])
+
+
 NODE_MODELS: dict[str, type[StepBase]] = {
-    typing.get_args(model.model_fields["type"].annotation)[0]: model
-    for model in typing.get_args(typing.get_args(Step)[0])
+    type_of(model): model for model in typing.get_args(typing.get_args(Step)[0])
 }
 """The model of each node ``type``, read from the ``Step`` union itself."""
 NODE_TYPES = frozenset(NODE_MODELS)

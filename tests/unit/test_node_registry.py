@@ -101,3 +101,24 @@ def test_assigned_variables_come_from_the_model() -> None:
     assert {m for m in unassigned if "is read but" in m} == {
         f"vars.{n} is read but no earlier step assigns it" for n in "xzw"
     }
+
+
+def test_no_module_but_the_model_and_executors_names_a_node_type() -> None:
+    """Per-type lists or ``isinstance`` chains elsewhere are how a node type used to be
+    left unvalidated; everything reads the model instead."""
+    allowed = {
+        ROOT / "tempoflow" / "definition" / "model.py",
+        ROOT / "temporal_workflows" / "nodes",
+    }
+    literal = re.compile("|".join(re.escape(f'"{t}"') for t in sorted(NODE_TYPES)))
+    classes = re.compile(
+        r"isinstance\([^)]*\b(" + "|".join(m.__name__ for m in NODE_MODELS.values()) + r")\b"
+    )
+    found = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for package in ("app", "activities", "temporal_workflows", "tempoflow", "projections")
+        for path in (ROOT / package).rglob("*.py")
+        if not ({path, *path.parents} & allowed)
+        for match in [*literal.finditer(path.read_text()), *classes.finditer(path.read_text())]
+    ]
+    assert found == []
