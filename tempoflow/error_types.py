@@ -32,8 +32,10 @@ class ErrorType(StrEnum):
     - ``TimeoutError``: an ``action.call`` attempt or schedule timed out after its
       retries, an ``event.wait`` passed its ``timeout`` or a ``human.task`` its ``due``
       (with ``onTimeout: fail``).
-    - ``ActionError``: an action failed without a type of its own (an unexpected
-      exception in its handler); retryable under the step's ``retry`` policy.
+    - ``ActionError``: an ``action.call`` failed with no type of its own (a failure
+      Temporal reports without a type). An unexpected exception in a handler fails the
+      step with its class name (``KeyError``…); both are retried under the step's
+      ``retry`` policy first.
     - ``ActionNotFound``: the action is not registered on the worker that ran it
       (``invoke_action`` activity); not retryable.
     - ``ActionInputError``: the resolved input does not match the action's input model
