@@ -23,7 +23,7 @@ The families, by where they end:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,8 @@ class ErrorItem(BaseModel):
         message: what is wrong, for a person.
         hint: how to fix it, when there is more to say than the problem's ``hint``.
         position: a character offset inside an expression at ``path``.
+        severity: definition issues only: ``error`` blocks publishing, a ``warning``
+            (listed under ``warnings``) does not.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -47,6 +49,7 @@ class ErrorItem(BaseModel):
     message: str
     hint: str | None = None
     position: int | None = None
+    severity: Literal["error", "warning"] | None = None
 
 
 def error_items(items: Sequence[ErrorItem | Mapping[str, Any]] | None) -> list[ErrorItem]:

@@ -39,7 +39,7 @@ class Issue(ErrorItem):
     publishing; warnings (``severity="warning"``) are reported only.
     """
 
-    severity: Literal["error", "warning"] = "error"
+    severity: Literal["error", "warning"] | None = "error"
 
     @classmethod
     def from_expression_error(cls, err: ExpressionError, path: str) -> Issue:

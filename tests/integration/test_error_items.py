@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tempoflow.definition.validation import Issue
 from tempoflow.errors import ErrorItem
 from tests.integration.conftest import Stack
 
@@ -16,8 +15,7 @@ def _items(r: Any, code: str) -> list[dict[str, Any]]:
     assert body["code"] == code and body["status"] == 422
     assert body["errors"], body
     for item in body["errors"]:
-        model = Issue if "severity" in item else ErrorItem
-        assert model.model_validate(item).model_dump(exclude_none=True) == item
+        assert ErrorItem.model_validate(item).model_dump(exclude_none=True) == item
     return list(body["errors"])
 
 
