@@ -13,12 +13,16 @@ declarations; the node's executor (``temporal_workflows.nodes.EXECUTORS``) runs 
 To add a node type:
 
 1. its model here (a ``StepBase`` subclass with ``type``, its fields and ``fields``
-   declaring every one of them), added to the ``Step`` union;
+   declaring every one of them), added to the ``Step`` union (and to the
+   ``model_rebuild`` list when it holds steps); a ``nested`` field (objects with fields
+   of their own, like ``control.switch`` cases) also overrides ``parts`` and
+   ``children``;
 2. its executor in ``temporal_workflows/nodes/`` and one entry in ``EXECUTORS``;
-3. a runnable example (a ```` ```json example ```` block) in
-   ``docs/definition-language.md``, and a recorded history that contains it
-   (``TEMPOFLOW_RECORD_HISTORIES=1`` while its example runs records
-   ``tests/histories/docs_example_N.json``).
+3. a runnable example (a ```` ```json example ```` block, run by
+   ``tests/integration/test_docs_examples.py``) in ``docs/definition-language.md``, and
+   its recorded history: ``TEMPOFLOW_RECORD_HISTORIES=1`` while that test runs writes
+   ``tests/histories/docs_example_NN.json`` (replayed by
+   ``tests/unit/test_replay_histories.py``).
 
 ``tests/unit/test_node_registry.py`` fails until all of these exist; nothing else
 names node types.
