@@ -17,8 +17,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tempoflow.definition import NODE_MODELS, NODE_TYPES, parse_definition, walk_steps
 from tempoflow.definition.validation import validate_definition
+from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import RunInput
-from temporal_workflows.nodes import EXECUTORS
+from temporal_workflows.nodes import EXECUTORS, Runtime
+from tests.unit.test_nodes import ctx, step
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "definition-language.md"
@@ -122,3 +124,44 @@ def test_no_module_but_the_model_and_executors_names_a_node_type() -> None:
         for match in [*literal.finditer(path.read_text()), *classes.finditer(path.read_text())]
     ]
     assert found == []
+
+
+LEAF = {"id": "leaf", "type": "state.set", "values": {"z": 1}}
+# Containers, in variants that together run every block they hold.
+CONTAINERS: dict[str, list[dict[str, Any]]] = {
+    "control.if": [
+        {"condition": "true", "then": [LEAF], "else": [LEAF]},
+        {"condition": "false", "then": [LEAF], "else": [LEAF]},
+    ],
+    "control.switch": [
+        {"cases": [{"when": "true", "steps": [LEAF]}], "default": [LEAF]},
+        {"cases": [{"when": "false", "steps": [LEAF]}], "default": [LEAF]},
+    ],
+    "control.forEach": [{"items": "[1]", "steps": [LEAF]}],
+    "control.parallel": [{"branches": {"a": [LEAF], "b": [LEAF]}}],
+    "control.tryCatch": [{"try": [LEAF], "catch": [LEAF], "finally": [LEAF]}],
+}
+
+
+def test_every_container_is_listed() -> None:
+    holders = {t for t, m in NODE_MODELS.items() if "steps" in m.fields.values()}
+    assert set(CONTAINERS) == holders
+
+
+@pytest.mark.parametrize("node_type", sorted(CONTAINERS))
+async def test_executors_run_the_blocks_the_model_declares(node_type: str) -> None:
+    """The executor's block pointers are the model's ``children()`` (which validation and
+    ``walk_steps`` use): a step path in a run is always one the definition has."""
+    declared: set[str] = set()
+    ran: set[str] = set()
+
+    async def run_block(steps: list[Any], base: str, scope: Any) -> None:
+        ran.add(base)
+        if base.endswith("/try"):
+            raise StepFailure("Boom", "fails so that catch runs", None)
+
+    for body in CONTAINERS[node_type]:
+        s = step({"id": "s", "type": node_type, **body})
+        declared |= {f"/steps/0/{suffix}" for suffix, _, _ in s.children()}
+        await EXECUTORS[node_type](s, "/steps/0", 1, ctx(), Runtime(run_block, {}, lambda c: False))
+    assert ran == declared
