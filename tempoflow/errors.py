@@ -1,6 +1,7 @@
 """Errors: what the API reports, and where each other kind of error lives.
 
-The families, by where they end:
+The families, by where they end (the first three share the root
+:class:`TempoflowBaseError`):
 
 - **API errors** (this module): :class:`TempoflowError` and its subclasses carry a
   stable ``code`` and an HTTP status; ``app.errors`` maps them once to RFC 9457
@@ -60,7 +61,13 @@ def error_items(items: Sequence[ErrorItem | Mapping[str, Any]] | None) -> list[E
     ]
 
 
-class TempoflowError(Exception):
+class TempoflowBaseError(Exception):
+    """Root of Tempoflow's own exceptions: :class:`TempoflowError` (the API's),
+    ``temporal_workflows.failures.StepFailure`` (a failed step) and
+    ``activities.registry.ActionError`` (an action's typed failure)."""
+
+
+class TempoflowError(TempoflowBaseError):
     """Base of every error the API reports to clients.
 
     Attributes:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from tempoflow.error_types import ErrorType
+from tempoflow.errors import TempoflowBaseError
 
 
-class StepFailure(Exception):
+class StepFailure(TempoflowBaseError):
     """A step failed; ``type`` is what ``catchOn`` lists and what the run's error shows.
 
     Attributes:

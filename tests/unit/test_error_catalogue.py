@@ -85,3 +85,12 @@ def test_error_items_have_one_shape() -> None:
         pass
     else:
         raise AssertionError("an error item without a code was accepted")
+
+
+def test_own_exceptions_share_one_root() -> None:
+    from activities.registry import ActionError
+    from tempoflow.errors import TempoflowBaseError, TempoflowError
+    from temporal_workflows.failures import StepFailure
+
+    for family in (TempoflowError, StepFailure, ActionError):
+        assert issubclass(family, TempoflowBaseError)
