@@ -24,6 +24,8 @@ from projections.db import is_permanent, is_transient
 from projections.models import ActionInvocation as ActionInvocationRow
 from projections.storable import restore_json, storable_json, storable_row
 from projections.writer import write_batch
+from tempoflow.definition.model import ActionCall, type_of
+from tempoflow.error_types import ErrorType
 from tempoflow.records import (
     InvocationRecord,
     ProjectionBatch,
@@ -31,12 +33,13 @@ from tempoflow.records import (
     StepStatus,
 )
 from temporal_workflows.models import (
-    BOOKKEEPING_UNAVAILABLE,
     PROJECT_ACTIVITY,
     REGISTER_WAIT_ACTIVITY,
     RESOLVE_DEFINITION_ACTIVITY,
+    ActionFailure,
     ActionInvocation,
     ActionOutcome,
+    BookkeepingInterrupted,
     DefinitionRef,
     DefinitionRequest,
     EventDelivery,
@@ -215,7 +218,7 @@ class TempoflowActivities:
                 raise
             raise ApplicationError(
                 f"the wait cannot be registered: {getattr(err, 'orig', None) or err}",
-                type="WaitRegistrationFailed",
+                type=ErrorType.WAIT_REGISTRATION_FAILED,
                 non_retryable=True,
             ) from None
 
@@ -230,7 +233,7 @@ class TempoflowActivities:
             which = f"version {request.version}" if request.version else "a published version"
             raise ApplicationError(
                 f"definition {request.key!r} has no {which}",
-                type="DefinitionNotFound",
+                type=ErrorType.DEFINITION_NOT_FOUND,
                 non_retryable=True,
             )
         return DefinitionRef(key=row.key, version=row.version, body=row.body)
@@ -263,7 +266,7 @@ class TempoflowActivities:
             path=inv.step_path,
             loop=inv.loop,
             step_id=inv.step_id,
-            type="action.call",
+            type=type_of(ActionCall),
             status=StepStatus.RUNNING,
             attempt=attempt,
             started_at=started,
@@ -287,16 +290,16 @@ class TempoflowActivities:
         except BookkeepingUnavailableError as err:
             raise ApplicationError(
                 f"the database is unreachable: {err.__cause__!r}",
-                {"attempt": attempt, "reason": "database"},
-                type=BOOKKEEPING_UNAVAILABLE,
+                BookkeepingInterrupted(attempt=attempt, reason="database"),
+                type=ErrorType.BOOKKEEPING_UNAVAILABLE,
                 non_retryable=True,
             ) from None
         except ClaimHeldError as err:
             raise ApplicationError(
                 f"idempotency key {inv.idempotency_key!r} is claimed by another run's "
                 f"attempt (lease until {err.claim.held_until})",
-                {"attempt": attempt, "reason": "claimed"},
-                type=BOOKKEEPING_UNAVAILABLE,
+                BookkeepingInterrupted(attempt=attempt, reason="claimed"),
+                type=ErrorType.BOOKKEEPING_UNAVAILABLE,
                 non_retryable=True,
             ) from None
         if claim.status == "SUCCEEDED":
@@ -341,7 +344,7 @@ class TempoflowActivities:
                 # The attempt number travels with the error (catch blocks show it).
                 raise ApplicationError(
                     err.message,
-                    {"attempt": attempt, "details": error["details"]},
+                    ActionFailure(attempt=attempt, details=error["details"]),
                     type=err.type,
                     non_retryable=err.non_retryable,
                 ) from err
@@ -472,7 +475,7 @@ class TempoflowActivities:
         if spec is None:
             raise ApplicationError(
                 f"action {inv.action!r} is not registered on this worker",
-                type="ActionNotFound",
+                type=ErrorType.ACTION_NOT_FOUND,
                 non_retryable=True,
             )
         try:
@@ -481,7 +484,7 @@ class TempoflowActivities:
             raise ApplicationError(
                 f"invalid input for {inv.action}: {err.error_count()} error(s)",
                 err.errors(include_url=False, include_context=False),
-                type="ActionInputError",
+                type=ErrorType.ACTION_INPUT_ERROR,
                 non_retryable=True,
             ) from None
         ctx = ActionContext(
@@ -506,6 +509,6 @@ class TempoflowActivities:
         except ValidationError as err:
             raise ApplicationError(
                 f"action {inv.action} returned invalid output: {err.error_count()} error(s)",
-                type="ActionOutputError",
+                type=ErrorType.ACTION_OUTPUT_ERROR,
                 non_retryable=True,
             ) from None

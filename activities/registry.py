@@ -9,14 +9,22 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from tempoflow.errors import TempoflowBaseError
+
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
 
 
-class ActionError(Exception):
+class ActionError(TempoflowBaseError):
     """A typed failure raised by an action.
 
     ``retryable=False`` stops Temporal's retries at once; the step fails with ``type``.
+
+    Attributes:
+        type: the step's error type (what ``catchOn`` lists); the action's own name.
+        message: what went wrong, for a person.
+        retryable: whether Temporal retries the attempt under the step's ``retry``.
+        details: JSON details the step's error carries.
     """
 
     def __init__(

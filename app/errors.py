@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from temporalio.service import RPCError, RPCStatusCode
 
-from tempoflow.errors import ServiceUnavailable, TempoflowError
+from tempoflow.errors import ErrorItem, ServiceUnavailable, TempoflowError, error_items
 
 PROBLEM = "application/problem+json"
 
@@ -43,7 +43,7 @@ def problem(
     detail: str,
     *,
     hint: str | None = None,
-    errors: list[dict[str, Any]] | None = None,
+    errors: Sequence[ErrorItem | Mapping[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
@@ -59,7 +59,7 @@ def problem(
     if hint:
         body["hint"] = hint
     if errors:
-        body["errors"] = errors
+        body["errors"] = [e.model_dump(exclude_none=True) for e in error_items(errors)]
     if extra:  # never over the standard members: `status` is always the HTTP status
         body.update({k: v for k, v in extra.items() if k not in _RESERVED})
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
@@ -92,7 +92,7 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"path": _loc_to_pointer(tuple(e["loc"])), "code": e["type"], "message": e["msg"]}
+        ErrorItem(path=_loc_to_pointer(tuple(e["loc"])), code=e["type"], message=e["msg"])
         for e in exc.errors()
     ]
     return problem(

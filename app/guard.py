@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem
 from tempoflow import jsonpointer
+from tempoflow.errors import ErrorItem
 
 # JSON string escapes of U+0000 or of a surrogate (an odd number of backslashes before
 # ``u0000`` / ``uD800``-``uDFFF``); pairs are fine, lone surrogates cannot be encoded.
@@ -134,7 +135,7 @@ class InputGuard:
             code,
             "Unprocessable content",
             detail,
-            errors=[{"path": where, "code": code, "message": detail}],
+            errors=[ErrorItem(path=where, code=code, message=detail)],
             hint="see the limits in the API documentation",
         )
 

@@ -14,15 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import PROBLEM
-
-
-class ProblemError(BaseModel):
-    """One failing field or element."""
-
-    model_config = ConfigDict(extra="allow")
-    path: str = Field(description="JSON pointer (body), or 'query:/name', 'path:/name'")
-    code: str
-    message: str
+from tempoflow.errors import ErrorItem
 
 
 class Problem(BaseModel):
@@ -36,7 +28,7 @@ class Problem(BaseModel):
     code: str = Field(description="stable machine-readable code (see the API documentation)")
     instance: str | None = None
     hint: str | None = None
-    errors: list[ProblemError] | None = None
+    errors: list[ErrorItem] | None = None
 
 
 _DESCRIPTIONS = {
@@ -84,7 +76,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    for model in (ProblemError, Problem):
+    for model in (ErrorItem, Problem):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schema.pop("$defs", None)
         schemas[model.__name__] = schema

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError
 
-from tempoflow.errors import Unprocessable
+from tempoflow.errors import ErrorItem, Unprocessable
 
 _BIGINT = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
 _TEXT = Annotated[str, Field(strict=True, pattern=r"^[^\x00]*$", max_length=1000)]
@@ -46,6 +46,6 @@ def decode_cursor(cursor: str | None, shape: int | tuple[type, ...]) -> list[Any
         raise Unprocessable(
             "the cursor is not valid",
             code="cursor_invalid",
-            errors=[{"path": "query:/cursor", "code": "cursor_invalid", "message": "bad cursor"}],
+            errors=[ErrorItem(path="query:/cursor", code="cursor_invalid", message="bad cursor")],
             hint="pass back the nextCursor value of the previous page unchanged",
         ) from None

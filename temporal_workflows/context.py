@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from expression import EvalContext, ExpressionError, evaluate, resolve
+from tempoflow.error_types import ErrorType
 from tempoflow.records import (
     DeliveryRecord,
     InvocationRecord,
@@ -108,7 +109,7 @@ class RunContext:
         limit = self.inp.run_limits.max_payload_bytes
         if size > limit:
             raise StepFailure(
-                "PayloadTooLarge",
+                ErrorType.PAYLOAD_TOO_LARGE,
                 f"{what} is {size:,} bytes encoded; the limit is {limit:,}",
                 None,
                 {"bytes": size, "limit": limit, "what": what},
@@ -181,7 +182,7 @@ class RunContext:
         except ExpressionError as err:
             # The enclosing step fills in its own path; ``details.path`` is the expression's.
             raise StepFailure(
-                "ExpressionError",
+                ErrorType.EXPRESSION_ERROR,
                 f"{err.code}: {err.message}",
                 None,
                 err.with_path(path).to_dict(),
@@ -221,7 +222,9 @@ class RunContext:
         elif isinstance(node, dict):
             node[last] = value
         else:
-            raise StepFailure("TargetError", f"cannot assign {target}: not an object", None)
+            raise StepFailure(
+                ErrorType.TARGET_ERROR, f"cannot assign {target}: not an object", None
+            )
 
     def assigned_values(self) -> dict[str, Any]:
         return {name: self.vars.get(name) for name in sorted(self.assigned)}

@@ -153,7 +153,10 @@ class OpenTask:
     def errors(self, data: Any) -> list[dict[str, Any]]:
         if self.validator is None:
             self.validator = safe_validator(self.form)
-        return instance_errors(self.validator, data, "/data")
+        # Sent as the TaskDataInvalid details; the API reads them back as ErrorItems.
+        return [
+            e.model_dump(exclude_none=True) for e in instance_errors(self.validator, data, "/data")
+        ]
 
 
 MAX_REMEMBERED_TASKS = 1_000

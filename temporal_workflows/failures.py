@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from tempoflow.error_types import ErrorType
+from tempoflow.errors import TempoflowBaseError
 
-class StepFailure(Exception):
+
+class StepFailure(TempoflowBaseError):
     """A step failed; ``type`` is what ``catchOn`` lists and what the run's error shows.
 
     Attributes:
+        type: an :class:`~tempoflow.error_types.ErrorType`, or an action's own type.
+        message: what went wrong, for a person.
+        path: the failing step's JSON pointer (``None`` until the interpreter fills it).
+        details: JSON details of the type (an action's, an expression's code…).
+        attempt: the action attempt that failed (``action.call`` only).
         catchable: ``False`` for conditions no definition can handle (the run's history
             or state outgrew what Temporal holds): ``tryCatch`` runs its ``finally`` but
             does not catch them, and loops or branches set to ``continue`` stop anyway.
@@ -16,7 +24,7 @@ class StepFailure(Exception):
 
     def __init__(
         self,
-        type: str,
+        type: ErrorType | str,
         message: str,
         path: str | None,
         details: Any = None,
@@ -55,6 +63,8 @@ class RunReturned(Exception):
     def __init__(self, output: Any) -> None:
         super().__init__("run returned")
         self.output = output
+        self.recorded = False
+        """The step that returned has projected ``output`` (enclosing steps do not)."""
 
 
 class ContinueAsNew(Exception):

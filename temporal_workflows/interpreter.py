@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from tempoflow.definition import parse_definition
+    from tempoflow.error_types import ErrorType
     from tempoflow.records import (
         DEFERRED_REASON,
         DeliveryRecord,
@@ -110,7 +111,7 @@ class InterpreterWorkflow:
             raise ApplicationError(
                 f"definition {inp.definition_key} v{inp.definition_version} is invalid",
                 err.errors(include_url=False, include_context=False),
-                type="DefinitionInvalid",
+                type=ErrorType.DEFINITION_INVALID,
                 non_retryable=True,
             ) from None
         try:
@@ -282,7 +283,7 @@ class InterpreterWorkflow:
         length, size = info.get_current_history_length(), info.get_current_history_size()
         if length > limits.max_history_events or size > limits.max_history_bytes:
             raise StepFailure(
-                "HistoryLimitExceeded",
+                ErrorType.HISTORY_LIMIT_EXCEEDED,
                 f"this execution's history has {length:,} events ({size:,} bytes), over the "
                 f"run's limit of {limits.max_history_events:,} events "
                 f"({limits.max_history_bytes:,} bytes); it could not continue as new",
@@ -311,11 +312,10 @@ class InterpreterWorkflow:
             finish(StepStatus.FAILED, attempt=failure.attempt, error=failure.to_dict())
             raise
         except RunReturned as returned:
-            # The return step itself carries the output; enclosing blocks just end.
-            finish(
-                StepStatus.SUCCEEDED,
-                output=returned.output if step.type == "control.return" else None,
-            )
+            # The return step itself (the first to see it) carries the output; enclosing
+            # blocks just end.
+            finish(StepStatus.SUCCEEDED, output=None if returned.recorded else returned.output)
+            returned.recorded = True
             raise
         except asyncio.CancelledError:
             finish(StepStatus.CANCELED, attempt=None)
@@ -405,16 +405,16 @@ class InterpreterWorkflow:
             raise ApplicationError(
                 "the task was already completed",
                 {"completedBy": completed_by},
-                type="TaskAlreadyCompleted",
+                type=ErrorType.TASK_ALREADY_COMPLETED,
             )
         if task is None:
-            raise ApplicationError("the task is not open", type="TaskNotOpen")
+            raise ApplicationError("the task is not open", type=ErrorType.TASK_NOT_OPEN)
         errors = task.errors(completion.data)
         if errors:
             raise ApplicationError(
                 f"the data does not match the task's form ({len(errors)} error(s))",
                 errors,
-                type="TaskDataInvalid",
+                type=ErrorType.TASK_DATA_INVALID,
             )
 
     @workflow.query(name="tempoflow.state")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,11 +15,6 @@ WORKFLOW_NAME = "tempoflow.run"
 PROJECT_ACTIVITY = "tempoflow.project"
 RESOLVE_DEFINITION_ACTIVITY = "tempoflow.resolve_definition"
 REGISTER_WAIT_ACTIVITY = "tempoflow.register_wait"
-BOOKKEEPING_UNAVAILABLE = "BookkeepingUnavailable"
-"""The action activity gave its attempt back before running the handler: the database
-was unreachable (details ``reason: "database"``), or another run's attempt held a live
-claim on the idempotency key (``reason: "claimed"``). The interpreter waits and schedules
-the action again; this never counts as an attempt and never reaches a catch block."""
 EVENT_SIGNAL = "tempoflow.event"
 COMPLETE_TASK_UPDATE = "tempoflow.complete_task"
 
@@ -145,3 +140,24 @@ class DefinitionRef(BaseModel):
 
 
 RunInput.model_rebuild()
+
+
+class ActionFailure(BaseModel):
+    """The details of the ``ApplicationError`` the action activity raises when an attempt
+    fails (any error type): the attempt number travels with the error (catch blocks show
+    it) next to the error's own details."""
+
+    attempt: int
+    details: Any = None
+
+
+class BookkeepingInterrupted(BaseModel):
+    """The details of a ``BookkeepingUnavailable`` failure: the action activity gave
+    ``attempt`` back before running the handler: the database was unreachable
+    (``reason="database"``), or another run's attempt held a live claim on the
+    idempotency key (``reason="claimed"``). The interpreter waits and schedules the action
+    again; this never counts as an attempt and never reaches a catch block."""
+
+    attempt: int
+    reason: Literal["database", "claimed"] | None = None
+    """``None`` in failures recorded before the reason was given."""

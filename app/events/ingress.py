@@ -19,7 +19,7 @@ from projections.events import Receipt
 from tempoflow import jsonpointer
 from tempoflow.correlation import CorrelationError, normalize_key
 from tempoflow.definition.validation import instance_errors
-from tempoflow.errors import TempoflowError, Unprocessable
+from tempoflow.errors import ErrorItem, TempoflowError, Unprocessable
 from tempoflow.jsonschema_safe import safe_validator
 from tempoflow.jsonsize import json_size
 from tempoflow.settings import Settings
@@ -131,7 +131,7 @@ def _prepare(
     settings: Settings,
     base: str,
 ) -> list[Prepared]:
-    errors: list[dict[str, Any]] = []
+    errors: list[ErrorItem | dict[str, Any]] = []
     prepared: list[Prepared] = []
     for index, item in enumerate(items):
         at = f"{base}/{index}" if base else ""

@@ -23,7 +23,7 @@ from app.schemas import (
 )
 from projections import definitions as data
 from tempoflow.definition import Issue, validate_definition
-from tempoflow.errors import NotFound, Unprocessable
+from tempoflow.errors import ErrorItem, NotFound, Unprocessable
 from tempoflow.jsonsize import json_size
 from tempoflow.settings import Settings
 
@@ -47,11 +47,9 @@ def _check_size(body: dict[str, Any], settings: Settings) -> None:
             f"the definition is {size} bytes; the limit is {settings.max_definition_bytes}",
             code="definition_too_large",
             errors=[
-                {
-                    "path": "/definition",
-                    "code": "definition_too_large",
-                    "message": "definition too large",
-                }
+                ErrorItem(
+                    path="/definition", code="definition_too_large", message="definition too large"
+                )
             ],
             hint="split it into child workflows or raise TEMPOFLOW_MAX_DEFINITION_BYTES",
         )
@@ -66,7 +64,7 @@ def _validate(definition: dict[str, Any], registry: ActionRegistry) -> list[Issu
         raise Unprocessable(
             f"the definition has {len(errors)} error(s)",
             code="definition_invalid",
-            errors=[i.model_dump(exclude_none=True) for i in errors],
+            errors=errors,
             extra={"warnings": [i.model_dump(exclude_none=True) for i in warnings]},
             hint="each error's path is a JSON pointer into the definition",
         )

@@ -23,7 +23,7 @@ def _problem(issues: list[Issue]) -> Unprocessable:
     return Unprocessable(
         "the expression failed",
         code="expression_invalid",
-        errors=[i.model_dump(exclude_none=True) for i in issues],
+        errors=issues,
         hint="position is the character offset in the expression",
     )
 

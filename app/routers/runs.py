@@ -28,7 +28,7 @@ from app.schemas import (
 from projections import definitions, invocations, routing, runs
 from projections.models import RunRow
 from tempoflow.definition.validation import instance_errors
-from tempoflow.errors import NotFound, Unprocessable
+from tempoflow.errors import ErrorItem, NotFound, Unprocessable
 from tempoflow.ids import workflow_id
 from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
 from tempoflow.jsonsize import json_size
@@ -73,7 +73,7 @@ def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -
             f"the run input is {size} bytes; the limit is {settings.max_run_input_bytes}",
             code="input_too_large",
             hint="pass a reference (URL, id) instead of the data",
-            errors=[{"path": "/input", "code": "input_too_large", "message": "input too large"}],
+            errors=[ErrorItem(path="/input", code="input_too_large", message="input too large")],
         )
     if schema is None:
         return

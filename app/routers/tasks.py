@@ -17,6 +17,7 @@ from app.pagination import decode_cursor, encode_cursor
 from app.schemas import TaskComplete, TaskPublic, TasksPublic
 from projections import tasks
 from projections.models import HumanTaskRow
+from tempoflow.error_types import ErrorType
 from tempoflow.errors import Conflict, NotFound, Unprocessable
 from tempoflow.records import TaskStatus
 from temporal_workflows.models import COMPLETE_TASK_UPDATE, TaskCompletion
@@ -123,14 +124,14 @@ async def complete_task(
         )
     except WorkflowUpdateFailedError as err:
         cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type == "TaskDataInvalid":
+        if isinstance(cause, ApplicationError) and cause.type == ErrorType.TASK_DATA_INVALID:
             raise Unprocessable(
                 cause.message,
                 code="task_data_invalid",
                 errors=list(cause.details[0]) if cause.details else [],
                 hint="GET /v1/tasks/{id} shows the form (a JSON Schema)",
             ) from None
-        if getattr(cause, "type", "") == "TaskAlreadyCompleted":
+        if getattr(cause, "type", "") == ErrorType.TASK_ALREADY_COMPLETED:
             raise _closed(row, TaskStatus.COMPLETED) from None
         raise _closed(row, await _settled_status(session, row)) from None
     except RPCError as err:

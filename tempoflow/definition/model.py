@@ -2,6 +2,30 @@
 
 Changing how an existing field parses changes how running workflows replay: add fields
 with defaults, never reinterpret old ones (tests/histories/ checks this).
+
+A node type is declared here, once: its model's ``fields`` say which fields hold
+expressions, templates, child blocks, assigned variables, fixed values, a JSON Schema or
+an action name; ``target_keys`` names the fields whose object keys are assigned
+variables; ``scope_names`` the names a field's expressions see. Publish validation
+(:mod:`tempoflow.definition.validation`) and :func:`walk_steps` read only these
+declarations; the node's executor (``temporal_workflows.nodes.EXECUTORS``) runs it.
+
+To add a node type:
+
+1. its model here (a ``StepBase`` subclass with ``type``, its fields and ``fields``
+   declaring every one of them), added to the ``Step`` union (and to the
+   ``model_rebuild`` list when it holds steps); a ``nested`` field (objects with fields
+   of their own, like ``control.switch`` cases) also overrides ``parts`` and
+   ``children``;
+2. its executor in ``temporal_workflows/nodes/`` and one entry in ``EXECUTORS``;
+3. a runnable example (a ```` ```json example ```` block, run by
+   ``tests/integration/test_docs_examples.py``) in ``docs/definition-language.md``, and
+   its recorded history: ``TEMPOFLOW_RECORD_HISTORIES=1`` while that test runs writes
+   ``tests/histories/docs_example_NN.json`` (replayed by
+   ``tests/unit/test_replay_histories.py``).
+
+``tests/unit/test_node_registry.py`` fails until all of these exist; nothing else
+names node types.
 """
 
 from __future__ import annotations
@@ -56,7 +80,9 @@ class Timeouts(_Model):
     heartbeat: timedelta | None = None
 
 
-FieldKind = Literal["jsonata", "template", "steps", "target", "literal", "nested"]
+FieldKind = Literal[
+    "jsonata", "template", "steps", "target", "literal", "schema", "action", "nested"
+]
 """How a node field is read (publish validation reads this declaration; the node's
 executor resolves its ``template`` fields; docs/definition-language.md lists them):
 
@@ -65,6 +91,9 @@ executor resolves its ``template`` fields; docs/definition-language.md lists the
 - ``steps``: nested steps (a list, or an object of lists for parallel branches);
 - ``target``: a variable the step assigns (dot path or JSON pointer);
 - ``literal``: fixed at publish time; an envelope there is an error;
+- ``schema``: a literal JSON Schema (checked as one at publish time, code
+  ``<field>.invalid``);
+- ``action``: a literal action name (must be registered at publish time);
 - ``nested``: objects with fields of their own (the node's :meth:`parts` reads them).
 """
 
@@ -80,6 +109,13 @@ class Part:
     names: frozenset[str] = frozenset()
 
 
+def root_of(target: str) -> str:
+    """Top-level variable of a dot path or a JSON pointer target."""
+    if target.startswith("/"):
+        return target[1:].split("/")[0].replace("~1", "/").replace("~0", "~")
+    return target.split(".")[0]
+
+
 class StepBase(_Model):
     id: str = Field(pattern=STEP_ID)
     name: str | None = Field(default=None, max_length=200)
@@ -89,10 +125,41 @@ class StepBase(_Model):
     (checked at import: an undeclared field is an error, never silently unvalidated)."""
     scope_names: ClassVar[dict[str, frozenset[str]]] = {}
     """Envelope names a field's expressions or nested steps see besides the usual ones."""
+    target_keys: ClassVar[frozenset[str]] = frozenset()
+    """Fields that are objects keyed by the variables the step assigns (``target``
+    fields assign the variable they name)."""
 
     def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
-        """Nested blocks: (pointer suffix, steps, names they add to the envelope)."""
-        return []
+        """Nested blocks: (pointer suffix, steps, names they add to the envelope), read
+        from the ``steps`` fields (a list, or an object of lists)."""
+        attrs = {f.alias or n: n for n, f in type(self).model_fields.items()}
+        literals = {
+            field: getattr(self, attrs[field])
+            for field, kind in self.fields.items()
+            if kind == "literal"
+        }
+        blocks: list[tuple[str, list[Any], frozenset[str]]] = []
+        for field, kind in self.fields.items():
+            if kind != "steps":
+                continue
+            value = getattr(self, attrs[field])
+            names = self.names_for(literals, field)
+            if isinstance(value, dict):
+                blocks += [(f"{field}/{escape(k)}", v, names) for k, v in value.items()]
+            else:
+                blocks.append((field, value, names))
+        return blocks
+
+    @classmethod
+    def assigned(cls, raw: dict[str, Any]) -> set[str]:
+        """Top-level variables a raw step assigns (as far as they are readable)."""
+        found: set[str] = set()
+        for field, value in raw.items():
+            if cls.fields.get(field) == "target" and isinstance(value, str) and value:
+                found.add(root_of(value))
+            elif field in cls.target_keys and isinstance(value, dict):
+                found |= {root_of(t) for t in value}
+        return found
 
     @classmethod
     def names_for(cls, raw: dict[str, Any], field: str) -> frozenset[str]:
@@ -129,6 +196,7 @@ class StateSet(StepBase):
 
     type: Literal["state.set"]
     fields: ClassVar[dict[str, FieldKind]] = {"values": "template"}
+    target_keys: ClassVar[frozenset[str]] = frozenset({"values"})
     values: dict[Target, Any] = Field(min_length=1)
 
 
@@ -137,6 +205,7 @@ class TransformAssign(StepBase):
 
     type: Literal["transform.assign"]
     fields: ClassVar[dict[str, FieldKind]] = {"assign": "jsonata"}
+    target_keys: ClassVar[frozenset[str]] = frozenset({"assign"})
     assign: dict[Target, Jsonata] = Field(min_length=1)
 
 
@@ -145,7 +214,7 @@ class ActionCall(StepBase):
 
     type: Literal["action.call"]
     fields: ClassVar[dict[str, FieldKind]] = {
-        "action": "literal",
+        "action": "action",
         "input": "template",
         "output": "target",
         "timeout": "literal",
@@ -181,9 +250,6 @@ class ControlIf(StepBase):
     condition: Jsonata
     then: list[Step] = Field(default_factory=list)
     else_: list[Step] = Field(default_factory=list, alias="else")
-
-    def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
-        return [("then", self.then, frozenset()), ("else", self.else_, frozenset())]
 
 
 class SwitchCase(_Model):
@@ -247,9 +313,6 @@ class ControlForEach(StepBase):
     errors: Target | None = None
     """Receives ``[{index, error}]`` of failed items (with ``onItemError: continue``)."""
 
-    def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
-        return [("steps", self.steps, frozenset({self.itemName, self.indexName}))]
-
     @classmethod
     def names_for(cls, raw: dict[str, Any], field: str) -> frozenset[str]:
         if field in ("steps", "result"):
@@ -274,9 +337,6 @@ class ControlParallel(StepBase):
     onBranchError: Literal["fail", "continue"] = "fail"
     output: Target | None = None
     """Receives ``{branch: {status, error?}}``."""
-
-    def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
-        return [(f"branches/{name}", steps, frozenset()) for name, steps in self.branches.items()]
 
 
 class ControlTryCatch(StepBase):
@@ -307,13 +367,6 @@ class ControlTryCatch(StepBase):
     @classmethod
     def names_for(cls, raw: dict[str, Any], field: str) -> frozenset[str]:
         return frozenset({_name_or(raw, "errorName", "error")}) if field == "catch" else frozenset()
-
-    def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
-        return [
-            ("try", self.try_, frozenset()),
-            ("catch", self.catch, frozenset({self.errorName})),
-            ("finally", self.finally_, frozenset()),
-        ]
 
 
 class ControlReturn(StepBase):
@@ -402,7 +455,7 @@ class HumanTask(StepBase):
     fields: ClassVar[dict[str, FieldKind]] = {
         "title": "template",
         "description": "template",
-        "form": "literal",
+        "form": "schema",
         "assignee": "template",
         "role": "template",
         "due": "literal",
@@ -448,9 +501,15 @@ Step = Annotated[
     | HumanTask,
     Field(discriminator="type"),
 ]
+
+
+def type_of(model: type[StepBase]) -> str:
+    """The node ``type`` a model parses (its ``type`` literal)."""
+    return str(typing.get_args(model.model_fields["type"].annotation)[0])
+
+
 NODE_MODELS: dict[str, type[StepBase]] = {
-    typing.get_args(model.model_fields["type"].annotation)[0]: model
-    for model in typing.get_args(typing.get_args(Step)[0])
+    type_of(model): model for model in typing.get_args(typing.get_args(Step)[0])
 }
 """The model of each node ``type``, read from the ``Step`` union itself."""
 NODE_TYPES = frozenset(NODE_MODELS)
@@ -462,6 +521,8 @@ def _check_declarations() -> None:
         names = {f.alias or n for n, f in model.model_fields.items()} - {"type", "id", "name"}
         if names != set(model.fields):
             raise TypeError(f"{node_type}: fields {sorted(names ^ set(model.fields))} undeclared")
+        if not set(model.scope_names) | model.target_keys <= names:
+            raise TypeError(f"{node_type}: scope_names or target_keys name unknown fields")
 
 
 _check_declarations()

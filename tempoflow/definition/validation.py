@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from expression import ExpressionError, iter_expressions
 from expression.analysis import ENVELOPE_ROOTS, analyze
@@ -21,6 +21,7 @@ from tempoflow.definition.model import (
     StepBase,
     escape,
 )
+from tempoflow.errors import ErrorItem
 from tempoflow.jsonschema_safe import unsafe_parts
 
 EVENT_NAMES = frozenset({"event"})
@@ -28,8 +29,9 @@ HINT = "see docs/definition-language.md for the node types and their fields"
 MAX_EXPRESSION = 8192
 
 
-class Issue(BaseModel):
-    """One validation finding; ``path`` is a JSON pointer (RFC 6901) into the definition.
+class Issue(ErrorItem):
+    """One validation finding (an :class:`ErrorItem` with a ``severity``); ``path`` is a
+    JSON pointer (RFC 6901) into the definition.
 
     ``code`` is the finding's code: ``schema.*`` for the structure, ``expression.*`` for
     our checks on expressions, the engine's own code (``S0203``, ``TF1201``…) when an
@@ -37,12 +39,7 @@ class Issue(BaseModel):
     publishing; warnings (``severity="warning"``) are reported only.
     """
 
-    path: str
-    code: str
-    message: str
-    hint: str | None = None
-    position: int | None = None
-    severity: Literal["error", "warning"] = "error"
+    severity: Literal["error", "warning"] | None = "error"
 
     @classmethod
     def from_expression_error(cls, err: ExpressionError, path: str) -> Issue:
@@ -88,13 +85,6 @@ def _pydantic_issues(err: ValidationError) -> list[Issue]:
         Issue(path=_pointer(e["loc"]), code=f"schema.{e['type']}", message=e["msg"], hint=HINT)
         for e in err.errors()
     ]
-
-
-def _root(target: str) -> str:
-    """Top-level variable of a dot path or a JSON pointer target."""
-    if target.startswith("/"):
-        return target[1:].split("/")[0].replace("~1", "/").replace("~0", "~")
-    return target.split(".")[0]
 
 
 def expression_issues(
@@ -196,40 +186,35 @@ class _Checker:
                 )
             else:
                 self.seen[step_id] = path
-        action = raw.get("action")
-        if (
-            raw.get("type") == "action.call"
-            and self.actions is not None
-            and isinstance(action, str)
-            and re.fullmatch(ACTION_NAME, action)
-            and action not in self.actions
-        ):
-            self.issues.append(
-                Issue(
-                    path=f"{path}/action",
-                    code="action.unknown",
-                    message=f"action {action!r} is not registered",
-                    hint="GET /v1/actions lists the registered actions",
-                )
-            )
-        assigned: set[str] = set()
         for part in model.parts(raw):
             where = f"{path}/{part.pointer}"
             if part.kind == "jsonata":
                 self.expression(part.value, where, names | part.names)
             elif part.kind == "template":
                 self.template(part.value, where, names | part.names)
-                if raw.get("type") == "state.set" and isinstance(part.value, dict):
-                    assigned |= {_root(t) for t in part.value}
-            elif part.kind in ("literal", "target"):
+            elif part.kind != "steps" and part.kind != "nested":
                 self.literal(part.value, where)
-                if part.kind == "target" and isinstance(part.value, str) and part.value:
-                    assigned.add(_root(part.value))
-        if raw.get("type") == "transform.assign" and isinstance(raw.get("assign"), dict):
-            assigned |= {_root(t) for t in raw["assign"]}
-        if raw.get("type") == "human.task" and isinstance(raw.get("form"), dict):
-            _check_schema(raw["form"], f"{path}/form", "form.invalid", self.issues)
-        self.assigned |= assigned
+            if part.kind == "action":
+                self.action(part.value, where)
+            elif part.kind == "schema" and isinstance(part.value, dict):
+                _check_schema(part.value, where, f"{part.pointer}.invalid", self.issues)
+        self.assigned |= model.assigned(raw)
+
+    def action(self, action: Any, path: str) -> None:
+        if (
+            self.actions is not None
+            and isinstance(action, str)
+            and re.fullmatch(ACTION_NAME, action)
+            and action not in self.actions
+        ):
+            self.issues.append(
+                Issue(
+                    path=path,
+                    code="action.unknown",
+                    message=f"action {action!r} is not registered",
+                    hint="GET /v1/actions lists the registered actions",
+                )
+            )
 
 
 def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list[Issue]:
@@ -293,16 +278,16 @@ def _check_schema(schema: dict[str, Any], path: str, code: str, issues: list[Iss
     ]
 
 
-def instance_errors(validator: Any, data: Any, prefix: str) -> list[dict[str, Any]]:
-    """Every JSON Schema violation of ``data`` as ``{path, code, message}`` (``path`` a
-    JSON pointer under ``prefix``), in document order."""
+def instance_errors(validator: Any, data: Any, prefix: str) -> list[ErrorItem]:
+    """Every JSON Schema violation of ``data`` (``path`` a JSON pointer under ``prefix``),
+    in document order."""
     code = prefix.strip("/").rsplit("/", 1)[-1] or "data"
     return [
-        {
-            "path": prefix + "".join(f"/{escape(p)}" for p in e.absolute_path),
-            "code": f"{code}.{e.validator}",
-            "message": e.message,
-        }
+        ErrorItem(
+            path=prefix + "".join(f"/{escape(p)}" for p in e.absolute_path),
+            code=f"{code}.{e.validator}",
+            message=e.message,
+        )
         for e in sorted(
             validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]
         )

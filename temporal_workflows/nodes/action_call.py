@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 from temporalio.workflow import ActivityCancellationType
 
 from tempoflow.definition import ActionCall
+from tempoflow.error_types import ErrorType
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
-from temporal_workflows.models import BOOKKEEPING_UNAVAILABLE, ActionInvocation, ActionOutcome
+from temporal_workflows.models import (
+    ActionFailure,
+    ActionInvocation,
+    ActionOutcome,
+    BookkeepingInterrupted,
+)
 from temporal_workflows.nodes.base import Runtime, StepOutcome, to_completion
 
 _CANCELLATION = {
@@ -30,7 +37,7 @@ def _key(step: ActionCall, path: str, ctx: RunContext) -> str:
     value = ctx.evaluate(step.idempotencyKey, f"{path}/idempotencyKey")
     if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
         raise StepFailure(
-            "ExpressionError",
+            ErrorType.EXPRESSION_ERROR,
             "idempotencyKey must be a non-empty string",
             None,
             {"path": f"{path}/idempotencyKey"},
@@ -46,33 +53,47 @@ BOOKKEEPING_MAX_BACKOFF = timedelta(minutes=2)
 def _bookkeeping_interrupted(cause: Any) -> int | None:
     """The attempt an activity gave back before running the handler (the database was
     unreachable, or another run's attempt held the idempotency key)."""
-    if isinstance(cause, ApplicationError) and cause.type == BOOKKEEPING_UNAVAILABLE:
-        detail = cause.details[0] if cause.details else None
-        if isinstance(detail, dict) and isinstance(detail.get("attempt"), int):
-            return int(detail["attempt"])
+    if isinstance(cause, ApplicationError) and cause.type == ErrorType.BOOKKEEPING_UNAVAILABLE:
+        detail = _envelope(cause, BookkeepingInterrupted)
+        if detail is not None:
+            return detail.attempt
     return None
+
+
+E = TypeVar("E", bound=BaseModel)
+
+
+def _envelope(cause: ApplicationError, model: type[E]) -> E | None:
+    """The typed details our activity put on ``cause`` (``None``: other details)."""
+    detail = cause.details[0] if cause.details else None
+    if not isinstance(detail, dict):
+        return None
+    try:
+        return model.model_validate(detail)
+    except ValidationError:
+        return None
 
 
 def _failure(cause: Any, path: str) -> StepFailure:
     if isinstance(cause, ApplicationError):
-        detail = cause.details[0] if cause.details else None
-        # Our activity sends {"attempt": n, "details": …}; other failures pass as they are.
-        if isinstance(detail, dict) and "attempt" in detail:
+        # Our activity sends an ActionFailure; other failures pass as they are.
+        envelope = _envelope(cause, ActionFailure)
+        if envelope is not None:
             failure = StepFailure(
-                cause.type or "ActionError", cause.message, None, detail.get("details")
+                cause.type or ErrorType.ACTION_ERROR, cause.message, None, envelope.details
             )
-            failure.attempt = detail["attempt"]
+            failure.attempt = envelope.attempt
             return failure
         return StepFailure(
-            cause.type or "ActionError", cause.message, None, list(cause.details) or None
+            cause.type or ErrorType.ACTION_ERROR, cause.message, None, list(cause.details) or None
         )
     if isinstance(cause, TimeoutError):
         return StepFailure(
-            "TimeoutError",
+            ErrorType.TIMEOUT_ERROR,
             f"action timed out ({cause.type.name.lower() if cause.type else 'timeout'})",
             None,
         )
-    return StepFailure("ActionError", str(cause), None)
+    return StepFailure(ErrorType.ACTION_ERROR, str(cause), None)
 
 
 async def execute(

@@ -17,6 +17,7 @@ from temporalio.exceptions import (
 from temporalio.workflow import ParentClosePolicy
 
 from tempoflow.definition import ControlCallWorkflow
+from tempoflow.error_types import ErrorType
 from tempoflow.ids import workflow_id
 from temporal_workflows import search_attributes as sa
 from temporal_workflows.context import RunContext
@@ -49,7 +50,7 @@ async def execute(
         if rt.patched and isinstance(cause, CancelledError):
             raise asyncio.CancelledError() from None
         message = cause.message if isinstance(cause, ApplicationError) else str(err)
-        raise StepFailure("DefinitionNotFound", message, None) from None
+        raise StepFailure(ErrorType.DEFINITION_NOT_FOUND, message, None) from None
     child_run_id = str(workflow.uuid4())
     child_id = workflow_id(ctx.inp.tenant, child_run_id)
     child_input = RunInput(
@@ -101,7 +102,7 @@ async def execute(
                 else {"type": cause.type, "message": cause.message}
             )
         raise StepFailure(
-            "ChildWorkflowFailed",
+            ErrorType.CHILD_WORKFLOW_FAILED,
             f"child run {child_run_id} ({ref.key} v{ref.version}) failed: "
             f"{getattr(cause, 'message', None) or cause or err}",
             None,

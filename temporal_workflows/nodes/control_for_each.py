@@ -14,6 +14,7 @@ from typing import Any
 from temporalio import workflow
 
 from tempoflow.definition import ControlForEach
+from tempoflow.error_types import ErrorType
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import ContinueAsNew, StepFailure, position_key
 from temporal_workflows.nodes.base import Runtime, StepOutcome
@@ -25,7 +26,9 @@ def _items(step: ControlForEach, path: str, ctx: RunContext) -> list[Any]:
     value = ctx.evaluate(step.items, f"{path}/items")
     items = [] if value is None else list(value) if isinstance(value, list) else [value]
     if len(items) > MAX_ITEMS:
-        raise StepFailure("ForEachTooLarge", f"{len(items)} items; the limit is {MAX_ITEMS}", None)
+        raise StepFailure(
+            ErrorType.FOR_EACH_TOO_LARGE, f"{len(items)} items; the limit is {MAX_ITEMS}", None
+        )
     return items
 
 

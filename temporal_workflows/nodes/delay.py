@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from temporalio import workflow
 
 from tempoflow.definition import Delay
+from tempoflow.error_types import ErrorType
 from tempoflow.records import RunStatus
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
@@ -24,7 +25,7 @@ def _timestamp(value: object, path: str) -> datetime:
         else:
             return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     raise StepFailure(
-        "ExpressionError",
+        ErrorType.EXPRESSION_ERROR,
         f"until must be an ISO 8601 timestamp or epoch milliseconds, got {value!r}",
         None,
         {"path": f"{path}/until"},

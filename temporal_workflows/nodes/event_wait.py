@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from expression import truthy
 from tempoflow.correlation import CorrelationError, normalize_key
 from tempoflow.definition import EventWait
+from tempoflow.error_types import ErrorType
 from tempoflow.records import (
     DeliveryRecord,
     DeliveryStatus,
@@ -43,10 +44,13 @@ def _key(step: EventWait, path: str, ctx: RunContext) -> str:
     try:
         key = normalize_key(ctx.evaluate(step.correlationKey, where))
     except CorrelationError as err:
-        raise StepFailure("CorrelationError", str(err), None, {"path": where}) from None
+        raise StepFailure(ErrorType.CORRELATION_ERROR, str(err), None, {"path": where}) from None
     if key is None:
         raise StepFailure(
-            "CorrelationError", "the correlation key evaluated to nothing", None, {"path": where}
+            ErrorType.CORRELATION_ERROR,
+            "the correlation key evaluated to nothing",
+            None,
+            {"path": where},
         )
     return key
 
@@ -72,7 +76,7 @@ async def _read_page(
     except ActivityError as err:  # refused for good (e.g. data PostgreSQL rejects)
         cause = err.cause
         raise StepFailure(
-            "WaitRegistrationFailed",
+            ErrorType.WAIT_REGISTRATION_FAILED,
             cause.message if isinstance(cause, ApplicationError) else str(err),
             None,
             {"correlationKey": key},
@@ -192,7 +196,7 @@ async def execute(
     ctx.shared.waits.append(wait.model_copy(update={"status": WaitStatus.TIMED_OUT, **closed}))
     if step.onTimeout == "fail":
         raise StepFailure(
-            "TimeoutError",
+            ErrorType.TIMEOUT_ERROR,
             f"no {' or '.join(names)} event with correlation key {key!r} within {step.timeout}",
             None,
             {"correlationKey": key, "events": names},

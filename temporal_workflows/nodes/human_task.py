@@ -11,6 +11,7 @@ from typing import Any
 from temporalio import workflow
 
 from tempoflow.definition import HumanTask
+from tempoflow.error_types import ErrorType
 from tempoflow.records import RunStatus, TaskRecord, TaskStatus
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
@@ -79,7 +80,7 @@ async def execute(
         ctx.shared.tasks.append(record.model_copy(update={"status": TaskStatus.TIMED_OUT}))
         if step.onTimeout == "fail":
             raise StepFailure(
-                "TimeoutError",
+                ErrorType.TIMEOUT_ERROR,
                 f"task {record.title!r} was not completed within {step.due}",
                 None,
                 {"taskId": record.id},

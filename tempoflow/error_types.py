@@ -1,0 +1,94 @@
+"""The catalogue of run-time error types: the ``type`` of a failed step (what
+``control.tryCatch``'s ``catchOn`` lists, what a run's ``error.type`` shows) and of the
+``ApplicationError`` failures that pass between activities, the workflow and the API.
+
+The string values are part of the contract: recorded histories, stored run errors and
+clients' ``catchOn`` lists hold them. Never rename one; add new members instead.
+
+"Retryable" is Temporal's activity retry: the failure is retried under the step's
+``retry`` policy before the step fails. "Catchable" means a ``tryCatch`` can handle it and
+``onItemError``/``onBranchError: continue`` goes on after it; an uncatchable failure still
+runs ``finally`` blocks. Besides these, an action may fail with any type of its own
+(``ActionError(type, …)`` in ``activities.registry``): retryable unless it says so,
+catchable.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorType(StrEnum):
+    """Every error type the engine itself raises.
+
+    Step failures (a step fails with this type; catchable unless noted):
+
+    - ``ExpressionError``: an expression failed to evaluate or gave a value of the
+      wrong kind (the interpreter: any expression field, ``delay.until``,
+      ``action.call.idempotencyKey``); ``details`` has the engine's code and position.
+      Not retryable (evaluated in the workflow).
+    - ``TargetError``: a variable target could not be assigned (a path through a
+      non-object); raised by the interpreter. Not retryable.
+    - ``TimeoutError``: an ``action.call`` attempt or schedule timed out after its
+      retries, an ``event.wait`` passed its ``timeout`` or a ``human.task`` its ``due``
+      (with ``onTimeout: fail``).
+    - ``ActionError``: an ``action.call`` failed with no type of its own (a failure
+      Temporal reports without a type). An unexpected exception in a handler fails the
+      step with its class name (``KeyError``…); both are retried under the step's
+      ``retry`` policy first.
+    - ``ActionNotFound``: the action is not registered on the worker that ran it
+      (``invoke_action`` activity); not retryable.
+    - ``ActionInputError``: the resolved input does not match the action's input model
+      (``invoke_action``); not retryable; ``details`` lists pydantic's errors.
+    - ``ActionOutputError``: the action returned output that does not match its output
+      model (``invoke_action``); not retryable.
+    - ``PayloadTooLarge``: a value the run would hand to Temporal (an action's input, a
+      child's input, an output) is over the run's payload limit (the interpreter). Not
+      retryable; uncatchable when it is the run's own output or the state carried
+      across continue-as-new.
+    - ``HistoryLimitExceeded``: the execution's history outgrew the run's limit and it
+      could not continue as new (the interpreter). Not retryable, uncatchable.
+    - ``ForEachTooLarge``: a ``control.forEach`` got more items than it allows.
+    - ``ChildWorkflowFailed``: the child run of ``control.callWorkflow`` failed;
+      ``details.cause`` holds the child's error.
+    - ``DefinitionNotFound``: ``control.callWorkflow`` names a definition or version that
+      is not published (the ``resolve_definition`` activity, not retryable).
+    - ``CorrelationError``: an ``event.wait`` correlation key evaluated to nothing or
+      to a value that is not a key (the interpreter).
+    - ``WaitRegistrationFailed``: the ``register_wait`` activity could not index the wait
+      (a permanent database error); not retryable.
+
+    Failures of a whole run or of a request to it (never a step's type, so never caught):
+
+    - ``DefinitionInvalid``: the run's definition no longer parses (the interpreter,
+      before the first step); fails the run.
+    - ``TaskNotOpen``, ``TaskAlreadyCompleted``, ``TaskDataInvalid``: the interpreter's
+      complete-task update validator refuses a completion (the task is unknown, was
+      completed already, or the data does not match the form); the API answers 409, 409
+      and 422. The run is not affected.
+    - ``BookkeepingUnavailable``: the ``invoke_action`` activity gave its attempt back
+      before running the handler (database unreachable, or another run's attempt holds
+      the idempotency key); details are a :class:`temporal_workflows.models.
+      BookkeepingInterrupted`. Not retryable by Temporal: the workflow waits and
+      schedules the action again, and the attempt does not count.
+    """
+
+    EXPRESSION_ERROR = "ExpressionError"
+    TARGET_ERROR = "TargetError"
+    TIMEOUT_ERROR = "TimeoutError"
+    ACTION_ERROR = "ActionError"
+    ACTION_NOT_FOUND = "ActionNotFound"
+    ACTION_INPUT_ERROR = "ActionInputError"
+    ACTION_OUTPUT_ERROR = "ActionOutputError"
+    PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    HISTORY_LIMIT_EXCEEDED = "HistoryLimitExceeded"
+    FOR_EACH_TOO_LARGE = "ForEachTooLarge"
+    CHILD_WORKFLOW_FAILED = "ChildWorkflowFailed"
+    DEFINITION_NOT_FOUND = "DefinitionNotFound"
+    CORRELATION_ERROR = "CorrelationError"
+    WAIT_REGISTRATION_FAILED = "WaitRegistrationFailed"
+    DEFINITION_INVALID = "DefinitionInvalid"
+    TASK_NOT_OPEN = "TaskNotOpen"
+    TASK_ALREADY_COMPLETED = "TaskAlreadyCompleted"
+    TASK_DATA_INVALID = "TaskDataInvalid"
+    BOOKKEEPING_UNAVAILABLE = "BookkeepingUnavailable"
