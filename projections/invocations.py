@@ -136,31 +136,16 @@ async def record_attempt(
     finished_at: datetime | None = None,
     error: dict[str, Any] | None = None,
 ) -> None:
-    stmt = insert(ActionAttempt).values(
+    row = {
         **ref.columns(),
-        run_id=run_id,
-        attempt=attempt,
-        status=status,
-        started_at=started_at,
-        finished_at=finished_at,
-        error=error,
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[
-            ActionAttempt.tenant,
-            ActionAttempt.action,
-            ActionAttempt.action_version,
-            ActionAttempt.idempotency_key,
-            ActionAttempt.run_id,
-            ActionAttempt.attempt,
-        ],
-        set_={
-            "status": stmt.excluded.status,
-            "finished_at": stmt.excluded.finished_at,
-            "error": stmt.excluded.error,
-        },
-    )
-    await session.execute(stmt)
+        "run_id": run_id,
+        "attempt": attempt,
+        "status": status,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "error": error,
+    }
+    await session.execute(ATTEMPT_UPSERT, [row])
 
 
 async def abandon_earlier_attempts(
