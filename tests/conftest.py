@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from projections.db import create_engine, session_factory
 from tempoflow import embedded, migrate
 from tempoflow.settings import to_asyncpg_url
-from tests.servers import TemporalDevServer
+from tests.servers import TemporalDevServer, listener_is_ours
 
 # With WAL pragmas and Tempoflow's search attributes (added by the server command).
 DEV_SERVER_ARGS = ["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=100"]
@@ -43,16 +43,23 @@ async def dev_server(extra_args: list[str]) -> AsyncIterator[Client]:
 async def start_with_retries(
     start: Callable[[], Awaitable[WorkflowEnvironment]], attempts: int = 3
 ) -> WorkflowEnvironment:
-    """Start an SDK-managed test server, again on a fresh port if it fails: the SDK picks
-    a free port and releases it before the server binds it, so on a busy machine another
-    process can take it first."""
+    """Start an SDK-managed test server, again on a fresh port if it fails or if what
+    answers is not ours: the SDK picks a free port and releases it before the server binds
+    it, so on a busy machine another suite's server can take it first (the SDK would then
+    talk to that one until it stops)."""
     for attempt in range(1, attempts + 1):
         try:
-            return await start()
+            env = await start()
         except Exception:  # the SDK raises RuntimeError; anything else is worth a retry too
             if attempt == attempts:
                 raise
-    raise AssertionError("unreachable")
+            continue
+        port = int(env.client.service_client.config.target_host.rsplit(":", 1)[1])
+        if listener_is_ours(port):
+            return env
+        with contextlib.suppress(Exception):
+            await env.shutdown()
+    raise RuntimeError(f"no Temporal test server of our own after {attempts} attempts")
 
 
 async def start_time_skipping_server() -> WorkflowEnvironment:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import tempfile
 from pathlib import Path
 
+import psutil
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -33,6 +35,16 @@ SDK_DYNAMIC_CONFIG = [
     "--dynamic-config-value",
     "frontend.enableUpdateWorkflowExecutionAsyncAccepted=true",
 ]
+
+
+def listener_is_ours(port: int) -> bool:
+    """Whether what listens on ``port`` is a child of this process (the server we started,
+    not another suite's that took the port first)."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            with contextlib.suppress(psutil.Error):
+                return conn.pid is not None and psutil.Process(conn.pid).ppid() == os.getpid()
+    return False
 
 
 def free_port() -> int:
