@@ -18,6 +18,7 @@ import contextlib
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -45,6 +46,15 @@ def listener_is_ours(port: int) -> bool:
             with contextlib.suppress(psutil.Error):
                 return conn.pid is not None and psutil.Process(conn.pid).ppid() == os.getpid()
     return False
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port that refuses connections for as long as the block runs: bound, never
+    listening, so no other process can start listening on it meanwhile."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 def free_port() -> int:

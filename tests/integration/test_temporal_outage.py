@@ -23,7 +23,7 @@ from tempoflow.worker import create_worker
 from tests.actions import Effects, build_registry
 from tests.integration.conftest import make_keys, until
 from tests.integration.test_events import PAID, wait_for_paid
-from tests.servers import TemporalDevServer, free_port
+from tests.servers import TemporalDevServer, closed_port
 
 pytestmark = pytest.mark.integration
 
@@ -133,19 +133,20 @@ async def test_events_accepted_while_temporal_is_down_are_delivered_after(
 async def test_database_down_is_503_and_nothing_is_accepted(
     database_url: str, temporal_client: Client
 ) -> None:
-    settings = Settings(
-        environment="test",
-        database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/none",
-        dispatcher_enabled=False,
-    )
-    app = create_app(settings, temporal=temporal_client)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
-    ):
-        r = await http.post(
-            "/v1/events",
-            headers={"Authorization": "Bearer tf_x"},
-            json={"name": PAID, "payload": {}},
+    with closed_port() as port:
+        settings = Settings(
+            environment="test",
+            database_url=f"postgresql://nobody@127.0.0.1:{port}/none",
+            dispatcher_enabled=False,
         )
+        app = create_app(settings, temporal=temporal_client)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+        ):
+            r = await http.post(
+                "/v1/events",
+                headers={"Authorization": "Bearer tf_x"},
+                json={"name": PAID, "payload": {}},
+            )
     assert r.status_code == 503 and r.json()["code"] == "database_unavailable"
