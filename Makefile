@@ -15,11 +15,17 @@ $(STAMP): pyproject.toml
 dev: $(STAMP)  ## run the whole stack (Temporal + UI, PostgreSQL, worker, API)
 	$(BIN)/tempoflow dev
 
-test: $(STAMP)  ## run the whole suite against real, self-started servers
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Two pytest workers, each with its own PostgreSQL and Temporal dev server; whole files go
+# to one worker (module fixtures start once). The 10,000-item loop then runs beside the
+# rest of the suite instead of before it. PYTEST_WORKERS=0 runs in one process (--pdb).
+PYTEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-n 0,-n $(PYTEST_WORKERS) --dist loadfile)
 
-test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+test: $(STAMP)  ## run the whole suite against real, self-started servers
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+
+test-unit: $(STAMP)  ## the pure tests only (no server), well under a minute
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 conformance: $(STAMP)  ## the JSONata reference suite through our expression engine
 	@$(BIN)/python -m tests.conformance.harness | grep -v "^Proc not found"

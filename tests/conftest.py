@@ -7,9 +7,11 @@ servers instead (a fresh database is created and dropped).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,13 +23,54 @@ from temporalio.testing import WorkflowEnvironment
 from launcher import embedded, migrate
 from projections.db import create_engine, session_factory
 from tempoflow.settings import to_asyncpg_url
-from temporal_workflows import search_attributes
+from tests.servers import TemporalDevServer, listener_is_ours
 
-DEV_SERVER_ARGS = [
-    *embedded.SQLITE_PRAGMAS,
-    "--dynamic-config-value",
-    "limit.historyCount.suggestContinueAsNew=100",
-]
+# With WAL pragmas and Tempoflow's search attributes (added by the server command).
+DEV_SERVER_ARGS = ["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=100"]
+
+
+@contextlib.asynccontextmanager
+async def dev_server(extra_args: list[str]) -> AsyncIterator[Client]:
+    """A client of a Temporal dev server of this process's own (see tests/servers.py)."""
+    server = TemporalDevServer(extra_args)
+    try:
+        await server.start()
+        yield await server.connect()
+    finally:
+        await server.close()
+
+
+async def start_with_retries(
+    start: Callable[[], Awaitable[WorkflowEnvironment]], attempts: int = 3
+) -> WorkflowEnvironment:
+    """Start an SDK-managed test server, again on a fresh port if it fails or if what
+    answers is not ours: the SDK picks a free port and releases it before the server binds
+    it, so on a busy machine another suite's server can take it first (the SDK would then
+    talk to that one until it stops)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            env = await start()
+        except Exception:  # the SDK raises RuntimeError; anything else is worth a retry too
+            if attempt == attempts:
+                raise
+            continue
+        port = int(env.client.service_client.config.target_host.rsplit(":", 1)[1])
+        if listener_is_ours(port):
+            return env
+        with contextlib.suppress(Exception):
+            await env.shutdown()
+    raise RuntimeError(f"no Temporal test server of our own after {attempts} attempts")
+
+
+async def start_time_skipping_server() -> WorkflowEnvironment:
+    return await start_with_retries(
+        lambda: WorkflowEnvironment.start_time_skipping(
+            data_converter=pydantic_data_converter,
+            test_server_existing_path=str(embedded.TEMPORAL_TEST_SERVER),
+            # The SDK waits 5 s by default: too short on a loaded machine.
+            test_server_startup_timeout=timedelta(seconds=60),
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,27 +117,13 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment | None]:
-    if os.environ.get("TEMPOFLOW_TEMPORAL_ADDRESS"):
-        yield None
+async def temporal_client() -> AsyncIterator[Client]:
+    address = os.environ.get("TEMPOFLOW_TEMPORAL_ADDRESS")
+    if address:
+        yield await Client.connect(address, data_converter=pydantic_data_converter)
         return
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        search_attributes=search_attributes.ALL,
-        dev_server_existing_path=str(embedded.TEMPORAL_CLI),
-        dev_server_extra_args=DEV_SERVER_ARGS,
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture(scope="session")
-async def temporal_client(temporal_env: WorkflowEnvironment | None) -> Client:
-    if temporal_env is not None:
-        return temporal_env.client
-    return await Client.connect(
-        os.environ["TEMPOFLOW_TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter
-    )
+    async with dev_server(DEV_SERVER_ARGS) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -106,7 +106,7 @@ def without_stack_traces(history_json: str) -> str:
     return json.dumps(strip(json.loads(history_json)))
 
 
-async def until(check: Any, within: float = 20.0) -> Any:
+async def until(check: Any, within: float = 30.0) -> Any:
     """Poll ``check`` (async, returns a truthy value when done) for up to ``within`` s."""
     deadline = asyncio.get_running_loop().time() + within
     while True:

@@ -208,11 +208,8 @@ async def test_failing_branch_cancels_its_sibling(stack: Stack) -> None:
     run = await stack.start("cancel-sibling")
     with pytest.raises(WorkflowFailureError):
         await stack.result(run)
-    for _ in range(100):
-        if stack.effects.cancelled[run["id"]]:
-            break
-        await asyncio.sleep(0.05)
-    assert stack.effects.cancelled[run["id"]] == 1  # the heartbeating action saw it
+    await until(lambda: _cancelled(stack, run["id"]))  # the heartbeating action saw it
+    assert stack.effects.cancelled[run["id"]] == 1
     steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
     assert steps["hb"] == "CANCELED" and steps["boom"] == "FAILED"
 
@@ -490,11 +487,12 @@ async def test_cancel_stops_runs_finally_and_ends_canceled(stack: Stack) -> None
     steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
     assert steps["cleanup"] == "SUCCEEDED" and steps["hb"] == "CANCELED"
     assert "after" not in steps
-    for _ in range(100):  # the activity learns of it at its next heartbeat
-        if stack.effects.cancelled[run["id"]]:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: _cancelled(stack, run["id"]))  # at the activity's next heartbeat
     assert stack.effects.cancelled[run["id"]] == 1
+
+
+async def _cancelled(stack: Stack, run_id: str) -> int:
+    return stack.effects.cancelled[run_id]
 
 
 async def _children(stack: Stack, run_id: str) -> list[dict[str, Any]]:

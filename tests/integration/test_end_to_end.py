@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, until
 
 ORDER = {
     "inputSchema": {
@@ -233,12 +231,11 @@ async def test_search_attributes_filter_runs_in_temporal(stack: Stack) -> None:
         f'TempoflowTenant = "{stack.tenant}" AND TempoflowDefinition = "findme" '
         "AND TempoflowDefinitionVersion = 1"
     )
-    for _ in range(50):  # visibility is eventually consistent
-        found = [w.id async for w in stack.client.list_workflows(query)]
-        if found:
-            break
-        await asyncio.sleep(0.1)
-    assert found == [run["workflowId"]]
+
+    async def listed() -> list[str]:  # visibility is eventually consistent
+        return [w.id async for w in stack.client.list_workflows(query)]
+
+    assert await until(listed) == [run["workflowId"]]
 
 
 async def test_worker_registers_missing_search_attributes(stack: Stack) -> None:

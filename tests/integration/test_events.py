@@ -602,7 +602,7 @@ async def test_a_filtered_out_event_shows_filtered_while_the_run_waits(stack: St
         found = [d for d in view["deliveries"] if d["status"] == "FILTERED"]
         return found[0] if found else None
 
-    delivery = await until(filtered, within=10)
+    delivery = await until(filtered)
     assert delivery["runId"] == run["id"] and "filter" in delivery["reason"]
     assert (await stack.run_view(run["id"]))["status"] == "WAITING"
     await send(stack, payload={"orderId": "fv-1", "amount": 500}, id="fv-large")

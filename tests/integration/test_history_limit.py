@@ -13,29 +13,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from launcher import embedded
-from temporal_workflows import search_attributes
-from tests.conftest import DEV_SERVER_ARGS
+from tests.conftest import DEV_SERVER_ARGS, dev_server
 from tests.integration.conftest import Stack
 
 
 @pytest.fixture(scope="module")
 async def temporal_client() -> AsyncIterator[Client]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        search_attributes=search_attributes.ALL,
-        dev_server_existing_path=str(embedded.TEMPORAL_CLI),
-        dev_server_extra_args=[
-            *DEV_SERVER_ARGS,
-            "--dynamic-config-value",
-            "limit.historyCount.error=400",
-        ],
-    )
-    yield env.client
-    await env.shutdown()
+    async with dev_server(
+        [*DEV_SERVER_ARGS, "--dynamic-config-value", "limit.historyCount.error=400"]
+    ) as client:
+        yield client
 
 
 @pytest.fixture

@@ -201,7 +201,7 @@ async def test_cancel_racing_a_completion_leaves_a_true_projection(
             view = await stack.run_view(run_id)
             return view if view["status"] not in ("RUNNING", "WAITING") else None
 
-        view = await until(closed, within=15)
+        view = await until(closed)
         assert view["status"] == expected
         r = await stack.http.get(f"/v1/tasks/{task['id']}", headers=stack.auth("operator"))
         assert r.json()["status"] != "OPEN"

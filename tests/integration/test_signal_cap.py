@@ -14,13 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from launcher import embedded
 from projections.models import Event, EventDeliveryRow
 from temporal_workflows import events as inbox_module
-from temporal_workflows import search_attributes
+from tests.conftest import dev_server
 from tests.integration.conftest import Stack, open_stack, until
 from tests.integration.test_events import PAID, event_type, looping_waits, waiting
 
@@ -31,21 +28,13 @@ CAP = 20
 async def capped(
     database_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Stack]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        search_attributes=search_attributes.ALL,
-        dev_server_existing_path=str(embedded.TEMPORAL_CLI),
-        dev_server_extra_args=[
-            *embedded.SQLITE_PRAGMAS,
-            "--dynamic-config-value",
-            f"history.maximumSignalsPerExecution={CAP}",
-        ],
-    )
-    try:
-        async with open_stack(database_url, env.client, sessions) as stack:
-            yield stack
-    finally:
-        await env.shutdown()
+    async with (
+        dev_server(
+            ["--dynamic-config-value", f"history.maximumSignalsPerExecution={CAP}"]
+        ) as client,
+        open_stack(database_url, client, sessions) as stack,
+    ):
+        yield stack
 
 
 async def test_a_run_receiving_more_signals_than_the_cap_applies_every_event(

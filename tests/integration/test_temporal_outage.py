@@ -5,7 +5,6 @@ waiting runs survive the restart."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,69 +15,36 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from app.main import create_app
-from launcher import embedded
 from launcher.worker import create_worker
 from projections.models import Event
 from tempoflow.settings import Settings
 from tests.actions import Effects, build_registry
 from tests.integration.conftest import make_keys, until
 from tests.integration.test_events import PAID, wait_for_paid
+from tests.servers import TemporalDevServer, closed_port
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A Temporal dev server process that can be stopped and started on the same data."""
-
-    def __init__(self, db_file: Path) -> None:
-        self.port = _free_port()
-        self.db_file = db_file
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            *embedded.temporal_dev_server_command(
-                port=self.port, ui_port=None, db_file=self.db_file
-            ),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        await embedded.wait_for_port("127.0.0.1", self.port, within=60)
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            await asyncio.wait_for(self.process.wait(), 30)
-        self.process = None
-
-
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    srv = Server(tmp_path / "temporal.db")
+async def server(tmp_path: Path) -> AsyncIterator[TemporalDevServer]:
+    srv = TemporalDevServer(db_file=tmp_path / "temporal.db")
     yield srv
-    await srv.stop()
+    await srv.close()
 
 
+@pytest.mark.timeout(240)  # two server starts, a dispatcher backoff and 5 runs, when loaded
 async def test_events_accepted_while_temporal_is_down_are_delivered_after(
-    server: Server, database_url: str, sessions: async_sessionmaker[AsyncSession]
+    server: TemporalDevServer, database_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     await server.start()
-    client = await Client.connect(
-        f"127.0.0.1:{server.port}", data_converter=pydantic_data_converter
-    )
+    client = await server.connect()
     settings = Settings(
         environment="test",
         database_url=database_url,
-        temporal_address=f"127.0.0.1:{server.port}",
+        temporal_address=server.address,
         task_queue=f"tq-{uuid.uuid4()}",
         dispatch_max_backoff_seconds=1.0,
         dispatch_poll_seconds=0.2,
@@ -167,19 +133,20 @@ async def test_events_accepted_while_temporal_is_down_are_delivered_after(
 async def test_database_down_is_503_and_nothing_is_accepted(
     database_url: str, temporal_client: Client
 ) -> None:
-    settings = Settings(
-        environment="test",
-        database_url=f"postgresql://nobody@127.0.0.1:{_free_port()}/none",
-        dispatcher_enabled=False,
-    )
-    app = create_app(settings, temporal=temporal_client)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
-    ):
-        r = await http.post(
-            "/v1/events",
-            headers={"Authorization": "Bearer tf_x"},
-            json={"name": PAID, "payload": {}},
+    with closed_port() as port:
+        settings = Settings(
+            environment="test",
+            database_url=f"postgresql://nobody@127.0.0.1:{port}/none",
+            dispatcher_enabled=False,
         )
+        app = create_app(settings, temporal=temporal_client)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+        ):
+            r = await http.post(
+                "/v1/events",
+                headers={"Authorization": "Bearer tf_x"},
+                json={"name": PAID, "payload": {}},
+            )
     assert r.status_code == 503 and r.json()["code"] == "database_unavailable"

@@ -10,25 +10,21 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from app.run_starter import start_run
-from launcher import embedded
 from launcher.worker import create_worker
 from projections import runs
 from projections.models import DefinitionVersionRow, HumanTaskRow, WaitRow
 from tests.actions import Effects, build_registry
+from tests.conftest import start_time_skipping_server
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 async def skipping() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(embedded.TEMPORAL_TEST_SERVER),
-    )
+    env = await start_time_skipping_server()
     yield env
     await env.shutdown()
 

@@ -4,7 +4,6 @@ where the database is. Nothing here starts a server."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +12,9 @@ import pytest
 
 from launcher.database import DatabaseNotFound, ensure_database_url, record_database_url
 from tempoflow.settings import ClientSettings, Settings
+from tests.servers import closed_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -47,8 +41,8 @@ def _cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
 def test_unreachable_api_is_one_line_naming_the_url_from_the_port(
     args: list[str], tmp_path: Path
 ) -> None:
-    port = _free_port()  # nothing listens there
-    out = _cli(args, tmp_path, TEMPOFLOW_API_PORT=str(port), TEMPOFLOW_API_KEY="tf_x")
+    with closed_port() as port:  # nothing listens there, nor can start to
+        out = _cli(args, tmp_path, TEMPOFLOW_API_PORT=str(port), TEMPOFLOW_API_KEY="tf_x")
     assert out.returncode == 2
     assert out.stdout == ""
     assert "Traceback" not in out.stderr

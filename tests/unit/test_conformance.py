@@ -19,6 +19,11 @@ def outcomes() -> dict[str, tuple[Case, bool | None]]:
     }
 
 
+# The module's fixture runs all 1,686 cases (~8 s quiet, 20-30 s on a loaded machine), and
+# pytest-timeout counts a fixture's setup in the first test that uses it.
+pytestmark = pytest.mark.timeout(240)
+
+
 def test_every_case_plain_jsonata_python_passes_still_passes(
     outcomes: dict[str, tuple[Case, bool | None]],
 ) -> None:
