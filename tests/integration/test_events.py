@@ -123,7 +123,6 @@ async def test_without_buffer_an_earlier_event_is_not_taken(stack: Stack) -> Non
     await send(stack, payload={"orderId": "gone", "amount": 1}, id="before")
     await until(lambda: _routed(stack, "before"))  # routed (to no one) before the wait
     await asyncio.sleep(CLOCK_GRACE.total_seconds() + 0.5)  # and not within the clock slack
-    await asyncio.sleep(CLOCK_GRACE.total_seconds() + 0.5)  # and not within the clock slack
     await stack.publish("pay", wait_for_paid(timeout="PT1S", onTimeout="continue"))
     run = await stack.start("pay", {"orderId": "gone"})
     result = await asyncio.wait_for(stack.result(run), 30)
