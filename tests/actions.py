@@ -84,15 +84,19 @@ def build_registry(effects: Effects) -> ActionRegistry:
             await asyncio.Event().wait()
         return Anything(received=len(effects.received))
 
+    async def heartbeat_until_cancelled(ctx: ActionContext) -> None:
+        """Record the call, tell the test it started, heartbeat until cancelled."""
+        effects.record(ctx)
+        effects.reached[ctx.run_id].set()
+        while True:
+            ctx.heartbeat()
+            await asyncio.sleep(0.05)
+
     @registry.action("test.heartbeat", input_model=Anything, output_model=Anything)
     async def heartbeat(data: Anything, ctx: ActionContext) -> Anything:
         """Heartbeats until cancelled (then records that it saw the cancellation)."""
-        effects.record(ctx)
-        effects.reached[ctx.run_id].set()
         try:
-            while True:
-                ctx.heartbeat()
-                await asyncio.sleep(0.05)
+            await heartbeat_until_cancelled(ctx)
         except asyncio.CancelledError:
             effects.cancelled[ctx.run_id] += 1
             raise
@@ -105,12 +109,8 @@ def build_registry(effects: Effects) -> ActionRegistry:
     @registry.action("test.slowcancel", input_model=Anything, output_model=Anything)
     async def slow_cancel(data: Anything, ctx: ActionContext) -> Anything:
         """Heartbeats until cancelled, then takes half a second to clean up."""
-        effects.record(ctx)
-        effects.reached[ctx.run_id].set()
         try:
-            while True:
-                ctx.heartbeat()
-                await asyncio.sleep(0.05)
+            await heartbeat_until_cancelled(ctx)
         except asyncio.CancelledError:
             await asyncio.sleep(0.5)
             effects.log[ctx.run_id].append("action cleaned up")
