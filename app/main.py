@@ -17,6 +17,7 @@ from app.events.dispatcher import Dispatcher
 from app.guard import InputGuard
 from app.limits import BodySizeLimit
 from app.openapi import build_openapi
+from app.reconciler import Reconciler
 from app.routers import ROUTERS
 from projections.db import create_engine, session_factory
 from tempoflow.settings import Settings
@@ -47,9 +48,15 @@ def create_app(
         if settings.dispatcher_enabled:
             app.state.dispatcher = Dispatcher(app.state.sessions, app.state.temporal, settings)
             app.state.dispatcher.start()
+        app.state.reconciler = None
+        if settings.reconciler_enabled:
+            app.state.reconciler = Reconciler(app.state.sessions, app.state.temporal, settings)
+            app.state.reconciler.start()
         try:
             yield
         finally:
+            if app.state.reconciler is not None:
+                await app.state.reconciler.stop()
             if app.state.dispatcher is not None:
                 await app.state.dispatcher.stop()
             await engine.dispose()

@@ -27,8 +27,8 @@ TEMPORAL_STATUS = {
     WorkflowExecutionStatus.RUNNING: "RUNNING",
     WorkflowExecutionStatus.COMPLETED: "SUCCEEDED",
     WorkflowExecutionStatus.FAILED: "FAILED",
-    WorkflowExecutionStatus.TERMINATED: "FAILED",
-    WorkflowExecutionStatus.TIMED_OUT: "FAILED",
+    WorkflowExecutionStatus.TERMINATED: "TERMINATED",
+    WorkflowExecutionStatus.TIMED_OUT: "TIMED_OUT",
     WorkflowExecutionStatus.CANCELED: "CANCELED",
     WorkflowExecutionStatus.CONTINUED_AS_NEW: "RUNNING",
 }

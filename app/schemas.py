@@ -143,6 +143,18 @@ class RunPublic(_Public):
     temporal_ui_url: str | None = None
 
 
+class RunControlPublic(_Public):
+    id: str
+    status: str = Field(description="the run's status in Temporal when the request returned")
+    action: str = Field(description="'cancel_requested' or 'terminated'")
+
+
+class TerminateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="terminated by an operator", min_length=1, max_length=1000)
+
+
 class RunsPublic(_Public):
     items: list[RunPublic]
     next_cursor: str | None = None

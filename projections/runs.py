@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import RunRow, StepRow
+from projections.models import HumanTaskRow, RunRow, StepRow, WaitRow
 from projections.paging import older_than
+from tempoflow.records import (
+    TERMINAL_RUN,
+    TERMINAL_STEP,
+    RunStatus,
+    StepStatus,
+    TaskStatus,
+    WaitStatus,
+)
 
 
 async def get_run(session: AsyncSession, tenant: str, run_id: str) -> RunRow | None:
@@ -47,3 +55,61 @@ async def list_steps(session: AsyncSession, tenant: str, run_id: str) -> list[St
         .order_by(StepRow.seq)
     )
     return list((await session.execute(stmt)).scalars())
+
+
+async def open_runs(
+    session: AsyncSession, *, older_than: datetime, after: str | None, limit: int
+) -> list[tuple[str, str, str]]:
+    """Open runs (RUNNING, WAITING) last written before ``older_than``, every tenant, in
+    run id order after ``after``: ``(tenant, run_id, workflow_id)``."""
+    stmt = select(RunRow.tenant, RunRow.run_id, RunRow.workflow_id).where(
+        RunRow.status.not_in([str(s) for s in TERMINAL_RUN]),
+        RunRow.updated_at < older_than,
+    )
+    if after is not None:
+        stmt = stmt.where(RunRow.run_id > after)
+    stmt = stmt.order_by(RunRow.run_id).limit(limit)
+    return [(t, r, w) for t, r, w in (await session.execute(stmt)).all()]
+
+
+async def close_from_temporal(
+    session: AsyncSession,
+    tenant: str,
+    run_id: str,
+    *,
+    status: RunStatus,
+    closed_at: datetime | None,
+    reason: str,
+) -> bool:
+    """Mirror a close Temporal reports that the run could not write itself (terminated,
+    timed out, or its own closing write lost): the run row, and its open steps, waits and
+    tasks, as CANCELED. Only an open run changes; True when it did."""
+    closed_at = closed_at or datetime.now(UTC)
+    error = {"type": str(status), "message": reason}
+    result = await session.execute(
+        update(RunRow)
+        .where(
+            RunRow.tenant == tenant,
+            RunRow.run_id == run_id,
+            RunRow.status.not_in([str(s) for s in TERMINAL_RUN]),
+        )
+        .values(status=str(status), closed_at=closed_at, error=error, updated_at=func.now())
+    )
+    if not getattr(result, "rowcount", 0):
+        return False
+    await session.execute(
+        update(StepRow)
+        .where(StepRow.run_id == run_id, StepRow.status.not_in([str(s) for s in TERMINAL_STEP]))
+        .values(status=str(StepStatus.CANCELED), finished_at=closed_at)
+    )
+    await session.execute(
+        update(WaitRow)
+        .where(WaitRow.run_id == run_id, WaitRow.status == str(WaitStatus.WAITING))
+        .values(status=str(WaitStatus.CANCELED))
+    )
+    await session.execute(
+        update(HumanTaskRow)
+        .where(HumanTaskRow.run_id == run_id, HumanTaskRow.status == str(TaskStatus.OPEN))
+        .values(status=str(TaskStatus.CANCELED))
+    )
+    return True

@@ -20,6 +20,11 @@ class RunStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
+    TERMINATED = "TERMINATED"
+    """Ended by an operator (``POST /v1/runs/{id}/terminate`` or Temporal itself): no
+    ``finally`` ran."""
+    TIMED_OUT = "TIMED_OUT"
+    """Temporal ended it at its execution timeout."""
 
 
 class StepStatus(StrEnum):
@@ -67,7 +72,15 @@ class TaskStatus(StrEnum):
     CANCELED = "CANCELED"
 
 
-TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED})
+TERMINAL_RUN = frozenset(
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.CANCELED,
+        RunStatus.TERMINATED,
+        RunStatus.TIMED_OUT,
+    }
+)
 TERMINAL_STEP = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELED})
 
 

@@ -89,6 +89,17 @@ class Settings(BaseSettings):
     Temporal being unreachable, which is retried as long as it lasts); then the delivery
     (or the event) ends ``FAILED`` with the reason."""
 
+    reconciler_enabled: bool = True
+    """Correct open run projections of runs Temporal has closed (terminated, timed out)
+    from this API process (any number of processes may)."""
+    reconcile_interval_seconds: float = Field(default=5.0, gt=0)
+    """How often the reconciler asks Temporal for runs it closed; with Temporal's
+    visibility lag, the delay before a run terminated outside Tempoflow shows so."""
+    reconcile_stale_seconds: float = Field(default=300.0, gt=0)
+    """An open run projection not written for this long is checked against Temporal."""
+    reconcile_lookback_seconds: float = Field(default=3600.0, ge=0)
+    """How far back a starting API process looks for runs Temporal closed."""
+
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:
         if self.environment == "production":

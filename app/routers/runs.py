@@ -9,26 +9,29 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
-from app.deps import Operator, SessionDep, SettingsDep, TemporalClientDep
+from app.deps import Admin, Operator, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
 from app.run_starter import describe_run, start_run
 from app.schemas import (
     AttemptPublic,
     InvocationPublic,
     InvocationsPublic,
+    RunControlPublic,
     RunCreate,
     RunPublic,
     RunsPublic,
     StepPublic,
     StepsPublic,
+    TerminateRequest,
     WaitPublic,
     WaitsPublic,
 )
 from projections import definitions, invocations, routing, runs
 from projections.models import RunRow
 from tempoflow.definition.validation import instance_errors
-from tempoflow.errors import ErrorItem, NotFound, Unprocessable
+from tempoflow.errors import Conflict, ErrorItem, NotFound, Unprocessable
 from tempoflow.ids import workflow_id
 from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
 from tempoflow.jsonsize import json_size
@@ -250,3 +253,78 @@ async def read_run_waits(
     if not rows:
         await _ensure_run(session, client, principal.tenant, run_id)
     return WaitsPublic(items=[WaitPublic.model_validate(w) for w in rows])
+
+
+# Temporal's answer to a control request for a workflow id it holds no open execution of.
+_NO_OPEN_EXECUTION = (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT)
+
+
+async def _refused(
+    client: Client, tenant: str, run_id: str, what: str, described: dict[str, Any] | None = None
+) -> Conflict | NotFound:
+    """Why Temporal refused to ``what`` the run: it does not exist (404) or has ended."""
+    described = described or await describe_run(client, tenant, run_id)
+    if described is None:
+        return NotFound(f"run {run_id!r} does not exist", code="run_not_found")
+    status = described["status"]
+    return Conflict(
+        f"Temporal refused to {what} the run: it has ended ({status})",
+        code=f"{what}_failed",
+        hint="only a RUNNING or WAITING run can be controlled; GET /v1/runs/{id} shows it",
+        extra={"runStatus": status},
+    )
+
+
+@router.post("/{run_id}/cancel", response_model=RunControlPublic, status_code=202)
+async def cancel_run(
+    run_id: RunIdPath, principal: Operator, client: TemporalClientDep
+) -> RunControlPublic:
+    """Ask Temporal to cancel the run. The run sees the cancellation at its next step
+    boundary (in-flight actions are cancelled), runs its ``finally`` blocks and ends
+    CANCELED; the projection shows it once the run has ended so. Repeating the request
+    while the run is still open is harmless (202 again); once it has ended, 409
+    ``cancel_failed`` with ``runStatus``. Temporal unreachable: 503, nothing changed."""
+    handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
+    # Temporal accepts a repeated cancel of a closed run that was asked to cancel: look
+    # first, so an ended run is a 409 whichever way it ended.
+    described = await describe_run(client, principal.tenant, run_id)
+    if described is None or described["status"] != RunStatus.RUNNING:
+        raise await _refused(client, principal.tenant, run_id, "cancel", described)
+    try:
+        await handle.cancel()
+    except RPCError as err:
+        if err.status not in _NO_OPEN_EXECUTION:
+            raise
+        raise await _refused(client, principal.tenant, run_id, "cancel") from None
+    return RunControlPublic(id=run_id, status=RunStatus.RUNNING, action="cancel_requested")
+
+
+@router.post("/{run_id}/terminate", response_model=RunControlPublic)
+async def terminate_run(
+    run_id: RunIdPath,
+    principal: Admin,
+    client: TemporalClientDep,
+    session: SessionDep,
+    body: TerminateRequest | None = None,
+) -> RunControlPublic:
+    """End the run at once in Temporal (no ``finally``, no compensation; in-flight
+    actions are abandoned). The projection shows TERMINATED as soon as Temporal confirms.
+    Once the run has ended, 409 ``terminate_failed`` with ``runStatus``."""
+    reason = (body or TerminateRequest()).reason
+    wid = workflow_id(principal.tenant, run_id)
+    try:
+        await client.get_workflow_handle(wid).terminate(reason=f"{reason} (key {principal.key_id})")
+    except RPCError as err:
+        if err.status not in _NO_OPEN_EXECUTION:
+            raise
+        raise await _refused(client, principal.tenant, run_id, "terminate") from None
+    await runs.close_from_temporal(
+        session,
+        principal.tenant,
+        run_id,
+        status=RunStatus.TERMINATED,
+        closed_at=None,
+        reason=f"terminated: {reason}",
+    )
+    await session.commit()
+    return RunControlPublic(id=run_id, status=RunStatus.TERMINATED, action="terminated")

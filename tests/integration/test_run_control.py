@@ -1,0 +1,214 @@
+"""Run control through Temporal (cancel, terminate) and projections that follow Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowFailureError
+
+from app.main import create_app
+from app.reconciler import Reconciler
+from launcher.worker import create_worker
+from tempoflow.settings import Settings
+from tests.actions import Effects, build_registry
+from tests.integration.conftest import Stack, make_keys, until
+from tests.servers import TemporalDevServer
+
+GATED = {
+    "steps": [
+        {
+            "id": "t",
+            "type": "control.tryCatch",
+            "try": [
+                {
+                    "id": "work",
+                    "type": "action.call",
+                    "action": "test.heartbeat",
+                    "timeouts": {"heartbeat": "PT2S"},
+                    "cancellation": "waitCompleted",
+                }
+            ],
+            "finally": [{"id": "fin", "type": "action.call", "action": "test.mark"}],
+        }
+    ]
+}
+WAITING = {
+    "steps": [
+        {
+            "id": "wait",
+            "type": "event.wait",
+            "event": "never.sent",
+            "correlationKey": "'k'",
+        }
+    ]
+}
+
+
+async def _status(stack: Stack, run_id: str) -> str:
+    return str((await stack.run_view(run_id))["status"])
+
+
+async def test_cancel_reaches_the_action_runs_finally_and_ends_canceled(stack: Stack) -> None:
+    await stack.publish("gated", GATED)
+    run = await stack.start("gated")
+    await asyncio.wait_for(stack.effects.reached[run["id"]].wait(), 20)
+
+    url = f"/v1/runs/{run['id']}/cancel"
+    first = await stack.http.post(url, headers=stack.auth("operator"))
+    again = await stack.http.post(url, headers=stack.auth("operator"))
+    assert first.status_code == 202, first.text
+    assert first.json() == {"id": run["id"], "status": "RUNNING", "action": "cancel_requested"}
+    assert again.status_code == 202, again.text  # still open: harmless
+
+    with pytest.raises(WorkflowFailureError):
+        await stack.result(run)
+    assert stack.effects.cancelled[run["id"]] == 1  # the action saw the cancellation
+    assert stack.effects.log[run["id"]] == ["fin"]  # finally ran
+    await until(lambda: _is(stack, run["id"], "CANCELED"))
+
+    late = await stack.http.post(url, headers=stack.auth("operator"))
+    assert late.status_code == 409, late.text
+    assert late.json()["code"] == "cancel_failed" and late.json()["runStatus"] == "CANCELED"
+
+
+async def _is(stack: Stack, run_id: str, status: str) -> bool:
+    return await _status(stack, run_id) == status
+
+
+async def test_control_of_an_unknown_run_is_404_and_of_another_tenant_too(
+    stack: Stack, other_tenant: dict[str, str]
+) -> None:
+    await stack.publish("waiting", WAITING)
+    run = await stack.start("waiting")
+    await until(lambda: _is(stack, run["id"], "WAITING"))
+    for what in ("cancel", "terminate"):
+        r = await stack.http.post(f"/v1/runs/{uuid.uuid4()}/{what}", headers=stack.auth())
+        assert r.status_code == 404 and r.json()["code"] == "run_not_found", r.text
+        r = await stack.http.post(f"/v1/runs/{run['id']}/{what}", headers=other_tenant)
+        assert r.status_code == 404 and r.json()["code"] == "run_not_found", r.text
+    assert await _status(stack, run["id"]) == "WAITING"
+
+
+async def test_terminate_is_admin_only_and_projects_terminated_at_once(stack: Stack) -> None:
+    await stack.publish("gated", GATED)
+    run = await stack.start("gated")
+    await asyncio.wait_for(stack.effects.reached[run["id"]].wait(), 20)
+    url = f"/v1/runs/{run['id']}/terminate"
+
+    refused = await stack.http.post(url, headers=stack.auth("operator"), json={})
+    assert refused.status_code == 403, refused.text
+
+    r = await stack.http.post(url, headers=stack.auth(), json={"reason": "stuck on a bad card"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "TERMINATED"
+    view = await stack.run_view(run["id"])  # no waiting: mirrored as Temporal confirmed
+    assert view["status"] == "TERMINATED" and view["closedAt"]
+    assert "stuck on a bad card" in view["error"]["message"]
+    steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
+    assert steps["work"] == "CANCELED"  # no step stays RUNNING in a closed run
+    assert "fin" not in steps  # terminate runs no finally
+
+    desc = await stack.client.get_workflow_handle(run["workflowId"]).describe()
+    assert desc.status is not None and desc.status.name == "TERMINATED"
+    again = await stack.http.post(url, headers=stack.auth(), json={})
+    assert again.status_code == 409 and again.json()["code"] == "terminate_failed", again.text
+    assert again.json()["runStatus"] == "TERMINATED"
+
+    listed = await stack.http.get("/v1/runs?status=TERMINATED", headers=stack.auth())
+    assert [i["id"] for i in listed.json()["items"]] == [run["id"]]
+
+
+async def test_a_run_terminated_in_temporal_shows_terminated_within_the_delay(
+    stack: Stack,
+) -> None:
+    await stack.publish("waiting", WAITING)
+    run = await stack.start("waiting")
+    await until(lambda: _is(stack, run["id"], "WAITING"))
+    # What the Temporal CLI and Web UI do: terminate the execution directly.
+    await stack.client.get_workflow_handle(run["workflowId"]).terminate(reason="from the UI")
+    delay = stack.settings.reconcile_interval_seconds
+    await until(lambda: _is(stack, run["id"], "TERMINATED"), within=delay + 20)
+    waits = await stack.http.get(f"/v1/runs/{run['id']}/waits", headers=stack.auth())
+    assert [w["status"] for w in waits.json()["items"]] == ["CANCELED"]
+
+
+async def test_a_lost_closing_write_is_corrected_from_temporal(stack: Stack) -> None:
+    await stack.publish("waiting", WAITING)
+    run = await stack.start("waiting")
+    await until(lambda: _is(stack, run["id"], "WAITING"))
+    await stack.client.get_workflow_handle(run["workflowId"]).cancel()
+    await until(lambda: _is(stack, run["id"], "CANCELED"))
+    # As if the run's own closing write had been lost: open, and stale.
+    async with stack.sessions.begin() as session:
+        await session.execute(
+            text(
+                "UPDATE runs SET status = 'WAITING', closed_at = NULL,"
+                " updated_at = now() - interval '1 hour' WHERE run_id = :id"
+            ),
+            {"id": run["id"]},
+        )
+    assert await _status(stack, run["id"]) == "WAITING"
+    reconciler = Reconciler(stack.sessions, stack.client, stack.settings)
+    for _ in range(100):  # a sweep page at a time, until it reaches this run
+        await reconciler.sweep()
+        if await _is(stack, run["id"], "CANCELED"):
+            break
+    assert await _status(stack, run["id"]) == "CANCELED"
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[TemporalDevServer]:
+    srv = TemporalDevServer(db_file=tmp_path / "temporal.db")
+    yield srv
+    await srv.close()
+
+
+@pytest.mark.timeout(180)
+async def test_cancel_with_temporal_down_is_503_and_changes_nothing(
+    server: TemporalDevServer, database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await server.start()
+    client = await server.connect()
+    settings = Settings(
+        environment="test",
+        database_url=database_url,
+        temporal_address=server.address,
+        task_queue=f"tq-{uuid.uuid4()}",
+    )
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    keys = await make_keys(sessions, tenant, settings.api_key_pepper)
+    auth = {"Authorization": f"Bearer {keys['admin']}"}
+    registry = build_registry(Effects())
+    app = create_app(settings, registry=registry, temporal=client)
+    worker = create_worker(
+        client, task_queue=settings.task_queue, registry=registry, sessions=sessions
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        async with worker:
+            definition = {"name": "w", "definition": WAITING}
+            assert (await http.put("/v1/definitions/w", headers=auth, json=definition)).is_success
+            assert (await http.post("/v1/definitions/w/publish", headers=auth)).is_success
+            run = (await http.post("/v1/runs", headers=auth, json={"definition": "w"})).json()
+
+            async def waiting() -> bool:
+                r = await http.get(f"/v1/runs/{run['id']}", headers=auth)
+                return bool(r.json()["status"] == "WAITING")
+
+            await until(waiting)
+        await server.stop()
+        for what in ("cancel", "terminate"):
+            r = await http.post(f"/v1/runs/{run['id']}/{what}", headers=auth)
+            assert r.status_code == 503, r.text
+            assert r.json()["code"] == "temporal_unavailable"
+        r = await http.get(f"/v1/runs/{run['id']}", headers=auth)
+        assert r.json()["status"] == "WAITING"  # the projection is unchanged
