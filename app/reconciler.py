@@ -89,6 +89,9 @@ class Reconciler:
             ids = parse_workflow_id(execution.id)
             if ids is None or execution.status is None:
                 continue
+            latest = await self.client.get_workflow_handle(execution.id).describe()
+            if latest.run_id != execution.run_id:
+                continue  # reset (a retry) or continued: the run goes on in a newer execution
             corrected += await self._close(ids[0], ids[1], execution.status, execution.close_time)
         self._since = started
         return corrected

@@ -149,6 +149,16 @@ class RunControlPublic(_Public):
     action: str = Field(description="'cancel_requested' or 'terminated'")
 
 
+class RetryPublic(_Public):
+    id: str
+    dry_run: bool
+    status: str = Field(description="RUNNING once reset; the current status on a dry run")
+    resume_from: dict[str, Any] = Field(
+        description="stepPath and action the run resumes at (null when it resumes at its "
+        "last workflow task), the reset event id and why"
+    )
+
+
 class TerminateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

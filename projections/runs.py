@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,3 +114,44 @@ async def close_from_temporal(
         .values(status=str(TaskStatus.CANCELED))
     )
     return True
+
+
+async def reopen(session: AsyncSession, tenant: str, run_id: str) -> dict[str, Any] | None:
+    """Open a closed run again before Temporal resumes it (a retry), so the resumed
+    execution's writes (its sequence numbers start again from the reset point) go
+    through; the row as it was (for ``restore``), None when there is none."""
+    row = await get_run(session, tenant, run_id)
+    if row is None:
+        return None
+    before = {c: getattr(row, c) for c in _REOPENED}
+    before.update(run_id=run_id, tenant=tenant)
+    await session.execute(
+        update(RunRow)
+        .where(RunRow.tenant == tenant, RunRow.run_id == run_id)
+        .values(
+            status=str(RunStatus.RUNNING),
+            seq=0,
+            closed_at=None,
+            output=None,
+            error=None,
+            updated_at=func.now(),
+        )
+    )
+    return before
+
+
+_REOPENED = ("status", "seq", "closed_at", "output", "error")
+
+
+async def restore(session: AsyncSession, before: dict[str, Any]) -> None:
+    """Undo ``reopen`` (Temporal refused to resume the run), unless the run wrote since."""
+    values = {c: before[c] for c in _REOPENED}
+    await session.execute(
+        update(RunRow)
+        .where(
+            RunRow.tenant == before["tenant"],
+            RunRow.run_id == before["run_id"],
+            RunRow.seq == 0,
+        )
+        .values(**values, updated_at=func.now())
+    )

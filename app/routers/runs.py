@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from app import run_control
 from app.deps import Admin, Operator, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
 from app.run_starter import describe_run, start_run
@@ -18,6 +19,7 @@ from app.schemas import (
     AttemptPublic,
     InvocationPublic,
     InvocationsPublic,
+    RetryPublic,
     RunControlPublic,
     RunCreate,
     RunPublic,
@@ -328,3 +330,58 @@ async def terminate_run(
     )
     await session.commit()
     return RunControlPublic(id=run_id, status=RunStatus.TERMINATED, action="terminated")
+
+
+@router.post("/{run_id}/retry", response_model=RetryPublic)
+async def retry_run(
+    run_id: RunIdPath,
+    principal: Operator,
+    client: TemporalClientDep,
+    session: SessionDep,
+    dry_run: Annotated[bool, Query(alias="dryRun")] = False,
+) -> RetryPublic:
+    """Run a FAILED or TERMINATED run again from the step that failed (or was in flight),
+    keeping everything before it: a Temporal reset. ``dryRun=true`` only says where it
+    would resume. Once reset the run is RUNNING, so repeating the request is 409
+    ``retry_not_possible`` until it has ended again."""
+    described = await describe_run(client, principal.tenant, run_id)
+    if described is None:
+        raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
+    status = described["status"]
+    if status not in (RunStatus.FAILED, RunStatus.TERMINATED):
+        raise Conflict(
+            f"only a FAILED or TERMINATED run can be retried; this one is {status}",
+            code="retry_not_possible",
+            hint="cancel or terminate a run that is still open first",
+            extra={"runStatus": status},
+        )
+    plan = await run_control.plan_retry(client, principal.tenant, run_id)
+    if plan is None:
+        raise Conflict(
+            "the run has no workflow task to resume from",
+            code="retry_not_possible",
+            hint="start a new run with the same input",
+            extra={"runStatus": status},
+        )
+    if dry_run:
+        return RetryPublic(id=run_id, dry_run=True, status=status, resume_from=plan.public())
+    # Open the projection first: the resumed execution's writes to a closed run would be
+    # dropped. Should Temporal refuse the reset, the projection is closed again.
+    before = await runs.reopen(session, principal.tenant, run_id)
+    await session.commit()
+    try:
+        await run_control.reset(
+            client,
+            principal.tenant,
+            run_id,
+            plan,
+            f"retried through the API (key {principal.key_id})",
+        )
+    except BaseException:
+        if before is not None:
+            await runs.restore(session, before)
+            await session.commit()
+        raise
+    return RetryPublic(
+        id=run_id, dry_run=False, status=RunStatus.RUNNING, resume_from=plan.public()
+    )

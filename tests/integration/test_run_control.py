@@ -212,3 +212,86 @@ async def test_cancel_with_temporal_down_is_503_and_changes_nothing(
             assert r.json()["code"] == "temporal_unavailable"
         r = await http.get(f"/v1/runs/{run['id']}", headers=auth)
         assert r.json()["status"] == "WAITING"  # the projection is unchanged
+
+
+async def test_retry_resumes_at_the_failed_step_keeping_the_steps_before(stack: Stack) -> None:
+    await stack.publish(
+        "third",
+        {
+            "steps": [
+                {"id": "one", "type": "action.call", "action": "test.count"},
+                {"id": "two", "type": "action.call", "action": "test.count"},
+                {
+                    "id": "three",
+                    "type": "action.call",
+                    "action": "test.flaky",
+                    "input": {"failures": 1},
+                    "retry": {"maxAttempts": 1},
+                },
+            ]
+        },
+    )
+    run = await stack.start("third")
+    with pytest.raises(WorkflowFailureError):
+        await stack.result(run)
+    await until(lambda: _is(stack, run["id"], "FAILED"))
+    url = f"/v1/runs/{run['id']}/retry"
+
+    dry = await stack.http.post(url + "?dryRun=true", headers=stack.auth("operator"))
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["dryRun"] is True and dry.json()["status"] == "FAILED"
+    assert dry.json()["resumeFrom"]["stepPath"] == "/steps/2"
+    assert dry.json()["resumeFrom"]["action"] == "test.flaky"
+    assert await _status(stack, run["id"]) == "FAILED"  # a dry run changes nothing
+
+    r = await stack.http.post(url, headers=stack.auth("operator"))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "RUNNING" and r.json()["dryRun"] is False
+    again = await stack.http.post(url, headers=stack.auth("operator"))
+    assert again.status_code == 409 and again.json()["code"] == "retry_not_possible"
+
+    await stack.result(run)  # the latest execution of the workflow id succeeds
+    await until(lambda: _is(stack, run["id"], "SUCCEEDED"))
+    calls = {step: n for (rid, step), n in stack.effects.calls.items() if rid == run["id"]}
+    assert calls == {"one": 1, "two": 1, "three": 2}  # steps 1-2 not executed again
+    invocations = await stack.http.get(f"/v1/runs/{run['id']}/invocations", headers=stack.auth())
+    by_step = {i["stepPath"]: i for i in invocations.json()["items"]}
+    assert len(by_step) == 3 and by_step["/steps/2"]["status"] == "SUCCEEDED"
+    steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
+    assert steps == {"one": "SUCCEEDED", "two": "SUCCEEDED", "three": "SUCCEEDED"}
+
+
+async def test_retry_of_an_open_or_succeeded_run_is_refused(stack: Stack) -> None:
+    await stack.publish("waiting", WAITING)
+    run = await stack.start("waiting")
+    await until(lambda: _is(stack, run["id"], "WAITING"))
+    r = await stack.http.post(f"/v1/runs/{run['id']}/retry", headers=stack.auth())
+    assert r.status_code == 409 and r.json()["runStatus"] == "RUNNING", r.text
+    r = await stack.http.post(f"/v1/runs/{uuid.uuid4()}/retry", headers=stack.auth())
+    assert r.status_code == 404, r.text
+
+
+async def test_retry_of_a_terminated_run_resumes_at_the_action_in_flight(stack: Stack) -> None:
+    await stack.publish(
+        "gate",
+        {
+            "steps": [
+                {"id": "before", "type": "action.call", "action": "test.count"},
+                {"id": "gate", "type": "action.call", "action": "test.gate"},
+            ]
+        },
+    )
+    run = await stack.start("gate")
+    await asyncio.wait_for(stack.effects.reached[run["id"]].wait(), 20)
+    r = await stack.http.post(f"/v1/runs/{run['id']}/terminate", headers=stack.auth())
+    assert r.status_code == 200, r.text
+    r = await stack.http.post(f"/v1/runs/{run['id']}/retry?dryRun=true", headers=stack.auth())
+    assert r.json()["resumeFrom"]["stepPath"] == "/steps/1", r.text
+    r = await stack.http.post(f"/v1/runs/{run['id']}/retry", headers=stack.auth())
+    assert r.status_code == 200, r.text
+    assert await _status(stack, run["id"]) == "RUNNING"
+    stack.effects.release[run["id"]].set()
+    await stack.result(run)
+    await until(lambda: _is(stack, run["id"], "SUCCEEDED"))
+    assert stack.effects.calls[(run["id"], "before")] == 1
+    assert stack.effects.calls[(run["id"], "gate")] == 2
