@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from tempoflow.definition import Issue
@@ -381,3 +381,47 @@ class WaitPublic(_Public):
 
 class WaitsPublic(_Public):
     items: list[WaitPublic]
+
+
+ApiKeyRole = Literal["admin", "publisher", "operator", "ingest"]
+
+
+class ApiKeyCreate(_Write):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+    roles: list[ApiKeyRole] = Field(min_length=1, max_length=4)
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="the key stops working then (must be in the future)"
+    )
+
+
+class ApiKeyPublic(_Public):
+    id: str
+    name: str
+    prefix: str = Field(description="the first characters of the key, to recognise it")
+    roles: list[str]
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="the key itself: shown this once, never again")
+
+
+class ApiKeysPublic(_Public):
+    items: list[ApiKeyPublic]
+
+
+class AuditEntryPublic(_Public):
+    id: int
+    at: datetime
+    actor: str = Field(description="id of the API key that acted")
+    action: str
+    target: str
+    reason: str | None = None
+    details: Any = None
+
+
+class AuditPublic(_Public):
+    items: list[AuditEntryPublic]
+    next_cursor: str | None = None

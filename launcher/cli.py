@@ -82,53 +82,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_apikey_create(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import DBAPIError, ProgrammingError
-
-    from app.auth import create_api_key
-    from projections.db import create_engine, session_factory
-
-    settings = _database()
-
-    async def create() -> str:
-        engine = create_engine(settings.sqlalchemy_url, pool_size=1)
-        try:
-            async with session_factory(engine).begin() as session:
-                return await create_api_key(
-                    session,
-                    tenant=args.tenant,
-                    roles=args.role,
-                    pepper=settings.api_key_pepper,
-                    name=args.name,
-                )
-        finally:
-            await engine.dispose()
-
-    try:
-        key = asyncio.run(create())
-    except ValueError as err:
-        print(f"tempoflow: {err}", file=sys.stderr)
-        return 2
-    except ProgrammingError as err:
-        if "api_keys" not in str(err.orig):
-            raise
-        print(
-            "tempoflow: the database has no Tempoflow schema; run `tempoflow migrate`",
-            file=sys.stderr,
-        )
-        return 2
-    except (OSError, DBAPIError) as err:
-        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
-        print(
-            f"tempoflow: cannot use the database ({reason}); "
-            "check TEMPOFLOW_DATABASE_URL or TEMPOFLOW_HOME",
-            file=sys.stderr,
-        )
-        return 2
-    print(key)  # only the key on stdout, for scripts
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tempoflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,16 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate)
     apikey = sub.add_parser("apikey", help="manage API keys")
     apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
-    create = apikey_sub.add_parser("create", help="create a key; prints only the key")
-    create.add_argument("--tenant", required=True)
-    create.add_argument(
-        "--role",
-        action="append",
-        required=True,
-        help="admin, publisher, operator or ingest (repeatable)",
-    )
-    create.add_argument("--name", default="")
-    create.set_defaults(func=cmd_apikey_create)
+    from launcher.apikeys import add_commands as add_apikey_commands
+
+    add_apikey_commands(apikey_sub, _database)
     from launcher.remote import add_commands
 
     add_commands(sub)

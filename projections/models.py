@@ -42,6 +42,7 @@ class ApiKey(Base):
     roles: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class DefinitionRow(Base):
@@ -321,3 +322,19 @@ class HumanTaskRow(Base):
     completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     completed_by: Mapped[str | None] = mapped_column(String(256))
     data: Mapped[Any] = mapped_column(Json, nullable=True)
+
+
+class AuditRow(Base):
+    """Who did what, when and why (primary data: not rebuilt from Temporal)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_tenant_id", "tenant", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(36))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(1024))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[Any] = mapped_column(Json, nullable=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from app.routers import (
     actions,
+    api_keys,
+    audit,
     definitions,
     event_types,
     events,
@@ -22,4 +24,6 @@ ROUTERS = [
     event_types.router,
     events.router,
     tasks.router,
+    api_keys.router,
+    audit.router,
 ]

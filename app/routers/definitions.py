@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from activities.registry import ActionRegistry
+from app.auth import Principal
 from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep
 from app.pagination import decode_cursor, encode_cursor
 from app.schemas import (
@@ -21,6 +22,7 @@ from app.schemas import (
     ValidationReport,
     VersionPublic,
 )
+from projections import audit
 from projections import definitions as data
 from tempoflow.definition import Issue, validate_definition
 from tempoflow.errors import ErrorItem, NotFound, Unprocessable
@@ -156,6 +158,15 @@ async def publish_definition(
         raise _not_found(key)
     warnings = _validate(row.draft, registry)
     version, created = await data.publish(session, row, published_by=principal.key_id)
+    if created:
+        await audit.record(
+            session,
+            tenant=principal.tenant,
+            actor=principal.key_id,
+            action="definition.publish",
+            target=key,
+            details={"version": version.version},
+        )
     await session.commit()
     response.status_code = 201 if created else 200
     published = PublishedVersion.model_validate(version)
@@ -188,10 +199,20 @@ async def read_version(
     return VersionPublic.model_validate(row)
 
 
-async def _pause(key: str, tenant: str, session: SessionDep, paused: bool) -> DefinitionPublic:
-    row = await data.get_definition(session, tenant, key, for_update=True)
+async def _pause(
+    key: str, principal: Principal, session: SessionDep, paused: bool
+) -> DefinitionPublic:
+    row = await data.get_definition(session, principal.tenant, key, for_update=True)
     if row is None:
         raise _not_found(key)
+    if row.paused != paused:
+        await audit.record(
+            session,
+            tenant=principal.tenant,
+            actor=principal.key_id,
+            action="definition.pause" if paused else "definition.resume",
+            target=key,
+        )
     await data.set_paused(session, row, paused)
     await session.commit()
     return DefinitionPublic.model_validate(row)
@@ -202,7 +223,7 @@ async def pause_definition(
     key: KeyPath, principal: Publisher, session: SessionDep
 ) -> DefinitionPublic:
     """Stop the definition's triggers from starting runs (runs can still be started)."""
-    return await _pause(key, principal.tenant, session, True)
+    return await _pause(key, principal, session, True)
 
 
 @router.post("/{key}/resume", response_model=DefinitionPublic)
@@ -211,4 +232,4 @@ async def resume_definition(
 ) -> DefinitionPublic:
     """Let the definition's triggers start runs again (events received while paused are not
     replayed)."""
-    return await _pause(key, principal.tenant, session, False)
+    return await _pause(key, principal, session, False)

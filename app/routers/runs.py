@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from app import run_control
+from app.auth import Principal
 from app.deps import Admin, Operator, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
 from app.run_starter import describe_run, start_run
@@ -30,7 +31,7 @@ from app.schemas import (
     WaitPublic,
     WaitsPublic,
 )
-from projections import definitions, invocations, routing, runs
+from projections import audit, definitions, invocations, routing, runs
 from projections.models import RunRow
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import Conflict, ErrorItem, NotFound, Unprocessable
@@ -279,7 +280,7 @@ async def _refused(
 
 @router.post("/{run_id}/cancel", response_model=RunControlPublic, status_code=202)
 async def cancel_run(
-    run_id: RunIdPath, principal: Operator, client: TemporalClientDep
+    run_id: RunIdPath, principal: Operator, client: TemporalClientDep, session: SessionDep
 ) -> RunControlPublic:
     """Ask Temporal to cancel the run. The run sees the cancellation at its next step
     boundary (in-flight actions are cancelled), runs its ``finally`` blocks and ends
@@ -298,6 +299,7 @@ async def cancel_run(
         if err.status not in _NO_OPEN_EXECUTION:
             raise
         raise await _refused(client, principal.tenant, run_id, "cancel") from None
+    await _audit(session, principal, "run.cancel", run_id)
     return RunControlPublic(id=run_id, status=RunStatus.RUNNING, action="cancel_requested")
 
 
@@ -328,7 +330,7 @@ async def terminate_run(
         closed_at=None,
         reason=f"terminated: {reason}",
     )
-    await session.commit()
+    await _audit(session, principal, "run.terminate", run_id, reason)
     return RunControlPublic(id=run_id, status=RunStatus.TERMINATED, action="terminated")
 
 
@@ -382,6 +384,28 @@ async def retry_run(
             await runs.restore(session, before)
             await session.commit()
         raise
+    await _audit(session, principal, "run.retry", run_id, details=plan.public())
     return RetryPublic(
         id=run_id, dry_run=False, status=RunStatus.RUNNING, resume_from=plan.public()
     )
+
+
+async def _audit(
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    run_id: str,
+    reason: str | None = None,
+    details: Any = None,
+) -> None:
+    """Record what Temporal has done at the caller's request (and commit)."""
+    await audit.record(
+        session,
+        tenant=principal.tenant,
+        actor=principal.key_id,
+        action=action,
+        target=run_id,
+        reason=reason,
+        details=details,
+    )
+    await session.commit()

@@ -123,6 +123,9 @@ async def test_terminate_is_admin_only_and_projects_terminated_at_once(stack: St
 
     listed = await stack.http.get("/v1/runs?status=TERMINATED", headers=stack.auth())
     assert [i["id"] for i in listed.json()["items"]] == [run["id"]]
+    audited = await stack.http.get("/v1/audit?action=run.terminate", headers=stack.auth())
+    [entry] = audited.json()["items"]
+    assert entry["target"] == run["id"] and entry["reason"] == "stuck on a bad card"
 
 
 async def test_a_run_terminated_in_temporal_shows_terminated_within_the_delay(
@@ -250,6 +253,9 @@ async def test_retry_resumes_at_the_failed_step_keeping_the_steps_before(stack: 
     again = await stack.http.post(url, headers=stack.auth("operator"))
     assert again.status_code == 409 and again.json()["code"] == "retry_not_possible"
 
+    audited = await stack.http.get(f"/v1/audit?target={run['id']}", headers=stack.auth())
+    assert [e["action"] for e in audited.json()["items"]] == ["run.retry"]
+    assert audited.json()["items"][0]["details"]["stepPath"] == "/steps/2"
     await stack.result(run)  # the latest execution of the workflow id succeeds
     await until(lambda: _is(stack, run["id"], "SUCCEEDED"))
     calls = {step: n for (rid, step), n in stack.effects.calls.items() if rid == run["id"]}
