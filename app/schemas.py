@@ -425,3 +425,31 @@ class AuditEntryPublic(_Public):
 class AuditPublic(_Public):
     items: list[AuditEntryPublic]
     next_cursor: str | None = None
+
+
+class BulkFilter(_Write):
+    definition: str | None = Field(default=None, min_length=1, max_length=128)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    status: Literal["RUNNING", "WAITING"] | None = None
+    started_after: AwareDatetime | None = None
+    started_before: AwareDatetime | None = None
+
+
+class BulkControl(_Write):
+    filter: BulkFilter
+    dry_run: bool = False
+    reason: str | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class BulkFailure(_Public):
+    id: str
+    code: str
+    detail: str
+
+
+class BulkControlPublic(_Public):
+    dry_run: bool
+    matched: int = Field(description="open runs the filter selects")
+    ids: list[str] = Field(description="the selected runs (dry run: the first 100)")
+    done: int = Field(default=0, description="runs Temporal accepted the request for")
+    failed: list[BulkFailure] = Field(default_factory=list)

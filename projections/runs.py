@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections.models import HumanTaskRow, RunRow, StepRow, WaitRow
@@ -155,3 +156,39 @@ async def restore(session: AsyncSession, before: dict[str, Any]) -> None:
         )
         .values(**values, updated_at=func.now())
     )
+
+
+@dataclass(frozen=True)
+class OpenRunFilter:
+    definition: str | None = None
+    version: int | None = None
+    status: str | None = None
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+
+    def apply(self, stmt: Select[Any], tenant: str) -> Select[Any]:
+        stmt = stmt.where(
+            RunRow.tenant == tenant, RunRow.status.not_in([str(s) for s in TERMINAL_RUN])
+        )
+        if self.definition is not None:
+            stmt = stmt.where(RunRow.definition_key == self.definition)
+        if self.version is not None:
+            stmt = stmt.where(RunRow.definition_version == self.version)
+        if self.status is not None:
+            stmt = stmt.where(RunRow.status == self.status)
+        if self.started_after is not None:
+            stmt = stmt.where(RunRow.started_at >= self.started_after)
+        if self.started_before is not None:
+            stmt = stmt.where(RunRow.started_at < self.started_before)
+        return stmt
+
+
+async def select_open(
+    session: AsyncSession, tenant: str, where: OpenRunFilter, *, limit: int
+) -> tuple[int, list[str]]:
+    """How many of the tenant's open runs match, and the first ``limit`` ids (oldest
+    first)."""
+    count = await session.scalar(where.apply(select(func.count()).select_from(RunRow), tenant))
+    stmt = where.apply(select(RunRow.run_id), tenant)
+    ids = await session.execute(stmt.order_by(RunRow.started_at, RunRow.run_id).limit(limit))
+    return int(count or 0), list(ids.scalars())

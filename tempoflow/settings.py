@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     Temporal being unreachable, which is retried as long as it lasts); then the delivery
     (or the event) ends ``FAILED`` with the reason."""
 
+    max_bulk_runs: int = Field(default=1000, ge=1, le=100_000)
+    """Most runs one ``POST /v1/runs:cancel`` or ``:terminate`` acts on (422 above it)."""
     reconciler_enabled: bool = True
     """Correct open run projections of runs Temporal has closed (terminated, timed out)
     from this API process (any number of processes may)."""

@@ -18,6 +18,7 @@ from app.routers import (
 ROUTERS = [
     health.router,
     definitions.router,
+    runs.bulk_router,
     runs.router,
     actions.router,
     expressions.router,

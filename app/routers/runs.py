@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Response
@@ -18,6 +19,9 @@ from app.pagination import decode_cursor, encode_cursor
 from app.run_starter import describe_run, start_run
 from app.schemas import (
     AttemptPublic,
+    BulkControl,
+    BulkControlPublic,
+    BulkFailure,
     InvocationPublic,
     InvocationsPublic,
     RetryPublic,
@@ -42,6 +46,8 @@ from tempoflow.records import RunStatus
 from tempoflow.settings import Settings
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
+bulk_router = APIRouter(prefix="/v1", tags=["runs"])
+"""Requests on many runs (``/v1/runs:cancel``, ``/v1/runs:terminate``)."""
 
 RunIdPath = Annotated[str, Path(min_length=1, max_length=36)]
 
@@ -409,3 +415,119 @@ async def _audit(
         details=details,
     )
     await session.commit()
+
+
+BULK_CONCURRENCY = 10
+"""Runs one bulk request asks Temporal about at once."""
+BULK_SHOWN = 100
+
+
+async def _bulk(
+    what: Literal["cancel", "terminate"],
+    body: BulkControl,
+    principal: Principal,
+    session: AsyncSession,
+    client: Client,
+    settings: Settings,
+) -> BulkControlPublic:
+    f = body.filter
+    if f.definition is None and f.started_after is None and f.started_before is None:
+        raise Unprocessable(
+            "a bulk request needs a filter naming a definition or a start-time range",
+            code="filter_required",
+            errors=[ErrorItem(path="/filter", code="filter_required", message="too broad")],
+            hint='e.g. {"filter": {"definition": "order-fulfilment", "status": "WAITING"}}',
+        )
+    if f.version is not None and f.definition is None:
+        raise Unprocessable(
+            "filter.version needs filter.definition",
+            code="validation_failed",
+            errors=[ErrorItem(path="/filter/version", code="needs_definition", message="")],
+        )
+    where = runs.OpenRunFilter(f.definition, f.version, f.status, f.started_after, f.started_before)
+    matched, ids = await runs.select_open(
+        session, principal.tenant, where, limit=settings.max_bulk_runs
+    )
+    await session.rollback()  # release the connection while Temporal is called
+    if body.dry_run:
+        return BulkControlPublic(dry_run=True, matched=matched, ids=ids[:BULK_SHOWN])
+    if matched > settings.max_bulk_runs:
+        raise Unprocessable(
+            f"the filter selects {matched} runs; one request acts on at most "
+            f"{settings.max_bulk_runs}",
+            code="too_many_runs",
+            hint="narrow the filter (a start-time range), or repeat the request",
+            extra={"matched": matched},
+        )
+    limit = asyncio.Semaphore(BULK_CONCURRENCY)
+    failed: list[BulkFailure] = []
+    done: list[str] = []
+    reason = body.reason or f"bulk {what} by an operator"
+
+    async def one(run_id: str) -> None:
+        handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
+        async with limit:
+            try:
+                if what == "cancel":
+                    await handle.cancel()
+                else:
+                    await handle.terminate(reason=f"{reason} (key {principal.key_id})")
+            except RPCError as err:
+                code = "run_ended" if err.status in _NO_OPEN_EXECUTION else "temporal_unavailable"
+                failed.append(BulkFailure(id=run_id, code=code, detail=err.message))
+                return
+        done.append(run_id)
+
+    await asyncio.gather(*(one(run_id) for run_id in ids))
+    if what == "terminate":
+        for run_id in done:
+            await runs.close_from_temporal(
+                session,
+                principal.tenant,
+                run_id,
+                status=RunStatus.TERMINATED,
+                closed_at=None,
+                reason=f"terminated: {reason}",
+            )
+    await audit.record(
+        session,
+        tenant=principal.tenant,
+        actor=principal.key_id,
+        action=f"runs.{what}",
+        target=f.definition or "*",
+        reason=body.reason,
+        details={
+            "filter": f.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "done": len(done),
+            "failed": len(failed),
+        },
+    )
+    await session.commit()
+    return BulkControlPublic(
+        dry_run=False, matched=matched, ids=ids[:BULK_SHOWN], done=len(done), failed=failed
+    )
+
+
+@bulk_router.post("/runs:cancel", response_model=BulkControlPublic)
+async def cancel_runs(
+    body: BulkControl,
+    principal: Operator,
+    session: SessionDep,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+) -> BulkControlPublic:
+    """Ask Temporal to cancel every open run the filter selects (at most
+    ``TEMPOFLOW_MAX_BULK_RUNS``); ``dryRun`` answers the count and ids first."""
+    return await _bulk("cancel", body, principal, session, client, settings)
+
+
+@bulk_router.post("/runs:terminate", response_model=BulkControlPublic)
+async def terminate_runs(
+    body: BulkControl,
+    principal: Admin,
+    session: SessionDep,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+) -> BulkControlPublic:
+    """Terminate every open run the filter selects (admin); ``dryRun`` first."""
+    return await _bulk("terminate", body, principal, session, client, settings)

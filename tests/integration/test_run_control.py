@@ -301,3 +301,48 @@ async def test_retry_of_a_terminated_run_resumes_at_the_action_in_flight(stack: 
     await until(lambda: _is(stack, run["id"], "SUCCEEDED"))
     assert stack.effects.calls[(run["id"], "before")] == 1
     assert stack.effects.calls[(run["id"], "gate")] == 2
+
+
+async def test_bulk_cancel_and_terminate_by_filter_with_a_dry_run_first(stack: Stack) -> None:
+    await stack.publish("bulk-a", WAITING)
+    await stack.publish("bulk-b", WAITING)
+    a_runs = [await stack.start("bulk-a") for _ in range(3)]
+    b_run = await stack.start("bulk-b")
+    for run in [*a_runs, b_run]:
+        await until(lambda run=run: _is(stack, run["id"], "WAITING"))
+
+    async def bulk(what: str, body: dict[str, object], role: str = "admin") -> httpx.Response:
+        return await stack.http.post(f"/v1/runs:{what}", headers=stack.auth(role), json=body)
+
+    r = await bulk("cancel", {"filter": {}})
+    assert r.status_code == 422 and r.json()["code"] == "filter_required", r.text
+    only_a = {"filter": {"definition": "bulk-a", "status": "WAITING"}}
+    dry = await bulk("cancel", {**only_a, "dryRun": True}, "operator")
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["matched"] == 3 and dry.json()["done"] == 0
+    assert sorted(dry.json()["ids"]) == sorted(r["id"] for r in a_runs)
+    assert all([await _is(stack, r["id"], "WAITING") for r in a_runs])  # nothing changed
+
+    stack.settings.max_bulk_runs = 2
+    try:
+        r = await bulk("cancel", only_a)
+        assert r.status_code == 422 and r.json()["code"] == "too_many_runs", r.text
+        assert r.json()["matched"] == 3
+    finally:
+        stack.settings.max_bulk_runs = 1000
+
+    done = await bulk("cancel", {**only_a, "reason": "bad release"}, "operator")
+    assert done.status_code == 200 and done.json()["done"] == 3, done.text
+    for run in a_runs:
+        await until(lambda run=run: _is(stack, run["id"], "CANCELED"))
+    assert await _status(stack, b_run["id"]) == "WAITING"
+
+    assert (
+        await bulk("terminate", {"filter": {"definition": "bulk-b"}}, "operator")
+    ).status_code == 403
+    t = await bulk("terminate", {"filter": {"definition": "bulk-b"}})
+    assert t.json()["done"] == 1 and t.json()["failed"] == [], t.text
+    assert await _status(stack, b_run["id"]) == "TERMINATED"
+    audited = await stack.http.get("/v1/audit?action=runs.cancel", headers=stack.auth())
+    [entry] = audited.json()["items"]
+    assert entry["reason"] == "bad release" and entry["details"]["done"] == 3
