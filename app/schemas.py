@@ -453,3 +453,20 @@ class BulkControlPublic(_Public):
     ids: list[str] = Field(description="the selected runs (dry run: the first 100)")
     done: int = Field(default=0, description="runs Temporal accepted the request for")
     failed: list[BulkFailure] = Field(default_factory=list)
+
+
+class DecisionRequest(_Write):
+    decision: Literal["retry", "skip", "fail"]
+    output: Any = Field(default=None, description="the step's output when skipping")
+    loop: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        max_length=32,
+        description="for-each iteration indexes of the step, outermost first (as in /steps)",
+    )
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class DecisionPublic(_Public):
+    id: str
+    step_path: str
+    decision: str

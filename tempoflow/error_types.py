@@ -66,6 +66,9 @@ class ErrorType(StrEnum):
       complete-task update validator refuses a completion (the task is unknown, was
       completed already, or the data does not match the form); the API answers 409, 409
       and 422. The run is not affected.
+    - ``DecisionNotPending``, ``DecisionAlreadyMade``: the interpreter's decide update
+      validator refuses an operator's decision (no step of that path waits for one, or
+      another decision came first); the API answers 409. The run is not affected.
     - ``BookkeepingUnavailable``: the ``invoke_action`` activity gave its attempt back
       before running the handler (database unreachable, or another run's attempt holds
       the idempotency key); details are a :class:`temporal_workflows.models.
@@ -91,4 +94,6 @@ class ErrorType(StrEnum):
     TASK_NOT_OPEN = "TaskNotOpen"
     TASK_ALREADY_COMPLETED = "TaskAlreadyCompleted"
     TASK_DATA_INVALID = "TaskDataInvalid"
+    DECISION_NOT_PENDING = "DecisionNotPending"
+    DECISION_ALREADY_MADE = "DecisionAlreadyMade"
     BOOKKEEPING_UNAVAILABLE = "BookkeepingUnavailable"

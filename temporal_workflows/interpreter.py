@@ -27,10 +27,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal_workflows import events
     from temporal_workflows.context import RunContext
-    from temporal_workflows.events import Mailbox, TaskBoard
+    from temporal_workflows.events import DecisionBoard, Mailbox, TaskBoard, decision_key
     from temporal_workflows.failures import ContinueAsNew, RunReturned, StepFailure, position_key
     from temporal_workflows.models import (
         COMPLETE_TASK_UPDATE,
+        DECIDE_UPDATE,
         EVENT_SIGNAL,
         PROJECT_ACTIVITY,
         REGISTER_WAIT_ACTIVITY,
@@ -40,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         ResumeState,
         RunInput,
         RunResult,
+        StepDecision,
         TaskCompletion,
     )
     from temporal_workflows.nodes import EXECUTORS, Runtime
@@ -79,6 +81,7 @@ class InterpreterWorkflow:
         self._mailbox = Mailbox(on_refused=self._refused)
         self._inp = inp
         self._tasks = TaskBoard()
+        self._decisions = DecisionBoard()
         if inp.resume is not None:
             self._mailbox.restore(inp.resume.processed_events, inp.resume.inbox)
 
@@ -100,6 +103,7 @@ class InterpreterWorkflow:
             self._should_continue,
             mailbox=self._mailbox,
             tasks=self._tasks,
+            decisions=self._decisions,
             register_wait=self._register_wait,
             patched=self._patched,
         )
@@ -416,6 +420,25 @@ class InterpreterWorkflow:
                 errors,
                 type=ErrorType.TASK_DATA_INVALID,
             )
+
+    @workflow.update(name=DECIDE_UPDATE)
+    def decide(self, decision: StepDecision) -> dict[str, Any]:
+        """An operator's decision on a step waiting for one; the first valid one wins."""
+        pending = self._decisions.pending[decision_key(decision.step_path, decision.loop)]
+        pending.decision = decision
+        return {"stepPath": decision.step_path, "decision": decision.decision}
+
+    @decide.validator
+    def _check_decision(self, decision: StepDecision) -> None:
+        refusal = self._decisions.refusal(decision_key(decision.step_path, decision.loop))
+        if refusal is None:
+            return
+        kind, decided_by = refusal
+        if kind == ErrorType.DECISION_ALREADY_MADE:
+            raise ApplicationError(
+                "another decision was made first", {"decidedBy": decided_by}, type=kind
+            )
+        raise ApplicationError("no step of that path waits for a decision", type=kind)
 
     @workflow.query(name="tempoflow.state")
     def state(self) -> dict[str, Any]:

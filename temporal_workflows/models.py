@@ -95,6 +95,21 @@ class TaskCompletion(BaseModel):
     completed_by: str
 
 
+DECIDE_UPDATE = "tempoflow.decide"
+
+
+class StepDecision(BaseModel):
+    """Update ``tempoflow.decide``: an operator's decision on an ``action.call`` with
+    ``onFailure: "ask"`` whose retries are exhausted."""
+
+    step_path: str
+    loop: str | None = None
+    decision: Literal["retry", "skip", "fail"]
+    output: Any = None
+    """The step's output when skipped."""
+    decided_by: str
+
+
 class RunResult(BaseModel):
     output: Any = None
 

@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from app import run_control
@@ -22,6 +23,8 @@ from app.schemas import (
     BulkControl,
     BulkControlPublic,
     BulkFailure,
+    DecisionPublic,
+    DecisionRequest,
     InvocationPublic,
     InvocationsPublic,
     RetryPublic,
@@ -38,12 +41,14 @@ from app.schemas import (
 from projections import audit, definitions, invocations, routing, runs
 from projections.models import RunRow
 from tempoflow.definition.validation import instance_errors
+from tempoflow.error_types import ErrorType
 from tempoflow.errors import Conflict, ErrorItem, NotFound, Unprocessable
 from tempoflow.ids import workflow_id
 from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
 from tempoflow.jsonsize import json_size
 from tempoflow.records import RunStatus
 from tempoflow.settings import Settings
+from temporal_workflows.models import DECIDE_UPDATE, StepDecision
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 bulk_router = APIRouter(prefix="/v1", tags=["runs"])
@@ -531,3 +536,60 @@ async def terminate_runs(
 ) -> BulkControlPublic:
     """Terminate every open run the filter selects (admin); ``dryRun`` first."""
     return await _bulk("terminate", body, principal, session, client, settings)
+
+
+@router.post("/{run_id}/steps/{step_path:path}/decision", response_model=DecisionPublic)
+async def decide_step(
+    run_id: RunIdPath,
+    step_path: str,
+    body: DecisionRequest,
+    principal: Operator,
+    session: SessionDep,
+    client: TemporalClientDep,
+) -> DecisionPublic:
+    """Decide on an ``action.call`` with ``onFailure: "ask"`` whose retries are exhausted:
+    ``retry`` (a whole retry budget again), ``skip`` (with ``output``) or ``fail``. The
+    run validates it (a Temporal Update); the first decision wins, later ones are 409
+    ``decision_already_made``; a step that waits for none is 409 ``decision_not_pending``.
+    ``stepPath`` is the step's JSON pointer as ``/steps`` lists it, e.g.
+    ``/v1/runs/{id}/steps/steps/2/decision`` (or percent-encoded)."""
+    path = "/" + step_path.lstrip("/")
+    decision = StepDecision(
+        step_path=path,
+        loop=".".join(str(i) for i in body.loop) if body.loop else None,
+        decision=body.decision,
+        output=body.output,
+        decided_by=principal.key_id,
+    )
+    handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
+    try:
+        await handle.execute_update(DECIDE_UPDATE, decision, result_type=dict)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == ErrorType.DECISION_ALREADY_MADE:
+            details = cause.details[0] if cause.details else {}
+            raise Conflict(
+                "another decision on this step was made first",
+                code="decision_already_made",
+                hint="GET /v1/runs/{id}/steps shows what the step did",
+                extra={"decidedBy": details.get("decidedBy")},
+            ) from None
+        raise Conflict(
+            f"no step {path!r} of this run waits for a decision",
+            code="decision_not_pending",
+            hint='a step waits for one when it has onFailure: "ask" and its retries are '
+            'exhausted; GET /v1/runs/{id}/steps shows error.decision: "pending"',
+        ) from None
+    except RPCError as err:
+        if err.status not in _NO_OPEN_EXECUTION:
+            raise
+        raise await _refused(client, principal.tenant, run_id, "decide") from None
+    await _audit(
+        session,
+        principal,
+        "run.decision",
+        run_id,
+        body.reason,
+        {"stepPath": path, "loop": body.loop, "decision": body.decision},
+    )
+    return DecisionPublic(id=run_id, step_path=path, decision=body.decision)

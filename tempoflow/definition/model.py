@@ -222,6 +222,7 @@ class ActionCall(StepBase):
         "retry": "literal",
         "idempotencyKey": "jsonata",
         "cancellation": "literal",
+        "onFailure": "literal",
     }
     action: str = Field(pattern=ACTION_NAME)
     input: dict[str, Any] = Field(default_factory=dict)
@@ -236,6 +237,10 @@ class ActionCall(StepBase):
     moves on at once; ``waitCompleted`` waits until the action has acknowledged it (it
     learns of it at its next heartbeat) or ended, so a ``finally`` or ``catch`` after it
     never overlaps it; ``abandon`` does not tell the action."""
+    onFailure: Literal["fail", "ask"] = "fail"
+    """When the action's retries are exhausted: ``fail`` fails the step; ``ask`` makes the
+    step (and the run: ``WAITING``) wait for an operator's decision (``retry`` with a
+    fresh retry budget, ``skip`` with an output, or ``fail``)."""
 
 
 class ControlIf(StepBase):

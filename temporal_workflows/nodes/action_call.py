@@ -14,13 +14,16 @@ from temporalio.workflow import ActivityCancellationType
 
 from tempoflow.definition import ActionCall
 from tempoflow.error_types import ErrorType
+from tempoflow.records import RunStatus, StepStatus
 from temporal_workflows.context import RunContext
+from temporal_workflows.events import decision_key
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import (
     ActionFailure,
     ActionInvocation,
     ActionOutcome,
     BookkeepingInterrupted,
+    StepDecision,
 )
 from temporal_workflows.nodes.base import Runtime, StepOutcome, to_completion
 
@@ -29,6 +32,34 @@ _CANCELLATION = {
     "waitCompleted": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     "abandon": ActivityCancellationType.ABANDON,
 }
+
+
+async def _ask(
+    step: ActionCall, path: str, seq: int, ctx: RunContext, rt: Runtime, failure: StepFailure
+) -> StepDecision:
+    """Wait (run ``WAITING``) for an operator's decision on the failed step."""
+    failure.path = path
+    error = {**failure.to_dict(), "decision": "pending"}
+    key = decision_key(path, ctx.loop)
+    pending = rt.decisions.open(key, error)
+    ctx.record(
+        ctx.step_record(
+            seq,
+            path,
+            step,
+            StepStatus.RUNNING,
+            workflow.now(),
+            attempt=failure.attempt,
+            error=error,
+        )
+    )
+    await ctx.flush(RunStatus.WAITING)
+    try:
+        await workflow.wait_condition(lambda: pending.decision is not None)
+    finally:
+        rt.decisions.close(key)
+    assert pending.decision is not None
+    return pending.decision
 
 
 def _key(step: ActionCall, path: str, ctx: RunContext) -> str:
@@ -121,6 +152,7 @@ async def execute(
     )
     policy, timeouts = step.retry, step.timeouts
     delay = BOOKKEEPING_BACKOFF
+    budget_base = 0  # attempts before an operator's retry decision (a fresh budget)
     while True:
         activity = workflow.execute_activity(
             step.action,
@@ -130,7 +162,7 @@ async def execute(
             schedule_to_close_timeout=timeouts.scheduleToClose,
             heartbeat_timeout=timeouts.heartbeat,
             retry_policy=RetryPolicy(
-                maximum_attempts=policy.maxAttempts - invocation.attempt_base,
+                maximum_attempts=policy.maxAttempts - (invocation.attempt_base - budget_base),
                 initial_interval=policy.initialInterval,
                 backoff_coefficient=policy.backoffCoefficient,
                 maximum_interval=policy.maxInterval,
@@ -157,7 +189,21 @@ async def execute(
                 raise asyncio.CancelledError() from None
             interrupted = _bookkeeping_interrupted(err.cause)
             if interrupted is None or not workflow.patched(BOOKKEEPING_PATCH):
-                raise _failure(err.cause, path) from None
+                failure = _failure(err.cause, path)
+                if step.onFailure != "ask":
+                    raise failure from None
+                decision = await _ask(step, path, seq, ctx, rt, failure)
+                if decision.decision == "fail":
+                    raise failure from None
+                if decision.decision == "skip":
+                    outcome = ActionOutcome(output=decision.output, attempt=failure.attempt or 1)
+                    break
+                # retry: attempts go on counting, with a whole retry budget again
+                budget_base = failure.attempt or budget_base + policy.maxAttempts
+                invocation = invocation.model_copy(
+                    update={"attempt_base": budget_base, "pending": ctx.take_pending()}
+                )
+                continue
         # The attempt was given back before the handler ran (database unreachable, or
         # the key claimed by another run): it does not count; wait (durably) and
         # schedule the action again.

@@ -346,3 +346,123 @@ async def test_bulk_cancel_and_terminate_by_filter_with_a_dry_run_first(stack: S
     audited = await stack.http.get("/v1/audit?action=runs.cancel", headers=stack.auth())
     [entry] = audited.json()["items"]
     assert entry["reason"] == "bad release" and entry["details"]["done"] == 3
+
+
+async def _steps_by_id(stack: Stack, run_id: str) -> dict[str, dict[str, object]]:
+    return {s["stepId"]: s for s in await stack.steps(run_id)}
+
+
+async def _pending(stack: Stack, run_id: str, step_id: str) -> bool:
+    step = (await _steps_by_id(stack, run_id)).get(step_id)
+    error = step and step.get("error")
+    return bool(isinstance(error, dict) and error.get("decision") == "pending")
+
+
+ASK = {
+    "steps": [
+        {
+            "id": "charge",
+            "type": "action.call",
+            "action": "test.flaky",
+            "input": {"failures": 1},
+            "retry": {"maxAttempts": 1},
+            "onFailure": "ask",
+            "output": "charge",
+        },
+        {
+            "id": "declined",
+            "type": "action.call",
+            "action": "test.fail",
+            "onFailure": "ask",
+            "output": "declined",
+        },
+        {
+            "id": "done",
+            "type": "control.return",
+            "output": {"$expr": "{'charge': vars.charge, 'declined': vars.declined}"},
+        },
+    ]
+}
+
+
+async def test_an_operator_decides_on_failed_steps_that_ask(stack: Stack) -> None:
+    await stack.publish("ask", ASK)
+    run = await stack.start("ask")
+    rid = run["id"]
+
+    async def decide(path: str, body: dict[str, object]) -> httpx.Response:
+        return await stack.http.post(
+            f"/v1/runs/{rid}/steps{path}/decision", headers=stack.auth("operator"), json=body
+        )
+
+    await until(lambda: _pending(stack, rid, "charge"))
+    assert await _status(stack, rid) == "WAITING"
+    early = await decide("/steps/1", {"decision": "skip"})
+    assert early.status_code == 409 and early.json()["code"] == "decision_not_pending", early.text
+
+    r = await decide("/steps/0", {"decision": "retry", "reason": "card service is back"})
+    assert r.status_code == 200, r.text
+    # The retried step succeeds (attempt 2); the next one fails for good and asks.
+    await until(lambda: _pending(stack, rid, "declined"))
+    steps = await _steps_by_id(stack, rid)
+    assert steps["charge"]["status"] == "SUCCEEDED" and steps["charge"]["attempt"] == 2
+    late = await decide("/steps/0", {"decision": "fail"})
+    assert late.status_code == 409 and late.json()["code"] == "decision_already_made", late.text
+
+    r = await decide("/steps/1", {"decision": "retry"})  # fails again: asks again
+    assert r.status_code == 200, r.text
+
+    async def asked_again() -> bool:
+        step = (await _steps_by_id(stack, rid))["declined"]
+        return step["attempt"] == 2 and await _pending(stack, rid, "declined")
+
+    await until(asked_again)
+    r = await stack.http.post(
+        f"/v1/runs/{rid}/steps/%2Fsteps%2F1/decision",  # percent-encoded works too
+        headers=stack.auth("operator"),
+        json={"decision": "skip", "output": {"manual": True}},
+    )
+    assert r.status_code == 200, r.text
+    assert (await stack.result(run))["output"] == {
+        "charge": {"succeededOnAttempt": 2},
+        "declined": {"manual": True},
+    }
+    assert stack.effects.calls[(rid, "declined")] == 2
+    audited = await stack.http.get(f"/v1/audit?target={rid}", headers=stack.auth())
+    decisions = [e["details"]["decision"] for e in audited.json()["items"]]
+    assert decisions == ["skip", "retry", "retry"]
+
+
+async def test_a_fail_decision_fails_the_step_catchably(stack: Stack) -> None:
+    await stack.publish(
+        "ask-fail",
+        {
+            "steps": [
+                {
+                    "id": "t",
+                    "type": "control.tryCatch",
+                    "try": [
+                        {
+                            "id": "x",
+                            "type": "action.call",
+                            "action": "test.fail",
+                            "onFailure": "ask",
+                        }
+                    ],
+                    "catch": [{"id": "caught", "type": "state.set", "values": {"caught": True}}],
+                },
+                {"id": "r", "type": "control.return", "output": {"$expr": "vars.caught"}},
+            ]
+        },
+    )
+    run = await stack.start("ask-fail")
+    await until(lambda: _pending(stack, run["id"], "x"))
+    r = await stack.http.post(
+        f"/v1/runs/{run['id']}/steps/steps/0/try/0/decision",
+        headers=stack.auth("operator"),
+        json={"decision": "fail"},
+    )
+    assert r.status_code == 200, r.text
+    assert (await stack.result(run))["output"] is True
+    steps = await _steps_by_id(stack, run["id"])
+    assert steps["x"]["status"] == "FAILED" and steps["x"]["error"]["type"] == "PaymentDeclined"

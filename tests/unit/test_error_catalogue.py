@@ -41,6 +41,8 @@ def test_values_never_change() -> None:
         "TaskAlreadyCompleted",
         "TaskDataInvalid",
         "BookkeepingUnavailable",
+        "DecisionNotPending",
+        "DecisionAlreadyMade",
     }
     assert all(t == t.value and f"``{t.value}``" in ErrorType.__doc__ for t in ErrorType)
 
