@@ -304,13 +304,20 @@ class TempoflowActivities:
             ) from None
         if claim.status == "SUCCEEDED":
             return ActionOutcome(
-                output=restore_json(claim.output), attempt=attempt, deduplicated=True
+                output=restore_json(claim.output),
+                attempt=attempt,
+                deduplicated=True,
+                action_version=outcome.action_version,
             )
         try:
             output = await self._run(inv, spec, attempt)
         except asyncio.CancelledError:
             closed = outcome.model_copy(
-                update={"status": "CANCELED", "invocation_status": "CANCELED"}
+                update={
+                    "status": "CANCELED",
+                    "invocation_status": "CANCELED",
+                    "finished_at": _now(),
+                }
             )
             await asyncio.shield(self._record(closed, info, clock, keep=True))
             raise
@@ -335,6 +342,7 @@ class TempoflowActivities:
                     "status": "FAILED",
                     "invocation_status": "FAILED" if final else "RETRYING",
                     "error": error,
+                    "finished_at": _now(),
                 }
             )
             # The step shows the latest error while it retries.
@@ -344,18 +352,26 @@ class TempoflowActivities:
                 # The attempt number travels with the error (catch blocks show it).
                 raise ApplicationError(
                     err.message,
-                    ActionFailure(attempt=attempt, details=error["details"]),
+                    ActionFailure(
+                        attempt=attempt,
+                        details=error["details"],
+                        action_version=outcome.action_version,
+                    ),
                     type=err.type,
                     non_retryable=err.non_retryable,
                 ) from err
             raise
         done = outcome.model_copy(update={"output": output, "finished_at": _now()})
+        version = outcome.action_version
         if await self._record(done, info, clock, keep=False):
-            return ActionOutcome(output=output, attempt=attempt)
+            return ActionOutcome(output=output, attempt=attempt, action_version=version)
         # The step's SUCCEEDED record travels back with the result, and so does the
         # invocation's when it could not be written here.
         return ActionOutcome(
-            output=output, attempt=attempt, unrecorded=done.model_copy(update={"output": None})
+            output=output,
+            attempt=attempt,
+            action_version=version,
+            unrecorded=done.model_copy(update={"output": None}),
         )
 
     async def _claim(

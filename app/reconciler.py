@@ -26,9 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from app.run_control import closing_reason
 from app.run_starter import TEMPORAL_STATUS
 from projections import runs
-from tempoflow.ids import parse_workflow_id
+from tempoflow.ids import parse_workflow_id, workflow_id
 from tempoflow.records import RunStatus
 from tempoflow.settings import Settings
 from temporal_workflows.models import WORKFLOW_NAME
@@ -128,7 +129,9 @@ class Reconciler:
         mapped = TEMPORAL_STATUS.get(status)
         if mapped is None or mapped == RunStatus.RUNNING:
             return 0
-        reason = REASONS.get(status, f"closed in Temporal as {status.name}")
+        reason = f"closed in Temporal as {status.name}"
+        if status in REASONS:
+            reason = await closing_reason(self.client, workflow_id(tenant, run_id))
         async with self.sessions.begin() as session:
             changed = await runs.close_from_temporal(
                 session,

@@ -18,7 +18,7 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistoryEventFilterType
 
 from tempoflow.ids import workflow_id
 from temporal_workflows.models import (
@@ -139,3 +139,21 @@ async def reset(client: Client, tenant: str, run_id: str, plan: RetryPlan, reaso
         )
     )
     return str(response.run_id)
+
+
+async def closing_reason(client: Client, wid: str, temporal_run_id: str | None = None) -> str:
+    """Why Temporal closed the execution, as the projection's error message shows it:
+    the termination reason, or the execution timeout."""
+    handle = client.get_workflow_handle(wid, run_id=temporal_run_id)
+    async for event in handle.fetch_history_events(
+        event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
+    ):
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+            return terminated_message(event.workflow_execution_terminated_event_attributes.reason)
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+            return "timed out in Temporal (execution timeout)"
+    return "closed in Temporal"
+
+
+def terminated_message(reason: str) -> str:
+    return f"terminated: {reason}" if reason else "terminated"

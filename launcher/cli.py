@@ -82,6 +82,47 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Rebuild run projections from Temporal history."""
+    import json
+    from datetime import datetime
+
+    from launcher.rebuild import rebuild
+    from projections.db import create_engine, session_factory
+    from tempoflow.temporal_client import connect_temporal
+
+    if not (args.run or args.since or args.all):
+        print("tempoflow: say what to rebuild: --run ID, --since TIME or --all", file=sys.stderr)
+        return 2
+    settings = _database()
+    since = datetime.fromisoformat(args.since) if args.since else None
+
+    async def go() -> int:
+        client = await connect_temporal(settings)
+        engine = create_engine(settings.sqlalchemy_url, pool_size=2)
+        try:
+            summary = await rebuild(
+                client, session_factory(engine), run_id=args.run, since=since, tenant=args.tenant
+            )
+        finally:
+            await engine.dispose()
+        print(
+            json.dumps(
+                {
+                    "runs": summary.runs,
+                    "executions": summary.executions,
+                    "closedByTemporal": summary.closed_by_temporal,
+                    "failures": summary.failures,
+                }
+            )
+        )
+        return 1 if summary.failures else 0
+
+    code = asyncio.run(go())
+    _exit_after_temporal(code)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tempoflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     from launcher.remote import add_commands
 
     add_commands(sub)
+    projections = sub.add_parser("projections", help="maintain the run projections")
+    projections_sub = projections.add_subparsers(dest="projections_command", required=True)
+    rebuild = projections_sub.add_parser(
+        "rebuild", help="rebuild runs, steps, invocations, waits and tasks from Temporal history"
+    )
+    which = rebuild.add_mutually_exclusive_group()
+    which.add_argument("--run", help="one run id")
+    which.add_argument("--since", help="runs started at or after this ISO 8601 time")
+    which.add_argument("--all", action="store_true", help="every run Temporal still holds")
+    rebuild.add_argument("--tenant", help="only this tenant's runs")
+    rebuild.set_defaults(func=cmd_rebuild)
     return parser
 
 

@@ -137,6 +137,8 @@ class ActionOutcome(BaseModel):
     attempt: int = 1
     deduplicated: bool = False
     """The invocation had already succeeded: its recorded output, no second side effect."""
+    action_version: int | None = None
+    """The version of the action that ran (so history alone rebuilds the invocation)."""
     unrecorded: InvocationRecord | None = None
     """The outcome the activity could not record (database unreachable), without its
     output (that is ``output``): the workflow's next projection write carries it."""
@@ -164,6 +166,7 @@ class ActionFailure(BaseModel):
 
     attempt: int
     details: Any = None
+    action_version: int | None = None
 
 
 class BookkeepingInterrupted(BaseModel):

@@ -327,8 +327,9 @@ async def terminate_run(
     Once the run has ended, 409 ``terminate_failed`` with ``runStatus``."""
     reason = (body or TerminateRequest()).reason
     wid = workflow_id(principal.tenant, run_id)
+    told = f"{reason} (key {principal.key_id})"
     try:
-        await client.get_workflow_handle(wid).terminate(reason=f"{reason} (key {principal.key_id})")
+        await client.get_workflow_handle(wid).terminate(reason=told)
     except RPCError as err:
         if err.status not in _NO_OPEN_EXECUTION:
             raise
@@ -339,7 +340,7 @@ async def terminate_run(
         run_id,
         status=RunStatus.TERMINATED,
         closed_at=None,
-        reason=f"terminated: {reason}",
+        reason=run_control.terminated_message(told),
     )
     await _audit(session, principal, "run.terminate", run_id, reason)
     return RunControlPublic(id=run_id, status=RunStatus.TERMINATED, action="terminated")
@@ -468,6 +469,7 @@ async def _bulk(
     failed: list[BulkFailure] = []
     done: list[str] = []
     reason = body.reason or f"bulk {what} by an operator"
+    told = f"{reason} (key {principal.key_id})"
 
     async def one(run_id: str) -> None:
         handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
@@ -476,7 +478,7 @@ async def _bulk(
                 if what == "cancel":
                     await handle.cancel()
                 else:
-                    await handle.terminate(reason=f"{reason} (key {principal.key_id})")
+                    await handle.terminate(reason=told)
             except RPCError as err:
                 code = "run_ended" if err.status in _NO_OPEN_EXECUTION else "temporal_unavailable"
                 failed.append(BulkFailure(id=run_id, code=code, detail=err.message))
@@ -492,7 +494,7 @@ async def _bulk(
                 run_id,
                 status=RunStatus.TERMINATED,
                 closed_at=None,
-                reason=f"terminated: {reason}",
+                reason=run_control.terminated_message(told),
             )
     await audit.record(
         session,
