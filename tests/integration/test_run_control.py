@@ -15,6 +15,7 @@ from temporalio.client import WorkflowFailureError
 
 from app.main import create_app
 from app.reconciler import Reconciler
+from launcher import embedded
 from launcher.worker import create_worker
 from tempoflow.settings import Settings
 from tests.actions import Effects, build_registry
@@ -134,12 +135,27 @@ async def test_a_run_terminated_in_temporal_shows_terminated_within_the_delay(
     await stack.publish("waiting", WAITING)
     run = await stack.start("waiting")
     await until(lambda: _is(stack, run["id"], "WAITING"))
-    # What the Temporal CLI and Web UI do: terminate the execution directly.
-    await stack.client.get_workflow_handle(run["workflowId"]).terminate(reason="from the UI")
+    # An operator using the Temporal CLI directly, not Tempoflow.
+    cli = await asyncio.create_subprocess_exec(
+        str(embedded.TEMPORAL_CLI),
+        "workflow",
+        "terminate",
+        "--address",
+        stack.client.service_client.config.target_host,
+        "--workflow-id",
+        run["workflowId"],
+        "--reason",
+        "from the CLI",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await cli.communicate()
+    assert cli.returncode == 0, output
     delay = stack.settings.reconcile_interval_seconds
     await until(lambda: _is(stack, run["id"], "TERMINATED"), within=delay + 20)
     waits = await stack.http.get(f"/v1/runs/{run['id']}/waits", headers=stack.auth())
     assert [w["status"] for w in waits.json()["items"]] == ["CANCELED"]
+    assert (await stack.run_view(run["id"]))["error"]["message"] == "terminated: from the CLI"
 
 
 async def test_a_lost_closing_write_is_corrected_from_temporal(stack: Stack) -> None:
