@@ -109,9 +109,7 @@ class EncryptionCodec(PayloadCodec):
 
     def encrypt(self, payload: Payload) -> Payload:
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[self.keys.current].encrypt(
-            nonce, payload.SerializeToString(), None
-        )
+        sealed = self._ciphers[self.keys.current].encrypt(nonce, payload.SerializeToString(), None)
         return Payload(
             metadata={"encoding": ENCODING, KEY_ID_METADATA: self._current},
             data=nonce + sealed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.routers import (
     actions,
+    codec,
     definitions,
     event_types,
     events,
@@ -22,4 +23,5 @@ ROUTERS = [
     event_types.router,
     events.router,
     tasks.router,
+    codec.router,
 ]
