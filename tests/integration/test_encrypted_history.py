@@ -48,12 +48,17 @@ def codec_client(plain: Client, payload_key: str) -> Client:
 def payloads_of(history_json: str) -> list[dict[str, Any]]:
     """Every data Payload (protobuf JSON) in a history. Search attributes (indexed by
     Temporal, never encrypted; they hold tenant, definition key and version) and the
-    SDK's patch markers (a patch id) are left out."""
+    SDK's marker bookkeeping (patch ids, local activity attempt and times) are left out."""
     found: list[dict[str, Any]] = []
 
     def walk(value: Any) -> None:
         if isinstance(value, dict):
             if value.get("markerName") == "core_patch":
+                return
+            if value.get("markerName") == "core_local_activity":
+                # The SDK's own bookkeeping (seq, attempt, times) stays plain; the local
+                # activity's result ("result") is a data payload like any other.
+                walk(value.get("details", {}).get("result"))
                 return
             if "metadata" in value and "encoding" in value.get("metadata", {}):
                 found.append(value)
@@ -167,6 +172,51 @@ async def test_history_is_ciphertext_and_the_codec_endpoint_decodes_it(
         r = await stack.http.get("/v1/actions", headers={**stack.auth(), "Origin": UI})
         assert "access-control-allow-origin" not in r.headers
         first_payloads = payloads
+
+        # The dispatcher's signals are encrypted too: an event's payload reaches the run
+        # (which completes) without appearing in its history.
+        r = await stack.http.put(
+            "/v1/event-types/card.checked",
+            headers=stack.auth(),
+            json={"correlation": {"paths": ["/payload/order"]}},
+        )
+        assert r.status_code in (200, 201), r.text
+        await stack.publish(
+            "secret-wait",
+            {
+                "steps": [
+                    {
+                        "id": "w",
+                        "type": "event.wait",
+                        "event": "card.checked",
+                        "correlationKey": "payload.order",
+                        "timeout": "PT1M",
+                        "output": "ev",
+                    },
+                ],
+                "output": {"$expr": "vars.ev.payload"},
+            },
+        )
+        waiting = await stack.start("secret-wait", {"order": "o-9"})
+        r = await stack.http.post(
+            "/v1/events",
+            headers=stack.auth("ingest"),
+            json={
+                "name": "card.checked",
+                "id": "ev-1",
+                "payload": {"order": "o-9", "card": MARKER},
+            },
+        )
+        assert r.status_code == 202, r.text
+        done = await stack.result(waiting)
+        assert done["output"] == {"order": "o-9", "card": MARKER}
+        raw, payloads = await raw_history(temporal_client, waiting["workflowId"])
+        assert MARKER.encode() not in raw
+        plain_ones = [p for p in payloads if p["metadata"]["encoding"] != encoding]
+        assert payloads and not plain_ones, [
+            (base64.b64decode(p["metadata"]["encoding"]), base64.b64decode(p["data"])[:200])
+            for p in plain_ones
+        ]
 
     # Rotation: a new key first, the old one kept. New payloads use the new key; the old
     # run's history still decrypts, through the SDK and through the endpoint.
