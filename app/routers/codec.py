@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -78,10 +79,12 @@ async def codec_caller(
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Principal | None:
-    """An operator's (or admin's) API key; in development, the configured UI origin
-    without a key (the dev server's Web UI has no login to forward)."""
+    """An operator's (or admin's) API key; in development, a browser on this machine at
+    the configured UI origin without a key (the dev server's Web UI has no login to
+    forward)."""
     if (
         settings.environment == "development"
+        and _is_loopback(request.client.host if request.client else None)
         and origin is not None
         and origin.rstrip("/") in settings.codec_cors_origins
         and not authorization
@@ -95,6 +98,13 @@ async def codec_caller(
             hint=f"the key has roles {sorted(principal.roles)}",
         )
     return principal
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 CodecCaller = Annotated[Principal | None, Depends(codec_caller)]

@@ -268,6 +268,14 @@ async def test_development_ui_origin_needs_no_key(
             "/codec/decode", json=enc.json(), headers={"Origin": "http://127.0.0.1:9999"}
         )
         assert other.status_code == 401
+    # A client that is not on this machine needs the key even with the UI's origin.
+    remote = httpx.ASGITransport(app=app, client=("192.0.2.10", 5555))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=remote, base_url="http://t") as http,
+    ):
+        r = await http.post("/codec/decode", json=enc.json(), headers={"Origin": UI})
+        assert r.status_code == 401
 
 
 def _bytes(value: Any) -> Any:
