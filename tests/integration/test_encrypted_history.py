@@ -3,12 +3,16 @@ still complete, the codec endpoint decodes for operators, and rotated keys still
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
@@ -282,3 +286,59 @@ def _bytes(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: base64.b64decode(v) for k, v in value.items()}
     return base64.b64decode(value)
+
+
+@pytest.mark.timeout(120)
+async def test_the_temporal_cli_reads_history_through_the_codec_endpoint(
+    database_url: str, temporal_client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Temporal's own client of the codec protocol (the CLI; the Web UI speaks the same)
+    against a real API server on loopback."""
+    key = f"v1:{OLD}"
+    client = codec_client(temporal_client, key)
+    async with open_stack(database_url, client, sessions, payload_key=key) as stack:
+        run = await run_once(stack, "cli-card")
+        app = create_app(stack.settings, registry=stack.worker_registry, temporal=client)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        )
+        serving = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                assert not serving.done(), "the server did not start"
+                await asyncio.sleep(0.05)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            cli = [
+                str(Path(sys.executable).with_name("temporal")),
+                "workflow",
+                "show",
+                "--address",
+                temporal_client.service_client.config.target_host,
+                "-w",
+                run["workflowId"],
+                "--output",
+                "json",
+            ]
+
+            async def show(*extra: str) -> str:
+                proc = await asyncio.create_subprocess_exec(
+                    *cli, *extra, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+                )
+                out, err = await proc.communicate()
+                assert proc.returncode == 0, err.decode()
+                return out.decode()
+
+            encoded = base64.b64encode(MARKER.encode()).decode()[:16]
+            raw = await show()
+            assert MARKER not in raw and encoded not in raw
+            endpoint = f"http://127.0.0.1:{port}/codec"
+            decoded = await show(
+                "--codec-endpoint", endpoint, "--codec-auth", f"Bearer {stack.keys['operator']}"
+            )
+            shown = payloads_of(decoded)
+            encrypted = base64.b64encode(ENCODING).decode()
+            assert shown and all(p["metadata"]["encoding"] != encrypted for p in shown)
+            assert any(MARKER.encode() in base64.b64decode(p["data"]) for p in shown)
+        finally:
+            server.should_exit = True
+            await serving
