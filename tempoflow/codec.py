@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
@@ -132,7 +133,12 @@ class EncryptionCodec(PayloadCodec):
             raise PayloadDecryptionError(
                 f"payload does not authenticate under key {kid!r}"
             ) from None
-        return Payload.FromString(plain)
+        try:
+            return Payload.FromString(plain)
+        except DecodeError:
+            raise PayloadDecryptionError(
+                f"payload decrypted under key {kid!r} is not a serialized payload"
+            ) from None
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self.encrypt(p) for p in payloads]

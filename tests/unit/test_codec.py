@@ -105,3 +105,13 @@ def test_codec_origins_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatc
         "TEMPOFLOW_CODEC_CORS_ORIGINS", "http://127.0.0.1:8233/, http://localhost:8233"
     )
     assert Settings().codec_cors_origins == ["http://127.0.0.1:8233", "http://localhost:8233"]
+
+
+async def test_authentic_ciphertext_of_something_else_is_refused() -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = b"\x00" * 12
+    sealed = AESGCM(base64.b64decode(K1)).encrypt(nonce, b"\xff\xff not a payload", None)
+    forged = Payload(metadata={"encoding": ENCODING, KEY_ID_METADATA: b"k1"}, data=nonce + sealed)
+    with pytest.raises(PayloadDecryptionError, match="not a serialized payload"):
+        await EncryptionCodec.from_spec(f"k1:{K1}").decode([forged])
