@@ -196,7 +196,9 @@ def _failure(err: Exception, host: str) -> ActionError:
             retryable=False,
             details=_reply(err),
         )
-    if isinstance(err, aiosmtplib.SMTPNotSupported):
+    if isinstance(err, aiosmtplib.SMTPException) and not isinstance(err, OSError):
+        # The session cannot work as configured (STARTTLS not offered, an extension
+        # missing): retrying would fail the same way.
         return ActionError(
             ErrorType.SMTP_REJECTED,
             f"{host}: {err}",

@@ -254,6 +254,23 @@ async def test_5xx_fails_at_once_with_the_smtp_code(
     assert sent["rejected"]["nobody@example.com"].startswith("550")
 
 
+async def test_starttls_required_but_not_offered_fails_without_retry(
+    stack: Stack, smtp_sink: tuple[Sink, int]
+) -> None:
+    """``tls: starttls`` never falls back to clear text."""
+    sink, port = smtp_sink
+    step = send_step(
+        port, **{"from": "a@example.com", "to": ["b@example.com"], "subject": "hi", "text": "x"}
+    )
+    step["input"]["smtp"]["tls"] = "starttls"
+    await stack.publish("tls-mail", {"steps": [step]})
+    view = await _final_view(stack, await stack.start("tls-mail"))
+    assert view["status"] == "FAILED"
+    assert view["error"]["type"] == "SmtpRejected" and view["error"]["attempt"] == 1
+    assert "STARTTLS" in view["error"]["message"]
+    assert sink.received == []
+
+
 async def test_server_down_is_retried_then_a_catchable_failure(stack: Stack) -> None:
     port = free_port()  # nothing listens there
     await stack.publish(

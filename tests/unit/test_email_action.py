@@ -62,7 +62,8 @@ def test_html_only_and_bcc_stays_out_of_the_headers() -> None:
         (aiosmtplib.SMTPConnectResponseError(554, "no"), ErrorType.SMTP_REJECTED, False),
         (aiosmtplib.SMTPAuthenticationError(535, "bad creds"), ErrorType.SMTP_REJECTED, False),
         (aiosmtplib.SMTPDataError(452, "full"), ErrorType.SMTP_TRANSIENT_ERROR, True),
-        (aiosmtplib.SMTPNotSupported("no STARTTLS"), ErrorType.SMTP_REJECTED, False),
+        (aiosmtplib.SMTPNotSupported("no AUTH"), ErrorType.SMTP_REJECTED, False),
+        (aiosmtplib.SMTPException("STARTTLS not supported"), ErrorType.SMTP_REJECTED, False),
         (
             aiosmtplib.SMTPRecipientsRefused(
                 [aiosmtplib.SMTPRecipientRefused(450, "later", "b@example.com")]
