@@ -60,6 +60,15 @@ async def _dev_api_key(settings: Settings, home: Path) -> str:
     return key
 
 
+def _browser_url(settings: Settings) -> str:
+    """The API's URL as a browser on this machine reaches it (wildcard binds via
+    loopback)."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(
+        settings.api_host, settings.api_host
+    )
+    return f"http://{host}:{settings.api_port}"
+
+
 def _spawn(
     args: list[str], env: dict[str, str], log: Path | None = None
 ) -> subprocess.Popen[bytes]:
@@ -117,7 +126,7 @@ async def _serve(
                 port=settings.temporal_port,
                 ui_port=settings.temporal_ui_port,
                 db_file=home / "temporal.db",
-                extra=["--ui-codec-endpoint", f"{api}/codec"],
+                extra=["--ui-codec-endpoint", f"{_browser_url(settings)}/codec"],
             ),
             env,
             home / "temporal.log",
