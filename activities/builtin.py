@@ -1,4 +1,5 @@
-"""Built-in actions: ``core.noop`` and ``core.log``."""
+"""Built-in actions: ``core.noop``, ``core.log`` and the ones in their own modules
+(``email.send``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from activities.email import register_email
 from activities.registry import ActionContext, ActionRegistry
 
 
@@ -58,6 +60,7 @@ def register_builtins(registry: ActionRegistry) -> ActionRegistry:
         output_model=LogOutput,
         description="Writes a message to the worker log.",
     )(log)
+    register_email(registry)
     return registry
 
 

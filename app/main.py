@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from activities.builtin import default_registry
 from activities.registry import ActionRegistry
+from app.codec_cors import CodecCors
 from app.errors import install_error_handlers
 from app.events.dispatcher import Dispatcher
 from app.guard import InputGuard
@@ -20,6 +21,7 @@ from app.openapi import build_openapi
 from app.reconciler import Reconciler
 from app.routers import ROUTERS
 from projections.db import create_engine, session_factory
+from tempoflow.codec import EncryptionCodec
 from tempoflow.settings import Settings
 from tempoflow.temporal_client import connect_temporal
 
@@ -71,10 +73,17 @@ def create_app(
         ttl=settings.event_type_cache_seconds,
     )
     app.state.registry = registry or default_registry()
+    app.state.codec = (
+        EncryptionCodec.from_spec(settings.payload_key.get_secret_value())
+        if settings.payload_key
+        else None
+    )
     install_error_handlers(app)
     app.openapi = functools.partial(build_openapi, app)  # type: ignore[method-assign]
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(InputGuard, max_depth=settings.max_json_depth)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)  # outermost
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # Outermost, so the Temporal UI sees CORS headers on every codec answer, errors too.
+    app.add_middleware(CodecCors, origins=settings.codec_cors_origins)
     return app

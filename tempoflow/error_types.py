@@ -58,6 +58,18 @@ class ErrorType(StrEnum):
     - ``WaitRegistrationFailed``: the ``register_wait`` activity could not index the wait
       (a permanent database error); not retryable.
 
+    Failures of the built-in ``email.send`` action (``activities/email.py``; catchable):
+
+    - ``SmtpUnavailable``: the SMTP server could not be reached or dropped the
+      connection (refused, timed out, disconnected). Retryable.
+    - ``SmtpTransientError``: the server answered a 4xx reply (try again later, mailbox
+      busy, every recipient deferred); ``details`` has ``code`` and ``message``. Retryable.
+    - ``SmtpRejected``: the server answered a 5xx reply (authentication failed, sender or
+      every recipient refused, message refused) or the connection cannot work as
+      configured (no STARTTLS); ``details`` has ``code`` and ``message``. Not retryable.
+    - ``SmtpNotConfigured``: no SMTP server in the step's input nor in the worker's
+      settings (``TEMPOFLOW_SMTP__HOST``), or no sender. Not retryable.
+
     Failures of a whole run or of a request to it (never a step's type, so never caught):
 
     - ``DefinitionInvalid``: the run's definition no longer parses (the interpreter,
@@ -97,3 +109,7 @@ class ErrorType(StrEnum):
     DECISION_NOT_PENDING = "DecisionNotPending"
     DECISION_ALREADY_MADE = "DecisionAlreadyMade"
     BOOKKEEPING_UNAVAILABLE = "BookkeepingUnavailable"
+    SMTP_UNAVAILABLE = "SmtpUnavailable"
+    SMTP_TRANSIENT_ERROR = "SmtpTransientError"
+    SMTP_REJECTED = "SmtpRejected"
+    SMTP_NOT_CONFIGURED = "SmtpNotConfigured"

@@ -5,15 +5,34 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from expression.limits import ExpressionLimits
+from tempoflow.codec import parse_payload_keys
 from tempoflow.limits import RunLimits
 
 DEV_PEPPER = "tempoflow-development-pepper"
+
+
+class SmtpSettings(BaseModel):
+    """The SMTP server ``email.send`` uses unless a step's input names one
+    (``TEMPOFLOW_SMTP__HOST``, ``TEMPOFLOW_SMTP__PORT``, …)."""
+
+    host: str | None = None
+    """No host: ``email.send`` needs an ``smtp`` object in its input."""
+    port: int = Field(default=587, ge=1, le=65535)
+    tls: Literal["none", "starttls", "tls"] = "starttls"
+    """``starttls`` upgrades a plain connection (port 587), ``tls`` connects with TLS
+    (port 465), ``none`` sends in clear (local relays and sinks only)."""
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    """Connect and per-command timeout; a timeout is retried under the step's policy."""
+    from_address: str | None = None
+    """Sender used when a step's input has no ``from``."""
 
 
 class Settings(BaseSettings):
@@ -24,8 +43,12 @@ class Settings(BaseSettings):
     ``home``.
     """
 
+    # Errors never echo a value: settings hold secrets (pepper, payload keys, passwords).
     model_config = SettingsConfigDict(
-        env_prefix="TEMPOFLOW_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="TEMPOFLOW_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     environment: Literal["development", "test", "production"] = "development"
@@ -101,6 +124,31 @@ class Settings(BaseSettings):
     """An open run projection not written for this long is checked against Temporal."""
     reconcile_lookback_seconds: float = Field(default=3600.0, ge=0)
     """How far back a starting API process looks for runs Temporal closed."""
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    """The worker's SMTP server for ``email.send`` (``tempoflow dev`` points it at its
+    local sink)."""
+
+    payload_key: SecretStr | None = None
+    """Encrypt every Temporal payload (AES-GCM): ``kid:base64key[,kid2:base64key…]``, the
+    first encrypts and all decrypt (docs/encryption.md). API and worker need the same."""
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Browser origins (the Temporal UI's) allowed to call ``/codec/*``, comma-separated.
+    In development, requests from these origins need no API key (the dev UI has no login)."""
+
+    @field_validator("payload_key")
+    @classmethod
+    def _check_payload_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            parse_payload_keys(value.get_secret_value())  # raises on a malformed list
+            return value
+        return None
+
+    @field_validator("codec_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:

@@ -6,6 +6,7 @@ from app.routers import (
     actions,
     api_keys,
     audit,
+    codec,
     definitions,
     event_types,
     events,
@@ -27,4 +28,5 @@ ROUTERS = [
     tasks.router,
     api_keys.router,
     audit.router,
+    codec.router,
 ]

@@ -137,15 +137,22 @@ async def stack(
 
 @contextlib.asynccontextmanager
 async def open_stack(
-    database_url: str, temporal_client: Client, sessions: async_sessionmaker[AsyncSession]
+    database_url: str,
+    temporal_client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    **settings_extra: Any,
 ) -> AsyncIterator[Stack]:
-    """A stack on a given Temporal client (e.g. a dedicated server with other limits)."""
+    """A stack on a given Temporal client (e.g. a dedicated server with other limits);
+    ``settings_extra`` sets further settings of the API (e.g. ``payload_key``)."""
     task_queue = f"tq-{uuid.uuid4()}"
     settings = Settings(
-        environment="test",
-        database_url=database_url,
-        task_queue=task_queue,
-        temporal_ui_url="http://127.0.0.1:8233",
+        **{
+            "environment": "test",
+            "database_url": database_url,
+            "task_queue": task_queue,
+            "temporal_ui_url": "http://127.0.0.1:8233",
+            **settings_extra,
+        }
     )
     effects = Effects()
     registry = build_registry(effects)

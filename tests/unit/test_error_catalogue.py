@@ -43,6 +43,10 @@ def test_values_never_change() -> None:
         "BookkeepingUnavailable",
         "DecisionNotPending",
         "DecisionAlreadyMade",
+        "SmtpUnavailable",
+        "SmtpTransientError",
+        "SmtpRejected",
+        "SmtpNotConfigured",
     }
     assert all(t == t.value and f"``{t.value}``" in ErrorType.__doc__ for t in ErrorType)
 
