@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from activities.registry import ActionRegistry
+from app.auth import Principal
 from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep
 from app.pagination import decode_cursor, encode_cursor
 from app.schemas import (
@@ -22,8 +23,14 @@ from app.schemas import (
     VersionPublic,
 )
 from projections import definitions as data
-from tempoflow.definition import Issue, validate_definition
-from tempoflow.errors import ErrorItem, NotFound, Unprocessable
+from tempoflow.definition import (
+    ActionCall,
+    Issue,
+    parse_definition,
+    validate_definition,
+    walk_steps,
+)
+from tempoflow.errors import ErrorItem, Forbidden, NotFound, Unprocessable
 from tempoflow.jsonsize import json_size
 from tempoflow.settings import Settings
 
@@ -57,7 +64,7 @@ def _check_size(body: dict[str, Any], settings: Settings) -> None:
 
 def _validate(definition: dict[str, Any], registry: ActionRegistry) -> list[Issue]:
     """Validate; raise 422 with every error (and the warnings); return the warnings."""
-    issues = validate_definition(definition, registry.names())
+    issues = validate_definition(definition, registry.names(), registry.input_schemas())
     errors = [i for i in issues if i.severity == "error"]
     warnings = [i for i in issues if i.severity == "warning"]
     if errors:
@@ -69,6 +76,54 @@ def _validate(definition: dict[str, Any], registry: ActionRegistry) -> list[Issu
             hint="each error's path is a JSON pointer into the definition",
         )
     return warnings
+
+
+def _action_steps(definition: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(step pointer, action name)`` of every ``action.call`` of a valid definition."""
+    parsed = parse_definition(definition)
+    return [
+        (path, step.action)
+        for path, step, _ in walk_steps(parsed.steps)
+        if isinstance(step, ActionCall)
+    ]
+
+
+def _check_roles(
+    definition: dict[str, Any], registry: ActionRegistry, principal: Principal
+) -> None:
+    """403 when the definition calls an action the caller's roles may not publish."""
+    errors = []
+    for path, name in _action_steps(definition):
+        spec = registry.get(name)
+        if spec is not None and not spec.may_publish(principal.roles):
+            errors.append(
+                ErrorItem(
+                    path=f"{path}/action",
+                    code="action_not_permitted",
+                    message=f"{name} may be published only by the roles "
+                    f"{sorted(spec.publish_roles or ())}",
+                )
+            )
+    if errors:
+        raise Forbidden(
+            f"the definition calls {len(errors)} action step(s) this key may not publish",
+            code="action_not_permitted",
+            errors=errors,
+            hint=f"the key has roles {sorted(principal.roles)}; GET /v1/actions shows each "
+            "action's publishRoles",
+        )
+
+
+def _declared_defaults(definition: dict[str, Any], registry: ActionRegistry) -> dict[str, Any]:
+    """The declared retry/timeout defaults of the actions the definition calls (pinned
+    with the version, so every run of it schedules the same way)."""
+    found: dict[str, Any] = {}
+    for _, name in _action_steps(definition):
+        spec = registry.get(name)
+        declared = spec.declared_defaults() if spec is not None else {}
+        if declared:
+            found[name] = declared
+    return found
 
 
 @router.put("/{key}", response_model=DefinitionPublic)
@@ -155,7 +210,13 @@ async def publish_definition(
     if row is None:
         raise _not_found(key)
     warnings = _validate(row.draft, registry)
-    version, created = await data.publish(session, row, published_by=principal.key_id)
+    _check_roles(row.draft, registry, principal)
+    version, created = await data.publish(
+        session,
+        row,
+        published_by=principal.key_id,
+        action_defaults=_declared_defaults(row.draft, registry),
+    )
     await session.commit()
     response.status_code = 201 if created else 200
     published = PublishedVersion.model_validate(version)

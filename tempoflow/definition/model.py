@@ -80,6 +80,18 @@ class Timeouts(_Model):
     heartbeat: timedelta | None = None
 
 
+class ActionDefaults(_Model):
+    """Retry policy and timeouts for ``action.call`` steps that do not set them.
+
+    Read field by field: a field counts only where it is written, so a step that sets
+    ``retry.maxAttempts`` still takes ``initialInterval`` from these defaults
+    (:mod:`tempoflow.definition.action_options` merges the levels).
+    """
+
+    retry: RetryPolicy | None = None
+    timeouts: Timeouts | None = None
+
+
 FieldKind = Literal[
     "jsonata", "template", "steps", "target", "literal", "schema", "action", "nested"
 ]
@@ -545,6 +557,9 @@ class Definition(_Model):
     steps: list[Step] = Field(min_length=1, max_length=1000)
     output: Any = None
     triggers: list[Trigger] = Field(default_factory=list, max_length=20)
+    actionDefaults: ActionDefaults | None = None
+    """Retry policy and timeouts of this definition's ``action.call`` steps where the step
+    does not set them (they win over the action's declared defaults)."""
 
 
 for _model in (

@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.workflow import ActivityCancellationType
 
 from tempoflow.definition import ActionCall
+from tempoflow.definition.action_options import parse_defaults, resolve_options
 from tempoflow.error_types import ErrorType
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
@@ -119,16 +120,23 @@ async def execute(
         idempotency_key=key,
         pending=ctx.take_pending(),
     )
-    policy, timeouts = step.retry, step.timeouts
+    # Step > definition > action declaration > built-in, field by field, from the run's
+    # pinned input only: runs without the new fields schedule exactly as before.
+    options = resolve_options(
+        step,
+        parse_defaults(ctx.inp.definition.get("actionDefaults")),
+        parse_defaults(ctx.inp.action_defaults.get(step.action)),
+    )
+    policy = options.retry
     delay = BOOKKEEPING_BACKOFF
     while True:
         activity = workflow.execute_activity(
             step.action,
             invocation,
             result_type=ActionOutcome,
-            start_to_close_timeout=timeouts.startToClose or step.timeout,
-            schedule_to_close_timeout=timeouts.scheduleToClose,
-            heartbeat_timeout=timeouts.heartbeat,
+            start_to_close_timeout=options.start_to_close,
+            schedule_to_close_timeout=options.schedule_to_close,
+            heartbeat_timeout=options.heartbeat,
             retry_policy=RetryPolicy(
                 maximum_attempts=policy.maxAttempts - invocation.attempt_base,
                 initial_interval=policy.initialInterval,
