@@ -56,6 +56,9 @@ class LoadedRegistry:
     registry: ActionRegistry
     sources: dict[str, str] = field(default_factory=dict)
     """Action name -> ``builtin`` or the plugin that registered it."""
+    called: set[Any] = field(default_factory=set)
+    """The ``register`` callables already run (a module that is also an entry point
+    registers once)."""
 
     def summary(self) -> str:
         """``name@version (source)`` for every action, sorted by name."""
@@ -99,6 +102,10 @@ def _run(
     before = set(loaded.registry.names())
     try:
         register = load()
+        if register in loaded.called:
+            log.info("action plugin %s is loaded already", source)
+            return
+        loaded.called.add(register)
         register(loaded.registry)
     except Exception as err:
         raise PluginError(source, _reason(err)) from err

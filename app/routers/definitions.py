@@ -24,11 +24,10 @@ from app.schemas import (
 )
 from projections import definitions as data
 from tempoflow.definition import (
-    ActionCall,
     Issue,
+    called_actions,
     parse_definition,
     validate_definition,
-    walk_steps,
 )
 from tempoflow.errors import ErrorItem, Forbidden, NotFound, Unprocessable
 from tempoflow.jsonsize import json_size
@@ -79,13 +78,8 @@ def _validate(definition: dict[str, Any], registry: ActionRegistry) -> list[Issu
 
 
 def _action_steps(definition: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(step pointer, action name)`` of every ``action.call`` of a valid definition."""
-    parsed = parse_definition(definition)
-    return [
-        (path, step.action)
-        for path, step, _ in walk_steps(parsed.steps)
-        if isinstance(step, ActionCall)
-    ]
+    """``(pointer, action name)`` of every action a valid definition calls."""
+    return list(called_actions(parse_definition(definition)))
 
 
 def _check_roles(
@@ -98,7 +92,7 @@ def _check_roles(
         if spec is not None and not spec.may_publish(principal.roles):
             errors.append(
                 ErrorItem(
-                    path=f"{path}/action",
+                    path=path,
                     code="action_not_permitted",
                     message=f"{name} may be published only by the roles "
                     f"{sorted(spec.publish_roles or ())}",

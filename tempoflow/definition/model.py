@@ -585,6 +585,15 @@ def walk_steps(
             yield from walk_steps(block, f"{here}/{suffix}", names | added)
 
 
+def called_actions(definition: Definition) -> Iterator[tuple[str, str]]:
+    """``(pointer to the field, action name)`` for every step field naming an action."""
+    for path, step, _ in walk_steps(definition.steps):
+        attrs = {f.alias or n: n for n, f in type(step).model_fields.items()}
+        for field, kind in step.fields.items():
+            if kind == "action":
+                yield f"{path}/{field}", getattr(step, attrs[field])
+
+
 def parse_definition(body: Any) -> Definition:
     """Parse a body already validated at publish time."""
     return Definition.model_validate(body)
