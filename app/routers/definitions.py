@@ -82,27 +82,36 @@ def _action_steps(definition: dict[str, Any]) -> list[tuple[str, str]]:
     return list(called_actions(parse_definition(definition)))
 
 
+def _role_issues(
+    definition: dict[str, Any], registry: ActionRegistry, principal: Principal
+) -> list[Issue]:
+    """The steps calling an action the caller's roles may not publish."""
+    issues = []
+    for path, name in _action_steps(definition):
+        spec = registry.get(name)
+        if spec is not None and not spec.may_publish(principal.roles):
+            issues.append(
+                Issue(
+                    path=path,
+                    code="action_not_permitted",
+                    message=f"{name} may be published only by the roles "
+                    f"{sorted((spec.publish_roles or frozenset()) | {'admin'})}",
+                    hint=f"the key has roles {sorted(principal.roles)}",
+                )
+            )
+    return issues
+
+
 def _check_roles(
     definition: dict[str, Any], registry: ActionRegistry, principal: Principal
 ) -> None:
     """403 when the definition calls an action the caller's roles may not publish."""
-    errors = []
-    for path, name in _action_steps(definition):
-        spec = registry.get(name)
-        if spec is not None and not spec.may_publish(principal.roles):
-            errors.append(
-                ErrorItem(
-                    path=path,
-                    code="action_not_permitted",
-                    message=f"{name} may be published only by the roles "
-                    f"{sorted(spec.publish_roles or ())}",
-                )
-            )
-    if errors:
+    issues = _role_issues(definition, registry, principal)
+    if issues:
         raise Forbidden(
-            f"the definition calls {len(errors)} action step(s) this key may not publish",
+            f"the definition calls {len(issues)} action step(s) this key may not publish",
             code="action_not_permitted",
-            errors=errors,
+            errors=issues,
             hint=f"the key has roles {sorted(principal.roles)}; GET /v1/actions shows each "
             "action's publishRoles",
         )
@@ -188,7 +197,13 @@ async def validate_definition_draft(
             raise _not_found(key)
         definition = row.draft
     _check_size(definition, settings)
-    return ValidationReport(valid=True, warnings=_validate(definition, registry))
+    warnings = _validate(definition, registry)
+    # Publishing with this key would be refused (403): say so ahead.
+    warnings += [
+        i.model_copy(update={"severity": "warning"})
+        for i in _role_issues(definition, registry, principal)
+    ]
+    return ValidationReport(valid=True, warnings=warnings)
 
 
 @router.post("/{key}/publish", response_model=PublishedVersion)

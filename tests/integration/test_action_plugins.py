@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -250,6 +251,14 @@ async def test_publish_roles_restrict_who_may_publish(stack: Api) -> None:
     }
     r = await stack.publish("restricted", body, role="publisher")
     assert r.status_code == 403, r.text
+    # Validation says so ahead, as a warning for this key.
+    r2 = await stack.http.post(
+        "/v1/definitions/restricted/validate", headers=stack.auth("publisher")
+    )
+    assert r2.status_code == 200, r2.text
+    assert [(w["path"], w["code"]) for w in r2.json()["warnings"]] == [
+        ("/steps/1/action", "action_not_permitted")
+    ]
     problem = r.json()
     assert problem["code"] == "action_not_permitted"
     assert [e["path"] for e in problem["errors"]] == ["/steps/1/action"]
@@ -355,7 +364,9 @@ async def test_actions_show_which_a_running_worker_has(
             code = await asyncio.wait_for(proc.wait(), 30)
         assert code == 0
         text = log.read_text()
-        assert "loaded 5 actions: core.log@1 (builtin), core.noop@1 (builtin), " in text
+        assert re.search(
+            r"loaded \d+ actions: core\.log@1 \(builtin\), core\.noop@1 \(builtin\)", text
+        )
         assert "example.greet@1 (entry point 'example'" in text
         assert "workeronly.ping@1 (module 'tf_worker_only')" in text
 
