@@ -13,7 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.workflow import ActivityCancellationType
 
 from tempoflow.definition import ActionCall
-from tempoflow.definition.action_options import parse_defaults, resolve_options
+from tempoflow.definition.action_options import ActionOptions, parse_defaults, resolve_options
 from tempoflow.error_types import ErrorType
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
@@ -97,6 +97,27 @@ def _failure(cause: Any, path: str) -> StepFailure:
     return StepFailure(ErrorType.ACTION_ERROR, str(cause), None)
 
 
+def _options(step: ActionCall, path: str, ctx: RunContext) -> ActionOptions:
+    """What the step's activity is scheduled with (step > definition > action >
+    built-in); unreadable pinned defaults fail the step rather than the workflow task
+    (which would retry forever)."""
+    try:
+        return resolve_options(
+            step,
+            parse_defaults(ctx.inp.definition.get("actionDefaults")),
+            parse_defaults(ctx.inp.action_defaults.get(step.action)),
+        )
+    except ValidationError as err:
+        raise StepFailure(
+            ErrorType.DEFINITION_INVALID,
+            f"the retry/timeout defaults of {step.action} are invalid: {err.error_count()} "
+            "error(s)",
+            None,
+            err.errors(include_url=False, include_context=False),
+            catchable=False,
+        ) from None
+
+
 async def execute(
     step: ActionCall, path: str, seq: int, ctx: RunContext, rt: Runtime
 ) -> StepOutcome:
@@ -122,11 +143,7 @@ async def execute(
     )
     # Step > definition > action declaration > built-in, field by field, from the run's
     # pinned input only: runs without the new fields schedule exactly as before.
-    options = resolve_options(
-        step,
-        parse_defaults(ctx.inp.definition.get("actionDefaults")),
-        parse_defaults(ctx.inp.action_defaults.get(step.action)),
-    )
+    options = _options(step, path, ctx)
     policy = options.retry
     delay = BOOKKEEPING_BACKOFF
     while True:

@@ -190,10 +190,7 @@ async def test_defaults_step_over_definition_over_action_over_built_in(stack: Ap
         "c": {"maxAttempts": 4, "initialInterval": s, "startToClose": 25 * s, "heartbeat": 0 * s},
     }
 
-    plain = {"steps": [with_defaults["steps"][0], with_defaults["steps"][2]]}
-    assert (await stack.publish("plain", plain)).status_code == 201
-    got = await scheduled(stack.client, (await stack.run("plain"))["workflowId"])
-    assert got == {
+    expected_plain = {
         "a": {
             "maxAttempts": 6,
             "initialInterval": 3 * s,
@@ -202,6 +199,24 @@ async def test_defaults_step_over_definition_over_action_over_built_in(stack: Ap
         },
         "c": {"maxAttempts": 3, "initialInterval": s, "startToClose": 60 * s, "heartbeat": 0 * s},
     }
+    plain = {"steps": [with_defaults["steps"][0], with_defaults["steps"][2]]}
+    assert (await stack.publish("plain", plain)).status_code == 201
+    got = await scheduled(stack.client, (await stack.run("plain"))["workflowId"])
+    assert got == expected_plain
+    # A child run gets the pinned defaults of the version it runs (not the parent's).
+    parent = {
+        "actionDefaults": {"retry": {"maxAttempts": 9}},
+        "steps": [{"id": "child", "type": "control.callWorkflow", "definition": "plain"}],
+    }
+    assert (await stack.publish("parent", parent)).status_code == 201
+    run = await stack.run("parent")
+    child_id = None
+    async for event in stack.client.get_workflow_handle(run["workflowId"]).fetch_history_events():
+        if event.HasField("child_workflow_execution_started_event_attributes"):
+            attrs = event.child_workflow_execution_started_event_attributes
+            child_id = attrs.workflow_execution.workflow_id
+    assert child_id is not None
+    assert await scheduled(stack.client, child_id) == expected_plain
 
 
 async def test_publish_checks_literal_inputs_and_skips_run_time_values(stack: Api) -> None:
