@@ -89,17 +89,25 @@ def _uncertain(err: ValidationError, unknown: list[tuple[Any, ...]]) -> bool:
     return any(_uncertain(sub, unknown) for sub in err.context or ())
 
 
-def input_errors(schema: dict[str, Any], data: Any) -> list[tuple[str, str, str]]:
+def input_validator(schema: dict[str, Any]) -> Any:
+    """A validator for :func:`input_errors` (reusable for every input of one action)."""
+    return safe_validator(schema, _lenient(safe_validator_class(schema)))
+
+
+def input_errors(
+    schema: dict[str, Any], data: Any, validator: Any = None
+) -> list[tuple[str, str, str]]:
     """``(pointer relative to the input, keyword, message)`` of every certain error of
     ``data`` against ``schema``, in document order (at most :data:`MAX_ERRORS`). A schema
     the safe validator cannot run (a remote ``$ref``, a pattern RE2 refuses) checks
-    nothing here; the run-time check still applies."""
+    nothing here; the run-time check still applies. ``validator``: from
+    :func:`input_validator` for ``schema``."""
     if is_run_time(data):
         return []
     unknown: list[tuple[Any, ...]] = []
     masked = _mask(data, (), unknown)
     try:
-        validator = safe_validator(schema, _lenient(safe_validator_class(schema)))
+        validator = validator or input_validator(schema)
         errors = [e for e in validator.iter_errors(masked) if not _uncertain(e, unknown)]
     except (UnusableSchema, Unresolvable, jsonschema.SchemaError, RecursionError):
         return []

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from expression import ExpressionError, iter_expressions
 from expression.analysis import ENVELOPE_ROOTS, analyze
-from tempoflow.definition.input_check import input_errors
+from tempoflow.definition.input_check import input_errors, input_validator
 from tempoflow.definition.model import (
     ACTION_NAME,
     NODE_MODELS,
@@ -152,6 +152,7 @@ class _Checker:
     ) -> None:
         self.actions = set(actions) if actions is not None else None
         self.input_schemas = input_schemas or {}
+        self.validators: dict[str, Any] = {}
         self.issues: list[Issue] = []
         self.assigned: set[str] = set()  # in document order: what earlier steps can set
         self.seen: dict[str, str] = {}
@@ -214,7 +215,10 @@ class _Checker:
         data = raw.get("input", {})
         if schema is None or model.fields.get("input") != "template" or not isinstance(data, dict):
             return
-        for pointer, keyword, message in input_errors(schema, data):
+        assert isinstance(action, str)
+        if action not in self.validators:
+            self.validators[action] = input_validator(schema)
+        for pointer, keyword, message in input_errors(schema, data, self.validators[action]):
             self.issues.append(
                 Issue(
                     path=f"{path}/input{pointer}",
