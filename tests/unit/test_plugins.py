@@ -164,8 +164,8 @@ def test_a_failing_plugin_is_named(
     assert f"module {setting!r}" in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("command", ["worker", "api"])
-def test_worker_and_api_refuse_to_start_with_a_broken_plugin(tmp_path: Path, command: str) -> None:
+@pytest.mark.parametrize("command", ["worker", "api", "dev"])
+def test_worker_api_and_dev_refuse_to_start_with_a_broken_plugin(tmp_path: Path, command: str) -> None:
     (tmp_path / "tf_plugin_bad.py").write_text("raise ImportError('needs libfoo')\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPOFLOW_")}
     env.update(
