@@ -165,7 +165,9 @@ def test_a_failing_plugin_is_named(
 
 
 @pytest.mark.parametrize("command", ["worker", "api", "dev"])
-def test_worker_api_and_dev_refuse_to_start_with_a_broken_plugin(tmp_path: Path, command: str) -> None:
+def test_worker_api_and_dev_refuse_to_start_with_a_broken_plugin(
+    tmp_path: Path, command: str
+) -> None:
     (tmp_path / "tf_plugin_bad.py").write_text("raise ImportError('needs libfoo')\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPOFLOW_")}
     env.update(
