@@ -98,7 +98,7 @@ def input_errors(
     schema: dict[str, Any], data: Any, validator: Any = None
 ) -> list[tuple[str, str, str]]:
     """``(pointer relative to the input, keyword, message)`` of every certain error of
-    ``data`` against ``schema``, in document order (at most :data:`MAX_ERRORS`). A schema
+    ``data`` against ``schema``, sorted by path (at most :data:`MAX_ERRORS`). A schema
     the safe validator cannot run (a remote ``$ref``, a pattern RE2 refuses) checks
     nothing here; the run-time check still applies. ``validator``: from
     :func:`input_validator` for ``schema``."""
