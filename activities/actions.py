@@ -236,7 +236,12 @@ class TempoflowActivities:
                 type=ErrorType.DEFINITION_NOT_FOUND,
                 non_retryable=True,
             )
-        return DefinitionRef(key=row.key, version=row.version, body=row.body)
+        return DefinitionRef(
+            key=row.key,
+            version=row.version,
+            body=row.body,
+            action_defaults=row.action_defaults or {},
+        )
 
     @activity.defn(dynamic=True)
     async def invoke_action(self, args: Sequence[RawValue]) -> ActionOutcome:

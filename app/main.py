@@ -10,7 +10,7 @@ from cachetools import TTLCache
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from activities.builtin import default_registry
+from activities.plugins import load_registry
 from activities.registry import ActionRegistry
 from app.codec_cors import CodecCors
 from app.errors import install_error_handlers
@@ -38,7 +38,11 @@ def create_app(
     registry: ActionRegistry | None = None,
     temporal: Client | None = None,
 ) -> FastAPI:
-    """Build the app; the engine and the Temporal client are made in the lifespan."""
+    """Build the app; the engine and the Temporal client are made in the lifespan.
+
+    Without ``registry``, the built-in actions and every plugin are loaded (a plugin that
+    fails raises :class:`activities.plugins.PluginError`: the API does not start).
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -72,7 +76,7 @@ def create_app(
         maxsize=10_000 if settings.event_type_cache_seconds else 0,
         ttl=settings.event_type_cache_seconds,
     )
-    app.state.registry = registry or default_registry()
+    app.state.registry = registry if registry is not None else load_registry(settings)
     app.state.codec = (
         EncryptionCodec.from_spec(settings.payload_key.get_secret_value())
         if settings.payload_key

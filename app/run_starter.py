@@ -85,6 +85,7 @@ async def start_run(
                 definition_key=version.key,
                 definition_version=version.version,
                 definition=version.body,
+                action_defaults=version.action_defaults or {},
                 input=data,
                 limits=limits or ExpressionLimits(),
                 run_limits=run_limits or RunLimits(),

@@ -103,6 +103,11 @@ class VersionPublic(_Public):
     definition: dict[str, Any] = Field(validation_alias="body")
     content_hash: str
     published_at: datetime
+    action_defaults: dict[str, Any] | None = Field(
+        default=None,
+        description="the declared retry/timeout defaults of the actions it calls, pinned at "
+        "publish (step and definition settings win over them)",
+    )
 
 
 class ValidationReport(_Public):
@@ -189,12 +194,36 @@ class StepsPublic(_Public):
     items: list[StepPublic]
 
 
+class WorkerAvailability(_Public):
+    available: bool = Field(
+        description="a worker of the API's task queue that loaded it was seen within "
+        "TEMPOFLOW_WORKER_PRESENCE_SECONDS (and has not stopped)"
+    )
+    last_seen: datetime | None = Field(
+        default=None, description="last heartbeat of any worker that loaded it"
+    )
+    versions: list[int] = Field(
+        default_factory=list, description="versions the available workers loaded"
+    )
+
+
 class ActionPublic(_Public):
     name: str
-    version: int
-    description: str
-    input_schema: dict[str, Any]
-    output_schema: dict[str, Any]
+    version: int | None = Field(description="null: only workers know this action")
+    description: str = ""
+    side_effects: bool | None = None
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    retry: dict[str, Any] | None = Field(default=None, description="declared default retry")
+    timeouts: dict[str, Any] | None = Field(default=None, description="declared timeouts")
+    publish_roles: list[str] | None = Field(
+        default=None, description="roles that may publish definitions calling it (null: any)"
+    )
+    registered: bool = Field(
+        default=True,
+        description="the API knows it (definitions may call it); false: only workers have it",
+    )
+    workers: WorkerAvailability
 
 
 class ExpressionEvaluate(_Write):

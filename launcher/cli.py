@@ -8,8 +8,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tempoflow.settings import Settings
+
+if TYPE_CHECKING:
+    from activities.registry import ActionRegistry
 
 
 def _settings() -> Settings:
@@ -48,14 +52,31 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(_settings())
 
 
+def _registry(who: str) -> ActionRegistry:
+    """Built-ins and plugins (logged); exits naming the plugin when one fails to load, so
+    a process never runs with part of the set."""
+    from activities.plugins import PluginError, load_plugins
+
+    try:
+        loaded = load_plugins(_settings().action_modules)
+    except PluginError as err:
+        print(f"tempoflow {who}: {err}; not starting", file=sys.stderr)
+        sys.exit(2)
+    logging.getLogger(f"tempoflow.{who}").info(
+        "loaded %d actions: %s", len(loaded.registry.names()), loaded.summary()
+    )
+    return loaded.registry
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
 
+    registry = _registry("api")
     settings = _database()
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, registry=registry),
         host=settings.api_host,
         port=settings.api_port,
         log_level="info",
@@ -68,7 +89,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from launcher.worker import run_worker
 
-    asyncio.run(run_worker(_database()))
+    registry = _registry("worker")
+    asyncio.run(run_worker(_database(), registry))
     _exit_after_temporal(0)
     return 0
 

@@ -15,7 +15,8 @@ from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.actions import TempoflowActivities
-from activities.builtin import default_registry
+from activities.plugins import load_plugins
+from activities.presence import PresenceReporter
 from activities.registry import ActionRegistry
 from launcher.search_attributes import ensure_registered
 from projections.db import create_engine, session_factory
@@ -81,15 +82,25 @@ def create_worker(
 
 
 async def run_worker(settings: Settings, registry: ActionRegistry | None = None) -> None:
-    """Run the worker until SIGINT/SIGTERM, then shut down gracefully."""
+    """Run the worker until SIGINT/SIGTERM, then shut down gracefully.
+
+    Without ``registry``, the built-ins and every plugin (entry points,
+    ``TEMPOFLOW_ACTION_MODULES``) are loaded first: a plugin that fails raises
+    :class:`activities.plugins.PluginError` before anything connects.
+    """
+    if registry is None:
+        loaded = load_plugins(settings.action_modules)
+        registry = loaded.registry
+        log.info("loaded %d actions: %s", len(registry.names()), loaded.summary())
     client = await connect_temporal(settings)
     await ensure_registered(client, settings.temporal_namespace)
     engine = create_engine(settings.sqlalchemy_url, pool_size=20, pre_ping=False)
+    sessions = session_factory(engine)
     worker = create_worker(
         client,
         task_queue=settings.task_queue,
-        registry=registry or default_registry(),
-        sessions=session_factory(engine),
+        registry=registry,
+        sessions=sessions,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,6 +111,12 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         settings.task_queue,
         settings.resolved_temporal_address,
     )
-    async with worker:
+    presence = PresenceReporter(
+        sessions,
+        registry,
+        task_queue=settings.task_queue,
+        interval=settings.worker_heartbeat_seconds,
+    )
+    async with worker, presence:
         await stop.wait()
     await engine.dispose()

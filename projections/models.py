@@ -78,6 +78,9 @@ class DefinitionVersionRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     published_by: Mapped[str | None] = mapped_column(String(36))
     published_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    action_defaults: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    """The declared retry/timeout defaults of the actions the version calls, as the API's
+    registry had them at publish (pinned into every run of the version)."""
 
 
 class RunRow(Base):
@@ -338,3 +341,18 @@ class AuditRow(Base):
     target: Mapped[str] = mapped_column(String(1024))
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[Any] = mapped_column(Json, nullable=True)
+
+
+class WorkerPresence(Base):
+    """A worker process and the actions it loaded, refreshed by its heartbeat (not tenant
+    data: workers serve every tenant)."""
+
+    __tablename__ = "worker_presence"
+
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    task_queue: Mapped[str] = mapped_column(String(200), index=True)
+    actions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    """``[{name, version}]`` of every action the worker loaded."""
+    started_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    last_seen: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    stopped_at: Mapped[datetime | None] = mapped_column(Timestamp)

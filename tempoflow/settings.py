@@ -150,6 +150,15 @@ class Settings(BaseSettings):
             return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
         return value
 
+    action_modules: str = ""
+    """Comma-separated modules whose ``register(registry)`` adds actions (``module`` or
+    ``module:callable``), besides the ``tempoflow.actions`` entry points; the API and the
+    worker must be given the same list (docs/actions.md)."""
+    worker_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
+    """How often a worker records its loaded actions (``GET /v1/actions`` shows them)."""
+    worker_presence_seconds: float = Field(default=60.0, gt=0)
+    """A worker seen within this many seconds counts as running (``workers.available``)."""
+
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:
         if self.environment == "production":

@@ -35,6 +35,10 @@ class RunInput(BaseModel):
     started_at: datetime | None = None
     """The first execution's start (kept across continue-as-new)."""
     resume: ResumeState | None = None
+    action_defaults: dict[str, Any] = Field(default_factory=dict)
+    """The declared defaults (``{"retry": …, "timeouts": …}``, only the fields the action
+    writes) of the actions the definition calls, pinned when the version was published
+    (``tempoflow.definition.action_options`` merges them)."""
 
 
 class ResumeState(BaseModel):
@@ -154,6 +158,7 @@ class DefinitionRef(BaseModel):
     key: str
     version: int
     body: dict[str, Any]
+    action_defaults: dict[str, Any] = Field(default_factory=dict)
 
 
 RunInput.model_rebuild()

@@ -24,8 +24,13 @@ from app.schemas import (
 )
 from projections import audit
 from projections import definitions as data
-from tempoflow.definition import Issue, validate_definition
-from tempoflow.errors import ErrorItem, NotFound, Unprocessable
+from tempoflow.definition import (
+    Issue,
+    called_actions,
+    parse_definition,
+    validate_definition,
+)
+from tempoflow.errors import ErrorItem, Forbidden, NotFound, Unprocessable
 from tempoflow.jsonsize import json_size
 from tempoflow.settings import Settings
 
@@ -59,7 +64,7 @@ def _check_size(body: dict[str, Any], settings: Settings) -> None:
 
 def _validate(definition: dict[str, Any], registry: ActionRegistry) -> list[Issue]:
     """Validate; raise 422 with every error (and the warnings); return the warnings."""
-    issues = validate_definition(definition, registry.names())
+    issues = validate_definition(definition, registry.names(), registry.input_schemas())
     errors = [i for i in issues if i.severity == "error"]
     warnings = [i for i in issues if i.severity == "warning"]
     if errors:
@@ -71,6 +76,58 @@ def _validate(definition: dict[str, Any], registry: ActionRegistry) -> list[Issu
             hint="each error's path is a JSON pointer into the definition",
         )
     return warnings
+
+
+def _action_steps(definition: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(pointer, action name)`` of every action a valid definition calls."""
+    return list(called_actions(parse_definition(definition)))
+
+
+def _role_issues(
+    definition: dict[str, Any], registry: ActionRegistry, principal: Principal
+) -> list[Issue]:
+    """The steps calling an action the caller's roles may not publish."""
+    issues = []
+    for path, name in _action_steps(definition):
+        spec = registry.get(name)
+        if spec is not None and not spec.may_publish(principal.roles):
+            issues.append(
+                Issue(
+                    path=path,
+                    code="action_not_permitted",
+                    message=f"{name} may be published only by the roles "
+                    f"{sorted((spec.publish_roles or frozenset()) | {'admin'})}",
+                    hint=f"the key has roles {sorted(principal.roles)}",
+                )
+            )
+    return issues
+
+
+def _check_roles(
+    definition: dict[str, Any], registry: ActionRegistry, principal: Principal
+) -> None:
+    """403 when the definition calls an action the caller's roles may not publish."""
+    issues = _role_issues(definition, registry, principal)
+    if issues:
+        raise Forbidden(
+            f"the definition calls {len(issues)} action step(s) this key may not publish",
+            code="action_not_permitted",
+            errors=issues,
+            hint=f"the key has roles {sorted(principal.roles)}; GET /v1/actions shows each "
+            "action's publishRoles",
+        )
+
+
+def _declared_defaults(definition: dict[str, Any], registry: ActionRegistry) -> dict[str, Any]:
+    """The declared retry/timeout defaults of the actions the definition calls (pinned
+    with the version, so every run of it schedules the same way)."""
+    found: dict[str, Any] = {}
+    for _, name in _action_steps(definition):
+        spec = registry.get(name)
+        declared = spec.declared_defaults() if spec is not None else {}
+        if declared:
+            found[name] = declared
+    return found
 
 
 @router.put("/{key}", response_model=DefinitionPublic)
@@ -141,7 +198,13 @@ async def validate_definition_draft(
             raise _not_found(key)
         definition = row.draft
     _check_size(definition, settings)
-    return ValidationReport(valid=True, warnings=_validate(definition, registry))
+    warnings = _validate(definition, registry)
+    # Publishing with this key would be refused (403): say so ahead.
+    warnings += [
+        i.model_copy(update={"severity": "warning"})
+        for i in _role_issues(definition, registry, principal)
+    ]
+    return ValidationReport(valid=True, warnings=warnings)
 
 
 @router.post("/{key}/publish", response_model=PublishedVersion)
@@ -157,7 +220,13 @@ async def publish_definition(
     if row is None:
         raise _not_found(key)
     warnings = _validate(row.draft, registry)
-    version, created = await data.publish(session, row, published_by=principal.key_id)
+    _check_roles(row.draft, registry, principal)
+    version, created = await data.publish(
+        session,
+        row,
+        published_by=principal.key_id,
+        action_defaults=_declared_defaults(row.draft, registry),
+    )
     if created:
         await audit.record(
             session,

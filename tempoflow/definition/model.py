@@ -80,6 +80,18 @@ class Timeouts(_Model):
     heartbeat: timedelta | None = None
 
 
+class ActionDefaults(_Model):
+    """Retry policy and timeouts for ``action.call`` steps that do not set them.
+
+    Read field by field: a field counts only where it is written, so a step that sets
+    ``retry.maxAttempts`` still takes ``initialInterval`` from these defaults
+    (:mod:`tempoflow.definition.action_options` merges the levels).
+    """
+
+    retry: RetryPolicy | None = None
+    timeouts: Timeouts | None = None
+
+
 FieldKind = Literal[
     "jsonata", "template", "steps", "target", "literal", "schema", "action", "nested"
 ]
@@ -550,6 +562,9 @@ class Definition(_Model):
     steps: list[Step] = Field(min_length=1, max_length=1000)
     output: Any = None
     triggers: list[Trigger] = Field(default_factory=list, max_length=20)
+    actionDefaults: ActionDefaults | None = None
+    """Retry policy and timeouts of this definition's ``action.call`` steps where the step
+    does not set them (they win over the action's declared defaults)."""
 
 
 for _model in (
@@ -573,6 +588,15 @@ def walk_steps(
         yield here, step, names
         for suffix, block, added in step.children():
             yield from walk_steps(block, f"{here}/{suffix}", names | added)
+
+
+def called_actions(definition: Definition) -> Iterator[tuple[str, str]]:
+    """``(pointer to the field, action name)`` for every step field naming an action."""
+    for path, step, _ in walk_steps(definition.steps):
+        attrs = {f.alias or n: n for n, f in type(step).model_fields.items()}
+        for field, kind in step.fields.items():
+            if kind == "action":
+                yield f"{path}/{field}", getattr(step, attrs[field])
 
 
 def parse_definition(body: Any) -> Definition:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import jsonschema
@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from expression import ExpressionError, iter_expressions
 from expression.analysis import ENVELOPE_ROOTS, analyze
+from tempoflow.definition.input_check import input_errors, input_validator
 from tempoflow.definition.model import (
     ACTION_NAME,
     NODE_MODELS,
@@ -144,8 +145,14 @@ def _raw_steps(steps: Any, path: str, names: frozenset[str]) -> Iterator[RawStep
 class _Checker:
     """The semantic pass over the raw body (the schema pass is pydantic's)."""
 
-    def __init__(self, actions: Iterable[str] | None) -> None:
+    def __init__(
+        self,
+        actions: Iterable[str] | None,
+        input_schemas: Mapping[str, dict[str, Any] | None] | None = None,
+    ) -> None:
         self.actions = set(actions) if actions is not None else None
+        self.input_schemas = input_schemas or {}
+        self.validators: dict[str, Any] = {}
         self.issues: list[Issue] = []
         self.assigned: set[str] = set()  # in document order: what earlier steps can set
         self.seen: dict[str, str] = {}
@@ -198,7 +205,29 @@ class _Checker:
                 self.action(part.value, where)
             elif part.kind == "schema" and isinstance(part.value, dict):
                 _check_schema(part.value, where, f"{part.pointer}.invalid", self.issues)
+        self.action_input(path, model, raw)
         self.assigned |= model.assigned(raw)
+
+    def action_input(self, path: str, model: type[StepBase], raw: dict[str, Any]) -> None:
+        """The literal parts of an action's input against its input schema."""
+        action = next((raw.get(f) for f, kind in model.fields.items() if kind == "action"), None)
+        schema = self.input_schemas.get(action) if isinstance(action, str) else None
+        data = raw.get("input", {})
+        if schema is None or model.fields.get("input") != "template" or not isinstance(data, dict):
+            return
+        assert isinstance(action, str)
+        if action not in self.validators:
+            self.validators[action] = input_validator(schema)
+        for pointer, keyword, message in input_errors(schema, data, self.validators[action]):
+            self.issues.append(
+                Issue(
+                    path=f"{path}/input{pointer}",
+                    code=f"action.input.{keyword}",
+                    message=message,
+                    hint=f"{action}'s input schema is in GET /v1/actions; parts given as "
+                    '{"$expr": …} or {"$secret": …} are checked when the step runs',
+                )
+            )
 
     def action(self, action: Any, path: str) -> None:
         if (
@@ -217,7 +246,11 @@ class _Checker:
             )
 
 
-def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list[Issue]:
+def validate_definition(
+    body: Any,
+    actions: Iterable[str] | None = None,
+    input_schemas: Mapping[str, dict[str, Any] | None] | None = None,
+) -> list[Issue]:
     """Return every problem of ``body`` at once: errors (block publishing) and warnings.
 
     The schema errors and the semantic ones (expressions, actions, step ids) come
@@ -227,6 +260,8 @@ def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list
     Args:
         body: the JSON definition.
         actions: names of registered actions; ``None`` skips that check.
+        input_schemas: input JSON Schema per action name: the literal parts of each
+            ``action.call`` input are checked against it (codes ``action.input.<keyword>``).
     """
     try:
         Definition.model_validate(body)
@@ -235,7 +270,7 @@ def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list
         issues = _pydantic_issues(err)
     if not isinstance(body, dict):
         return issues
-    checker = _Checker(actions)
+    checker = _Checker(actions, input_schemas)
     for path, model, raw, names in _raw_steps(body.get("steps"), "/steps", frozenset()):
         checker.step(path, model, raw, names)
     checker.template(body.get("output"), "/output", frozenset())

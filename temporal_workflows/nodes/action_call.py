@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.workflow import ActivityCancellationType
 
 from tempoflow.definition import ActionCall
+from tempoflow.definition.action_options import ActionOptions, parse_defaults, resolve_options
 from tempoflow.error_types import ErrorType
 from tempoflow.records import RunStatus, StepStatus
 from temporal_workflows.context import RunContext
@@ -127,6 +128,27 @@ def _failure(cause: Any, path: str) -> StepFailure:
     return StepFailure(ErrorType.ACTION_ERROR, str(cause), None)
 
 
+def _options(step: ActionCall, path: str, ctx: RunContext) -> ActionOptions:
+    """What the step's activity is scheduled with (step > definition > action >
+    built-in); unreadable pinned defaults fail the step rather than the workflow task
+    (which would retry forever)."""
+    try:
+        return resolve_options(
+            step,
+            parse_defaults(ctx.inp.definition.get("actionDefaults")),
+            parse_defaults(ctx.inp.action_defaults.get(step.action)),
+        )
+    except ValidationError as err:
+        raise StepFailure(
+            ErrorType.DEFINITION_INVALID,
+            f"the retry/timeout defaults of {step.action} are invalid: {err.error_count()} "
+            "error(s)",
+            None,
+            err.errors(include_url=False, include_context=False),
+            catchable=False,
+        ) from None
+
+
 async def execute(
     step: ActionCall, path: str, seq: int, ctx: RunContext, rt: Runtime
 ) -> StepOutcome:
@@ -150,7 +172,10 @@ async def execute(
         idempotency_key=key,
         pending=ctx.take_pending(),
     )
-    policy, timeouts = step.retry, step.timeouts
+    # Step > definition > action declaration > built-in, field by field, from the run's
+    # pinned input only: runs without the new fields schedule exactly as before.
+    options = _options(step, path, ctx)
+    policy = options.retry
     delay = BOOKKEEPING_BACKOFF
     budget_base = 0  # attempts before an operator's retry decision (a fresh budget)
     while True:
@@ -158,9 +183,9 @@ async def execute(
             step.action,
             invocation,
             result_type=ActionOutcome,
-            start_to_close_timeout=timeouts.startToClose or step.timeout,
-            schedule_to_close_timeout=timeouts.scheduleToClose,
-            heartbeat_timeout=timeouts.heartbeat,
+            start_to_close_timeout=options.start_to_close,
+            schedule_to_close_timeout=options.schedule_to_close,
+            heartbeat_timeout=options.heartbeat,
             retry_policy=RetryPolicy(
                 maximum_attempts=policy.maxAttempts - (invocation.attempt_base - budget_base),
                 initial_interval=policy.initialInterval,
