@@ -15,7 +15,7 @@ from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.actions import TempoflowActivities
-from activities.builtin import default_registry
+from activities.builtin import close_resources, default_registry
 from activities.registry import ActionRegistry
 from launcher.search_attributes import ensure_registered
 from projections.db import create_engine, session_factory
@@ -85,11 +85,13 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
     client = await connect_temporal(settings)
     await ensure_registered(client, settings.temporal_namespace)
     engine = create_engine(settings.sqlalchemy_url, pool_size=20, pre_ping=False)
+    sessions = session_factory(engine)
+    registry = registry or default_registry(settings=settings, sessions=sessions)
     worker = create_worker(
         client,
         task_queue=settings.task_queue,
-        registry=registry or default_registry(),
-        sessions=session_factory(engine),
+        registry=registry,
+        sessions=sessions,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,6 +102,9 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         settings.task_queue,
         settings.resolved_temporal_address,
     )
-    async with worker:
-        await stop.wait()
-    await engine.dispose()
+    try:
+        async with worker:
+            await stop.wait()
+    finally:
+        await close_resources(registry)
+        await engine.dispose()

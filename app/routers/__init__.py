@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.routers import (
     actions,
     definitions,
+    egress,
     event_types,
     events,
     expressions,
@@ -22,4 +23,5 @@ ROUTERS = [
     event_types.router,
     events.router,
     tasks.router,
+    egress.router,
 ]
