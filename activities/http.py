@@ -229,13 +229,14 @@ class HttpActions:
         )
         method, content, headers = req.method, req.content, dict(req.headers)
         url: httpx.URL | str = _checked_url(req.url)
-        params = req.params
+        if req.params:
+            # Added to the URL's own parameters (httpx's params= would replace them).
+            url = _checked_url(req.url).copy_merge_params(_query(req.params))
         client = self.client()
         for hop in range(req.max_redirects + 1):
             request = client.build_request(
                 method,
                 url,
-                params=params,
                 headers=headers,
                 content=content,
                 timeout=req.timeout,
@@ -276,7 +277,7 @@ class HttpActions:
                         method, content = ("HEAD" if method == "HEAD" else "GET"), None
                         for name in [h for h in headers if h.lower() in _BODY_HEADERS]:
                             del headers[name]
-                    url, params = str(target), None
+                    url = target
                     continue
                 if not status_accepted(response.status_code, req.accepted):
                     raise await self._status_error(req, response)
@@ -427,6 +428,13 @@ def build_exchange(data: HttpRequestInput, ctx: ActionContext, settings: Setting
         max_bytes=data.maxResponseBytes,
         accepted=data.acceptedStatuses,
     )
+
+
+def _query(params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: [_form_value(x) for x in v] if isinstance(v, list) else _form_value(v)
+        for k, v in params.items()
+    }
 
 
 def _form_value(value: Scalar) -> str:

@@ -66,6 +66,7 @@ _V6_RULES: tuple[tuple[str, ipaddress.IPv6Network], ...] = tuple(
         ("unique-local", "fc00::/7"),
         ("link-local", "fe80::/10"),
         ("multicast", "ff00::/8"),
+        ("reserved", "fec0::/10"),  # deprecated site-local (Python calls it global)
     )
 )
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
