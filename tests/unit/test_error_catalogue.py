@@ -41,6 +41,14 @@ def test_values_never_change() -> None:
         "TaskAlreadyCompleted",
         "TaskDataInvalid",
         "BookkeepingUnavailable",
+        "HttpStatusError",
+        "HttpConnectionError",
+        "HttpTimeout",
+        "HttpResponseTooLarge",
+        "HttpTooManyRedirects",
+        "HttpUrlInvalid",
+        "EgressDenied",
+        "WebhookSecretInvalid",
     }
     assert all(t == t.value and f"``{t.value}``" in ErrorType.__doc__ for t in ErrorType)
 
