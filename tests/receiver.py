@@ -29,7 +29,7 @@ class Receiver:
     ``/status/N``, ``/flaky?key=K`` (503 the first time per key), ``/limited?key=K&after=S``
     (429 with ``Retry-After: S`` the first time per key), ``/big?bytes=N`` (no
     Content-Length, closes when done), ``/redirect?to=URL`` (to itself without ``to``),
-    ``/webhook?key=K`` (500 the first time per key).
+    ``/webhook?key=K`` (500 the first time per key), ``/slow?seconds=S``.
     """
 
     def __init__(self, host: str) -> None:
@@ -121,6 +121,9 @@ class Receiver:
                 "text/plain",
                 {"Location": q.get("to", "/redirect")},
             )
+        elif path == "/slow":
+            time.sleep(float(q.get("seconds", "2")))
+            self.send(h, 200, b"late", "text/plain")
         elif path == "/webhook":
             if count == 1:
                 self.send(h, 500, b"try again", "text/plain")

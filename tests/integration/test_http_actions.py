@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -180,6 +181,27 @@ async def test_retry_after_is_honoured_within_max_interval(stack: Stack, allowed
     assert capped["output"]["status"] == 200
     first, second = [r for r in allowed.at("/limited") if r.query["key"] == "b"]
     assert 0.25 <= second.at - first.at < 10
+
+
+async def test_connection_errors_and_timeouts_are_retried(stack: Stack, allowed: Receiver) -> None:
+    await allow(stack, ["127.0.0.2"])
+    with socket.socket() as probe:  # a port on the allowed address with no listener
+        probe.bind(("127.0.0.2", 0))
+        closed = probe.getsockname()[1]
+    retry = {"retry": {"initialInterval": "PT0.05S", "maxAttempts": 2}}
+    refused = await fails(
+        stack, "refused", call("http.request", {"url": f"http://127.0.0.2:{closed}/"}, **retry)
+    )
+    assert refused["type"] == "HttpConnectionError"
+    assert await attempts(stack, refused["id"]) == [(1, "FAILED"), (2, "FAILED")]
+    slow = await fails(
+        stack,
+        "slow",
+        call("http.request", {"url": allowed.url("/slow?seconds=1.5"), "timeout": 0.3}, **retry),
+    )
+    assert slow["type"] == "HttpTimeout" and "0.3 s" in slow["message"]
+    assert await attempts(stack, slow["id"]) == [(1, "FAILED"), (2, "FAILED")]
+    assert len(allowed.at("/slow")) == 2
 
 
 async def test_oversized_response_fails_without_retry(stack: Stack, allowed: Receiver) -> None:
