@@ -228,10 +228,10 @@ class HttpActions:
             self.settings.http_max_response_bytes,
         )
         method, content, headers = req.method, req.content, dict(req.headers)
-        url: httpx.URL | str = _checked_url(req.url)
+        url = _checked_url(req.url)
         if req.params:
             # Added to the URL's own parameters (httpx's params= would replace them).
-            url = _checked_url(req.url).copy_merge_params(_query(req.params))
+            url = url.copy_merge_params(_query(req.params))
         client = self.client()
         for hop in range(req.max_redirects + 1):
             request = client.build_request(
