@@ -67,7 +67,7 @@ class WebhookActions:
         self.http = http
 
     async def send(self, data: WebhookInput, ctx: ActionContext) -> WebhookOutput:
-        body = json.dumps(data.payload, separators=(",", ":"), ensure_ascii=False)
+        body = json.dumps(data.payload, separators=(",", ":"))
         headers = {k: v for k, v in data.headers.items() if k.lower() not in _RESERVED}
         headers["Content-Type"] = "application/json"
         headers.update(sign(data.secret, ctx.idempotency_key, body, datetime.now(UTC)))

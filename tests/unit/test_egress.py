@@ -5,23 +5,29 @@ recorder, and refused classes are judged on address objects only."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
-from activities.egress import EgressDeniedError, PinnedBackend
+from activities.egress import AllowLists, EgressDeniedError, EgressTransport, PinnedBackend
 from activities.http import (
     HttpRequestInput,
     TooLargeError,
+    build_exchange,
     decode_body,
     parse_retry_after,
     read_capped,
     status_accepted,
 )
+from activities.registry import ActionContext, ActionError
+from activities.webhook import sign
 from tempoflow.egress import AllowList, check_entry, classify, decide, embedded_ipv4
+from tempoflow.settings import Settings
 
 ip = ipaddress.ip_address
 
@@ -244,3 +250,50 @@ async def test_size_cap_trusts_a_declared_length() -> None:
     with pytest.raises(TooLargeError, match="declares 999999"):
         await read_capped(response, 1000)
     assert sent == []
+
+
+def _ctx() -> ActionContext:
+    return ActionContext("t", "r", "t/r", "/steps/0", "call", 1, "key-1", logging.getLogger())
+
+
+def test_request_building() -> None:
+    settings = Settings(http_max_redirects=3)
+
+    def build(**data: Any) -> Any:
+        return build_exchange(HttpRequestInput.model_validate(data), _ctx(), settings)
+
+    plain = build(url="http://x.test/")
+    assert plain.headers == {"Idempotency-Key": "key-1"} and plain.content is None
+    assert plain.max_redirects == 3 and plain.timeout == settings.http_default_timeout_seconds
+    assert build(url="http://x.test/", maxRedirects=10).max_redirects == 3  # never above
+    assert build(url="http://x.test/", idempotencyHeader=None).headers == {}
+    own = build(url="http://x.test/", headers={"idempotency-key": "mine"})
+    assert own.headers == {"idempotency-key": "mine"}
+    renamed = build(url="http://x.test/", idempotencyHeader="X-Request-Id")
+    assert renamed.headers == {"X-Request-Id": "key-1"}
+    posted = build(url="http://x.test/", method="POST", json={"a": [1, "é"]})
+    assert posted.content == b'{"a":[1,"\\u00e9"]}'  # ASCII: no lone surrogate can break it
+    assert posted.headers["Content-Type"] == "application/json"
+    form = build(url="http://x.test/", method="POST", form={"a": "b c", "ok": True, "n": 2})
+    assert form.content == b"a=b+c&ok=true&n=2"
+    assert form.headers["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_webhook_signature_verifies() -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = '{"event":"paid"}'
+    headers = sign(secret, "key-1", body, datetime.now(UTC))
+    assert headers["webhook-id"] == "key-1"
+    assert Webhook(secret).verify(body, headers) == {"event": "paid"}
+    with pytest.raises(ActionError) as bad:
+        sign("whsec_%%%", "key-1", body, datetime.now(UTC))
+    assert bad.value.type == "WebhookSecretInvalid" and not bad.value.retryable
+
+
+async def test_pools_are_kept_per_allow_list() -> None:
+    transport = EgressTransport()
+    one, same = AllowList.parse(["10.0.0.0/8"]), AllowList.parse(["10.0.0.0/8"])
+    assert transport._pool(one) is transport._pool(same)
+    assert transport._pool(AllowList()) is not transport._pool(one)
+    await transport.aclose()
+    assert await AllowLists(None, 10).get("any") == AllowList()  # no database: empty
