@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import ssl
 from collections import OrderedDict
@@ -28,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from projections import egress as egress_rules
 from tempoflow.egress import AllowList, Decision, IPAddress, decide_addresses
+
+log = logging.getLogger("tempoflow.egress")
 
 POLICY_EXTENSION = "tempoflow.egress"
 """The request extension carrying the :class:`AllowList` a request is checked under."""
@@ -170,6 +173,9 @@ class AllowLists:
         self._cache: TTLCache[str, AllowList] = TTLCache(
             maxsize=10_000 if ttl > 0 else 0, ttl=ttl if ttl > 0 else 1
         )
+        # The last list read per tenant, used while the database cannot be read: an
+        # outage must not fail requests it had allowed (bounded like the cache).
+        self._last: OrderedDict[str, AllowList] = OrderedDict()
 
     async def get(self, tenant: str) -> AllowList:
         found = self._cache.get(tenant)
@@ -177,9 +183,20 @@ class AllowLists:
             return found
         if self._sessions is None:
             return AllowList()
-        async with self._sessions() as session:
-            entries, _ = await egress_rules.get_allow_list(session, tenant)
+        try:
+            async with self._sessions() as session:
+                entries, _ = await egress_rules.get_allow_list(session, tenant)
+        except Exception as err:
+            last = self._last.get(tenant)
+            if last is None:
+                raise
+            log.warning("egress rules of %s unreadable (%r); using the last read", tenant, err)
+            return last
         allow = AllowList.parse(entries)
         if self._cache.maxsize:
             self._cache[tenant] = allow
+        self._last[tenant] = allow
+        self._last.move_to_end(tenant)
+        while len(self._last) > 10_000:
+            self._last.popitem(last=False)
         return allow

@@ -297,3 +297,41 @@ async def test_pools_are_kept_per_allow_list() -> None:
     assert transport._pool(AllowList()) is not transport._pool(one)
     await transport.aclose()
     assert await AllowLists(None, 10).get("any") == AllowList()  # no database: empty
+
+
+class _Rows:
+    """A stand-in session factory: answers an allow-list row, or fails (outage)."""
+
+    def __init__(self, allow: list[str]) -> None:
+        self.allow, self.down, self.reads = allow, False, 0
+
+    def __call__(self) -> _Rows:
+        return self
+
+    async def __aenter__(self) -> _Rows:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def execute(self, stmt: Any) -> Any:
+        self.reads += 1
+        if self.down:
+            raise OSError("database down")
+        row = type("Row", (), {"allow": self.allow, "updated_at": None})()
+        return type("Result", (), {"one_or_none": lambda _: row})()
+
+
+async def test_allow_lists_cache_and_survive_an_outage() -> None:
+    rows = _Rows(["10.0.0.0/8"])
+    cached = AllowLists(rows, ttl=60)  # type: ignore[arg-type]
+    assert await cached.get("t") == AllowList.parse(["10.0.0.0/8"])
+    rows.allow = ["192.168.0.0/16"]
+    assert await cached.get("t") == AllowList.parse(["10.0.0.0/8"])  # within the TTL
+    assert rows.reads == 1
+    uncached = AllowLists(rows, ttl=0)  # type: ignore[arg-type]
+    assert await uncached.get("t") == AllowList.parse(["192.168.0.0/16"])
+    rows.down = True
+    assert await uncached.get("t") == AllowList.parse(["192.168.0.0/16"])  # the last read
+    with pytest.raises(OSError):
+        await uncached.get("never-read")  # nothing to fall back on: retried
