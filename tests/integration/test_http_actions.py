@@ -251,6 +251,13 @@ async def test_egress_policy_wiring_on_loopback(
         stack, "by-name", call("http.request", {"url": f"http://localhost:{refused.port}/json"})
     )
     assert by_name["type"] == "EgressDenied"
+    # Other spellings of 127.0.0.1 (SSRF filter bypasses) resolve to it and are refused.
+    for i, host in enumerate(["[::ffff:127.0.0.1]", "2130706433", "0x7f.1", "127.1"]):
+        spelled = await fails(
+            stack, f"spelled-{i}", call("http.request", {"url": f"http://{host}:{refused.port}/"})
+        )
+        assert spelled["type"] == "EgressDenied", (host, spelled)
+        assert spelled["details"][0]["rule"] == "loopback", (host, spelled)
     assert refused.requests == []
     scheme = await fails(stack, "scheme", call("http.request", {"url": "file:///etc/passwd"}))
     assert scheme["type"] == "EgressDenied" and scheme["details"][0]["rule"] == "scheme"
