@@ -314,7 +314,9 @@ class HttpActions:
             details={
                 "status": status,
                 "url": str(response.url),
-                "headers": {k.lower(): v for k, v in list(response.headers.items())[:50]},
+                "headers": {
+                    k: v for k, v in list(response.headers.items())[:50] if k != "set-cookie"
+                },
                 "bodyExcerpt": excerpt,
                 **({"retryAfterSeconds": delay.total_seconds()} if delay is not None else {}),
             },
