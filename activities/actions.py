@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.common import RawValue
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
@@ -91,6 +91,13 @@ def _decode(raw: RawValue, model: type[M]) -> M:
             raise err from None
         log.warning("projection payload degraded: %s", err)
         return model.model_validate(storable_json(data))
+
+
+def _capped_delay(delay: timedelta | None, policy: RetryPolicy | None) -> timedelta | None:
+    """An action's requested retry delay, no longer than the step's ``maxInterval``."""
+    if delay is None or policy is None or policy.maximum_interval is None:
+        return delay
+    return min(delay, policy.maximum_interval)
 
 
 class BookkeepingUnavailableError(Exception):
@@ -364,6 +371,7 @@ class TempoflowActivities:
                     ),
                     type=err.type,
                     non_retryable=err.non_retryable,
+                    next_retry_delay=_capped_delay(err.next_retry_delay, policy),
                 ) from err
             raise
         done = outcome.model_copy(update={"output": output, "finished_at": _now()})
@@ -523,7 +531,11 @@ class TempoflowActivities:
             result = await spec.handler(data, ctx)
         except ActionError as err:
             raise ApplicationError(
-                err.message, err.details, type=err.type, non_retryable=not err.retryable
+                err.message,
+                err.details,
+                type=err.type,
+                non_retryable=not err.retryable,
+                next_retry_delay=err.next_retry_delay,
             ) from err
         try:
             return spec.output_model.model_validate(result).model_dump(mode="json")

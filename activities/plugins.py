@@ -25,6 +25,8 @@ from functools import partial
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from activities.builtin import register_builtins
 from activities.registry import ActionRegistry
 from tempoflow.settings import Settings
@@ -120,11 +122,18 @@ def module_names(setting: str | Iterable[str]) -> list[str]:
 
 
 def load_plugins(
-    modules: str | Iterable[str] = (), *, group: str = ENTRY_POINT_GROUP
+    modules: str | Iterable[str] = (),
+    *,
+    group: str = ENTRY_POINT_GROUP,
+    settings: Settings | None = None,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> LoadedRegistry:
     """The built-in actions, then every entry point of ``group`` (sorted by name), then
-    ``modules``; raises :class:`PluginError` naming the first plugin that fails."""
-    loaded = LoadedRegistry(register_builtins(ActionRegistry()))
+    ``modules``; raises :class:`PluginError` naming the first plugin that fails. The
+    built-ins get ``settings`` and ``sessions`` (a worker's: tenants' egress rules)."""
+    loaded = LoadedRegistry(
+        register_builtins(ActionRegistry(), settings=settings, sessions=sessions)
+    )
     loaded.sources = dict.fromkeys(loaded.registry.names(), "builtin")
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
         _run(loaded, f"entry point {ep.name!r} ({ep.value})", partial(_load_entry_point, ep))
@@ -136,4 +145,4 @@ def load_plugins(
 def load_registry(settings: Settings) -> ActionRegistry:
     """The registry the API and the worker use: built-ins, entry points and
     ``settings.action_modules``."""
-    return load_plugins(settings.action_modules).registry
+    return load_plugins(settings.action_modules, settings=settings).registry

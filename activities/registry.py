@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -27,16 +28,26 @@ class ActionError(TempoflowBaseError):
         message: what went wrong, for a person.
         retryable: whether Temporal retries the attempt under the step's ``retry``.
         details: JSON details the step's error carries.
+        next_retry_delay: wait this long before the next attempt instead of the retry
+            policy's backoff (e.g. a server's ``Retry-After``); capped by the step's
+            ``maxInterval``. Retries still end after ``maxAttempts``.
     """
 
     def __init__(
-        self, type: str, message: str, *, retryable: bool = True, details: Any = None
+        self,
+        type: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        details: Any = None,
+        next_retry_delay: timedelta | None = None,
     ) -> None:
         super().__init__(message)
         self.type = type
         self.message = message
         self.retryable = retryable
         self.details = details
+        self.next_retry_delay = next_retry_delay
 
 
 @dataclass(frozen=True)

@@ -499,3 +499,17 @@ class DecisionPublic(_Public):
     id: str
     step_path: str
     decision: str
+
+
+class EgressRulesWrite(_Write):
+    allow: list[Annotated[str, Field(max_length=300)]] = Field(
+        max_length=1000,
+        description="Hosts (`billing.internal`, `*.corp.example`), addresses and CIDR "
+        "networks (`10.1.2.0/24`) the tenant's HTTP actions may reach although the egress "
+        "policy refuses them by default",
+    )
+
+
+class EgressRulesPublic(_Public):
+    allow: list[str]
+    updated_at: datetime | None = None

@@ -15,6 +15,7 @@ from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.actions import TempoflowActivities
+from activities.builtin import close_resources
 from activities.plugins import load_plugins
 from activities.presence import PresenceReporter
 from activities.registry import ActionRegistry
@@ -88,14 +89,14 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
     ``TEMPOFLOW_ACTION_MODULES``) are loaded first: a plugin that fails raises
     :class:`activities.plugins.PluginError` before anything connects.
     """
+    engine = create_engine(settings.sqlalchemy_url, pool_size=20, pre_ping=False)
+    sessions = session_factory(engine)  # connects on first use
     if registry is None:
-        loaded = load_plugins(settings.action_modules)
+        loaded = load_plugins(settings.action_modules, settings=settings, sessions=sessions)
         registry = loaded.registry
         log.info("loaded %d actions: %s", len(registry.names()), loaded.summary())
     client = await connect_temporal(settings)
     await ensure_registered(client, settings.temporal_namespace)
-    engine = create_engine(settings.sqlalchemy_url, pool_size=20, pre_ping=False)
-    sessions = session_factory(engine)
     worker = create_worker(
         client,
         task_queue=settings.task_queue,
@@ -117,6 +118,9 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         task_queue=settings.task_queue,
         interval=settings.worker_heartbeat_seconds,
     )
-    async with worker, presence:
-        await stop.wait()
-    await engine.dispose()
+    try:
+        async with worker, presence:
+            await stop.wait()
+    finally:
+        await close_resources(registry)
+        await engine.dispose()

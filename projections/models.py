@@ -1,6 +1,6 @@
 """Tables. Primary data: api keys, definitions, versions, trigger subscriptions, event
-types and the event inbox. Projections: runs, steps, action invocations and their attempts,
-waits, event deliveries, human tasks."""
+types, egress rules and the event inbox. Projections: runs, steps, action invocations and
+their attempts, waits, event deliveries, human tasks."""
 
 from __future__ import annotations
 
@@ -356,3 +356,14 @@ class WorkerPresence(Base):
     started_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     last_seen: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     stopped_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class EgressRules(Base):
+    """A tenant's egress allow-list (primary data): hosts and CIDR networks its HTTP
+    actions may reach although the egress policy refuses them by default."""
+
+    __tablename__ = "egress_rules"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    allow: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())

@@ -69,6 +69,27 @@ class ErrorType(StrEnum):
       configured (no STARTTLS); ``details`` has ``code`` and ``message``. Not retryable.
     - ``SmtpNotConfigured``: no SMTP server in the step's input nor in the worker's
       settings (``TEMPOFLOW_SMTP__HOST``), or no sender. Not retryable.
+    Failures of the built-in ``http.request`` and ``webhook.send`` actions
+    (``activities/http.py``, ``activities/webhook.py``; all catchable):
+
+    - ``HttpStatusError``: the response status is not one the step accepts. Retryable
+      for 5xx and 429 (a ``Retry-After`` sets the delay before the next attempt, capped
+      by the step's ``maxInterval``), not retryable for other statuses. ``details`` has
+      ``status``, ``headers`` and ``bodyExcerpt`` (the first 1,000 characters).
+    - ``HttpConnectionError``: the connection failed (refused, reset, name not resolved,
+      protocol error). Retryable.
+    - ``HttpTimeout``: connecting, sending or reading took longer than the request's
+      ``timeout``. Retryable.
+    - ``HttpResponseTooLarge``: the response body is over the request's or the worker's
+      cap (``TEMPOFLOW_HTTP_MAX_RESPONSE_BYTES``); reading stopped there. Not retryable.
+    - ``HttpTooManyRedirects``: more redirects than the request allows. Not retryable.
+    - ``HttpUrlInvalid``: the URL (or a redirect's ``Location``) is malformed. Not
+      retryable.
+    - ``EgressDenied``: the egress policy refused the URL's scheme or an address its host
+      resolves to (``tempoflow/egress.py``); ``details`` name the ``rule``, ``host`` and
+      ``address``. Checked again on every redirect. Not retryable.
+    - ``WebhookSecretInvalid``: ``webhook.send``'s signing secret is not a Standard
+      Webhooks secret (base64, optionally ``whsec_``-prefixed). Not retryable.
 
     Failures of a whole run or of a request to it (never a step's type, so never caught):
 
@@ -113,3 +134,11 @@ class ErrorType(StrEnum):
     SMTP_TRANSIENT_ERROR = "SmtpTransientError"
     SMTP_REJECTED = "SmtpRejected"
     SMTP_NOT_CONFIGURED = "SmtpNotConfigured"
+    HTTP_STATUS_ERROR = "HttpStatusError"
+    HTTP_CONNECTION_ERROR = "HttpConnectionError"
+    HTTP_TIMEOUT = "HttpTimeout"
+    HTTP_RESPONSE_TOO_LARGE = "HttpResponseTooLarge"
+    HTTP_TOO_MANY_REDIRECTS = "HttpTooManyRedirects"
+    HTTP_URL_INVALID = "HttpUrlInvalid"
+    EGRESS_DENIED = "EgressDenied"
+    WEBHOOK_SECRET_INVALID = "WebhookSecretInvalid"

@@ -158,6 +158,24 @@ class Settings(BaseSettings):
     """How often a worker records its loaded actions (``GET /v1/actions`` shows them)."""
     worker_presence_seconds: float = Field(default=60.0, gt=0)
     """A worker seen within this many seconds counts as running (``workers.available``)."""
+    http_max_response_bytes: int = Field(default=1_048_576, ge=1024, le=1_400_000)
+    """Largest response body ``http.request`` and ``webhook.send`` read (decoded); reading
+    stops there and the step fails ``HttpResponseTooLarge``. Below Temporal's 2 MB payload
+    limit even when the body is returned base64-encoded."""
+    http_max_redirects: int = Field(default=5, ge=0, le=20)
+    """Most redirects one request follows (a request may ask for fewer); each hop is
+    checked by the egress policy again."""
+    http_default_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    """Timeout of one HTTP attempt (connect, send, read) when the step gives none."""
+    http_max_retry_after_seconds: float = Field(default=300.0, ge=0)
+    """Longest ``Retry-After`` honoured before the next attempt (the step's ``maxInterval``
+    caps it too)."""
+    http_max_connections: int = Field(default=100, ge=1, le=10_000)
+    """Connections one worker keeps open at most for HTTP actions (per allow-list)."""
+    egress_rules_cache_seconds: float = Field(default=10.0, ge=0)
+    """How long a worker keeps a tenant's egress allow-list; a change through
+    ``PUT /v1/egress-rules`` applies to requests after at most this long (0: every
+    request reads it)."""
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:

@@ -8,6 +8,7 @@ from app.routers import (
     audit,
     codec,
     definitions,
+    egress,
     event_types,
     events,
     expressions,
@@ -29,4 +30,5 @@ ROUTERS = [
     api_keys.router,
     audit.router,
     codec.router,
+    egress.router,
 ]

@@ -47,6 +47,14 @@ def test_values_never_change() -> None:
         "SmtpTransientError",
         "SmtpRejected",
         "SmtpNotConfigured",
+        "HttpStatusError",
+        "HttpConnectionError",
+        "HttpTimeout",
+        "HttpResponseTooLarge",
+        "HttpTooManyRedirects",
+        "HttpUrlInvalid",
+        "EgressDenied",
+        "WebhookSecretInvalid",
     }
     assert all(t == t.value and f"``{t.value}``" in ErrorType.__doc__ for t in ErrorType)
 
