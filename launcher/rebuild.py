@@ -255,6 +255,7 @@ async def rebuild_execution(history: WorkflowHistory) -> Rebuilt:
         interceptors=[capture],
         workflow_runner=UnsandboxedWorkflowRunner(),
         data_converter=pydantic_data_converter,
+        debug_mode=True,  # offline: no deadlock timer on a busy machine
     )
     await replayer.replay_workflow(history, raise_on_replay_failure=True)
     activities = _activities(history.events)
