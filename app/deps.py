@@ -86,3 +86,4 @@ def require(*roles: str) -> Callable[..., Principal]:
 Reader = Annotated[Principal, Depends(require("publisher", "operator"))]
 Publisher = Annotated[Principal, Depends(require("publisher"))]
 Operator = Annotated[Principal, Depends(require("operator"))]
+Admin = Annotated[Principal, Depends(require("admin"))]

@@ -1,5 +1,5 @@
 """Tables. Primary data: api keys, definitions, versions, trigger subscriptions, event
-types and the event inbox. Projections: runs, steps, action invocations and their attempts,
+types, the event inbox and the secret store. Projections: runs, steps, action invocations and their attempts,
 waits, event deliveries, human tasks."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     false,
@@ -321,3 +322,18 @@ class HumanTaskRow(Base):
     completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     completed_by: Mapped[str | None] = mapped_column(String(256))
     data: Mapped[Any] = mapped_column(Json, nullable=True)
+
+
+class SecretRow(Base):
+    """The secret store (primary data): values encrypted with the configured keyring,
+    bound to tenant and name; never returned by the API."""
+
+    __tablename__ = "secrets"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    """Fingerprint of the key that encrypted ``ciphertext`` (``tempoflow.keyring``)."""
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
