@@ -5,9 +5,9 @@ the action activity (the step input it projects) and the API (invocation outputs
 event payloads). A pointer's first token names what it applies to:
 
 - ``/payload/…``: the run's input, and the payload of every event delivered to the run
-  (the event in an ``event.wait`` step's output, the inbox event in API views);
+  (the event a waiting step took, in its output; the inbox event in API views);
 - ``/vars/…``: a variable, wherever a step records the value it assigns (the step's
-  output, e.g. ``action.call``'s ``output`` target, ``state.set`` values) and in the run's
+  output, e.g. an action's ``output`` target, or the values a step sets) and in the run's
   output when the definition has no ``output`` mapping (the output is then ``vars``);
 - ``/input/…``: every step's input (an action's input, a child run's input);
 - ``/output/…``: every step's output and the run's output.
@@ -29,8 +29,6 @@ MAX_POINTERS = 100
 MAX_POINTER_LENGTH = 512
 WILDCARD = "*"
 _POINTER = re.compile(POINTER)
-# Steps whose output is an object of the values they assign, keyed by target.
-_ASSIGNING = frozenset({"state.set", "transform.assign"})
 
 Tokens = tuple[str, ...]
 
@@ -151,17 +149,20 @@ class Redaction:
                 patterns.append(pattern[len(path) :])
         return mask(value, patterns)
 
-    def step_output(self, value: Any, step_type: str, target: Any = None) -> Any:
+    def step_output(
+        self, value: Any, *, target: Any = None, keyed: bool = False, event: bool = False
+    ) -> Any:
         """A step's output: ``/output`` pointers, then ``/vars`` pointers for what the step
-        assigns (its ``output`` target, or each value of ``state.set``/``transform.assign``),
-        then ``/payload`` pointers for the event an ``event.wait`` took."""
+        assigns (its ``output`` ``target``, or with ``keyed`` each value of an output
+        keyed by target, as steps setting variables record), then, for an ``event`` step, the
+        ``/payload`` pointers on the event it took."""
         if not self:
             return value
         value = mask(value, self._by_root["output"])
-        if step_type in _ASSIGNING and isinstance(value, dict):
+        if keyed and isinstance(value, dict):
             value = {k: self.variable(k, v) for k, v in value.items()}
         elif isinstance(target, str) and target:
             value = self.variable(target, value)
-        if step_type == "event.wait":
+        if event:
             value = self.event(value)
         return value

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
 
     from tempoflow.definition import parse_definition
     from tempoflow.error_types import ErrorType
+    from tempoflow.redaction import Redaction
     from tempoflow.records import (
         DEFERRED_REASON,
         DeliveryRecord,
@@ -114,6 +115,11 @@ class InterpreterWorkflow:
                 type=ErrorType.DEFINITION_INVALID,
                 non_retryable=True,
             ) from None
+        if definition.redact:
+            ctx.shared.redact = list(definition.redact)
+            ctx.shared.redaction = Redaction(
+                definition.redact, output_is_vars=definition.output is None
+            )
         try:
             try:
                 await self._run_block(definition.steps, "/steps", ctx)

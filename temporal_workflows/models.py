@@ -115,6 +115,9 @@ class ActionInvocation(BaseModel):
     pending: ProjectionBatch = Field(default_factory=ProjectionBatch)
     attempt_base: int = 0
     """Attempts made before this scheduling (after a ``BookkeepingUnavailable``)."""
+    redact: list[str] = Field(default_factory=list)
+    """The definition's ``redact`` pointers (the activity masks the step input it
+    projects with the ``/input`` ones)."""
 
 
 class ActionOutcome(BaseModel):

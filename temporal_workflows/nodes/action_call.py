@@ -118,6 +118,7 @@ async def execute(
         loop=ctx.loop,
         idempotency_key=key,
         pending=ctx.take_pending(),
+        redact=ctx.shared.redact,
     )
     policy, timeouts = step.retry, step.timeouts
     delay = BOOKKEEPING_BACKOFF

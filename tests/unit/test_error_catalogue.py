@@ -41,6 +41,8 @@ def test_values_never_change() -> None:
         "TaskAlreadyCompleted",
         "TaskDataInvalid",
         "BookkeepingUnavailable",
+        "SecretNotFound",
+        "SecretUnreadable",
     }
     assert all(t == t.value and f"``{t.value}``" in ErrorType.__doc__ for t in ErrorType)
 
