@@ -25,16 +25,16 @@ from projections.db import is_permanent, is_transient
 from projections.models import ActionInvocation as ActionInvocationRow
 from projections.storable import restore_json, storable_json, storable_row
 from projections.writer import write_batch
-from tempoflow.keyring import Keyring
 from tempoflow.definition.model import ActionCall, type_of
 from tempoflow.error_types import ErrorType
-from tempoflow.settings import Settings
+from tempoflow.keyring import Keyring
 from tempoflow.records import (
     InvocationRecord,
     ProjectionBatch,
     StepRecord,
     StepStatus,
 )
+from tempoflow.settings import Settings
 from temporal_workflows.models import (
     PROJECT_ACTIVITY,
     REGISTER_WAIT_ACTIVITY,

@@ -1,6 +1,6 @@
 """Tables. Primary data: api keys, definitions, versions, trigger subscriptions, event
-types, the event inbox and the secret store. Projections: runs, steps, action invocations and their attempts,
-waits, event deliveries, human tasks."""
+types, the event inbox and the secret store. Projections: runs, steps, action invocations
+and their attempts, waits, event deliveries, human tasks."""
 
 from __future__ import annotations
 

@@ -36,8 +36,8 @@ async def put_secret(
 ) -> tuple[SecretInfo, bool]:
     """Create or replace the secret; returns it and whether it was created."""
     kid, blob = keyring.encrypt(tenant, name, value)
-    stmt = insert(SecretRow).values(tenant=tenant, name=name, key_id=kid, ciphertext=blob)
-    stmt = stmt.on_conflict_do_update(
+    insert_stmt = insert(SecretRow).values(tenant=tenant, name=name, key_id=kid, ciphertext=blob)
+    stmt = insert_stmt.on_conflict_do_update(
         index_elements=[SecretRow.tenant, SecretRow.name],
         set_={"key_id": kid, "ciphertext": blob, "updated_at": func.now()},
     ).returning(SecretRow, SecretRow.created_at == SecretRow.updated_at)

@@ -17,7 +17,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from expression import EvalContext, ExpressionError, evaluate, resolve
 from tempoflow.error_types import ErrorType
-from tempoflow.redaction import Redaction
 from tempoflow.records import (
     DeliveryRecord,
     InvocationRecord,
@@ -29,6 +28,7 @@ from tempoflow.records import (
     TaskRecord,
     WaitRecord,
 )
+from tempoflow.redaction import Redaction
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import RunInput
 

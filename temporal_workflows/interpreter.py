@@ -15,7 +15,6 @@ with workflow.unsafe.imports_passed_through():
 
     from tempoflow.definition import parse_definition
     from tempoflow.error_types import ErrorType
-    from tempoflow.redaction import Redaction
     from tempoflow.records import (
         DEFERRED_REASON,
         DeliveryRecord,
@@ -26,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
         WaitRecord,
     )
+    from tempoflow.redaction import Redaction
     from temporal_workflows import events
     from temporal_workflows.context import RunContext
     from temporal_workflows.events import Mailbox, TaskBoard

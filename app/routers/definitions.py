@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.registry import ActionRegistry
 from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep
@@ -22,7 +23,9 @@ from app.schemas import (
     VersionPublic,
 )
 from projections import definitions as data
+from projections import secrets as secret_store
 from tempoflow.definition import Issue, validate_definition
+from tempoflow.definition.validation import secret_references, unknown_secret_issues
 from tempoflow.errors import ErrorItem, NotFound, Unprocessable
 from tempoflow.jsonsize import json_size
 from tempoflow.settings import Settings
@@ -55,9 +58,21 @@ def _check_size(body: dict[str, Any], settings: Settings) -> None:
         )
 
 
-def _validate(definition: dict[str, Any], registry: ActionRegistry) -> list[Issue]:
+async def _secret_warnings(
+    session: AsyncSession, tenant: str, definition: dict[str, Any]
+) -> list[Issue]:
+    """Warnings for references to secrets the tenant does not have (not errors: the
+    secret may be created before the step runs)."""
+    refs = secret_references(definition)
+    existing = await secret_store.existing_names(session, tenant, {name for _, name in refs})
+    return unknown_secret_issues(refs, existing)
+
+
+def _validate(
+    definition: dict[str, Any], registry: ActionRegistry, extra: list[Issue] | None = None
+) -> list[Issue]:
     """Validate; raise 422 with every error (and the warnings); return the warnings."""
-    issues = validate_definition(definition, registry.names())
+    issues = validate_definition(definition, registry.names()) + (extra or [])
     errors = [i for i in issues if i.severity == "error"]
     warnings = [i for i in issues if i.severity == "warning"]
     if errors:
@@ -139,7 +154,8 @@ async def validate_definition_draft(
             raise _not_found(key)
         definition = row.draft
     _check_size(definition, settings)
-    return ValidationReport(valid=True, warnings=_validate(definition, registry))
+    extra = await _secret_warnings(session, principal.tenant, definition)
+    return ValidationReport(valid=True, warnings=_validate(definition, registry, extra))
 
 
 @router.post("/{key}/publish", response_model=PublishedVersion)
@@ -154,7 +170,9 @@ async def publish_definition(
     row = await data.get_definition(session, principal.tenant, key, for_update=True)
     if row is None:
         raise _not_found(key)
-    warnings = _validate(row.draft, registry)
+    warnings = _validate(
+        row.draft, registry, await _secret_warnings(session, principal.tenant, row.draft)
+    )
     version, created = await data.publish(session, row, published_by=principal.key_id)
     await session.commit()
     response.status_code = 201 if created else 200

@@ -25,14 +25,16 @@ from app.schemas import (
     WaitPublic,
     WaitsPublic,
 )
-from projections import definitions, invocations, routing, runs
+from projections import definitions, invocations, redaction, routing, runs
 from projections.models import RunRow
+from tempoflow import jsonpointer
 from tempoflow.definition.validation import instance_errors
 from tempoflow.errors import ErrorItem, NotFound, Unprocessable
 from tempoflow.ids import workflow_id
 from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
 from tempoflow.jsonsize import json_size
 from tempoflow.records import RunStatus
+from tempoflow.redaction import Redaction
 from tempoflow.settings import Settings
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -159,7 +161,7 @@ async def create_run(
         definition=version.key,
         version=version.version,
         status=RunStatus.RUNNING,
-        input=body.input,
+        input=Redaction.of_definition(version.body).payload(body.input),
         source="temporal",
         temporal_ui_url=_ui_url(settings, started.workflow_id),
     )
@@ -233,10 +235,17 @@ async def read_run_invocations(
     rows = await invocations.list_invocations(session, principal.tenant, run_id)
     if not rows:
         await _ensure_run(session, client, principal.tenant, run_id)
+    body = await redaction.run_definition(session, principal.tenant, run_id) if rows else None
+    redact = Redaction.of_definition(body)
     items = []
     for invocation, attempts in rows:
         item = InvocationPublic.model_validate(invocation)
         item.attempt_log = [AttemptPublic.model_validate(a) for a in attempts]
+        if redact:
+            # Stored with its value (a deduplicated attempt returns it); masked when shown.
+            step = jsonpointer.resolve(body, item.step_path)
+            target = step.get("output") if isinstance(step, dict) else None
+            item.output = redact.step_output(item.output, target=target)
         items.append(item)
     return InvocationsPublic(items=items)
 

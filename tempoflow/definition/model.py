@@ -130,6 +130,9 @@ class StepBase(_Model):
     target_keys: ClassVar[frozenset[str]] = frozenset()
     """Fields that are objects keyed by the variables the step assigns (``target``
     fields assign the variable they name)."""
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+    """``template`` fields whose ``{"$secret": name}`` references the action activity
+    resolves (anywhere else a reference is a publish error)."""
     outputs_event: ClassVar[bool] = False
     """The step's output is an event it took (``redact``'s ``/payload`` pointers apply to
     its payload)."""
@@ -218,6 +221,7 @@ class ActionCall(StepBase):
     """Run a registered action as a Temporal activity."""
 
     type: Literal["action.call"]
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"input"})
     fields: ClassVar[dict[str, FieldKind]] = {
         "action": "action",
         "input": "template",
