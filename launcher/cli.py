@@ -1,4 +1,5 @@
-"""The ``tempoflow`` command: dev, api, worker, migrate, apikey, publish, run, status, event."""
+"""The ``tempoflow`` command: dev, api, worker, migrate, apikey, secrets, publish, run,
+status, event."""
 
 from __future__ import annotations
 
@@ -151,8 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="")
     create.set_defaults(func=cmd_apikey_create)
     from launcher.remote import add_commands
+    from launcher.secrets_cli import add_commands as add_secret_commands
 
     add_commands(sub)
+    add_secret_commands(sub)
     return parser
 
 
