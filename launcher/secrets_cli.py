@@ -29,11 +29,16 @@ async def rotate_all(sessions: Any, keyring: Any) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    from launcher.cli import _database
+    from launcher.database import DatabaseNotFound, ensure_database_url
     from projections import secrets
     from projections.db import create_engine, session_factory
+    from tempoflow.settings import Settings
 
-    settings = _database()
+    try:
+        settings = ensure_database_url(Settings())
+    except (ValueError, DatabaseNotFound) as err:
+        print(f"tempoflow: {err}", file=sys.stderr)
+        return 2
     keyring = settings.keyring
 
     async def rotate() -> tuple[int, dict[str, int]]:

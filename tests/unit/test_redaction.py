@@ -97,7 +97,10 @@ def test_roots_per_record_kind() -> None:
     }
     # An event taken by a waiting step: /payload pointers apply to its payload.
     event = {"id": "e1", "payload": {"card": "4111", "ok": True}}
-    assert r.step_output(event, event=True) == {"id": "e1", "payload": {"card": REDACTED, "ok": True}}
+    assert r.step_output(event, event=True) == {
+        "id": "e1",
+        "payload": {"card": REDACTED, "ok": True},
+    }
 
 
 def test_empty_redaction_is_falsy_and_returns_values_as_they_are() -> None:
@@ -120,7 +123,9 @@ def test_publish_validates_pointers_with_their_paths() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 

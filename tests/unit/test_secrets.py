@@ -153,3 +153,11 @@ def test_publish_checks_reference_placement_and_names() -> None:
         ("/steps/0/input/k", "secret.unknown", "warning")
     ]
     assert unknown_secret_issues(refs, {"api-key"}) == []
+
+
+def test_cli_generates_a_usable_key(capsys: pytest.CaptureFixture[str]) -> None:
+    from launcher.cli import main
+
+    assert main(["secrets", "generate-key"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert len(parse_keys(key)) == 1 and key != DEV_SECRETS_KEY
