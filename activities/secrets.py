@@ -22,6 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from projections import secrets as store
+from projections.db import is_transient
 from tempoflow.error_types import ErrorType
 from tempoflow.keyring import Keyring, KeyringError
 from tempoflow.redaction import Redaction
@@ -31,6 +32,9 @@ from temporal_workflows.models import ActionInvocation
 T = TypeVar("T")
 ACTION_LOGGER = "temporalio.activity"
 """The logger behind ``ActionContext.logger`` (``activity.logger``)."""
+
+LOOKUP_RETRIES = (0.1, 0.3, 0.9)
+"""Pauses (seconds) between tries of the secret lookup on a transient database error."""
 
 _active: ContextVar[Masker | None] = ContextVar("tempoflow_secret_masker", default=None)
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -136,13 +140,22 @@ class SecretResolver:
                 non_retryable=True,
             )
         names = sorted({name for _, name in refs})
-        try:
-            async with self.sessions() as session:
-                values = await store.reveal(session, self.keyring, tenant, names)
-        except KeyringError as err:
-            raise ApplicationError(
-                str(err), type=ErrorType.SECRET_UNREADABLE, non_retryable=True
-            ) from None
+        for delay in (*LOOKUP_RETRIES, None):
+            try:
+                async with self.sessions() as session:
+                    values = await store.reveal(session, self.keyring, tenant, names)
+                break
+            except KeyringError as err:
+                raise ApplicationError(
+                    str(err), type=ErrorType.SECRET_UNREADABLE, non_retryable=True
+                ) from None
+            except Exception as err:
+                # The claim reached the database a moment ago: a blip, retried briefly
+                # here; beyond that the attempt fails (retryable) without running.
+                if delay is None or not is_transient(err):
+                    raise
+                activity.heartbeat()
+                await asyncio.sleep(delay)
         missing = [n for n in names if n not in values]
         if missing:
             raise ApplicationError(
