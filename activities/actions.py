@@ -315,7 +315,10 @@ class TempoflowActivities:
             )
         try:
             output = await self.secrets.run(
-                inv.tenant, inv.input, lambda data: self._run(inv, spec, attempt, data)
+                inv.tenant,
+                inv.input,
+                inv.secrets,
+                lambda data: self._run(inv, spec, attempt, data),
             )
         except asyncio.CancelledError:
             closed = outcome.model_copy(

@@ -129,9 +129,20 @@ class SecretResolver:
         self.keyring = keyring
         install_log_masking()
 
-    async def _load(self, tenant: str, data: Any) -> dict[str, str]:
-        refs = list(iter_references(data, "/input"))
-        bad = [path for path, name in refs if not is_name(name)]
+    async def _load(self, tenant: str, data: Any, written: list[str]) -> dict[str, str]:
+        refs = list(iter_references(data))
+        injected = [path for path, _ in refs if path not in written]
+        if injected:
+            # A reference an expression produced (from run input, an event, an action's
+            # output): resolving it would let data choose which secret an action gets.
+            raise ApplicationError(
+                f"the secret reference at /input{injected[0]} comes from data, not from "
+                "the definition; only references written in the definition are resolved",
+                {"path": f"/input{injected[0]}"},
+                type=ErrorType.ACTION_INPUT_ERROR,
+                non_retryable=True,
+            )
+        bad = [f"/input{path}" for path, name in refs if not is_name(name)]
         if bad:
             raise ApplicationError(
                 f"the secret reference at {bad[0]} does not name a secret",
@@ -167,11 +178,20 @@ class SecretResolver:
             )
         return values
 
-    async def run(self, tenant: str, data: Any, call: Callable[[Any], Awaitable[T]]) -> T:
-        """``call(data with the secrets in place)``; its result and any failure masked."""
+    async def run(
+        self, tenant: str, data: Any, written: list[str], call: Callable[[Any], Awaitable[T]]
+    ) -> T:
+        """``call(data with the secrets in place)``; its result and any failure masked.
+
+        Args:
+            tenant: the run's tenant (whose secrets are read).
+            data: the action's resolved input.
+            written: pointers of the references the definition wrote (only these resolve).
+            call: runs the handler on the input.
+        """
         if not any(True for _ in iter_references(data)):
             return await call(data)
-        values = await self._load(tenant, data)
+        values = await self._load(tenant, data, written)
         masker = Masker(values)
         token = _active.set(masker)
         failure: ApplicationError | None = None

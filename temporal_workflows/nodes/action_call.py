@@ -14,6 +14,7 @@ from temporalio.workflow import ActivityCancellationType
 
 from tempoflow.definition import ActionCall
 from tempoflow.error_types import ErrorType
+from tempoflow.secrets import iter_references
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import (
@@ -118,6 +119,7 @@ async def execute(
         loop=ctx.loop,
         idempotency_key=key,
         pending=ctx.take_pending(),
+        secrets=[path for path, _ in iter_references(step.input)],
         redact=ctx.shared.redact,
     )
     policy, timeouts = step.retry, step.timeouts

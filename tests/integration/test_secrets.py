@@ -213,3 +213,30 @@ async def test_rotation_reencrypts_under_the_first_key(stack: Stack) -> None:
     # Put the rows back under the stack's key for the other tests of this database.
     back = Keyring.from_text(f"{stack.settings.secrets_key.get_secret_value()},{new}")
     await rotate_all(stack.sessions, back)
+
+
+async def test_references_produced_from_data_are_not_resolved(stack: Stack) -> None:
+    """A run's input (or any data an expression reads) cannot choose a secret: only
+    references written in the definition resolve."""
+    seen = capture(stack)
+    await put(stack, "prod-db", VALUE)
+    await stack.publish(
+        "injectable",
+        {
+            "steps": [
+                {
+                    "id": "call",
+                    "type": "action.call",
+                    "action": "test.capture",
+                    "input": {"note": {"$expr": "payload.note"}},
+                }
+            ]
+        },
+    )
+    run = await stack.start("injectable", {"note": {"$secret": "prod-db"}})
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(stack.result(run), 30)
+    view = await stack.run_view(run["id"])
+    assert view["error"]["type"] == "ActionInputError"
+    assert "comes from data" in view["error"]["message"]
+    assert run["id"] not in seen and VALUE not in str(view)
