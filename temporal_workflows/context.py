@@ -256,7 +256,8 @@ class RunContext:
             if fields.get("output") is not None:
                 fields["output"] = redaction.step_output(
                     fields["output"],
-                    target=getattr(step, "output", None),
+                    # The variable the step assigns (only an ``output`` declared a target).
+                    target=step.output if step.fields.get("output") == "target" else None,
                     keyed=bool(getattr(step, "target_keys", None)),
                     event=getattr(step, "outputs_event", False),
                 )
