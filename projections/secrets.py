@@ -45,6 +45,12 @@ async def put_secret(
     return _info(row), bool(created)
 
 
+async def count_others(session: AsyncSession, tenant: str, name: str) -> int:
+    """How many secrets the tenant has besides ``name``."""
+    stmt = select(func.count()).where(SecretRow.tenant == tenant, SecretRow.name != name)
+    return int((await session.execute(stmt)).scalar_one())
+
+
 async def list_secrets(session: AsyncSession, tenant: str) -> list[SecretInfo]:
     stmt = select(SecretRow).where(SecretRow.tenant == tenant).order_by(SecretRow.name)
     return [_info(r) for r in (await session.execute(stmt)).scalars()]

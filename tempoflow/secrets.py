@@ -21,6 +21,7 @@ MIN_SECRET_LENGTH = 4
 """Shortest secret value: every occurrence of a resolved value is masked in the action's
 output, errors and logs, and masking a one- or two-character value would mangle them."""
 MAX_SECRET_LENGTH = 65_536
+MAX_SECRETS_PER_TENANT = 1000
 _NAME = re.compile(SECRET_NAME)
 
 

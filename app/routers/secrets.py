@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Response
 from app.deps import Admin, Publisher, SessionDep, SettingsDep
 from app.schemas import SecretPublic, SecretsPublic, SecretWrite
 from projections import secrets as data
-from tempoflow.errors import NotFound
-from tempoflow.secrets import SECRET_NAME
+from tempoflow.errors import Conflict, NotFound
+from tempoflow.secrets import MAX_SECRETS_PER_TENANT, SECRET_NAME
 
 router = APIRouter(prefix="/v1/secrets", tags=["secrets"])
 
@@ -27,6 +27,12 @@ async def update_secret(
     response: Response,
 ) -> SecretPublic:
     """Create or replace a secret (201 when created). The value is never returned."""
+    if await data.count_others(session, principal.tenant, name) >= MAX_SECRETS_PER_TENANT:
+        raise Conflict(
+            f"the tenant has {MAX_SECRETS_PER_TENANT} secrets, the most it may have",
+            code="secret_limit_reached",
+            hint="DELETE /v1/secrets/{name} removes secrets no definition uses",
+        )
     info, created = await data.put_secret(
         session, settings.keyring, principal.tenant, name, body.value
     )

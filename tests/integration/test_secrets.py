@@ -240,3 +240,16 @@ async def test_references_produced_from_data_are_not_resolved(stack: Stack) -> N
     assert view["error"]["type"] == "ActionInputError"
     assert "comes from data" in view["error"]["message"]
     assert run["id"] not in seen and VALUE not in str(view)
+
+
+async def test_secrets_per_tenant_are_bounded(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.routers import secrets as router
+
+    monkeypatch.setattr(router, "MAX_SECRETS_PER_TENANT", 2)
+    assert (await put(stack, "a1", VALUE)).status_code == 201
+    assert (await put(stack, "a2", VALUE)).status_code == 201
+    r = await put(stack, "a3", VALUE)
+    assert r.status_code == 409 and r.json()["code"] == "secret_limit_reached"
+    assert (await put(stack, "a2", VALUE + "x")).status_code == 200  # replacing is fine
