@@ -21,7 +21,7 @@ from temporalio.client import WorkflowFailureError
 
 from activities.registry import ActionContext, ActionError
 from tests.actions import Anything
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, until
 
 CANARY_NAME = "canary"
 REF = {"$secret": CANARY_NAME}
@@ -174,8 +174,6 @@ async def test_canary_secret_is_nowhere(stack: Stack, caplog: pytest.LogCaptureF
         views = [await stack.run_view(run["id"]) for run in runs.values()]
         return all(v["status"] in ("SUCCEEDED", "FAILED") for v in views)
 
-    from tests.integration.conftest import until
-
     await until(projected)
     dump = await table_dump(stack)
     assert {"runs", "steps", "action_invocations", "action_attempts", "secrets"} <= set(dump)
@@ -183,6 +181,14 @@ async def test_canary_secret_is_nowhere(stack: Stack, caplog: pytest.LogCaptureF
     for table, rows in dump.items():
         for form in forms(canary):
             assert form not in rows, f"canary in table {table}"
+
+    # Every API view of the runs.
+    for run in runs.values():
+        for suffix in ("", "/steps", "/invocations", "/waits"):
+            r = await stack.http.get(f"/v1/runs/{run['id']}{suffix}", headers=stack.auth())
+            assert r.status_code == 200
+            for form in forms(canary):
+                assert form not in r.text, suffix
 
     # The logs.
     assert any(MARK in r.getMessage() for r in caplog.records)  # core.log and leaky logged
