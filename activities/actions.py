@@ -18,6 +18,7 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
+from activities.secrets import SecretResolver, masked_heartbeat, projected_input
 from activities.waits import sendable
 from projections import definitions, invocations, routing
 from projections.db import is_permanent, is_transient
@@ -26,12 +27,14 @@ from projections.storable import restore_json, storable_json, storable_row
 from projections.writer import write_batch
 from tempoflow.definition.model import ActionCall, type_of
 from tempoflow.error_types import ErrorType
+from tempoflow.keyring import Keyring
 from tempoflow.records import (
     InvocationRecord,
     ProjectionBatch,
     StepRecord,
     StepStatus,
 )
+from tempoflow.settings import Settings
 from temporal_workflows.models import (
     PROJECT_ACTIVITY,
     REGISTER_WAIT_ACTIVITY,
@@ -136,10 +139,14 @@ class TempoflowActivities:
     """Activities bound to the worker's dependencies (registry, database)."""
 
     def __init__(
-        self, registry: ActionRegistry, sessions: async_sessionmaker[AsyncSession]
+        self,
+        registry: ActionRegistry,
+        sessions: async_sessionmaker[AsyncSession],
+        keyring: Keyring | None = None,
     ) -> None:
         self.registry = registry
         self.sessions = sessions
+        self.secrets = SecretResolver(sessions, keyring or Settings().keyring)
         # Attempt outcomes an attempt could not write (database unreachable): the next
         # write of this worker carries them.
         self._backlog: list[InvocationRecord] = []
@@ -282,7 +289,7 @@ class TempoflowActivities:
             status=StepStatus.RUNNING,
             attempt=attempt,
             started_at=started,
-            input=inv.input,
+            input=projected_input(inv),
         )
         outcome = InvocationRecord(
             tenant=inv.tenant,
@@ -322,7 +329,12 @@ class TempoflowActivities:
                 action_version=outcome.action_version,
             )
         try:
-            output = await self._run(inv, spec, attempt)
+            output = await self.secrets.run(
+                inv.tenant,
+                inv.input,
+                inv.secrets,
+                lambda data: self._run(inv, spec, attempt, data),
+            )
         except asyncio.CancelledError:
             closed = outcome.model_copy(
                 update={
@@ -499,8 +511,9 @@ class TempoflowActivities:
             return False
 
     async def _run(
-        self, inv: ActionInvocation, spec: ActionSpec[Any, Any] | None, attempt: int
+        self, inv: ActionInvocation, spec: ActionSpec[Any, Any] | None, attempt: int, input: Any
     ) -> Any:
+        """Validate ``input`` (secret references resolved) and run the handler."""
         if spec is None:
             raise ApplicationError(
                 f"action {inv.action!r} is not registered on this worker",
@@ -508,7 +521,7 @@ class TempoflowActivities:
                 non_retryable=True,
             )
         try:
-            data = spec.input_model.model_validate(inv.input)
+            data = spec.input_model.model_validate(input)
         except ValidationError as err:
             raise ApplicationError(
                 f"invalid input for {inv.action}: {err.error_count()} error(s)",
@@ -525,7 +538,7 @@ class TempoflowActivities:
             attempt=attempt,
             idempotency_key=inv.idempotency_key,
             logger=activity.logger,
-            heartbeat=activity.heartbeat,
+            heartbeat=masked_heartbeat,
         )
         try:
             result = await spec.handler(data, ctx)

@@ -48,6 +48,7 @@ _MORE_SUCCESS = {
     ("post", "/v1/definitions/{key}/publish"): {201: "New version published"},
     ("post", "/v1/runs"): {200: "The run of a repeated idempotencyKey"},
     ("put", "/v1/event-types/{name}"): {201: "Event type created (200: replaced)"},
+    ("put", "/v1/secrets/{name}"): {201: "Secret created (200: replaced)"},
     ("post", "/v1/events"): {200: "Duplicate: the first receipt"},
     ("post", "/v1/events:batch"): {200: "Every event was a duplicate"},
 }

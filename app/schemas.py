@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from pydantic.alias_generators import to_camel
 
 from tempoflow.definition import Issue
+from tempoflow.secrets import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH
 
 DEFINITION_KEY = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 INT32_MAX = 2**31 - 1
@@ -513,3 +514,25 @@ class EgressRulesWrite(_Write):
 class EgressRulesPublic(_Public):
     allow: list[str]
     updated_at: datetime | None = None
+
+
+class SecretWrite(_Write):
+    """A secret's value: stored encrypted, never returned."""
+
+    value: str = Field(
+        min_length=MIN_SECRET_LENGTH,
+        max_length=MAX_SECRET_LENGTH,
+        json_schema_extra={"writeOnly": True},
+    )
+
+
+class SecretPublic(_Public):
+    """What the API shows of a secret: its name and timestamps, never the value."""
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SecretsPublic(_Public):
+    items: list[SecretPublic]

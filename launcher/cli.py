@@ -1,4 +1,5 @@
-"""The ``tempoflow`` command: dev, api, worker, migrate, apikey, publish, run, status, event."""
+"""The ``tempoflow`` command: dev, api, worker, migrate, apikey, secrets, publish, run,
+status, event."""
 
 from __future__ import annotations
 
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_apikey_commands(apikey_sub, _database)
     from launcher.remote import add_commands
+    from launcher.secrets_cli import add_commands as add_secret_commands
 
     add_commands(sub)
     projections = sub.add_parser("projections", help="maintain the run projections")
@@ -173,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every run Temporal still holds")
     rebuild.add_argument("--tenant", help="only this tenant's runs")
     rebuild.set_defaults(func=cmd_rebuild)
+    add_secret_commands(sub)
     return parser
 
 

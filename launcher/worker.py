@@ -21,6 +21,7 @@ from activities.presence import PresenceReporter
 from activities.registry import ActionRegistry
 from launcher.search_attributes import ensure_registered
 from projections.db import create_engine, session_factory
+from tempoflow.keyring import Keyring
 from tempoflow.settings import Settings
 from tempoflow.temporal_client import connect_temporal
 from temporal_workflows.interpreter import InterpreterWorkflow
@@ -62,9 +63,11 @@ def create_worker(
     max_concurrent_activities: int = 100,
     graceful_shutdown: timedelta = timedelta(seconds=5),
     workflow_runner: WorkflowRunner | None = None,
+    keyring: Keyring | None = None,
 ) -> Worker:
-    """A worker running the interpreter and the action/projection activities."""
-    impl = TempoflowActivities(registry, sessions)
+    """A worker running the interpreter and the action/projection activities
+    (``keyring``: the secret store's keys, by default those of ``Settings()``)."""
+    impl = TempoflowActivities(registry, sessions, keyring)
     return Worker(
         client,
         task_queue=task_queue,
@@ -102,6 +105,7 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         task_queue=settings.task_queue,
         registry=registry,
         sessions=sessions,
+        keyring=settings.keyring,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

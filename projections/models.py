@@ -1,6 +1,7 @@
 """Tables. Primary data: api keys, definitions, versions, trigger subscriptions, event
-types, egress rules and the event inbox. Projections: runs, steps, action invocations and
-their attempts, waits, event deliveries, human tasks."""
+types, egress rules, the event inbox, the secret store, worker presence and the audit
+log. Projections: runs, steps, action invocations and their attempts, waits, event
+deliveries, human tasks."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     false,
@@ -366,4 +368,19 @@ class EgressRules(Base):
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     allow: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class SecretRow(Base):
+    """The secret store (primary data): values encrypted with the configured keyring,
+    bound to tenant and name; never returned by the API."""
+
+    __tablename__ = "secrets"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    """Fingerprint of the key that encrypted ``ciphertext`` (``tempoflow.keyring``)."""
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())

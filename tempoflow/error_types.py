@@ -55,6 +55,13 @@ class ErrorType(StrEnum):
       is not published (the ``resolve_definition`` activity, not retryable).
     - ``CorrelationError``: an ``event.wait`` correlation key evaluated to nothing or
       to a value that is not a key (the interpreter).
+    - ``SecretNotFound``: an action's input refers (``{"$secret": name}``) to a secret the
+      run's tenant does not have, or the reference holds no valid name (the
+      ``invoke_action`` activity, before the handler runs); the message and
+      ``details.secrets`` name the missing secrets. Not retryable.
+    - ``SecretUnreadable``: a referenced secret does not decrypt with the configured keys
+      (its key was removed from ``TEMPOFLOW_SECRETS_KEY``, or the stored value was
+      altered); ``invoke_action``, not retryable.
     - ``WaitRegistrationFailed``: the ``register_wait`` activity could not index the wait
       (a permanent database error); not retryable.
 
@@ -123,6 +130,8 @@ class ErrorType(StrEnum):
     DEFINITION_NOT_FOUND = "DefinitionNotFound"
     CORRELATION_ERROR = "CorrelationError"
     WAIT_REGISTRATION_FAILED = "WaitRegistrationFailed"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_UNREADABLE = "SecretUnreadable"
     DEFINITION_INVALID = "DefinitionInvalid"
     TASK_NOT_OPEN = "TaskNotOpen"
     TASK_ALREADY_COMPLETED = "TaskAlreadyCompleted"

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from expression.limits import ExpressionLimits
 from tempoflow.codec import parse_payload_keys
+from tempoflow.keyring import DEV_SECRETS_KEY, Keyring, parse_keys
 from tempoflow.limits import RunLimits
 
 DEV_PEPPER = "tempoflow-development-pepper"
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
         env_prefix="TEMPOFLOW_",
         env_nested_delimiter="__",
         extra="ignore",
+        # Errors never echo settings: they may hold keys and passwords.
         hide_input_in_errors=True,
     )
 
@@ -69,6 +71,10 @@ class Settings(BaseSettings):
 
     # HMAC key for API key hashes; must be set outside development.
     api_key_pepper: str = DEV_PEPPER
+
+    secrets_key: SecretStr = SecretStr(DEV_SECRETS_KEY)
+    """Keys encrypting the secret store (comma-separated; the first encrypts, all decrypt).
+    Must be set outside development; see docs/secrets.md for rotation."""
 
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     """Largest accepted request body (413 above it)."""
@@ -179,10 +185,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:
+        keys = parse_keys(self.secrets_key.get_secret_value())  # ValueError: malformed
         if self.environment == "production":
             missing = []
             if self.api_key_pepper == DEV_PEPPER:
                 missing.append("TEMPOFLOW_API_KEY_PEPPER")
+            if any(k in parse_keys(DEV_SECRETS_KEY) for k in keys):
+                missing.append("TEMPOFLOW_SECRETS_KEY (without the development key)")
             if not self.database_url:
                 missing.append("TEMPOFLOW_DATABASE_URL")
             if not self.temporal_address:
@@ -192,6 +201,11 @@ class Settings(BaseSettings):
                     "production refuses development defaults; set " + ", ".join(missing)
                 )
         return self
+
+    @cached_property
+    def keyring(self) -> Keyring:
+        """The secret store's keys."""
+        return Keyring.from_text(self.secrets_key.get_secret_value())
 
     @cached_property
     def resolved_temporal_address(self) -> str:

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
         WaitRecord,
     )
+    from tempoflow.redaction import Redaction
     from temporal_workflows import events
     from temporal_workflows.context import RunContext
     from temporal_workflows.events import DecisionBoard, Mailbox, TaskBoard, decision_key
@@ -118,6 +119,11 @@ class InterpreterWorkflow:
                 type=ErrorType.DEFINITION_INVALID,
                 non_retryable=True,
             ) from None
+        if definition.redact:
+            ctx.shared.redact = list(definition.redact)
+            ctx.shared.redaction = Redaction(
+                definition.redact, output_is_vars=definition.output is None
+            )
         try:
             try:
                 await self._run_block(definition.steps, "/steps", ctx)

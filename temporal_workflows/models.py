@@ -134,6 +134,12 @@ class ActionInvocation(BaseModel):
     pending: ProjectionBatch = Field(default_factory=ProjectionBatch)
     attempt_base: int = 0
     """Attempts made before this scheduling (after a ``BookkeepingUnavailable``)."""
+    secrets: list[str] = Field(default_factory=list)
+    """Pointers (under ``input``) of the ``{"$secret": …}`` references the definition
+    wrote; the activity resolves only these (never one an expression produced from data)."""
+    redact: list[str] = Field(default_factory=list)
+    """The definition's ``redact`` pointers (the activity masks the step input it
+    projects with the ``/input`` ones)."""
 
 
 class ActionOutcome(BaseModel):

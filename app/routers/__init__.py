@@ -14,6 +14,7 @@ from app.routers import (
     expressions,
     health,
     runs,
+    secrets,
     tasks,
 )
 
@@ -31,4 +32,5 @@ ROUTERS = [
     audit.router,
     codec.router,
     egress.router,
+    secrets.router,
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.registry import ActionRegistry
 from app.auth import Principal
@@ -24,12 +25,14 @@ from app.schemas import (
 )
 from projections import audit
 from projections import definitions as data
+from projections import secrets as secret_store
 from tempoflow.definition import (
     Issue,
     called_actions,
     parse_definition,
     validate_definition,
 )
+from tempoflow.definition.validation import secret_references, unknown_secret_issues
 from tempoflow.errors import ErrorItem, Forbidden, NotFound, Unprocessable
 from tempoflow.jsonsize import json_size
 from tempoflow.settings import Settings
@@ -62,9 +65,22 @@ def _check_size(body: dict[str, Any], settings: Settings) -> None:
         )
 
 
-def _validate(definition: dict[str, Any], registry: ActionRegistry) -> list[Issue]:
+async def _secret_warnings(
+    session: AsyncSession, tenant: str, definition: dict[str, Any]
+) -> list[Issue]:
+    """Warnings for references to secrets the tenant does not have (not errors: the
+    secret may be created before the step runs)."""
+    refs = secret_references(definition)
+    existing = await secret_store.existing_names(session, tenant, {name for _, name in refs})
+    return unknown_secret_issues(refs, existing)
+
+
+def _validate(
+    definition: dict[str, Any], registry: ActionRegistry, extra: list[Issue] | None = None
+) -> list[Issue]:
     """Validate; raise 422 with every error (and the warnings); return the warnings."""
     issues = validate_definition(definition, registry.names(), registry.input_schemas())
+    issues += extra or []
     errors = [i for i in issues if i.severity == "error"]
     warnings = [i for i in issues if i.severity == "warning"]
     if errors:
@@ -198,7 +214,8 @@ async def validate_definition_draft(
             raise _not_found(key)
         definition = row.draft
     _check_size(definition, settings)
-    warnings = _validate(definition, registry)
+    extra = await _secret_warnings(session, principal.tenant, definition)
+    warnings = _validate(definition, registry, extra)
     # Publishing with this key would be refused (403): say so ahead.
     warnings += [
         i.model_copy(update={"severity": "warning"})
@@ -219,7 +236,9 @@ async def publish_definition(
     row = await data.get_definition(session, principal.tenant, key, for_update=True)
     if row is None:
         raise _not_found(key)
-    warnings = _validate(row.draft, registry)
+    warnings = _validate(
+        row.draft, registry, await _secret_warnings(session, principal.tenant, row.draft)
+    )
     _check_roles(row.draft, registry, principal)
     version, created = await data.publish(
         session,

@@ -38,8 +38,9 @@ from app.schemas import (
     WaitPublic,
     WaitsPublic,
 )
-from projections import audit, definitions, invocations, routing, runs
+from projections import audit, definitions, invocations, redaction, routing, runs
 from projections.models import RunRow
+from tempoflow import jsonpointer
 from tempoflow.definition.validation import instance_errors
 from tempoflow.error_types import ErrorType
 from tempoflow.errors import Conflict, ErrorItem, NotFound, Unprocessable
@@ -47,6 +48,7 @@ from tempoflow.ids import workflow_id
 from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
 from tempoflow.jsonsize import json_size
 from tempoflow.records import RunStatus
+from tempoflow.redaction import Redaction
 from tempoflow.settings import Settings
 from temporal_workflows.models import DECIDE_UPDATE, StepDecision
 
@@ -176,7 +178,7 @@ async def create_run(
         definition=version.key,
         version=version.version,
         status=RunStatus.RUNNING,
-        input=body.input,
+        input=Redaction.of_definition(version.body).payload(body.input),
         source="temporal",
         temporal_ui_url=_ui_url(settings, started.workflow_id),
     )
@@ -250,10 +252,17 @@ async def read_run_invocations(
     rows = await invocations.list_invocations(session, principal.tenant, run_id)
     if not rows:
         await _ensure_run(session, client, principal.tenant, run_id)
+    body = await redaction.run_definition(session, principal.tenant, run_id) if rows else None
+    redact = Redaction.of_definition(body)
     items = []
     for invocation, attempts in rows:
         item = InvocationPublic.model_validate(invocation)
         item.attempt_log = [AttemptPublic.model_validate(a) for a in attempts]
+        if redact:
+            # Stored with its value (a deduplicated attempt returns it); masked when shown.
+            step = jsonpointer.resolve(body, item.step_path)
+            target = step.get("output") if isinstance(step, dict) else None
+            item.output = redact.step_output(item.output, target=target)
         items.append(item)
     return InvocationsPublic(items=items)
 

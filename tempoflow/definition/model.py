@@ -40,6 +40,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tempoflow.jsonpointer import escape
+from tempoflow.redaction import MAX_POINTER_LENGTH, MAX_POINTERS, POINTER
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -54,6 +55,7 @@ Target = Annotated[str, Field(pattern=TARGET, max_length=256)]
 Name = Annotated[str, Field(pattern=NAME)]
 Jsonata = Annotated[str, Field(min_length=1, max_length=8192)]
 EventName = Annotated[str, Field(pattern=EVENT_NAME)]
+RedactPointer = Annotated[str, Field(pattern=POINTER, max_length=MAX_POINTER_LENGTH)]
 
 
 def _is_envelope(value: Any) -> bool:
@@ -140,6 +142,12 @@ class StepBase(_Model):
     target_keys: ClassVar[frozenset[str]] = frozenset()
     """Fields that are objects keyed by the variables the step assigns (``target``
     fields assign the variable they name)."""
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+    """``template`` fields whose ``{"$secret": name}`` references the action activity
+    resolves (anywhere else a reference is a publish error)."""
+    outputs_event: ClassVar[bool] = False
+    """The step's output is an event it took (``redact``'s ``/payload`` pointers apply to
+    its payload)."""
 
     def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
         """Nested blocks: (pointer suffix, steps, names they add to the envelope), read
@@ -225,6 +233,7 @@ class ActionCall(StepBase):
     """Run a registered action as a Temporal activity."""
 
     type: Literal["action.call"]
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"input"})
     fields: ClassVar[dict[str, FieldKind]] = {
         "action": "action",
         "input": "template",
@@ -433,6 +442,7 @@ class EventWait(StepBase):
     ``correlationKey``; optionally only one for which ``filter`` is truthy."""
 
     type: Literal["event.wait"]
+    outputs_event: ClassVar[bool] = True
     fields: ClassVar[dict[str, FieldKind]] = {
         "event": "literal",
         "anyOf": "literal",
@@ -565,6 +575,8 @@ class Definition(_Model):
     actionDefaults: ActionDefaults | None = None
     """Retry policy and timeouts of this definition's ``action.call`` steps where the step
     does not set them (they win over the action's declared defaults)."""
+    redact: list[RedactPointer] = Field(default_factory=list, max_length=MAX_POINTERS)
+    """JSON pointers to mask in the run's records (``tempoflow.redaction``)."""
 
 
 for _model in (

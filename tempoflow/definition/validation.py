@@ -11,7 +11,7 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import ValidationError
 
-from expression import ExpressionError, iter_expressions
+from expression import ExpressionError, is_expr, iter_expressions
 from expression.analysis import ENVELOPE_ROOTS, analyze
 from tempoflow.definition.input_check import input_errors, input_validator
 from tempoflow.definition.model import (
@@ -24,6 +24,7 @@ from tempoflow.definition.model import (
 )
 from tempoflow.errors import ErrorItem
 from tempoflow.jsonschema_safe import unsafe_parts
+from tempoflow.secrets import SECRET_NAME, is_name, iter_references
 
 EVENT_NAMES = frozenset({"event"})
 HINT = "see docs/definition-language.md for the node types and their fields"
@@ -199,6 +200,7 @@ class _Checker:
                 self.expression(part.value, where, names | part.names)
             elif part.kind == "template":
                 self.template(part.value, where, names | part.names)
+                self.secrets(part.value, where, part.pointer in model.secret_fields)
             elif part.kind != "steps" and part.kind != "nested":
                 self.literal(part.value, where)
             if part.kind == "action":
@@ -228,6 +230,27 @@ class _Checker:
                     '{"$expr": …} or {"$secret": …} are checked when the step runs',
                 )
             )
+
+    def secrets(self, value: Any, path: str, allowed: bool) -> None:
+        for ref_path, name in iter_references(value, path):
+            if not allowed:
+                self.issues.append(
+                    Issue(
+                        path=ref_path,
+                        code="secret.not_allowed",
+                        message="only an action's input resolves secret references",
+                        hint='use {"$secret": name} inside an action.call input',
+                    )
+                )
+            elif not is_name(name) and not is_expr(name):
+                self.issues.append(
+                    Issue(
+                        path=f"{ref_path}/$secret",
+                        code="secret.invalid_name",
+                        message=f"a secret name must match {SECRET_NAME}",
+                        hint='write {"$secret": "name"} (or an expression giving the name)',
+                    )
+                )
 
     def action(self, action: Any, path: str) -> None:
         if (
@@ -274,6 +297,7 @@ def validate_definition(
     for path, model, raw, names in _raw_steps(body.get("steps"), "/steps", frozenset()):
         checker.step(path, model, raw, names)
     checker.template(body.get("output"), "/output", frozenset())
+    checker.secrets(body.get("output"), "/output", allowed=False)
     if isinstance(body.get("inputSchema"), dict):
         _check_schema(body["inputSchema"], "/inputSchema", "input_schema.invalid", checker.issues)
     triggers = body.get("triggers")
@@ -286,6 +310,37 @@ def validate_definition(
                     trigger["filter"], path, roots=EVENT_NAMES, assigned=set()
                 )
     return issues + checker.issues
+
+
+def secret_references(body: Any) -> list[tuple[str, str]]:
+    """``(pointer, name)`` of every secret reference with a literal name in the action
+    inputs of ``body`` (a raw definition), in document order."""
+    if not isinstance(body, dict):
+        return []
+    return [
+        (ref_path, name)
+        for path, model, raw, _ in _raw_steps(body.get("steps"), "/steps", frozenset())
+        for part in model.parts(raw)
+        if part.kind == "template" and part.pointer in model.secret_fields
+        for ref_path, name in iter_references(part.value, f"{path}/{part.pointer}")
+        if is_name(name)
+    ]
+
+
+def unknown_secret_issues(refs: list[tuple[str, str]], existing: set[str]) -> list[Issue]:
+    """Warnings for references to secrets the tenant does not have (yet)."""
+    return [
+        Issue(
+            path=path,
+            code="secret.unknown",
+            severity="warning",
+            message=f"secret {name!r} does not exist; the step fails with SecretNotFound "
+            "unless it is created before the step runs",
+            hint="PUT /v1/secrets/{name} creates it",
+        )
+        for path, name in refs
+        if name not in existing
+    ]
 
 
 def _check_schema(schema: dict[str, Any], path: str, code: str, issues: list[Issue]) -> None:

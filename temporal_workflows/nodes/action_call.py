@@ -16,6 +16,7 @@ from tempoflow.definition import ActionCall
 from tempoflow.definition.action_options import ActionOptions, parse_defaults, resolve_options
 from tempoflow.error_types import ErrorType
 from tempoflow.records import RunStatus, StepStatus
+from tempoflow.secrets import iter_references
 from temporal_workflows.context import RunContext
 from temporal_workflows.events import decision_key
 from temporal_workflows.failures import StepFailure
@@ -171,6 +172,8 @@ async def execute(
         loop=ctx.loop,
         idempotency_key=key,
         pending=ctx.take_pending(),
+        secrets=[path for path, _ in iter_references(step.input)],
+        redact=ctx.shared.redact,
     )
     # Step > definition > action declaration > built-in, field by field, from the run's
     # pinned input only: runs without the new fields schedule exactly as before.

@@ -55,6 +55,8 @@ def test_values_never_change() -> None:
         "HttpUrlInvalid",
         "EgressDenied",
         "WebhookSecretInvalid",
+        "SecretNotFound",
+        "SecretUnreadable",
     }
     assert all(t == t.value and f"``{t.value}``" in ErrorType.__doc__ for t in ErrorType)
 
