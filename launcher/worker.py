@@ -17,7 +17,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.actions import TempoflowActivities
 from activities.builtin import default_registry
 from activities.registry import ActionRegistry
+from activities.retention import Pruner
+from activities.telemetry import sdk_metrics
+from activities.tracing import client_interceptors
 from launcher.search_attributes import ensure_registered
+from launcher.worker_http import WorkerHttp, worker_app
 from projections.db import create_engine, session_factory
 from tempoflow.settings import Settings
 from tempoflow.temporal_client import connect_temporal
@@ -82,15 +86,33 @@ def create_worker(
 
 async def run_worker(settings: Settings, registry: ActionRegistry | None = None) -> None:
     """Run the worker until SIGINT/SIGTERM, then shut down gracefully."""
-    client = await connect_temporal(settings)
+    client = await connect_temporal(
+        settings, runtime=sdk_metrics().runtime, interceptors=client_interceptors(settings)
+    )
     await ensure_registered(client, settings.temporal_namespace)
     engine = create_engine(settings.sqlalchemy_url, pool_size=20, pre_ping=False)
+    sessions = session_factory(engine)
     worker = create_worker(
         client,
         task_queue=settings.task_queue,
         registry=registry or default_registry(),
-        sessions=session_factory(engine),
+        sessions=sessions,
     )
+    http: WorkerHttp | None = None
+    if settings.worker_metrics_port:
+        http = WorkerHttp(
+            worker_app(client, sessions, settings),
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
+        await http.start()
+        log.info(
+            "worker metrics and health on %s:%s",
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
+    pruner = Pruner(sessions, settings)
+    pruner.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -100,6 +122,11 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         settings.task_queue,
         settings.resolved_temporal_address,
     )
-    async with worker:
-        await stop.wait()
-    await engine.dispose()
+    try:
+        async with worker:
+            await stop.wait()
+    finally:
+        await pruner.stop()
+        if http is not None:
+            await http.stop()
+        await engine.dispose()

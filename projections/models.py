@@ -84,6 +84,14 @@ class RunRow(Base):
     __table_args__ = (
         Index("ix_runs_tenant_started", "tenant", "started_at", "run_id"),
         Index("ix_runs_tenant_definition", "tenant", "definition_key", "started_at"),
+        Index("ix_runs_closed", "closed_at", postgresql_where=text("closed_at IS NOT NULL")),
+        Index(
+            "ix_runs_open",
+            "tenant",
+            "status",
+            "updated_at",
+            postgresql_where=text("closed_at IS NULL"),
+        ),
     )
 
     run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -166,6 +174,7 @@ class ActionAttempt(Base):
             ],
             ondelete="CASCADE",
         ),
+        Index("ix_action_attempts_run", "run_id"),
     )
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -228,6 +237,7 @@ class Event(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'PENDING'"),
         ),
+        Index("ix_events_settled", "received_at", postgresql_where=text("status <> 'PENDING'")),
     )
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)

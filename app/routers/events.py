@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import metrics
 from app.auth import Principal
 from app.deps import SessionDep, SettingsDep, require
 from app.events import ingress
@@ -90,6 +91,7 @@ async def _accept(
     )
     stored = await ingress.store(session, principal.tenant, prepared)
     await session.commit()  # durable before the answer
+    metrics.count_ingested(principal.tenant, (duplicate for _, duplicate in stored))
     dispatcher = getattr(request.app.state, "dispatcher", None)
     if dispatcher is not None and any(not duplicate for _, duplicate in stored):
         dispatcher.wake()

@@ -536,6 +536,13 @@ class Trigger(_Model):
     filter: Jsonata | None = None
 
 
+class Retention(_Model):
+    """How long Tempoflow keeps the rows of this definition's closed runs (ISO 8601
+    duration, at least an hour, at most ten years); the tenant's default otherwise."""
+
+    closedRuns: timedelta = Field(ge=timedelta(hours=1), le=timedelta(days=3650))
+
+
 class Definition(_Model):
     """A workflow definition: input schema, steps, optional output mapping."""
 
@@ -545,6 +552,8 @@ class Definition(_Model):
     steps: list[Step] = Field(min_length=1, max_length=1000)
     output: Any = None
     triggers: list[Trigger] = Field(default_factory=list, max_length=20)
+    retention: Retention | None = None
+    """Operational: applies to the runs of every version once this one is the latest."""
 
 
 for _model in (

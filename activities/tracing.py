@@ -1,0 +1,65 @@
+"""Optional OpenTelemetry tracing (``pip install tempoflow[tracing]``).
+
+With ``TEMPOFLOW_TRACING=otlp`` the API and the worker export spans over OTLP (endpoint,
+headers and service name from the standard ``OTEL_*`` variables). Temporal's
+``TracingInterceptor`` on the client carries the trace context into workflow and
+activity headers, so one trace runs from the HTTP request through the workflow to its
+activities; the API's requests are traced by the FastAPI instrumentation.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from tempoflow.settings import Settings
+
+_lock = threading.Lock()
+_configured = False
+
+
+def tracing_enabled(settings: Settings) -> bool:
+    return settings.tracing != "off"
+
+
+def configure_provider() -> None:
+    """Install a global tracer provider exporting over OTLP, unless one is installed
+    already (an application or a test may bring its own)."""
+    global _configured
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    with _lock:
+        if _configured or isinstance(trace.get_tracer_provider(), TracerProvider):
+            _configured = True
+            return
+        provider = TracerProvider()  # resource from OTEL_SERVICE_NAME / OTEL_RESOURCE_*
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(provider)
+        _configured = True
+
+
+def client_interceptors(settings: Settings) -> list[Any]:
+    """Temporal client (and so worker) interceptors: the tracing one when enabled."""
+    if not tracing_enabled(settings):
+        return []
+    try:
+        from temporalio.contrib.opentelemetry import TracingInterceptor
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "TEMPOFLOW_TRACING=otlp needs the tracing extra: pip install 'tempoflow[tracing]'"
+        ) from err
+    configure_provider()
+    return [TracingInterceptor()]
+
+
+def instrument_app(app: Any, settings: Settings) -> None:
+    """Trace the API's requests (FastAPI instrumentation) when tracing is enabled."""
+    if not tracing_enabled(settings):
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    configure_provider()
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
