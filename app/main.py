@@ -48,7 +48,7 @@ def create_app(
         app.state.temporal = temporal or await connect_temporal(
             settings, runtime=sdk_metrics().runtime, interceptors=client_interceptors(settings)
         )
-        sampler = GaugeSampler(app.state.sessions, settings)
+        sampler = app.state.metrics_sampler = GaugeSampler(app.state.sessions, settings)
         sampler.start()
         app.state.dispatcher = None
         if settings.dispatcher_enabled:

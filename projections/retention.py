@@ -94,7 +94,7 @@ _DUE_EVENTS = text(
     LIMIT :limit
     FOR UPDATE OF e SKIP LOCKED
     """
-).bindparams(*_ARRAYS)
+).bindparams(*_ARRAYS[3:])
 
 
 def _params(policy: Policy, limit: int) -> dict[str, Any]:
