@@ -102,10 +102,11 @@ class SdkMetrics(Collector):
         with self._lock:
             for name, (typ, doc, all_series) in sorted(self._families.items()):
                 family = Metric(name, doc, typ)
+                total = name if name.endswith("_total") else name + "_total"
                 for key, series in all_series.items():
                     labels = dict(key)
                     if typ == "counter":
-                        family.add_sample(name + "_total", labels, series.value)
+                        family.add_sample(total, labels, series.value)
                     elif typ == "gauge":
                         family.add_sample(name, labels, series.value)
                     else:

@@ -74,12 +74,17 @@ async def metered_stack(
         yield stack
 
 
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+
+
 def scrape(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     """Samples by sample name (``x_total``, ``x_bucket``, …); family names map to their
     samples too (a labelled metric not yet used has none)."""
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
         out.setdefault(family.name, [])
+        for suffix in SUFFIXES.get(family.type, ()):
+            out.setdefault(family.name + suffix, [])
         for sample in family.samples:
             out.setdefault(sample.name, []).append((sample.labels, sample.value))
     return out
