@@ -9,7 +9,9 @@ activities; the API's requests are traced by the FastAPI instrumentation.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from tempoflow.settings import Settings
@@ -63,3 +65,34 @@ def instrument_app(app: Any, settings: Settings) -> None:
 
     configure_provider()
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+
+
+def current_context(settings: Settings) -> dict[str, str] | None:
+    """The current trace context as W3C headers (``traceparent``), to store with an
+    inbox event so that its delivery continues the request's trace; ``None`` when
+    tracing is off or nothing is being traced."""
+    if not tracing_enabled(settings):
+        return None
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier or None
+
+
+@contextlib.contextmanager
+def continued(carrier: dict[str, str] | None) -> Iterator[None]:
+    """Run the block in the trace context stored with an event (no-op without one)."""
+    if not carrier:
+        yield
+        return
+    try:
+        from opentelemetry import context, propagate
+    except ImportError:  # stored by a process with tracing, read by one without
+        yield
+        return
+    token = context.attach(propagate.extract(carrier))
+    try:
+        yield
+    finally:
+        context.detach(token)

@@ -257,6 +257,8 @@ class Event(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     last_error: Mapped[str | None] = mapped_column(Text)
     routed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(Json, nullable=True)
+    """W3C trace context of the request that sent the event (tracing on only)."""
 
 
 class EventDeliveryRow(Base):

@@ -1,4 +1,4 @@
-"""retention and observability indexes
+"""retention and observability indexes, events' trace context
 
 Revision ID: 0009
 Revises: 0004
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0009"
 down_revision: str | None = "0004"
@@ -17,6 +18,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # The W3C trace context of the request that sent an event (tracing on only).
+    op.add_column(
+        "events",
+        sa.Column("trace_context", postgresql.JSONB(none_as_null=True), nullable=True),
+    )
     # Pruning finds closed runs and settled events by age.
     op.create_index(
         "ix_runs_closed",
@@ -45,3 +51,4 @@ def downgrade() -> None:
     op.drop_index("ix_action_attempts_run", table_name="action_attempts")
     op.drop_index("ix_events_settled", table_name="events")
     op.drop_index("ix_runs_closed", table_name="runs")
+    op.drop_column("events", "trace_context")
