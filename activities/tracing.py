@@ -16,6 +16,8 @@ from typing import Any
 
 from tempoflow.settings import Settings
 
+MISSING_EXTRA = "TEMPOFLOW_TRACING=otlp needs the tracing extra: pip install 'tempoflow[tracing]'"
+
 _lock = threading.Lock()
 _configured = False
 
@@ -50,9 +52,7 @@ def client_interceptors(settings: Settings) -> list[Any]:
     try:
         from temporalio.contrib.opentelemetry import TracingInterceptor
     except ImportError as err:  # pragma: no cover - depends on the install
-        raise RuntimeError(
-            "TEMPOFLOW_TRACING=otlp needs the tracing extra: pip install 'tempoflow[tracing]'"
-        ) from err
+        raise RuntimeError(MISSING_EXTRA) from err
     configure_provider()
     return [TracingInterceptor()]
 
@@ -61,7 +61,10 @@ def instrument_app(app: Any, settings: Settings) -> None:
     """Trace the API's requests (FastAPI instrumentation) when tracing is enabled."""
     if not tracing_enabled(settings):
         return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    try:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise RuntimeError(MISSING_EXTRA) from err
 
     configure_provider()
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
