@@ -62,9 +62,11 @@ def observe_action(action: str) -> Iterator[None]:
 
 
 def _latest(batch: ProjectionBatch) -> datetime | None:
+    # An open run's record carries its start time, which says nothing about when this
+    # batch was made: only its closing time counts.
     stamps: list[datetime] = []
-    if batch.run is not None:
-        stamps.append(batch.run.closed_at or batch.run.started_at)
+    if batch.run is not None and batch.run.closed_at is not None:
+        stamps.append(batch.run.closed_at)
     for step in batch.steps:
         stamps.append(step.finished_at or step.started_at)
     for wait in batch.waits:
