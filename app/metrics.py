@@ -59,7 +59,7 @@ DISPATCHER_LAG = Gauge(
 RUNS_OPEN = Gauge("tempoflow_runs_open", "Open runs (projection)", ["tenant", "status"])
 RUNS_STALE = Gauge(
     "tempoflow_runs_stale",
-    "Open runs with no projection write for stale_run_seconds",
+    "RUNNING runs with no run record and no finished step written for stale_run_seconds",
     ["tenant", "status"],
 )
 SAMPLE_ERRORS = Counter(

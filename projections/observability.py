@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import Event, RunRow
+from projections.models import Event, RunRow, StepRow
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,20 @@ async def inbox_stats(session: AsyncSession) -> InboxStats:
 async def open_runs(
     session: AsyncSession, stale_after: timedelta
 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """Open runs per (tenant, status): how many, and how many of them have had no
-    projection write for ``stale_after`` (stuck, or a long step)."""
-    stale = func.count().filter(RunRow.updated_at < func.now() - stale_after)
+    """Open runs per (tenant, status): how many, and how many ``RUNNING`` ones show no
+    progress for ``stale_after`` (no run record and no step written since; a long step
+    looks like this too). Waiting runs are never stale: they wait on purpose."""
+    since = func.now() - stale_after
+    progressed = (
+        select(StepRow.run_id)
+        .where(StepRow.run_id == RunRow.run_id, StepRow.finished_at >= since)
+        .exists()
+    )
+    stale = func.count().filter(RunRow.status == "RUNNING", RunRow.updated_at < since, ~progressed)
     rows = (
         await session.execute(
             select(RunRow.tenant, RunRow.status, func.count(), stale)
-            .where(and_(RunRow.closed_at.is_(None)))
+            .where(RunRow.closed_at.is_(None))
             .group_by(RunRow.tenant, RunRow.status)
         )
     ).all()

@@ -109,8 +109,8 @@ class Settings(BaseSettings):
     metrics_sample_seconds: float = Field(default=15.0, gt=0)
     """How often an API process samples the inbox gauges (depth, dispatcher lag)."""
     stale_run_seconds: float = Field(default=3600.0, gt=0)
-    """An open run without a projection write for this long counts as stale
-    (``tempoflow_runs_stale``; a long step or timer also looks like this)."""
+    """A ``RUNNING`` run with no run record and no finished step written for this long
+    counts as stale (``tempoflow_runs_stale``; one long step also looks like this)."""
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
     """The worker's HTTP port for ``/metrics``, ``/healthz`` and ``/readyz``; 0 turns it

@@ -9,11 +9,13 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
@@ -23,6 +25,7 @@ from app.main import create_app
 from launcher.worker import create_worker
 from launcher.worker_http import WorkerHttp, worker_app
 from projections.db import create_engine, session_factory
+from projections.models import RunRow
 from tempoflow.settings import Settings
 from tempoflow.temporal_client import connect_temporal
 from tests.actions import Effects, build_registry
@@ -198,6 +201,16 @@ async def test_open_run_gauges_and_readiness(stack: Stack) -> None:
     samples = scrape((await stack.http.get("/metrics")).text)
     assert value(samples, "tempoflow_runs_open", tenant=stack.tenant, status="RUNNING") == 1
     assert value(samples, "tempoflow_runs_stale", tenant=stack.tenant) == 0
+    # No run record for two hours and no step finished since: stale.
+    async with stack.sessions.begin() as session:
+        await session.execute(
+            update(RunRow)
+            .where(RunRow.run_id == run["id"])
+            .values(updated_at=func.now() - timedelta(hours=2))
+        )
+    await sampler.sample()
+    samples = scrape((await stack.http.get("/metrics")).text)
+    assert value(samples, "tempoflow_runs_stale", tenant=stack.tenant, status="RUNNING") == 1
     r = await stack.http.get("/readyz")
     assert r.status_code == 200, r.text
     assert set(r.json()["checks"]) == {"database", "temporal", "dispatcher"}
