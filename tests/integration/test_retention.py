@@ -139,6 +139,8 @@ async def test_prune_closed_runs_by_definition_and_tenant_retention(stack: Stack
     # namespace retention; the run view falls back to Temporal when asked directly).
     r = await stack.http.get("/v1/runs?definition=short", headers=stack.auth())
     assert [item["id"] for item in r.json()["items"]] == [short_new["id"]]
+    view = await stack.run_view(short_old["id"])
+    assert view["source"] == "temporal" and view["status"] == "SUCCEEDED"
 
     # A second round finds nothing more of this tenant.
     again = await Pruner(stack.sessions, settings).prune_once()
