@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -63,25 +64,44 @@ def worker_app(
 
 
 class WorkerHttp:
-    """Serves :func:`worker_app` on ``worker_metrics_host:worker_metrics_port``."""
+    """Serves :func:`worker_app` on ``host:port`` (0: any free port)."""
 
     def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self.host, self._port = host, port
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self.server.serve(), name="tempoflow-worker-http")
+        """Bind (a clear error when the port is taken), then serve in the background."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self._port))
+        except OSError as err:
+            sock.close()
+            raise RuntimeError(
+                f"the worker's metrics port {self.host}:{self._port} cannot be bound ({err}); "
+                "set TEMPOFLOW_WORKER_METRICS_PORT (0 turns the server off)"
+            ) from None
+        sock.set_inheritable(True)
+        self._socket = sock
+        self._task = asyncio.create_task(
+            self.server.serve(sockets=[sock]), name="tempoflow-worker-http"
+        )
         while not self.server.started:
-            if self._task.done():  # e.g. the port is taken
+            if self._task.done():
                 await self._task
                 raise RuntimeError("the worker's HTTP server did not start")
             await asyncio.sleep(0.02)
 
     @property
     def port(self) -> int:
-        """The bound port (useful when configured as an ephemeral one)."""
-        return int(self.server.servers[0].sockets[0].getsockname()[1])
+        """The bound port (useful when configured as 0)."""
+        assert self._socket is not None
+        return int(self._socket.getsockname()[1])
 
     async def stop(self) -> None:
         self.server.should_exit = True
@@ -89,3 +109,6 @@ class WorkerHttp:
             with contextlib.suppress(Exception):
                 await self._task
             self._task = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None

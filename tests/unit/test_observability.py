@@ -61,3 +61,18 @@ async def test_action_attempts_by_outcome() -> None:
         "tempoflow_action_duration_seconds_count", {"action": "unit.ok", "outcome": "succeeded"}
     )
     assert count == 1
+
+
+async def test_worker_http_port_in_use_is_a_clear_error() -> None:
+    import socket
+
+    from starlette.applications import Starlette
+
+    from launcher.worker_http import WorkerHttp
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(RuntimeError, match="TEMPOFLOW_WORKER_METRICS_PORT"):
+            await WorkerHttp(Starlette(), "127.0.0.1", port).start()
