@@ -51,7 +51,14 @@ async def age(stack: Stack, run_id: str, days: float) -> None:
         )
 
 
-async def add_event(stack: Stack, event_id: str, status: str, days: float, run_id: str) -> None:
+async def add_event(
+    stack: Stack,
+    event_id: str,
+    status: str,
+    days: float,
+    run_id: str,
+    delivery: str | None = None,
+) -> None:
     """An inbox event received ``days`` ago with one delivery to ``run_id``."""
     async with stack.sessions.begin() as session:
         session.add(
@@ -78,7 +85,7 @@ async def add_event(stack: Stack, event_id: str, status: str, days: float, run_i
                 run_id=run_id,
                 workflow_id=f"{stack.tenant}/{run_id}",
                 kind="wait",
-                status="PENDING" if status == "PENDING" else "APPLIED",
+                status=delivery or ("PENDING" if status == "PENDING" else "APPLIED"),
             )
         )
 
@@ -108,6 +115,8 @@ async def test_prune_closed_runs_by_definition_and_tenant_retention(stack: Stack
     await add_event(stack, "old-settled", "ROUTED", 6, plain_old["id"])
     await add_event(stack, "old-pending", "PENDING", 6, plain_old["id"])
     await add_event(stack, "recent", "ROUTED", 1, plain_mid["id"])
+    # Routed, but its delivery to a run is not settled yet: kept too.
+    await add_event(stack, "old-undelivered", "ROUTED", 6, plain_mid["id"], delivery="PENDING")
     before = {run["id"]: await rows(stack, run["id"]) for run in (short_old, plain_old)}
     for counts in before.values():
         assert counts["runs"] == counts["steps"] == counts["invocations"] == 1
@@ -120,7 +129,12 @@ async def test_prune_closed_runs_by_definition_and_tenant_retention(stack: Stack
             )
         }
     )
-    pruned = await Pruner(stack.sessions, settings).prune_once()
+    # Two pruners side by side (SKIP LOCKED): each row is deleted once.
+    rounds = await asyncio.gather(
+        Pruner(stack.sessions, settings).prune_once(),
+        Pruner(stack.sessions, settings).prune_once(),
+    )
+    pruned = {k: sum(r.get(k, 0) for r in rounds) for k in ("runs", "events")}
     # Batches of one run each: both due runs went, in separate transactions.
     assert pruned["runs"] >= 2 and pruned["events"] >= 1
 
@@ -135,6 +149,7 @@ async def test_prune_closed_runs_by_definition_and_tenant_retention(stack: Stack
     assert not await event_exists(stack, "old-settled")
     assert await event_exists(stack, "old-pending")
     assert await event_exists(stack, "recent")
+    assert await event_exists(stack, "old-undelivered")
     # The pruned runs are gone from the API as well (Temporal keeps them for its own
     # namespace retention; the run view falls back to Temporal when asked directly).
     r = await stack.http.get("/v1/runs?definition=short", headers=stack.auth())
