@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
 from activities.secrets import SecretResolver, masked_heartbeat, projected_input
 from activities.waits import sendable
@@ -193,7 +194,13 @@ class TempoflowActivities:
         """Write a batch of projection records (idempotent). Transient database errors
         raise (the workflow's local activity retries without limit); data PostgreSQL
         cannot hold is written degraded, never retried."""
-        await self._write(_decode(raw, ProjectionBatch))
+        batch = _decode(raw, ProjectionBatch)
+        try:
+            await self._write(batch)
+        except BaseException:
+            metrics.observe_projection(batch, ok=False)
+            raise
+        metrics.observe_projection(batch, ok=True)
 
     @activity.defn(name=REGISTER_WAIT_ACTIVITY)
     async def register_wait(self, raw: RawValue) -> list[EventDelivery]:
@@ -541,7 +548,8 @@ class TempoflowActivities:
             heartbeat=masked_heartbeat,
         )
         try:
-            result = await spec.handler(data, ctx)
+            with metrics.observe_action(inv.action):
+                result = await spec.handler(data, ctx)
         except ActionError as err:
             raise ApplicationError(
                 err.message,

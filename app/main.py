@@ -12,11 +12,14 @@ from temporalio.client import Client
 
 from activities.plugins import load_registry
 from activities.registry import ActionRegistry
+from activities.telemetry import sdk_metrics
+from activities.tracing import client_interceptors, instrument_app
 from app.codec_cors import CodecCors
 from app.errors import install_error_handlers
 from app.events.dispatcher import Dispatcher
 from app.guard import InputGuard
 from app.limits import BodySizeLimit
+from app.metrics import GaugeSampler
 from app.openapi import build_openapi
 from app.reconciler import Reconciler
 from app.routers import ROUTERS
@@ -27,7 +30,7 @@ from tempoflow.temporal_client import connect_temporal
 
 DESCRIPTION = """Publish JSON workflow definitions and run them durably on Temporal.
 
-Every endpoint except `/healthz` and `/readyz` needs an API key:
+Every endpoint except `/healthz`, `/readyz` and `/metrics` needs an API key:
 `Authorization: Bearer <key>`. Errors are RFC 9457 problem+json with a stable `code`.
 """
 
@@ -49,7 +52,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.sqlalchemy_url)
         app.state.sessions = session_factory(engine)
-        app.state.temporal = temporal or await connect_temporal(settings)
+        app.state.temporal = temporal or await connect_temporal(
+            settings, runtime=sdk_metrics().runtime, interceptors=client_interceptors(settings)
+        )
+        sampler = app.state.metrics_sampler = GaugeSampler(app.state.sessions, settings)
+        sampler.start()
         app.state.dispatcher = None
         if settings.dispatcher_enabled:
             app.state.dispatcher = Dispatcher(app.state.sessions, app.state.temporal, settings)
@@ -65,6 +72,7 @@ def create_app(
                 await app.state.reconciler.stop()
             if app.state.dispatcher is not None:
                 await app.state.dispatcher.stop()
+            await sampler.stop()
             await engine.dispose()
 
     app = FastAPI(title="Tempoflow", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
@@ -90,4 +98,5 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     # Outermost, so the Temporal UI sees CORS headers on every codec answer, errors too.
     app.add_middleware(CodecCors, origins=settings.codec_cors_origins)
+    instrument_app(app, settings)
     return app

@@ -24,6 +24,13 @@ DEV_TENANT = "dev"
 
 def _check_ports(settings: Settings) -> None:
     embedded.ensure_port_free(settings.api_host, settings.api_port, "API", "TEMPOFLOW_API_PORT")
+    if settings.worker_metrics_port:
+        embedded.ensure_port_free(
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+            "worker metrics",
+            "TEMPOFLOW_WORKER_METRICS_PORT",
+        )
     if not settings.temporal_address:
         embedded.ensure_port_free(
             "127.0.0.1", settings.temporal_port, "Temporal", "TEMPOFLOW_TEMPORAL_PORT"

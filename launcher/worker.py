@@ -19,7 +19,11 @@ from activities.builtin import close_resources
 from activities.plugins import load_plugins
 from activities.presence import PresenceReporter
 from activities.registry import ActionRegistry
+from activities.retention import Pruner
+from activities.telemetry import sdk_metrics
+from activities.tracing import client_interceptors
 from launcher.search_attributes import ensure_registered
+from launcher.worker_http import WorkerHttp, worker_app
 from projections.db import create_engine, session_factory
 from tempoflow.keyring import Keyring
 from tempoflow.settings import Settings
@@ -98,7 +102,9 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         loaded = load_plugins(settings.action_modules, settings=settings, sessions=sessions)
         registry = loaded.registry
         log.info("loaded %d actions: %s", len(registry.names()), loaded.summary())
-    client = await connect_temporal(settings)
+    client = await connect_temporal(
+        settings, runtime=sdk_metrics().runtime, interceptors=client_interceptors(settings)
+    )
     await ensure_registered(client, settings.temporal_namespace)
     worker = create_worker(
         client,
@@ -107,6 +113,21 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         sessions=sessions,
         keyring=settings.keyring,
     )
+    http: WorkerHttp | None = None
+    if settings.worker_metrics_port:
+        http = WorkerHttp(
+            worker_app(client, sessions, settings),
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
+        await http.start()
+        log.info(
+            "worker metrics and health on %s:%s",
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
+    pruner = Pruner(sessions, settings)
+    pruner.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -126,5 +147,8 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         async with worker, presence:
             await stop.wait()
     finally:
+        await pruner.stop()
+        if http is not None:
+            await http.stop()
         await close_resources(registry)
         await engine.dispose()

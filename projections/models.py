@@ -90,6 +90,14 @@ class RunRow(Base):
     __table_args__ = (
         Index("ix_runs_tenant_started", "tenant", "started_at", "run_id"),
         Index("ix_runs_tenant_definition", "tenant", "definition_key", "started_at"),
+        Index("ix_runs_closed", "closed_at", postgresql_where=text("closed_at IS NOT NULL")),
+        Index(
+            "ix_runs_open",
+            "tenant",
+            "status",
+            "updated_at",
+            postgresql_where=text("closed_at IS NULL"),
+        ),
     )
 
     run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -172,6 +180,7 @@ class ActionAttempt(Base):
             ],
             ondelete="CASCADE",
         ),
+        Index("ix_action_attempts_run", "run_id"),
     )
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -234,6 +243,7 @@ class Event(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'PENDING'"),
         ),
+        Index("ix_events_settled", "received_at", postgresql_where=text("status <> 'PENDING'")),
     )
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -253,6 +263,8 @@ class Event(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     last_error: Mapped[str | None] = mapped_column(Text)
     routed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(Json, nullable=True)
+    """W3C trace context of the request that sent the event (tracing on only)."""
 
 
 class EventDeliveryRow(Base):

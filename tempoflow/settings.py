@@ -36,6 +36,23 @@ class SmtpSettings(BaseModel):
     """Sender used when a step's input has no ``from``."""
 
 
+class RetentionSettings(BaseModel):
+    """Pruning of closed runs (their steps, invocations, waits, tasks, deliveries) and of
+    settled inbox events; a definition's ``retention.closedRuns`` overrides the tenant's."""
+
+    closed_runs: timedelta = timedelta(days=30)
+    """Default for every tenant: how long after closing a run's rows are kept."""
+    tenants: dict[str, timedelta] = Field(default_factory=dict)
+    """Per-tenant defaults (``{"acme": "P7D"}``), winning over ``closed_runs``."""
+    prune_interval_seconds: float = Field(default=300.0, gt=0)
+    """How often the worker prunes."""
+    prune_batch_size: int = Field(default=500, ge=1, le=10_000)
+    """Runs (or events) deleted per transaction."""
+
+    def for_tenant(self, tenant: str) -> timedelta:
+        return self.tenants.get(tenant, self.closed_runs)
+
+
 class Settings(BaseSettings):
     """Every knob of the API, the worker and the dev stack.
 
@@ -182,6 +199,26 @@ class Settings(BaseSettings):
     """How long a worker keeps a tenant's egress allow-list; a change through
     ``PUT /v1/egress-rules`` applies to requests after at most this long (0: every
     request reads it)."""
+    metrics_sample_seconds: float = Field(default=15.0, gt=0)
+    """How often an API process samples the inbox gauges (depth, dispatcher lag)."""
+    stale_run_seconds: float = Field(default=3600.0, gt=0)
+    """A ``RUNNING`` run with no run record and no finished step written for this long
+    counts as stale (``tempoflow_runs_stale``; one long step also looks like this)."""
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """The worker's HTTP port for ``/metrics``, ``/healthz`` and ``/readyz``; 0 turns it
+    off."""
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    """Budget of each ``/readyz`` check (database, Temporal, dispatcher lag)."""
+    readiness_max_dispatch_lag_seconds: float = Field(default=300.0, ge=0)
+    """``/readyz`` answers 503 when the oldest due inbox event waits longer; 0 ignores
+    the lag."""
+    tracing: Literal["off", "otlp"] = "off"
+    """``otlp`` exports OpenTelemetry traces (needs the ``tracing`` extra; the exporter
+    reads the standard ``OTEL_*`` variables)."""
+    retention: RetentionSettings = Field(default_factory=lambda: RetentionSettings())
+    """How long closed runs' rows and settled events are kept, e.g.
+    ``TEMPOFLOW_RETENTION__CLOSED_RUNS=P30D``."""
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:

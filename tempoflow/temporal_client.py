@@ -4,10 +4,12 @@ tests."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 
 from tempoflow.codec import EncryptionCodec
 from tempoflow.settings import Settings
@@ -22,10 +24,21 @@ def data_converter(settings: Settings) -> DataConverter:
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 
-async def connect_temporal(settings: Settings) -> Client:
-    """A client with the project's data converter (the same on API, worker and tests)."""
+async def connect_temporal(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] = (),
+) -> Client:
+    """A client with the project's data converter (the same on API, worker and tests).
+
+    ``runtime`` carries the SDK's metrics (see ``activities/telemetry.py``); client
+    ``interceptors`` (tracing) apply to workers made from the client too.
+    """
     return await Client.connect(
         settings.resolved_temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        runtime=runtime,
+        interceptors=interceptors,
     )

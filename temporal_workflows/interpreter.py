@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from tempoflow.redaction import Redaction
     from temporal_workflows import events
+    from temporal_workflows import metrics as run_metrics
     from temporal_workflows.context import RunContext
     from temporal_workflows.events import DecisionBoard, Mailbox, TaskBoard, decision_key
     from temporal_workflows.failures import ContinueAsNew, RunReturned, StepFailure, position_key
@@ -93,7 +94,9 @@ class InterpreterWorkflow:
         ctx.shared.flush = self._flush_status
         ctx.shared.deliveries.extend(self._refusals)  # refused before ``run`` began
         positions: dict[str, Any] = {}
-        if inp.resume is not None:
+        if inp.resume is None:
+            run_metrics.run_started(inp.tenant, inp.definition_key)
+        else:
             ctx.vars = dict(inp.resume.vars)
             ctx.shared.seq = inp.resume.seq
             ctx.shared.run_sent = True
@@ -215,6 +218,10 @@ class InterpreterWorkflow:
         activity runs inside the workflow task that completes the run, and when Temporal
         refuses that task (a cancel or an update arrived meanwhile) the outcome it wrote
         never happened. Returns whether a cancellation arrived meanwhile."""
+        if run is not None and run.closed_at is not None:
+            run_metrics.run_finished(
+                run.tenant, run.definition_key, run.status, run.started_at, run.closed_at
+            )
         if not self._patched:
             await self._flush(run)
             return False
@@ -308,6 +315,7 @@ class InterpreterWorkflow:
         self._current = path
 
         def finish(status: StepStatus, **fields: Any) -> None:
+            run_metrics.step_finished(step, status, started, workflow.now())
             ctx.record(
                 ctx.step_record(
                     seq, path, step, status, started, finished_at=workflow.now(), **fields

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.tracing import current_context
+from app import metrics
 from app.auth import Principal
 from app.deps import SessionDep, SettingsDep, require
 from app.events import ingress
@@ -116,8 +118,13 @@ async def _accept(
     prepared = await ingress.prepare(
         session, principal.tenant, items, settings, base, request.app.state.event_types
     )
+    trace_context = current_context(settings)
+    if trace_context:
+        for item in prepared:
+            item.row["trace_context"] = trace_context
     stored = await ingress.store(session, principal.tenant, prepared)
     await session.commit()  # durable before the answer
+    metrics.count_ingested(principal.tenant, (duplicate for _, duplicate in stored))
     dispatcher = getattr(request.app.state, "dispatcher", None)
     if dispatcher is not None and any(not duplicate for _, duplicate in stored):
         dispatcher.wake()

@@ -563,6 +563,13 @@ class Trigger(_Model):
     filter: Jsonata | None = None
 
 
+class Retention(_Model):
+    """How long Tempoflow keeps the rows of this definition's closed runs (ISO 8601
+    duration, at least an hour, at most ten years); the tenant's default otherwise."""
+
+    closedRuns: timedelta = Field(ge=timedelta(hours=1), le=timedelta(days=3650))
+
+
 class Definition(_Model):
     """A workflow definition: input schema, steps, optional output mapping."""
 
@@ -577,6 +584,8 @@ class Definition(_Model):
     does not set them (they win over the action's declared defaults)."""
     redact: list[RedactPointer] = Field(default_factory=list, max_length=MAX_POINTERS)
     """JSON pointers to mask in the run's records (``tempoflow.redaction``)."""
+    retention: Retention | None = None
+    """Operational: applies to the runs of every version once this one is the latest."""
 
 
 for _model in (

@@ -109,6 +109,7 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
             "TEMPOFLOW_API_PORT": str(_free_port()),
             "TEMPOFLOW_TEMPORAL_PORT": str(_free_port()),
             "TEMPOFLOW_TEMPORAL_UI_PORT": str(_free_port()),
+            "TEMPOFLOW_WORKER_METRICS_PORT": str(_free_port()),
         }
     )
     return env
@@ -158,6 +159,15 @@ def test_dev_stack_runs_the_readme_tour_and_restarts(
             timeout=10,
         )
         assert decoded.status_code == 200, decoded.text
+        # The worker process's own HTTP port: health and metrics (its runs, the SDK's).
+        worker = f"http://127.0.0.1:{dev_env['TEMPOFLOW_WORKER_METRICS_PORT']}"
+        assert httpx.get(f"{worker}/healthz", timeout=10).json() == {"status": "ok"}
+        ready = httpx.get(f"{worker}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        scraped = httpx.get(f"{worker}/metrics", timeout=10).text
+        assert 'tempoflow_runs_finished_total{definition="order-fulfilment"' in scraped
+        assert "temporal_workflow_task_schedule_to_start_latency_bucket" in scraped
+        assert "tempoflow_dispatcher_lag_seconds" in httpx.get(f"{api}/metrics", timeout=10).text
         # The CI-facing commands against the same stack (URL from TEMPOFLOW_API_PORT).
         cli_env = {**dev_env, "TEMPOFLOW_API_KEY": key}
         bad = tmp_path / "bad.json"
