@@ -11,17 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from temporalio.client import WorkflowFailureError
 
 from activities.registry import ActionContext, ActionError
 from tests.actions import Anything
 from tests.integration.conftest import Stack, until
+from tests.integration.test_email import Sink
+from tests.receiver import Receiver
 
 CANARY_NAME = "canary"
 REF = {"$secret": CANARY_NAME}
@@ -75,6 +80,58 @@ CASES = [
 ]
 
 
+def world_cases(receiver: str, smtp_port: int) -> list[Case]:
+    """The actions that touch the world, with the canary where credentials go: headers
+    the receiver echoes back, a webhook signing secret, SMTP text and password."""
+    smtp = {"host": "127.0.0.1", "port": smtp_port, "tls": "none", "timeoutSeconds": 5}
+    mail = {"from": "ops@example.test", "to": ["a@example.test"], "subject": "s"}
+    return [
+        Case(
+            "http",
+            [
+                call(
+                    "http.request",
+                    {
+                        "method": "POST",
+                        "url": f"{receiver}/json",
+                        "headers": {"Authorization": REF},
+                        "json": {"token": REF},
+                    },
+                    output="out",
+                )
+            ],
+        ),
+        Case(
+            "http-failing",
+            [
+                call(
+                    "http.request",
+                    {"url": f"{receiver}/status/503", "headers": {"X-Token": REF}},
+                    retry=FAST,
+                )
+            ],
+            succeeds=False,
+        ),
+        Case(
+            "webhook-bad-secret",
+            caught(
+                call("webhook.send", {"url": f"{receiver}/webhook", "payload": {}, "secret": REF})
+            ),
+        ),
+        Case("email", [call("email.send", {**mail, "text": REF, "smtp": smtp}, output="out")]),
+        Case(
+            "email-password",
+            caught(
+                call(
+                    "email.send",
+                    {**mail, "text": "x", "smtp": {**smtp, "username": "u", "password": REF}},
+                    retry=FAST,
+                )
+            ),
+        ),
+    ]
+
+
 def register_canary_actions(stack: Stack, seen: list[str]) -> None:
     registry = stack.worker_registry
 
@@ -123,8 +180,34 @@ def forms(value: str) -> list[str]:
     return [value, json.dumps(value)[1:-1], repr(value)[1:-1]]
 
 
-async def test_canary_secret_is_nowhere(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver("127.0.0.2") as served:
+        yield served
+
+
+@pytest.fixture
+def smtp_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+async def test_canary_secret_is_nowhere(
+    stack: Stack, caplog: pytest.LogCaptureFixture, receiver: Receiver, smtp_port: int
+) -> None:
     caplog.set_level(logging.DEBUG)
+    r = await stack.http.put(
+        "/v1/egress-rules", headers=stack.auth(), json={"allow": ["127.0.0.2"]}
+    )
+    assert r.status_code == 200, r.text
+    cases = [*CASES, *world_cases(f"http://127.0.0.2:{receiver.port}", smtp_port)]
     canary = f"canary-{uuid.uuid4().hex}"
     seen: list[str] = []
     register_canary_actions(stack, seen)
@@ -133,11 +216,11 @@ async def test_canary_secret_is_nowhere(stack: Stack, caplog: pytest.LogCaptureF
     )
     assert r.status_code == 201
     runs = {}
-    for case in CASES:
+    for case in cases:
         await stack.publish(case.key, {"steps": case.steps})
         runs[case.key] = await stack.start(case.key)
     outcomes = {}
-    for case in CASES:
+    for case in cases:
         try:
             outcomes[case.key] = await asyncio.wait_for(stack.result(runs[case.key]), 60)
         except WorkflowFailureError as err:
@@ -152,6 +235,9 @@ async def test_canary_secret_is_nowhere(stack: Stack, caplog: pytest.LogCaptureF
         "text": f"Bearer {MARK}",
         "keyed": {MARK: 1},
     }
+    echoed = outcomes["http"]["output"]["out"]["body"]
+    assert MARK in echoed["body"], echoed  # the receiver got the value and echoed it
+    assert receiver.requests and any(canary in str(r) for r in receiver.requests)
     caught_error = outcomes["fail-caught"]["output"]["caught"]
     assert caught_error["type"] == "Declined" and caught_error["message"] == MARK
     assert outcomes["bad-input"]["output"]["caught"]["type"] == "ActionInputError"
@@ -190,9 +276,12 @@ async def test_canary_secret_is_nowhere(stack: Stack, caplog: pytest.LogCaptureF
             for form in forms(canary):
                 assert form not in r.text, suffix
 
-    # The logs.
-    assert any(MARK in r.getMessage() for r in caplog.records)  # core.log and leaky logged
-    for form in forms(canary):
-        assert form not in caplog.text
-    for record in caplog.records:
+    # The logs (but the test SMTP server's own, "mail.log": the receiving side sees the
+    # mail it was sent, as any outside server would).
+    ours = [r for r in caplog.records if not r.name.startswith("mail.log")]
+    assert any(r.name.startswith("mail.log") for r in caplog.records)  # it did log
+    assert any(MARK in r.getMessage() for r in ours)  # core.log and leaky logged
+    for record in ours:
+        for form in forms(canary):
+            assert form not in record.getMessage(), record
         assert canary not in str(record.__dict__), record
