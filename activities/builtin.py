@@ -75,9 +75,10 @@ def register_builtins(
         description="Writes a message to the worker log.",
         side_effects=False,
     )(log)
-    register_email(registry)
     settings = settings or Settings()
-    http = HttpActions(settings, AllowLists(sessions, settings.egress_rules_cache_seconds))
+    allow_lists = AllowLists(sessions, settings.egress_rules_cache_seconds)
+    register_email(registry, allow_lists=allow_lists)
+    http = HttpActions(settings, allow_lists)
     register_http(registry, http)
     register_webhook(registry, http)
     return registry

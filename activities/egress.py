@@ -27,8 +27,10 @@ import httpx
 from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from activities.registry import ActionError
 from projections import egress as egress_rules
 from tempoflow.egress import AllowList, Decision, IPAddress, decide_addresses
+from tempoflow.error_types import ErrorType
 
 log = logging.getLogger("tempoflow.egress")
 
@@ -48,6 +50,34 @@ class EgressDeniedError(Exception):
         super().__init__(decision.describe(host))
         self.host = host
         self.decision = decision
+
+
+def denied_error(host: str, decision: Decision) -> ActionError:
+    """The step's ``EgressDenied`` failure (not retryable) naming the rule."""
+    return ActionError(
+        ErrorType.EGRESS_DENIED,
+        decision.describe(host),
+        retryable=False,
+        details={"rule": decision.rule, "host": host, "address": decision.address},
+    )
+
+
+async def pinned_socket(
+    host: str,
+    port: int,
+    allow: AllowList,
+    connect_timeout: float,
+    resolver: Resolver | None = None,
+) -> socket.socket:
+    """A socket connected to an address of ``host`` the egress policy allows (every
+    resolved address checked; the one connected to is one of them: no rebinding); for
+    clients that take a connected socket (SMTP). Raises ``EgressDenied``."""
+    addresses = await (resolver or resolve)(host, port)
+    decision = decide_addresses(host, addresses, allow)
+    if not decision.allowed or decision.address is None:
+        raise denied_error(host, decision)
+    address = decision.address
+    return await asyncio.to_thread(socket.create_connection, (address, port), connect_timeout)
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:

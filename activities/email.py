@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 import aiosmtplib
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from activities.egress import AllowLists, pinned_socket
 from activities.registry import ActionContext, ActionError, ActionRegistry
 from tempoflow.error_types import ErrorType
 from tempoflow.settings import Settings, SmtpSettings
@@ -218,8 +219,11 @@ class EmailSender:
     """The handler, with the worker's SMTP settings (read from the environment at the
     first send unless given)."""
 
-    def __init__(self, smtp: SmtpSettings | None = None) -> None:
+    def __init__(
+        self, smtp: SmtpSettings | None = None, allow_lists: AllowLists | None = None
+    ) -> None:
         self._given = smtp
+        self._allow_lists = allow_lists or AllowLists(None, 0)
 
     @cached_property
     def defaults(self) -> SmtpSettings:
@@ -257,21 +261,31 @@ class EmailSender:
         msg_id = message_id(ctx.idempotency_key, sender)
         message = build_message(data, sender, msg_id)
         recipients = [parseaddr(a)[1] for a in (*data.to, *data.cc, *data.bcc)]
+        sock = None
         try:
+            if data.smtp is not None:
+                # A server the definition names goes through the egress policy like an
+                # HTTP request (the worker's own TEMPOFLOW_SMTP__HOST is the operator's).
+                allow = await self._allow_lists.get(ctx.tenant)
+                sock = await pinned_socket(server.host, server.port, allow, server.timeoutSeconds)
             refused, response = await aiosmtplib.send(
                 message,
                 sender=parseaddr(sender)[1],
                 recipients=recipients,
                 hostname=server.host,
-                port=server.port,
+                port=None if sock is not None else server.port,
                 username=server.username,
                 password=server.password,
                 use_tls=server.tls == "tls",
                 start_tls=server.tls == "starttls",
                 timeout=server.timeoutSeconds,
+                sock=sock,
             )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
             raise _failure(err, f"{server.host}:{server.port}") from None
+        finally:
+            if sock is not None:
+                sock.close()
         ctx.logger.info(
             "email %s sent to %d recipient(s) via %s:%s",
             msg_id,
@@ -287,9 +301,14 @@ class EmailSender:
         )
 
 
-def register_email(registry: ActionRegistry, smtp: SmtpSettings | None = None) -> EmailSender:
-    """Register ``email.send``; ``smtp`` defaults to the worker's ``TEMPOFLOW_SMTP__*``."""
-    sender = EmailSender(smtp)
+def register_email(
+    registry: ActionRegistry,
+    smtp: SmtpSettings | None = None,
+    allow_lists: AllowLists | None = None,
+) -> EmailSender:
+    """Register ``email.send``; ``smtp`` defaults to the worker's ``TEMPOFLOW_SMTP__*``;
+    SMTP servers a step names are checked against the tenant's egress ``allow_lists``."""
+    sender = EmailSender(smtp, allow_lists)
     registry.action(
         ACTION,
         input_model=EmailInput,

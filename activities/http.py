@@ -25,6 +25,7 @@ from activities.egress import (
     AllowLists,
     EgressDeniedError,
     EgressTransport,
+    denied_error,
     resolve,
 )
 from activities.registry import ActionContext, ActionError, ActionRegistry
@@ -142,15 +143,6 @@ class HttpOutput(BaseModel):
     durationMs: float
 
 
-def _denied(host: str, decision: Decision) -> ActionError:
-    return ActionError(
-        ErrorType.EGRESS_DENIED,
-        decision.describe(host),
-        retryable=False,
-        details={"rule": decision.rule, "host": host, "address": decision.address},
-    )
-
-
 class HttpActions:
     """The worker's HTTP client and the exchange both HTTP actions use."""
 
@@ -194,7 +186,7 @@ class HttpActions:
         except ActionError:
             raise
         except EgressDeniedError as err:
-            raise _denied(err.host, err.decision) from None
+            raise denied_error(err.host, err.decision) from None
         except (TimeoutError, httpx.TimeoutException):
             raise ActionError(
                 ErrorType.HTTP_TIMEOUT,
@@ -262,7 +254,7 @@ class HttpActions:
                             retryable=False,
                         ) from None
                     if target.scheme not in ALLOWED_SCHEMES:
-                        raise _denied(target.host, Decision(False, "scheme"))
+                        raise denied_error(target.host, Decision(False, "scheme"))
                     if (target.scheme, target.host, target.port) != (
                         response.url.scheme,
                         response.url.host,
@@ -335,7 +327,7 @@ def _checked_url(raw: str) -> httpx.URL:
             ErrorType.HTTP_URL_INVALID, f"invalid URL {raw!r}: {err}", retryable=False
         ) from None
     if url.scheme not in ALLOWED_SCHEMES:
-        raise _denied(url.host or raw, Decision(False, "scheme"))
+        raise denied_error(url.host or raw, Decision(False, "scheme"))
     if not url.host:
         raise ActionError(
             ErrorType.HTTP_URL_INVALID, f"invalid URL {raw!r}: no host", retryable=False

@@ -204,7 +204,9 @@ async def test_canary_secret_is_nowhere(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     r = await stack.http.put(
-        "/v1/egress-rules", headers=stack.auth(), json={"allow": ["127.0.0.2"]}
+        "/v1/egress-rules",
+        headers=stack.auth(),
+        json={"allow": ["127.0.0.2", "127.0.0.1"]},  # receiver, SMTP
     )
     assert r.status_code == 200, r.text
     cases = [*CASES, *world_cases(f"http://127.0.0.2:{receiver.port}", smtp_port)]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from temporalio.client import WorkflowFailureError
 
 from tests.integration.conftest import Stack
 
@@ -63,6 +64,16 @@ def smtp_sink() -> Iterator[tuple[Sink, int]]:
         yield sink, port
     finally:
         controller.stop()
+
+
+@pytest.fixture(autouse=True)
+async def loopback_allowed(stack: Stack, request: pytest.FixtureRequest) -> None:
+    """SMTP servers a step names pass the egress policy: the tests' sink is on loopback,
+    which the tenant must allow-list (as for HTTP)."""
+    if "refused_by_default" not in request.node.name:
+        allow = {"allow": ["127.0.0.1"]}
+        r = await stack.http.put("/v1/egress-rules", headers=stack.auth(), json=allow)
+        assert r.status_code == 200, r.text
 
 
 def smtp(port: int) -> dict[str, Any]:
@@ -372,3 +383,18 @@ async def _final_view(stack: Stack, run: dict[str, Any]) -> dict[str, Any]:
 
     result: dict[str, Any] = await until(ended)
     return result
+
+
+async def test_a_named_smtp_server_is_refused_by_default_by_the_egress_policy(
+    stack: Stack, smtp_sink: tuple[Sink, int]
+) -> None:
+    sink, port = smtp_sink
+    mail = {"from": "a@example.com", "to": ["b@example.com"], "subject": "hi", "text": "x"}
+    await stack.publish("named-smtp", {"steps": [send_step(port, **mail)]})
+    run = await stack.start("named-smtp")
+    with pytest.raises(WorkflowFailureError):
+        await stack.result(run)
+    view = await stack.run_view(run["id"])
+    assert view["error"]["type"] == "EgressDenied", view["error"]
+    assert view["error"]["details"][0]["rule"] == "loopback"
+    assert sink.received == []  # never connected
