@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Response
 
 from app.deps import Admin, Publisher, SessionDep, SettingsDep
 from app.schemas import SecretPublic, SecretsPublic, SecretWrite
+from projections import audit
 from projections import secrets as data
 from tempoflow.errors import Conflict, NotFound
 from tempoflow.secrets import MAX_SECRETS_PER_TENANT, SECRET_NAME
@@ -36,6 +37,13 @@ async def update_secret(
     info, created = await data.put_secret(
         session, settings.keyring, principal.tenant, name, body.value
     )
+    await audit.record(
+        session,
+        tenant=principal.tenant,
+        actor=principal.key_id,
+        action="secret.create" if created else "secret.update",
+        target=name,
+    )
     await session.commit()
     response.status_code = 201 if created else 200
     return SecretPublic.model_validate(info)
@@ -57,5 +65,12 @@ async def delete_secret(name: NamePath, principal: Admin, session: SessionDep) -
             code="secret_not_found",
             hint="GET /v1/secrets lists the tenant's secrets",
         )
+    await audit.record(
+        session,
+        tenant=principal.tenant,
+        actor=principal.key_id,
+        action="secret.delete",
+        target=name,
+    )
     await session.commit()
     return Response(status_code=204)

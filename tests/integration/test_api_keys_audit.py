@@ -171,3 +171,18 @@ async def test_the_cli_lists_rotates_and_revokes_keys(stack: Stack, database_url
             .all()
         )
     assert actions == ["api_key.create", "api_key.rotate", "api_key.create", "api_key.revoke"]
+
+
+async def test_secret_changes_are_audited_without_their_values(stack: Stack) -> None:
+    url = "/v1/secrets/audited-token"
+    assert (
+        await stack.http.put(url, headers=stack.auth(), json={"value": "v-1-xyz"})
+    ).status_code == 201
+    assert (
+        await stack.http.put(url, headers=stack.auth(), json={"value": "v-2-xyz"})
+    ).status_code == 200
+    assert (await stack.http.delete(url, headers=stack.auth())).status_code == 204
+    r = await stack.http.get("/v1/audit?target=audited-token", headers=stack.auth())
+    entries = r.json()["items"]
+    assert [e["action"] for e in entries] == ["secret.delete", "secret.update", "secret.create"]
+    assert "v-1-xyz" not in r.text and "v-2-xyz" not in r.text
