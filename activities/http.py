@@ -168,7 +168,8 @@ class HttpActions:
 
     async def request(self, data: HttpRequestInput, ctx: ActionContext) -> HttpOutput:
         """The ``http.request`` handler."""
-        return await self.exchange(ctx.tenant, build_exchange(data, ctx, self.settings))
+        async with ctx.heartbeating():  # a cancelled run reaches a request in flight
+            return await self.exchange(ctx.tenant, build_exchange(data, ctx, self.settings))
 
     async def aclose(self) -> None:
         """Close the worker's client (at worker shutdown)."""

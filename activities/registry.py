@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
@@ -67,6 +69,26 @@ class ActionContext:
     heartbeat: Callable[..., None] = lambda *details: None
     """Report liveness (with a heartbeat timeout); a cancelled run is seen by heartbeating
     actions as ``asyncio.CancelledError``."""
+
+    @contextlib.asynccontextmanager
+    async def heartbeating(self, every: float = 1.0) -> AsyncIterator[None]:
+        """Heartbeat every ``every`` seconds while the block waits on something slow (a
+        request, a query), so a cancelled run reaches the action within its heartbeat
+        throttle (0.8 × the step's ``timeouts.heartbeat``; 30 s without one) and the
+        block is cancelled."""
+
+        async def beat() -> None:
+            while True:
+                self.heartbeat()
+                await asyncio.sleep(every)
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 Handler = Callable[[In, ActionContext], Awaitable[Out]]

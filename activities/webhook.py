@@ -72,18 +72,19 @@ class WebhookActions:
         headers["Content-Type"] = "application/json"
         headers.update(sign(data.secret, ctx.idempotency_key, body, datetime.now(UTC)))
         settings = self.http.settings
-        out = await self.http.exchange(
-            ctx.tenant,
-            Exchange(
-                method="POST",
-                url=data.url,
-                headers=headers,
-                content=body.encode(),
-                timeout=data.timeout or settings.http_default_timeout_seconds,
-                # A redirected POST would lose its body (or be re-sent unsigned elsewhere).
-                max_redirects=0,
-            ),
-        )
+        async with ctx.heartbeating():
+            out = await self.http.exchange(
+                ctx.tenant,
+                Exchange(
+                    method="POST",
+                    url=data.url,
+                    headers=headers,
+                    content=body.encode(),
+                    timeout=data.timeout or settings.http_default_timeout_seconds,
+                    # A redirected POST would lose its body (or be re-sent unsigned elsewhere).
+                    max_redirects=0,
+                ),
+            )
         return WebhookOutput(**out.model_dump(), webhookId=ctx.idempotency_key)
 
     async def aclose(self) -> None:

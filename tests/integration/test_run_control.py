@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,7 @@ from launcher.worker import create_worker
 from tempoflow.settings import Settings
 from tests.actions import Effects, build_registry
 from tests.integration.conftest import Stack, make_keys, until
+from tests.receiver import Receiver
 from tests.servers import TemporalDevServer
 
 GATED = {
@@ -487,3 +488,63 @@ async def test_a_fail_decision_fails_the_step_catchably(stack: Stack) -> None:
     assert (await stack.result(run))["output"] is True
     steps = await _steps_by_id(stack, run["id"])
     assert steps["x"]["status"] == "FAILED" and steps["x"]["error"]["type"] == "PaymentDeclined"
+
+
+@pytest.fixture
+def slow_receiver() -> Iterator[Receiver]:
+    with Receiver("127.0.0.2") as receiver:
+        yield receiver
+
+
+async def test_cancel_reaches_an_http_request_in_flight(
+    stack: Stack, slow_receiver: Receiver
+) -> None:
+    r = await stack.http.put(
+        "/v1/egress-rules", headers=stack.auth(), json={"allow": ["127.0.0.2"]}
+    )
+    assert r.status_code == 200, r.text
+    await stack.publish(
+        "slow-http",
+        {
+            "steps": [
+                {
+                    "id": "t",
+                    "type": "control.tryCatch",
+                    "try": [
+                        {
+                            "id": "call",
+                            "type": "action.call",
+                            "action": "http.request",
+                            "input": {"url": slow_receiver.url("/slow?seconds=60"), "timeout": 90},
+                            "timeout": "PT2M",
+                            "timeouts": {"heartbeat": "PT2S"},
+                            "cancellation": "waitCompleted",
+                        }
+                    ],
+                    "finally": [{"id": "fin", "type": "action.call", "action": "test.mark"}],
+                }
+            ]
+        },
+    )
+    run = await stack.start("slow-http")
+    await until(lambda: _requested(slow_receiver))
+    started = asyncio.get_running_loop().time()
+    r = await stack.http.post(f"/v1/runs/{run['id']}/cancel", headers=stack.auth("operator"))
+    assert r.status_code == 202, r.text
+    with pytest.raises(WorkflowFailureError):
+        await stack.result(run)
+    # The request was cancelled within the heartbeat throttle, not after its 60 s.
+    assert asyncio.get_running_loop().time() - started < 20
+    assert stack.effects.log[run["id"]] == ["fin"]  # finally ran, after the action ended
+    await until(lambda: _is(stack, run["id"], "CANCELED"))
+    steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
+    assert steps["call"] == "CANCELED" and steps["fin"] == "SUCCEEDED"
+    invocations = await stack.http.get(f"/v1/runs/{run['id']}/invocations", headers=stack.auth())
+    [call] = [i for i in invocations.json()["items"] if i["action"] == "http.request"]
+    assert call["status"] == "CANCELED"
+    again = await stack.http.post(f"/v1/runs/{run['id']}/cancel", headers=stack.auth("operator"))
+    assert again.status_code == 409 and again.json()["runStatus"] == "CANCELED"
+
+
+async def _requested(receiver: Receiver) -> bool:
+    return any(r.path == "/slow" for r in receiver.requests)
