@@ -18,6 +18,7 @@ from app.guard import InputGuard
 from app.limits import BodySizeLimit
 from app.openapi import build_openapi
 from app.routers import ROUTERS
+from app.streams import FeedHub
 from projections.db import create_engine, session_factory
 from tempoflow.settings import Settings
 from tempoflow.temporal_client import connect_temporal
@@ -44,6 +45,7 @@ def create_app(
         app.state.sessions = session_factory(engine)
         app.state.temporal = temporal or await connect_temporal(settings)
         app.state.dispatcher = None
+        app.state.feed_hub = FeedHub(settings.sqlalchemy_url)
         if settings.dispatcher_enabled:
             app.state.dispatcher = Dispatcher(app.state.sessions, app.state.temporal, settings)
             app.state.dispatcher.start()
@@ -52,6 +54,7 @@ def create_app(
         finally:
             if app.state.dispatcher is not None:
                 await app.state.dispatcher.stop()
+            await app.state.feed_hub.close()
             await engine.dispose()
 
     app = FastAPI(title="Tempoflow", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -59,6 +58,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         host=settings.api_host,
         port=settings.api_port,
         log_level="info",
+        log_config=None,  # uvicorn logs through the root handler (launcher/logs.py)
         lifespan="on",
     )
     _exit_after_temporal(0)
@@ -157,13 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for name in ("tempoflow", "temporalio", "uvicorn"):
-        logging.getLogger(name).setLevel(logging.INFO)
+    from launcher import logs
+
+    logs.configure_from_env()
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

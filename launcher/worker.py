@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities import runlogs
 from activities.actions import TempoflowActivities
 from activities.builtin import default_registry
 from activities.registry import ActionRegistry
@@ -85,6 +86,7 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
     client = await connect_temporal(settings)
     await ensure_registered(client, settings.temporal_namespace)
     engine = create_engine(settings.sqlalchemy_url, pool_size=20, pre_ping=False)
+    runlogs.install(logging.getLevelName(settings.run_log_level.upper()))
     worker = create_worker(
         client,
         task_queue=settings.task_queue,

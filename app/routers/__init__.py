@@ -10,6 +10,7 @@ from app.routers import (
     expressions,
     health,
     runs,
+    streams,
     tasks,
 )
 
@@ -22,4 +23,5 @@ ROUTERS = [
     event_types.router,
     events.router,
     tasks.router,
+    streams.router,
 ]
