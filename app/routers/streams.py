@@ -7,6 +7,7 @@ a stream whose client went away; this module decides what to send (feed entries 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -30,6 +31,10 @@ router = APIRouter(tags=["streams"])
 RunIdPath = Annotated[str, Path(min_length=1, max_length=36)]
 PAGE = 500
 """Feed entries read per query."""
+SETTLE_FIRST = 0.05
+SETTLE_SECONDS = 10.0
+"""After a wake-up, how long a stream keeps looking (50 ms, doubling up to 1 s) for
+entries held back by an older transaction still in progress."""
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 _SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
@@ -108,7 +113,9 @@ async def _follow(
     run's closing status. The subscription is dropped when the client goes away (the
     generator is cancelled) or the stream ends."""
     sub = hub.subscribe(tenant, run_id)
-    retry = 0.0  # woken, but the new entries were not final yet: look again soon
+    loop = asyncio.get_running_loop()
+    settle = 0.0  # until then, look again soon: woken, but the entries were not final yet
+    delay = SETTLE_FIRST
     try:
         while True:
             async with sessions() as session:
@@ -123,10 +130,17 @@ async def _follow(
                         return
             if len(entries) == PAGE:
                 continue
-            timeout = retry or settings.stream_poll_seconds
-            woken = await sub.wait(timeout)
-            retry = min(max(retry * 2, 0.05), 1.0) if woken and not entries else 0.0
-            if not woken and run_id is not None and not entries:
+            if entries:
+                settle, delay = 0.0, SETTLE_FIRST
+            settling = loop.time() < settle
+            woken = await sub.wait(delay if settling else settings.stream_poll_seconds)
+            if woken:
+                # A commit woke us; an older transaction still in progress may hold its
+                # entries back for a moment.
+                settle, delay = loop.time() + SETTLE_SECONDS, SETTLE_FIRST
+            elif settling:
+                delay = min(delay * 2, 1.0)
+            elif run_id is not None:
                 final = await _closed_run(sessions, tenant, run_id)
                 if final is not None:
                     async with sessions() as session:

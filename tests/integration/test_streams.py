@@ -231,7 +231,7 @@ async def test_a_second_api_process_streams_what_the_worker_writes(stack: Stack)
                     e.event == "run.status" and e.data["status"] == "SUCCEEDED" for e in r.events
                 ),
                 reading=reading,
-                within=90,
+                within=40,  # less than the 60 s poll: notifications woke it
             )
         )
         await until(lambda: _subscribed(second))
