@@ -279,6 +279,47 @@ async def emit(session: AsyncSession, batch: ProjectionBatch, *, degraded: bool 
         log.error("run feed entries left out: %s", err)
 
 
+async def emit_run_closed(
+    session: AsyncSession,
+    tenant: str,
+    run_id: str,
+    status: str,
+    *,
+    error: dict[str, Any] | None = None,
+    closed_at: datetime | None = None,
+) -> None:
+    """The closing ``run.status`` entry of a run whose projection is closed from Temporal
+    rather than by a write of the run (e.g. the reconciler), so its streams end at once."""
+    found = (
+        await session.execute(
+            text(
+                "SELECT definition_key, definition_version FROM runs "
+                "WHERE run_id = :run_id AND tenant = :tenant"
+            ),
+            {"run_id": run_id, "tenant": tenant},
+        )
+    ).first()
+    data = {
+        "runId": run_id,
+        "status": str(status),
+        "definition": found[0] if found else None,
+        "version": found[1] if found else None,
+        "error": error,
+        "closedAt": _time(closed_at),
+    }
+    row = {
+        "tenant": tenant,
+        "run_id": run_id,
+        "definition_key": None,
+        "kind": "run.status",
+        "dedupe": f"run:closed:{status}",
+        "data": storable_json(data),
+    }
+    await session.execute(
+        _INSERT, {"rows": json.dumps([row]), "channel": CHANNEL, "limit": NOTIFY_LIMIT}
+    )
+
+
 @dataclass(frozen=True)
 class Entry:
     """A feed entry as streams send it."""

@@ -337,8 +337,8 @@ class RunFeedRow(Base):
 
     __tablename__ = "run_feed"
     __table_args__ = (
+        # Also the run streams' index (a run's entries are sorted in memory).
         UniqueConstraint("run_id", "dedupe"),
-        Index("ix_run_feed_run", "run_id", "txid", "id"),
         Index("ix_run_feed_tenant", "tenant", "txid", "id"),
     )
 

@@ -8,7 +8,9 @@ a stream whose client went away; this module decides what to send (feed entries 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -22,11 +24,13 @@ from app.run_starter import describe_run
 from app.schemas import RunLogLinePublic, RunLogsPublic
 from app.streams import FeedHub
 from projections import feed, runlogs, runs
+from projections.db import is_transient
 from tempoflow.errors import ErrorItem, NotFound, Unprocessable
 from tempoflow.records import TERMINAL_RUN
 from tempoflow.settings import Settings
 
 router = APIRouter(tags=["streams"])
+log = logging.getLogger("tempoflow.streams")
 
 RunIdPath = Annotated[str, Path(min_length=1, max_length=36)]
 PAGE = 500
@@ -84,8 +88,13 @@ async def _closed_run(
 ) -> ServerSentEvent | None:
     """A final ``run.status`` event (without id) for a run closed without a feed entry
     (its projection closed from Temporal)."""
-    async with sessions() as session:
-        row = await runs.get_run(session, tenant, run_id)
+    try:
+        async with sessions() as session:
+            row = await runs.get_run(session, tenant, run_id)
+    except Exception as err:
+        if not is_transient(err):
+            raise
+        return None  # looked at again at the next poll
     if row is None or row.status not in TERMINAL_RUN:
         return None
     data = {
@@ -118,10 +127,19 @@ async def _follow(
     delay = SETTLE_FIRST
     try:
         while True:
-            async with sessions() as session:
-                entries = await feed.read(
-                    session, tenant, position, run_id=run_id, definition=definition, limit=PAGE
-                )
+            try:
+                async with sessions() as session:
+                    entries = await feed.read(
+                        session, tenant, position, run_id=run_id, definition=definition, limit=PAGE
+                    )
+            except Exception as err:
+                if not is_transient(err):
+                    raise
+                # The database is away: the stream stays open (heartbeats go on) and
+                # picks up where it was once it is back.
+                log.warning("live stream cannot read the feed: %r (retrying)", err)
+                await sub.wait(settings.stream_poll_seconds)
+                continue
             for entry in entries:
                 position = (entry.txid, entry.id)
                 yield _event(entry)
@@ -143,9 +161,12 @@ async def _follow(
             elif run_id is not None:
                 final = await _closed_run(sessions, tenant, run_id)
                 if final is not None:
-                    async with sessions() as session:
-                        late = await feed.read(session, tenant, position, run_id=run_id)
-                    if not late:
+                    continue_reading = True
+                    with contextlib.suppress(Exception):
+                        async with sessions() as session:
+                            late = await feed.read(session, tenant, position, run_id=run_id)
+                        continue_reading = bool(late)
+                    if not continue_reading:
                         yield final
                         return
     finally:

@@ -36,7 +36,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_run_feed")),
         sa.UniqueConstraint("run_id", "dedupe", name=op.f("uq_run_feed_run_id")),
     )
-    op.create_index("ix_run_feed_run", "run_feed", ["run_id", "txid", "id"])
     op.create_index("ix_run_feed_tenant", "run_feed", ["tenant", "txid", "id"])
     op.create_table(
         "run_logs",
@@ -61,5 +60,4 @@ def downgrade() -> None:
     op.drop_index("ix_run_logs_run_level", table_name="run_logs")
     op.drop_table("run_logs")
     op.drop_index("ix_run_feed_tenant", table_name="run_feed")
-    op.drop_index("ix_run_feed_run", table_name="run_feed")
     op.drop_table("run_feed")

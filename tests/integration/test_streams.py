@@ -478,3 +478,46 @@ async def test_readers_never_pass_an_entry_that_commits_later(stack: Stack) -> N
         entries = await feed.read(reader, stack.tenant, start)
     assert [e.run_id for e in entries] == ["r-slow", "r-fast"]
     assert entries[0].id < entries[1].id
+
+
+async def test_a_run_closed_from_temporal_ends_its_stream(stack: Stack) -> None:
+    """A projection closed without a write of the run (the reconciler's way) still ends
+    the run's streams: at once with ``feed.emit_run_closed``, else at the next poll with
+    a closing status without id."""
+    await stack.publish("twenty", twenty_steps())
+    first, second = await stack.start("twenty"), await stack.start("twenty")
+    settings = stack.settings.model_copy(update={"stream_poll_seconds": 1.0})
+    app = create_app(settings, registry=stack.worker_registry, temporal=stack.client)
+    try:
+        async with serve(app) as base:
+            for run in (first, second):
+                await asyncio.wait_for(stack.effects.reached[run["id"]].wait(), 30)
+            readings = [
+                asyncio.create_task(
+                    read_stream(base, f"/v1/runs/{run['id']}/stream", stack.auth(), within=30)
+                )
+                for run in (first, second)
+            ]
+            await until(lambda: _count_subscribed(app, 2))
+            async with stack.sessions.begin() as session:
+                for run in (first, second):
+                    await session.execute(
+                        text("UPDATE runs SET status = 'CANCELED' WHERE run_id = :r"),
+                        {"r": run["id"]},
+                    )
+                await feed.emit_run_closed(session, stack.tenant, first["id"], "CANCELED")
+            emitted, synthesized = await asyncio.gather(*readings)
+    finally:
+        for run in (first, second):
+            stack.effects.release[run["id"]].set()
+    for reading in (emitted, synthesized):
+        assert reading.closed_by_server
+        assert reading.events[-1].event == "run.status"
+        assert reading.events[-1].data["status"] == "CANCELED"
+    assert emitted.events[-1].id is not None
+    assert emitted.events[-1].data["definition"] == "twenty"
+    assert synthesized.events[-1].id is None
+
+
+async def _count_subscribed(app: FastAPI, n: int) -> bool:
+    return _subscribers(app) == n and app.state.feed_hub.listening.is_set()
