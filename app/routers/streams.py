@@ -37,8 +37,9 @@ PAGE = 500
 """Feed entries read per query."""
 SETTLE_FIRST = 0.05
 SETTLE_SECONDS = 10.0
-"""After a wake-up, how long a stream keeps looking (50 ms, doubling up to 1 s) for
-entries held back by an older transaction still in progress."""
+"""After a wake-up, how long a stream keeps looking (after 50 ms, doubling up to 1 s) for
+entries held back by an older transaction still in progress (whose end may notify no
+one)."""
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 _SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
@@ -123,7 +124,8 @@ async def _follow(
     generator is cancelled) or the stream ends."""
     sub = hub.subscribe(tenant, run_id)
     loop = asyncio.get_running_loop()
-    settle = 0.0  # until then, look again soon: woken, but the entries were not final yet
+    settle = 0.0  # until then, look again soon: entries of a commit that woke the stream
+    # may be held back by an older transaction still in progress
     delay = SETTLE_FIRST
     try:
         while True:
@@ -148,8 +150,6 @@ async def _follow(
                         return
             if len(entries) == PAGE:
                 continue
-            if entries:
-                settle, delay = 0.0, SETTLE_FIRST
             settling = loop.time() < settle
             woken = await sub.wait(delay if settling else settings.stream_poll_seconds)
             if woken:

@@ -521,3 +521,52 @@ async def test_a_run_closed_from_temporal_ends_its_stream(stack: Stack) -> None:
 
 async def _count_subscribed(app: FastAPI, n: int) -> bool:
     return _subscribers(app) == n and app.state.feed_hub.listening.is_set()
+
+
+async def test_entries_held_back_by_an_unrelated_transaction_arrive_when_it_ends(
+    stack: Stack,
+) -> None:
+    """An older write transaction that notifies no one (not a projection write) holds
+    entries back only while it lasts: the stream looks again after its wake-up."""
+    now = await _db_now(stack)
+    app = streaming_app(stack)  # polls every 60 s: only the wake-up and settling help
+    async with serve(app) as base:
+        reading = Reading()
+        task = asyncio.create_task(
+            read_stream(
+                base,
+                "/v1/runs:stream",
+                stack.auth(),
+                stop=lambda r: len(r.events) >= 1,
+                reading=reading,
+                within=30,
+            )
+        )
+        await until(lambda: _subscribed(app))
+        other = stack.sessions()
+        await other.begin()
+        try:
+            await other.execute(text("SELECT pg_current_xact_id()"))  # an older xid
+            async with stack.sessions.begin() as session:
+                await write_batch(
+                    session,
+                    ProjectionBatch(
+                        run=RunRecord(
+                            run_id="r-held",
+                            tenant=stack.tenant,
+                            workflow_id=f"{stack.tenant}/r-held",
+                            definition_key="d",
+                            definition_version=1,
+                            status=RunStatus.RUNNING,
+                            seq=1,
+                            started_at=now,
+                        )
+                    ),
+                )
+            await asyncio.sleep(1.5)
+            assert reading.events == []  # held back while the older transaction lasts
+        finally:
+            await other.commit()
+            await other.close()
+        await task
+    assert [e.data["runId"] for e in reading.events] == ["r-held"]
