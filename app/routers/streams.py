@@ -23,7 +23,7 @@ from app.pagination import decode_cursor, encode_cursor
 from app.run_starter import describe_run
 from app.schemas import RunLogLinePublic, RunLogsPublic
 from app.streams import FeedHub
-from projections import feed, runlogs, runs
+from projections import feed, feed_read, runlogs, runs
 from projections.db import is_transient
 from tempoflow.errors import ErrorItem, NotFound, Unprocessable
 from tempoflow.records import TERMINAL_RUN
@@ -72,15 +72,17 @@ def _after(last_event_id: str | None, after: int | None) -> int | None:
     return value
 
 
-async def _start(session: AsyncSession, tenant: str, after: int | None) -> feed.Position | None:
+async def _start(
+    session: AsyncSession, tenant: str, after: int | None
+) -> feed_read.Position | None:
     if after is None:
         return None
-    return await feed.position_of(session, tenant, after) or await feed.position_before(
+    return await feed_read.position_of(session, tenant, after) or await feed_read.position_before(
         session, tenant, after
     )
 
 
-def _event(entry: feed.Entry) -> ServerSentEvent:
+def _event(entry: feed_read.Entry) -> ServerSentEvent:
     return ServerSentEvent(data=json.dumps(entry.data), event=entry.kind, id=str(entry.id))
 
 
@@ -114,7 +116,7 @@ async def _follow(
     hub: FeedHub,
     settings: Settings,
     tenant: str,
-    position: feed.Position,
+    position: feed_read.Position,
     *,
     run_id: str | None = None,
     definition: str | None = None,
@@ -131,7 +133,7 @@ async def _follow(
         while True:
             try:
                 async with sessions() as session:
-                    entries = await feed.read(
+                    entries = await feed_read.read(
                         session, tenant, position, run_id=run_id, definition=definition, limit=PAGE
                     )
             except Exception as err:
@@ -164,7 +166,7 @@ async def _follow(
                     continue_reading = True
                     with contextlib.suppress(Exception):
                         async with sessions() as session:
-                            late = await feed.read(session, tenant, position, run_id=run_id)
+                            late = await feed_read.read(session, tenant, position, run_id=run_id)
                         continue_reading = bool(late)
                     if not continue_reading:
                         yield final
@@ -229,7 +231,9 @@ async def stream_runs(
     """Activity of every run of the tenant (or of one definition's runs), from now (or
     after ``Last-Event-ID`` / ``after``), as Server-Sent Events; it does not end."""
     start = _after(last_event_id, after)
-    position = await _start(session, principal.tenant, start) or await feed.now_position(session)
+    position = await _start(session, principal.tenant, start) or await feed_read.now_position(
+        session
+    )
     await session.rollback()
     events = _follow(
         request.app.state.sessions,

@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text
 
 from activities.registry import ActionContext, ActionError
 from app.main import create_app
-from projections import feed
+from projections import feed, feed_read
 from projections.models import RunFeedRow
 from projections.writer import write_batch
 from tempoflow.records import ProjectionBatch, RunRecord, RunStatus, StepRecord, StepStatus
@@ -457,7 +457,7 @@ async def test_readers_never_pass_an_entry_that_commits_later(stack: Stack) -> N
         )
 
     async with stack.sessions() as reader:
-        start = await feed.now_position(reader)
+        start = await feed_read.now_position(reader)
         await reader.rollback()
     slow = stack.sessions()
     await slow.begin()
@@ -466,7 +466,7 @@ async def test_readers_never_pass_an_entry_that_commits_later(stack: Stack) -> N
         async with stack.sessions.begin() as fast:
             await write_batch(fast, batch("r-fast"))
         async with stack.sessions() as reader:
-            assert await feed.read(reader, stack.tenant, start) == []  # r-slow not final
+            assert await feed_read.read(reader, stack.tenant, start) == []  # r-slow not final
             visible = (
                 await reader.execute(text("SELECT count(*) FROM run_feed WHERE run_id = 'r-fast'"))
             ).scalar_one()
@@ -475,7 +475,7 @@ async def test_readers_never_pass_an_entry_that_commits_later(stack: Stack) -> N
     finally:
         await slow.close()
     async with stack.sessions() as reader:
-        entries = await feed.read(reader, stack.tenant, start)
+        entries = await feed_read.read(reader, stack.tenant, start)
     assert [e.run_id for e in entries] == ["r-slow", "r-fast"]
     assert entries[0].id < entries[1].id
 
