@@ -251,10 +251,13 @@ async def test_a_second_api_process_streams_what_the_worker_writes(stack: Stack)
             assert r.status_code == 201, r.text
             run = r.json()
         await asyncio.wait_for(stack.effects.reached[run["id"]].wait(), 30)
+
+        async def pinged() -> bool:  # heartbeats are comment lines (every 1 s here)
+            return any(c.startswith(": ping") for c in reading.comments)
+
+        await until(pinged, within=10)
         stack.effects.release[run["id"]].set()
         await task
-        # Heartbeats are comment lines (1 s here).
-        assert any(c.startswith(": ping") for c in reading.comments)
         await stack.result(other)
     runs = {e.data["runId"] for e in reading.events}
     assert runs == {run["id"]}  # only the definition asked for
