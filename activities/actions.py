@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from activities import metrics
+from activities import metrics, runlogs
 from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
 from activities.secrets import SecretResolver, masked_heartbeat, projected_input
 from activities.waits import sendable
@@ -284,6 +284,7 @@ class TempoflowActivities:
         inv = activity.payload_converter().from_payload(args[0].payload, ActionInvocation)
         spec = self.registry.get(inv.action)
         attempt = inv.attempt_base + info.attempt
+        lines = runlogs.collect(inv, attempt)  # written with the attempt's outcome
         started = _now()
         step = StepRecord(
             run_id=inv.run_id,
@@ -350,7 +351,7 @@ class TempoflowActivities:
                     "finished_at": _now(),
                 }
             )
-            await asyncio.shield(self._record(closed, info, clock, keep=True))
+            await asyncio.shield(self._record(closed, info, clock, keep=True, logs=lines))
             raise
         except Exception as err:
             error = _error_dict(err)
@@ -378,7 +379,7 @@ class TempoflowActivities:
             )
             # The step shows the latest error while it retries.
             last = step.model_copy(update={"error": error, "finished_at": _now()})
-            await self._record(failed, info, clock, keep=True, step=last)
+            await self._record(failed, info, clock, keep=True, step=last, logs=lines)
             if isinstance(err, ApplicationError):
                 # The attempt number travels with the error (catch blocks show it).
                 raise ApplicationError(
@@ -395,7 +396,7 @@ class TempoflowActivities:
             raise
         done = outcome.model_copy(update={"output": output, "finished_at": _now()})
         version = outcome.action_version
-        if await self._record(done, info, clock, keep=False):
+        if await self._record(done, info, clock, keep=False, logs=lines):
             return ActionOutcome(output=output, attempt=attempt, action_version=version)
         # The step's SUCCEEDED record travels back with the result, and so does the
         # invocation's when it could not be written here.
@@ -496,12 +497,17 @@ class TempoflowActivities:
         *,
         keep: bool,
         step: StepRecord | None = None,
+        logs: runlogs.AttemptLog | None = None,
     ) -> bool:
         """Record an attempt's outcome (one try, bounded by the attempt's time left);
         when that fails, ``keep`` it for this worker's next write. Never raises."""
         left = _time_left(info, clock)
         timeout = RECORD_TIMEOUT if left is None else min(RECORD_TIMEOUT, left - 0.5)
-        batch = ProjectionBatch(invocations=[outcome], steps=[step] if step else [])
+        batch = ProjectionBatch(
+            invocations=[outcome],
+            steps=[step] if step else [],
+            logs=logs.records() if logs else [],
+        )
         try:
             if timeout <= 0:
                 raise TimeoutError("no time left in the attempt")

@@ -47,7 +47,8 @@ async def log(data: LogInput, ctx: ActionContext) -> LogOutput:
     ctx.logger.log(
         logging.getLevelName(data.level.upper()),
         data.message,
-        extra={"tempoflow": {"run_id": ctx.run_id, "step": ctx.step_path, **data.fields}},
+        # ``fields`` become the run-log line's fields (activities/runlogs.py).
+        extra={"fields": data.fields, "run_id": ctx.run_id, "step": ctx.step_path},
     )
     return LogOutput(logged=True)
 

@@ -74,7 +74,7 @@ class ActionContext:
     async def heartbeating(self, every: float = 1.0) -> AsyncIterator[None]:
         """Heartbeat every ``every`` seconds while the block waits on something slow (a
         request, a query), so a cancelled run reaches the action within its heartbeat
-        throttle (0.8 × the step's ``timeouts.heartbeat``; 30 s without one) and the
+        throttle (0.8 x the step's ``timeouts.heartbeat``; 30 s without one) and the
         block is cancelled."""
 
         async def beat() -> None:

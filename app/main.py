@@ -23,6 +23,7 @@ from app.metrics import GaugeSampler
 from app.openapi import build_openapi
 from app.reconciler import Reconciler
 from app.routers import ROUTERS
+from app.streams import FeedHub
 from projections.db import create_engine, session_factory
 from tempoflow.codec import EncryptionCodec
 from tempoflow.settings import Settings
@@ -58,6 +59,7 @@ def create_app(
         sampler = app.state.metrics_sampler = GaugeSampler(app.state.sessions, settings)
         sampler.start()
         app.state.dispatcher = None
+        app.state.feed_hub = FeedHub(settings.sqlalchemy_url)
         if settings.dispatcher_enabled:
             app.state.dispatcher = Dispatcher(app.state.sessions, app.state.temporal, settings)
             app.state.dispatcher.start()
@@ -73,6 +75,7 @@ def create_app(
             if app.state.dispatcher is not None:
                 await app.state.dispatcher.stop()
             await sampler.stop()
+            await app.state.feed_hub.close()
             await engine.dispose()
 
     app = FastAPI(title="Tempoflow", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

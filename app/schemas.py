@@ -536,3 +536,21 @@ class SecretPublic(_Public):
 
 class SecretsPublic(_Public):
     items: list[SecretPublic]
+
+
+class RunLogLinePublic(_Public):
+    """A line an action logged (``core.log``, an action's context logger)."""
+
+    id: int
+    time: datetime
+    level: str
+    message: str
+    fields: dict[str, Any] | None = None
+    step_path: str | None = None
+    loop: LoopIndexes = None
+    attempt: int | None = None
+
+
+class RunLogsPublic(_Public):
+    items: list[RunLogLinePublic]
+    next_cursor: str | None = None

@@ -59,7 +59,8 @@ def _registry(who: str) -> ActionRegistry:
     from activities.plugins import PluginError, load_plugins
 
     try:
-        loaded = load_plugins(_settings().action_modules)
+        settings = _settings()
+        loaded = load_plugins(settings.action_modules, settings=settings)
     except PluginError as err:
         print(f"tempoflow {who}: {err}; not starting", file=sys.stderr)
         sys.exit(2)
@@ -81,6 +82,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         host=settings.api_host,
         port=settings.api_port,
         log_level="info",
+        log_config=None,  # uvicorn logs through the root handler (launcher/logs.py)
         lifespan="on",
     )
     _exit_after_temporal(0)
@@ -180,13 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for name in ("tempoflow", "temporalio", "uvicorn"):
-        logging.getLogger(name).setLevel(logging.INFO)
+    from launcher import logs
+
+    logs.configure_from_env()
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities import runlogs
 from activities.actions import TempoflowActivities
 from activities.builtin import close_resources
 from activities.plugins import load_plugins
@@ -106,6 +107,7 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         settings, runtime=sdk_metrics().runtime, interceptors=client_interceptors(settings)
     )
     await ensure_registered(client, settings.temporal_namespace)
+    runlogs.install(logging.getLevelName(settings.run_log_level.upper()))
     worker = create_worker(
         client,
         task_queue=settings.task_queue,

@@ -1,7 +1,7 @@
 """Tables. Primary data: api keys, definitions, versions, trigger subscriptions, event
 types, egress rules, the event inbox, the secret store, worker presence and the audit
 log. Projections: runs, steps, action invocations and their attempts, waits, event
-deliveries, human tasks."""
+deliveries, human tasks, the run-activity feed and run logs."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
+    UniqueConstraint,
     false,
     func,
     text,
@@ -396,3 +398,59 @@ class SecretRow(Base):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class RunFeedRow(Base):
+    """The run-activity feed that live streams read (status changes, steps, waits, tasks,
+    log lines), written in the transaction of the projection write it reports.
+
+    Readers follow ``(txid, id)`` and take only rows of transactions older than every
+    transaction still in progress, so no row can appear behind a reader's position (ids
+    are assigned in insertion order, not commit order). ``dedupe`` makes a repeated write
+    of the same record add nothing.
+    """
+
+    __tablename__ = "run_feed"
+    __table_args__ = (
+        # Also the run streams' index (a run's entries are sorted in memory).
+        UniqueConstraint("run_id", "dedupe"),
+        Index("ix_run_feed_tenant", "tenant", "txid", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    txid: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("(pg_current_xact_id()::text)::bigint")
+    )
+    """The writing transaction's id."""
+    tenant: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(36))
+    definition_key: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    """The SSE event name (``run.status``, ``step.completed``, ``log``…)."""
+    dedupe: Mapped[str] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class RunLogRow(Base):
+    """A line an action logged (``core.log``, an action's context logger)."""
+
+    __tablename__ = "run_logs"
+    __table_args__ = (
+        UniqueConstraint("run_id", "line_key"),
+        Index("ix_run_logs_run_level", "run_id", "level", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(36))
+    line_key: Mapped[str] = mapped_column(String(64))
+    """``<step seq>:<attempt>:<line number>``: a repeated write adds nothing."""
+    step_path: Mapped[str | None] = mapped_column(String(1024))
+    loop: Mapped[str | None] = mapped_column(String(256))
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    level: Mapped[int] = mapped_column(SmallInteger)
+    """Python logging level number (10 debug, 20 info, 30 warning, 40 error)."""
+    message: Mapped[str] = mapped_column(Text)
+    fields: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    logged_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -20,7 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections.models import DefinitionRow, DefinitionVersionRow
 
-RUN_TABLES = ("steps", "waits", "human_tasks", "action_attempts", "action_invocations")
+RUN_TABLES = (
+    "steps",
+    "waits",
+    "human_tasks",
+    "action_attempts",
+    "action_invocations",
+    "run_logs",
+    "run_feed",
+)
 """Tables whose rows belong to one run (``run_id``), deleted with it. Event deliveries
 go too, except those of events still pending."""
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from projections import feed
 from projections.models import HumanTaskRow, RunRow, StepRow, WaitRow
 from projections.paging import older_than
 from tempoflow.records import (
@@ -99,6 +100,10 @@ async def close_from_temporal(
     )
     if not getattr(result, "rowcount", 0):
         return False
+    # Its live streams end now, as for a close the run wrote itself.
+    await feed.emit_run_closed(
+        session, tenant, run_id, str(status), error=error, closed_at=closed_at
+    )
     await session.execute(
         update(StepRow)
         .where(StepRow.run_id == run_id, StepRow.status.not_in([str(s) for s in TERMINAL_STEP]))

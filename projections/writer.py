@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, and_, func, literal_column, or_
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections import invocations
+from projections import feed, invocations
 from projections.db import is_permanent
 from projections.models import EventDeliveryRow, HumanTaskRow, RunRow, StepRow, WaitRow
 from projections.storable import lossless_json, storable_row
@@ -237,3 +237,4 @@ async def write_batch(
     await upsert_invocations(session, batch.invocations, degraded=degraded)
     if batch.run is not None:
         await upsert_run(session, batch.run, degraded=degraded)
+    await feed.emit(session, batch, degraded=degraded)  # live streams, run logs

@@ -219,6 +219,16 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=lambda: RetentionSettings())
     """How long closed runs' rows and settled events are kept, e.g.
     ``TEMPOFLOW_RETENTION__CLOSED_RUNS=P30D``."""
+    log_format: Literal["text", "json"] = "text"
+    """How the processes (api, worker, dev) write their own log: ``json`` is one JSON
+    object per line."""
+    run_log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level of the action log lines kept in the run log (``GET /v1/runs/{id}/logs``)."""
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
+    """How often a live stream sends a comment line when there is nothing else to send."""
+    stream_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    """How often a live stream reads the feed without a wake-up (notifications lost while
+    the listening connection reconnects)."""
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:

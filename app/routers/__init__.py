@@ -15,6 +15,7 @@ from app.routers import (
     health,
     runs,
     secrets,
+    streams,
     tasks,
 )
 
@@ -33,4 +34,5 @@ ROUTERS = [
     codec.router,
     egress.router,
     secrets.router,
+    streams.router,
 ]
