@@ -43,6 +43,12 @@ EVENTS_FAILED = Counter(
     "Events given up on after dispatch_max_attempts routing failures",
     ["tenant"],
 )
+RUNS_CLOSED_BY_TEMPORAL = Counter(
+    "tempoflow_runs_closed_by_temporal",
+    "Runs Temporal closed without their own closing write (terminated, timed out), as the "
+    "reconciler or a terminate request mirrored them",
+    ["tenant", "status"],
+)
 EVENT_DELIVERIES = Counter(
     "tempoflow_event_deliveries",
     "Deliveries of events to runs by kind (wait, trigger) and outcome (or retry)",

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from app.metrics import RUNS_CLOSED_BY_TEMPORAL
 from app.run_control import closing_reason
 from app.run_starter import TEMPORAL_STATUS
 from projections import runs
@@ -142,6 +143,7 @@ class Reconciler:
                 reason=reason,
             )
         if changed:
+            RUNS_CLOSED_BY_TEMPORAL.labels(tenant, mapped).inc()
             log.info(
                 "run %s of tenant %s: projection closed as %s (%s)", run_id, tenant, mapped, reason
             )

@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from app import run_control
 from app.auth import Principal
 from app.deps import Admin, Operator, SessionDep, SettingsDep, TemporalClientDep
+from app.metrics import RUNS_CLOSED_BY_TEMPORAL
 from app.pagination import decode_cursor, encode_cursor
 from app.run_starter import describe_run, start_run
 from app.schemas import (
@@ -343,14 +344,15 @@ async def terminate_run(
         if err.status not in _NO_OPEN_EXECUTION:
             raise
         raise await _refused(client, principal.tenant, run_id, "terminate") from None
-    await runs.close_from_temporal(
+    if await runs.close_from_temporal(
         session,
         principal.tenant,
         run_id,
         status=RunStatus.TERMINATED,
         closed_at=None,
         reason=run_control.terminated_message(told),
-    )
+    ):
+        RUNS_CLOSED_BY_TEMPORAL.labels(principal.tenant, RunStatus.TERMINATED).inc()
     await _audit(session, principal, "run.terminate", run_id, reason)
     return RunControlPublic(id=run_id, status=RunStatus.TERMINATED, action="terminated")
 

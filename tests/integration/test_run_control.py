@@ -125,6 +125,9 @@ async def test_terminate_is_admin_only_and_projects_terminated_at_once(stack: St
 
     listed = await stack.http.get("/v1/runs?status=TERMINATED", headers=stack.auth())
     assert [i["id"] for i in listed.json()["items"]] == [run["id"]]
+    scraped = (await stack.http.get("/metrics")).text
+    labels = f'status="TERMINATED",tenant="{stack.tenant}"'
+    assert f"tempoflow_runs_closed_by_temporal_total{{{labels}}} 1.0" in scraped
     audited = await stack.http.get("/v1/audit?action=run.terminate", headers=stack.auth())
     [entry] = audited.json()["items"]
     assert entry["target"] == run["id"] and entry["reason"] == "stuck on a bad card"
