@@ -332,6 +332,29 @@ class EventReceipt(_Public):
     duplicate: bool = False
 
 
+class HookReceipt(_Public):
+    """The answer to a webhook call (the same again for a repeated delivery id)."""
+
+    run_id: str
+    delivery_id: str
+    event_id: str
+    received_at: datetime
+    duplicate: bool = False
+
+
+class HookPublic(_Public):
+    trigger: str
+    hook_id: str
+    url: str
+    signature: str
+    version: int
+    created_at: datetime
+
+
+class HooksPublic(_Public):
+    items: list[HookPublic]
+
+
 class EventReceipts(_Public):
     items: list[EventReceipt]
 

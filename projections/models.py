@@ -219,6 +219,30 @@ class TriggerSubscription(Base):
     version: Mapped[int] = mapped_column(Integer)
 
 
+class HookRow(Base):
+    """A webhook trigger's hook (``POST /v1/hooks/{hook_id}``): the random id stays while
+    the latest version has a webhook trigger of that name; ``config`` is the trigger's
+    ``webhook`` object of that version."""
+
+    __tablename__ = "webhook_hooks"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant", "definition_key"],
+            ["definitions.tenant", "definitions.key"],
+            ondelete="CASCADE",
+        ),
+        UniqueConstraint("tenant", "definition_key", "trigger_name"),
+    )
+
+    hook_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    definition_key: Mapped[str] = mapped_column(String(128))
+    trigger_name: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(Json)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
 class EventType(Base):
     __tablename__ = "event_types"
 

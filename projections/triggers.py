@@ -8,7 +8,9 @@ from collections.abc import Iterable
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from projections import hooks
 from projections.models import DefinitionRow, DefinitionVersionRow, TriggerSubscription
+from tempoflow.hooks import hook_event_name
 
 
 async def replace_subscriptions(session: AsyncSession, version: DefinitionVersionRow) -> None:
@@ -19,13 +21,23 @@ async def replace_subscriptions(session: AsyncSession, version: DefinitionVersio
             TriggerSubscription.definition_key == version.key,
         )
     )
+    hook_ids = await hooks.sync_hooks(
+        session, version.tenant, version.key, version.version, version.body
+    )
     for position, trigger in enumerate(version.body.get("triggers") or []):
+        # A webhook trigger subscribes to its hook's calls (stored in the inbox under a
+        # name no event type can have).
+        name = (
+            hook_event_name(hook_ids[trigger["name"]])
+            if trigger.get("webhook") is not None
+            else trigger["event"]
+        )
         session.add(
             TriggerSubscription(
                 tenant=version.tenant,
                 definition_key=version.key,
                 position=position,
-                event_name=trigger["event"],
+                event_name=name,
                 filter=trigger.get("filter"),
                 version=version.version,
             )

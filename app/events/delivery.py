@@ -18,6 +18,7 @@ from app.events.triggers import trigger_key
 from app.run_starter import start_run
 from projections import definitions
 from tempoflow.errors import Conflict, TempoflowError
+from tempoflow.hooks import is_hook_event
 from tempoflow.records import DeliveryStatus
 from tempoflow.settings import Settings
 from temporal_workflows.models import EVENT_SIGNAL
@@ -127,7 +128,8 @@ async def _start(
             task_queue=settings.task_queue,
             tenant=event.tenant,
             version=version,
-            data=to_delivery(event).public(),
+            # A webhook call's payload is the run input its trigger mapped at the hook.
+            data=event.payload if is_hook_event(event.name) else to_delivery(event).public(),
             idempotency_key=trigger_key(row["definition_key"], event.event_id),
             limits=settings.expression_limits,
             run_limits=settings.run_limits,

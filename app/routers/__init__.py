@@ -13,6 +13,7 @@ from app.routers import (
     events,
     expressions,
     health,
+    hooks,
     runs,
     secrets,
     streams,
@@ -35,4 +36,5 @@ ROUTERS = [
     egress.router,
     secrets.router,
     streams.router,
+    hooks.router,
 ]

@@ -555,12 +555,47 @@ def _check_declarations() -> None:
 _check_declarations()
 
 
+class SecretRef(_Model):
+    """``{"$secret": "name"}``: a secret of the tenant's store, resolved server-side."""
+
+    secret: Annotated[str, Field(alias="$secret", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+
+
+class Webhook(_Model):
+    """An inbound webhook (``POST /v1/hooks/{hookId}``): how calls are verified and
+    mapped to the run input (``input``: an expression over ``body`` and ``headers``;
+    the body itself without one)."""
+
+    signature: Literal["standard", "github"] = "standard"
+    secrets: list[SecretRef] = Field(min_length=1, max_length=2)
+    """One secret, or two while rotating (a call signed with either is accepted)."""
+    tolerance: timedelta = Field(
+        default=timedelta(minutes=5), ge=timedelta(seconds=1), le=timedelta(hours=1)
+    )
+    """Standard Webhooks: how far ``webhook-timestamp`` may be from the server's clock."""
+    input: Jsonata | None = None
+
+
 class Trigger(_Model):
     """Start a run of this definition for every event of type ``event`` (for which
-    ``filter``, evaluated with the event as ``event``, is truthy)."""
+    ``filter``, evaluated with the event as ``event``, is truthy), or for every verified
+    call of a ``webhook`` (which needs a ``name``, unique in the definition: its hook URL
+    stays the same across publications while the name does)."""
 
-    event: EventName
+    name: Name | None = None
+    event: EventName | None = None
     filter: Jsonata | None = None
+    webhook: Webhook | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Trigger:
+        if (self.event is None) == (self.webhook is None):
+            raise ValueError("a trigger has exactly one of event or webhook")
+        if self.webhook is not None and self.name is None:
+            raise ValueError("a webhook trigger needs a name")
+        if self.webhook is not None and self.filter is not None:
+            raise ValueError("filter applies to event triggers only")
+        return self
 
 
 class Retention(_Model):

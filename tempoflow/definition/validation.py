@@ -27,6 +27,8 @@ from tempoflow.jsonschema_safe import unsafe_parts
 from tempoflow.secrets import SECRET_NAME, is_name, iter_references
 
 EVENT_NAMES = frozenset({"event"})
+HOOK_NAMES = frozenset({"body", "headers"})
+"""What a webhook trigger's ``input`` expression sees."""
 HINT = "see docs/definition-language.md for the node types and their fields"
 MAX_EXPRESSION = 8192
 
@@ -301,7 +303,27 @@ def validate_definition(
     if isinstance(body.get("inputSchema"), dict):
         _check_schema(body["inputSchema"], "/inputSchema", "input_schema.invalid", checker.issues)
     triggers = body.get("triggers")
+    trigger_names: set[str] = set()
     for index, trigger in enumerate(triggers if isinstance(triggers, list) else []):
+        if isinstance(trigger, dict) and isinstance(trigger.get("name"), str):
+            if trigger["name"] in trigger_names:
+                checker.issues.append(
+                    Issue(
+                        path=f"/triggers/{index}/name",
+                        code="trigger.duplicate_name",
+                        message=f"trigger name {trigger['name']!r} is used twice",
+                        hint="give each trigger its own name (a webhook's URL follows its name)",
+                    )
+                )
+            trigger_names.add(trigger["name"])
+        hook = trigger.get("webhook") if isinstance(trigger, dict) else None
+        if isinstance(hook, dict) and isinstance(hook.get("input"), str):
+            # A webhook's input mapping sees only the call: its body and headers.
+            path = f"/triggers/{index}/webhook/input"
+            if 0 < len(hook["input"]) <= MAX_EXPRESSION:
+                checker.issues += expression_issues(
+                    hook["input"], path, roots=HOOK_NAMES, assigned=set()
+                )
         if isinstance(trigger, dict) and isinstance(trigger.get("filter"), str):
             # A trigger filter sees only the event: the run does not exist yet.
             path = f"/triggers/{index}/filter"
