@@ -141,7 +141,7 @@ async def receive(
         raise Conflict(
             f"definition {hook.definition_key!r} is paused; the call was not accepted",
             code="definition_paused",
-            hint="deliver it again after POST /v1/definitions/{key}:resume",
+            hint="deliver it again after POST /v1/definitions/{key}/resume",
         )
     try:
         body = json.loads(raw) if raw else None
