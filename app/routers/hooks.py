@@ -206,10 +206,8 @@ async def receive(
 
 
 def _tolerance(config: dict[str, Any]) -> timedelta:
-    value = config.get("tolerance")
-    if isinstance(value, str):
-        return _DURATION.validate_python(value)
-    return timedelta(minutes=5)
+    value = config.get("tolerance")  # as written (validated at publish): ISO 8601 or seconds
+    return timedelta(minutes=5) if value is None else _DURATION.validate_python(value)
 
 
 @router.get("/definitions/{key}/hooks", response_model=HooksPublic)

@@ -336,10 +336,10 @@ def validate_definition(
 
 def secret_references(body: Any) -> list[tuple[str, str]]:
     """``(pointer, name)`` of every secret reference with a literal name in the action
-    inputs of ``body`` (a raw definition), in document order."""
+    inputs and webhook triggers of ``body`` (a raw definition), in document order."""
     if not isinstance(body, dict):
         return []
-    return [
+    refs = [
         (ref_path, name)
         for path, model, raw, _ in _raw_steps(body.get("steps"), "/steps", frozenset())
         for part in model.parts(raw)
@@ -347,6 +347,13 @@ def secret_references(body: Any) -> list[tuple[str, str]]:
         for ref_path, name in iter_references(part.value, f"{path}/{part.pointer}")
         if is_name(name)
     ]
+    triggers = body.get("triggers")
+    for index, trigger in enumerate(triggers if isinstance(triggers, list) else []):
+        hook = trigger.get("webhook") if isinstance(trigger, dict) else None
+        if isinstance(hook, dict) and isinstance(hook.get("secrets"), list):
+            path = f"/triggers/{index}/webhook/secrets"
+            refs += [(p, n) for p, n in iter_references(hook["secrets"], path) if is_name(n)]
+    return refs
 
 
 def unknown_secret_issues(refs: list[tuple[str, str]], existing: set[str]) -> list[Issue]:
@@ -356,8 +363,13 @@ def unknown_secret_issues(refs: list[tuple[str, str]], existing: set[str]) -> li
             path=path,
             code="secret.unknown",
             severity="warning",
-            message=f"secret {name!r} does not exist; the step fails with SecretNotFound "
-            "unless it is created before the step runs",
+            message=(
+                f"secret {name!r} does not exist; the webhook refuses every call signed "
+                "with it until it is created"
+                if path.startswith("/triggers/")
+                else f"secret {name!r} does not exist; the step fails with SecretNotFound "
+                "unless it is created before the step runs"
+            ),
             hint="PUT /v1/secrets/{name} creates it",
         )
         for path, name in refs

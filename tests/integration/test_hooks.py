@@ -137,6 +137,18 @@ async def test_genuine_call_starts_one_run_and_a_replay_starts_nothing(stack: St
     assert r.status_code == 202 and r.json()["runId"] != run_id
     await until(lambda: _count_is(stack, "on-hook", 2))
 
+    # The same delivery sent five times at once: one is accepted, all name its run.
+    body3 = json.dumps({"number": 44}).encode()
+    headers3 = signed(body3, "msg_3")
+    answers = await asyncio.gather(
+        *(stack.http.post(f"/v1/hooks/{hook}", content=body3, headers=headers3) for _ in range(5))
+    )
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 200, 202]
+    assert len({a.json()["runId"] for a in answers}) == 1
+    await until(lambda: _count_is(stack, "on-hook", 3))
+    await asyncio.sleep(1.0)
+    assert await inbox_rows(stack, hook) == 3 and await run_count(stack, "on-hook") == 3
+
 
 async def _count_is(stack: Stack, key: str, n: int) -> bool:
     return await run_count(stack, key) == n

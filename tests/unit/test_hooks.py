@@ -258,3 +258,17 @@ def test_trigger_names_are_unique() -> None:
     body = _definition({"name": "h", "webhook": hook})
     body["triggers"].append({"name": "h", "webhook": hook})
     assert _codes(body) == [("/triggers/1/name", "trigger.duplicate_name")]
+
+
+def test_unknown_webhook_secrets_are_publish_warnings() -> None:
+    from tempoflow.definition.validation import secret_references, unknown_secret_issues
+
+    hook = {"secrets": [{"$secret": "have"}, {"$secret": "missing"}]}
+    refs = secret_references(_definition({"name": "h", "webhook": hook}))
+    assert refs == [
+        ("/triggers/0/webhook/secrets/0", "have"),
+        ("/triggers/0/webhook/secrets/1", "missing"),
+    ]
+    [issue] = unknown_secret_issues(refs, {"have"})
+    assert issue.path == "/triggers/0/webhook/secrets/1" and issue.severity == "warning"
+    assert "webhook" in issue.message
