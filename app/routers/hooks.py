@@ -103,6 +103,13 @@ async def _secrets(session: Any, settings: Settings, hook: HookRow) -> list[str]
         409: {"description": "the definition is paused"},
         413: {"description": "body too large"},
     },
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "description": "the sender's JSON body, verified byte for byte",
+            "content": {"application/json": {"schema": {}}},
+        }
+    },
 )
 async def receive(
     hook_id: str, request: Request, session: SessionDep, settings: SettingsDep, response: Response
