@@ -97,7 +97,7 @@ async def _secrets(session: Any, settings: Settings, hook: HookRow) -> list[str]
     response_model=HookReceipt,
     status_code=202,
     responses={
-        200: {"description": "a repeated delivery id: the first answer"},
+        200: {"model": HookReceipt, "description": "a repeated delivery id: the first answer"},
         401: {"description": "missing, wrong or stale signature"},
         404: {"description": "unknown hook"},
         409: {"description": "the definition is paused"},
