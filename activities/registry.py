@@ -67,6 +67,7 @@ class ActionSpec(Generic[In, Out]):
     output_model: type[Out]
     handler: Handler[In, Out]
     description: str = ""
+    side_effects: bool = True
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -97,11 +98,16 @@ class ActionRegistry:
         output_model: type[Out],
         version: int = 1,
         description: str = "",
+        side_effects: bool = True,
     ) -> Callable[[Handler[In, Out]], Handler[In, Out]]:
         """Decorator registering ``handler`` as action ``name``."""
 
         def register(handler: Handler[In, Out]) -> Handler[In, Out]:
-            self.add(ActionSpec(name, version, input_model, output_model, handler, description))
+            self.add(
+                ActionSpec(
+                    name, version, input_model, output_model, handler, description, side_effects
+                )
+            )
             return handler
 
         return register
