@@ -51,12 +51,14 @@ def register_builtins(registry: ActionRegistry) -> ActionRegistry:
         input_model=NoopInput,
         output_model=NoopOutput,
         description="Does nothing; returns its input.",
+        side_effects=False,
     )(noop)
     registry.action(
         "core.log",
         input_model=LogInput,
         output_model=LogOutput,
         description="Writes a message to the worker log.",
+        side_effects=False,
     )(log)
     return registry
 
