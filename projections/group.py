@@ -21,6 +21,7 @@ in flight at once (or two workers' groups) never deadlock on each other.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,7 +116,11 @@ class GroupWriter:
             while self._queue:
                 group = self._queue[: self.max_group]
                 del self._queue[: self.max_group]
-                await self._flush(group)
+                try:
+                    await self._flush(group)
+                except BaseException as err:  # cancelled (shutdown): nobody waits forever
+                    _settle_error(group, err)
+                    raise
         finally:
             self._running -= 1
 
@@ -192,14 +197,18 @@ async def _claim(
         ref = invocations.InvocationRef(
             row["tenant"], row["action"], row["action_version"], row["idempotency_key"]
         )
-        request = invocations.ClaimRequest(**{**request.__dict__, "ref": ref})
+        request = dataclasses.replace(request, ref=ref)
     return await invocations.claim(conn, request)
 
 
 def _settle_error(group: list[_Write], err: BaseException) -> None:
     for write in group:
-        if not write.done.done():
-            write.done.set_exception(err)
-            # Retrieved or not (its caller may have stopped waiting), never "never
-            # retrieved" noise.
-            write.done.exception()
+        if write.done.done():
+            continue
+        if isinstance(err, asyncio.CancelledError):
+            write.done.cancel()
+            continue
+        write.done.set_exception(err)
+        # Retrieved or not (its caller may have stopped waiting), never "never
+        # retrieved" noise.
+        write.done.exception()
