@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: dev test test-unit conformance lint format bench clean
 
-$(STAMP): pyproject.toml
+EXAMPLE_PLUGIN := examples/plugin/tempoflow-example-plugin
+
+# The example action plugin is installed too: the suite proves entry-point discovery with it.
+$(STAMP): pyproject.toml $(EXAMPLE_PLUGIN)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps -e $(EXAMPLE_PLUGIN)
 	touch $(STAMP)
 
 dev: $(STAMP)  ## run the whole stack (Temporal + UI, PostgreSQL, worker, API)

@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.common import RawValue
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics, runlogs
 from activities.registry import ActionContext, ActionError, ActionRegistry, ActionSpec
+from activities.secrets import SecretResolver, masked_heartbeat, projected_input
 from activities.waits import sendable
 from projections import definitions, invocations, routing
 from projections.db import is_permanent, is_transient
@@ -26,12 +28,14 @@ from projections.storable import restore_json, storable_json
 from projections.writer import write_batch
 from tempoflow.definition.model import ActionCall, type_of
 from tempoflow.error_types import ErrorType
+from tempoflow.keyring import Keyring
 from tempoflow.records import (
     InvocationRecord,
     ProjectionBatch,
     StepRecord,
     StepStatus,
 )
+from tempoflow.settings import Settings
 from temporal_workflows.models import (
     PROJECT_ACTIVITY,
     REGISTER_WAIT_ACTIVITY,
@@ -93,6 +97,13 @@ def _decode(raw: RawValue, model: type[M]) -> M:
         return model.model_validate(storable_json(data))
 
 
+def _capped_delay(delay: timedelta | None, policy: RetryPolicy | None) -> timedelta | None:
+    """An action's requested retry delay, no longer than the step's ``maxInterval``."""
+    if delay is None or policy is None or policy.maximum_interval is None:
+        return delay
+    return min(delay, policy.maximum_interval)
+
+
 class BookkeepingUnavailableError(Exception):
     """The invocation could not be claimed within the attempt's waiting budget."""
 
@@ -150,10 +161,12 @@ class TempoflowActivities:
         self,
         registry: ActionRegistry,
         sessions: async_sessionmaker[AsyncSession],
+        keyring: Keyring | None = None,
         writer: GroupWriter | None = None,
     ) -> None:
         self.registry = registry
         self.sessions = sessions
+        self.secrets = SecretResolver(sessions, keyring or Settings().keyring)
         # Projection writes of concurrent activities share transactions (group commit).
         self.writer = writer or GroupWriter(sessions.kw["bind"])
         # Records an attempt could not write (database unreachable): attempt outcomes, and
@@ -203,7 +216,13 @@ class TempoflowActivities:
         """Write a batch of projection records (idempotent). Transient database errors
         raise (the workflow's local activity retries without limit); data PostgreSQL
         cannot hold is written degraded, never retried."""
-        await self._write(_decode(raw, ProjectionBatch))
+        batch = _decode(raw, ProjectionBatch)
+        try:
+            await self._write(batch)
+        except BaseException:
+            metrics.observe_projection(batch, ok=False)
+            raise
+        metrics.observe_projection(batch, ok=True)
 
     @activity.defn(name=REGISTER_WAIT_ACTIVITY)
     async def register_wait(self, raw: RawValue) -> list[EventDelivery]:
@@ -260,7 +279,12 @@ class TempoflowActivities:
                 type=ErrorType.DEFINITION_NOT_FOUND,
                 non_retryable=True,
             )
-        return DefinitionRef(key=row.key, version=row.version, body=row.body)
+        return DefinitionRef(
+            key=row.key,
+            version=row.version,
+            body=row.body,
+            action_defaults=row.action_defaults or {},
+        )
 
     @activity.defn(dynamic=True)
     async def invoke_action(self, args: Sequence[RawValue]) -> ActionOutcome:
@@ -288,6 +312,7 @@ class TempoflowActivities:
         inv = activity.payload_converter().from_payload(args[0].payload, ActionInvocation)
         spec = self.registry.get(inv.action)
         attempt = inv.attempt_base + info.attempt
+        lines = runlogs.collect(inv, attempt)  # written with the attempt's outcome
         started = _now()
         step = StepRecord(
             run_id=inv.run_id,
@@ -300,7 +325,7 @@ class TempoflowActivities:
             status=StepStatus.RUNNING,
             attempt=attempt,
             started_at=started,
-            input=inv.input,
+            input=projected_input(inv),
         )
         outcome = InvocationRecord(
             tenant=inv.tenant,
@@ -322,13 +347,25 @@ class TempoflowActivities:
                 claim = await self._claim(inv, outcome, step, info, clock)
                 if claim.status == "SUCCEEDED":
                     return ActionOutcome(
-                        output=restore_json(claim.output), attempt=attempt, deduplicated=True
+                        output=restore_json(claim.output),
+                        attempt=attempt,
+                        deduplicated=True,
+                        action_version=outcome.action_version,
                     )
             try:
-                output = await self._run(inv, spec, attempt)
+                output = await self.secrets.run(
+                    inv.tenant,
+                    inv.input,
+                    inv.secrets,
+                    lambda data: self._run(inv, spec, attempt, data),
+                )
             except asyncio.CancelledError:
                 closed = outcome.model_copy(
-                    update={"status": "CANCELED", "invocation_status": "CANCELED"}
+                    update={
+                        "status": "CANCELED",
+                        "invocation_status": "CANCELED",
+                        "finished_at": _now(),
+                    }
                 )
                 await asyncio.shield(
                     self._record(
@@ -338,6 +375,7 @@ class TempoflowActivities:
                         keep=True,
                         step=step if carried is not None else None,
                         carried=carried,
+                        logs=lines,
                     )
                 )
                 raise
@@ -348,27 +386,35 @@ class TempoflowActivities:
                         "status": "FAILED",
                         "invocation_status": "FAILED" if _final(err, info) else "RETRYING",
                         "error": error,
+                        "finished_at": _now(),
                     }
                 )
                 # The step shows the latest error while it retries.
                 last = step.model_copy(update={"error": error, "finished_at": _now()})
                 if carried is None:
-                    await self._record(failed, info, clock, keep=True, step=last)
+                    await self._record(failed, info, clock, keep=True, step=last, logs=lines)
                 else:
-                    await self._settle(carried, last, failed, info, clock)
+                    await self._settle(carried, last, failed, info, clock, lines)
                 if isinstance(err, ApplicationError):
                     # The attempt number travels with the error (catch blocks show it).
                     raise ApplicationError(
                         err.message,
-                        ActionFailure(attempt=attempt, details=error["details"]),
+                        ActionFailure(
+                            attempt=attempt,
+                            details=error["details"],
+                            action_version=outcome.action_version,
+                        ),
                         type=err.type,
                         non_retryable=err.non_retryable,
+                        next_retry_delay=_capped_delay(err.next_retry_delay, info.retry_policy),
                     ) from err
                 raise
             done = outcome.model_copy(update={"output": output, "finished_at": _now()})
             if carried is not None:
-                await self._settle(carried, step, done, info, clock)
-                return ActionOutcome(output=output, attempt=attempt)
+                await self._settle(carried, step, done, info, clock, lines)
+                return ActionOutcome(
+                    output=output, attempt=attempt, action_version=outcome.action_version
+                )
         except BookkeepingUnavailableError as err:
             raise ApplicationError(
                 f"the database is unreachable: {err.__cause__!r}",
@@ -384,12 +430,16 @@ class TempoflowActivities:
                 type=ErrorType.BOOKKEEPING_UNAVAILABLE,
                 non_retryable=True,
             ) from None
-        if await self._record(done, info, clock, keep=False):
-            return ActionOutcome(output=output, attempt=attempt)
+        version = outcome.action_version
+        if await self._record(done, info, clock, keep=False, logs=lines):
+            return ActionOutcome(output=output, attempt=attempt, action_version=version)
         # The step's SUCCEEDED record travels back with the result, and so does the
         # invocation's when it could not be written here.
         return ActionOutcome(
-            output=output, attempt=attempt, unrecorded=done.model_copy(update={"output": None})
+            output=output,
+            attempt=attempt,
+            action_version=version,
+            unrecorded=done.model_copy(update={"output": None}),
         )
 
     async def _claim(
@@ -458,6 +508,7 @@ class TempoflowActivities:
         outcome: InvocationRecord,
         info: activity.Info,
         clock: float,
+        logs: runlogs.AttemptLog | None = None,
     ) -> None:
         """Write a side-effect-free attempt's records: the buffered ones, the step and the
         outcome; within the attempt's waiting budget, retry transient errors, then give
@@ -466,6 +517,7 @@ class TempoflowActivities:
             update={
                 "steps": [*carried.steps, step],
                 "invocations": [*carried.invocations, outcome],
+                "logs": [*carried.logs, *(logs.records() if logs else [])],
             }
         )
         budget = _wait_budget(info, clock)
@@ -504,18 +556,24 @@ class TempoflowActivities:
         keep: bool,
         step: StepRecord | None = None,
         carried: ProjectionBatch | None = None,
+        logs: runlogs.AttemptLog | None = None,
     ) -> bool:
         """Record an attempt's outcome (one try, bounded by the attempt's time left);
         when that fails, ``keep`` it for this worker's next write (with the ``carried``
         records of a side-effect-free attempt, which nothing else writes). Never raises."""
         left = _time_left(info, clock)
         timeout = RECORD_TIMEOUT if left is None else min(RECORD_TIMEOUT, left - 0.5)
-        batch = ProjectionBatch(invocations=[outcome], steps=[step] if step else [])
+        batch = ProjectionBatch(
+            invocations=[outcome],
+            steps=[step] if step else [],
+            logs=logs.records() if logs else [],
+        )
         if carried is not None:
             batch = carried.model_copy(
                 update={
                     "steps": [*carried.steps, *batch.steps],
                     "invocations": [*carried.invocations, outcome],
+                    "logs": [*carried.logs, *batch.logs],
                 }
             )
         try:
@@ -534,8 +592,9 @@ class TempoflowActivities:
             return False
 
     async def _run(
-        self, inv: ActionInvocation, spec: ActionSpec[Any, Any] | None, attempt: int
+        self, inv: ActionInvocation, spec: ActionSpec[Any, Any] | None, attempt: int, input: Any
     ) -> Any:
+        """Validate ``input`` (secret references resolved) and run the handler."""
         if spec is None:
             raise ApplicationError(
                 f"action {inv.action!r} is not registered on this worker",
@@ -543,7 +602,7 @@ class TempoflowActivities:
                 non_retryable=True,
             )
         try:
-            data = spec.input_model.model_validate(inv.input)
+            data = spec.input_model.model_validate(input)
         except ValidationError as err:
             raise ApplicationError(
                 f"invalid input for {inv.action}: {err.error_count()} error(s)",
@@ -560,13 +619,18 @@ class TempoflowActivities:
             attempt=attempt,
             idempotency_key=inv.idempotency_key,
             logger=activity.logger,
-            heartbeat=activity.heartbeat,
+            heartbeat=masked_heartbeat,
         )
         try:
-            result = await spec.handler(data, ctx)
+            with metrics.observe_action(inv.action):
+                result = await spec.handler(data, ctx)
         except ActionError as err:
             raise ApplicationError(
-                err.message, err.details, type=err.type, non_retryable=not err.retryable
+                err.message,
+                err.details,
+                type=err.type,
+                non_retryable=not err.retryable,
+                next_retry_delay=err.next_retry_delay,
             ) from err
         try:
             return spec.output_model.model_validate(result).model_dump(mode="json")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from tempoflow.definition.model import ACTION_NAME, RetryPolicy, Timeouts
 from tempoflow.errors import TempoflowBaseError
 
 In = TypeVar("In", bound=BaseModel)
@@ -25,16 +30,26 @@ class ActionError(TempoflowBaseError):
         message: what went wrong, for a person.
         retryable: whether Temporal retries the attempt under the step's ``retry``.
         details: JSON details the step's error carries.
+        next_retry_delay: wait this long before the next attempt instead of the retry
+            policy's backoff (e.g. a server's ``Retry-After``); capped by the step's
+            ``maxInterval``. Retries still end after ``maxAttempts``.
     """
 
     def __init__(
-        self, type: str, message: str, *, retryable: bool = True, details: Any = None
+        self,
+        type: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        details: Any = None,
+        next_retry_delay: timedelta | None = None,
     ) -> None:
         super().__init__(message)
         self.type = type
         self.message = message
         self.retryable = retryable
         self.details = details
+        self.next_retry_delay = next_retry_delay
 
 
 @dataclass(frozen=True)
@@ -55,12 +70,52 @@ class ActionContext:
     """Report liveness (with a heartbeat timeout); a cancelled run is seen by heartbeating
     actions as ``asyncio.CancelledError``."""
 
+    @contextlib.asynccontextmanager
+    async def heartbeating(self, every: float = 1.0) -> AsyncIterator[None]:
+        """Heartbeat every ``every`` seconds while the block waits on something slow (a
+        request, a query), so a cancelled run reaches the action within its heartbeat
+        throttle (0.8 x the step's ``timeouts.heartbeat``; 30 s without one) and the
+        block is cancelled."""
+
+        async def beat() -> None:
+            while True:
+                self.heartbeat()
+                await asyncio.sleep(every)
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
 
 Handler = Callable[[In, ActionContext], Awaitable[Out]]
 
 
 @dataclass(frozen=True)
 class ActionSpec(Generic[In, Out]):
+    """An action: what ``action.call`` names, declared once for the API and the worker.
+
+    Attributes:
+        name: dotted lowercase name (``team.verb``), what ``action.call`` names.
+        version: bumped when the input or output changes incompatibly; recorded with
+            every invocation.
+        input_model: pydantic model of the input (its JSON Schema is checked at publish
+            and the model validates every attempt's input).
+        output_model: pydantic model of the output.
+        handler: ``async (input, ctx) -> output``.
+        description: one line for ``GET /v1/actions``.
+        side_effects: whether the action changes anything outside the run (``False``:
+            repeating it is harmless, e.g. a pure computation or a log line).
+        retry: default retry policy for steps calling it (fields left out fall through
+            to the built-in defaults; the definition's and the step's win).
+        timeouts: default timeouts, same precedence.
+        publish_roles: roles that may publish definitions calling it (``None``: every
+            role that may publish; ``admin`` always may).
+    """
+
     name: str
     version: int
     input_model: type[In]
@@ -68,14 +123,50 @@ class ActionSpec(Generic[In, Out]):
     handler: Handler[In, Out]
     description: str = ""
     side_effects: bool = True
+    retry: RetryPolicy | None = None
+    timeouts: Timeouts | None = None
+    publish_roles: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(ACTION_NAME, self.name):
+            raise ValueError(
+                f"action name {self.name!r} must be dotted lowercase words (e.g. 'acme.send')"
+            )
+        if not isinstance(self.version, int) or self.version < 1:
+            raise ValueError(f"action {self.name}: version must be a positive integer")
+        for model in (self.input_model, self.output_model):
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise TypeError(f"action {self.name}: {model!r} is not a pydantic model")
+        if self.publish_roles is not None:
+            object.__setattr__(self, "publish_roles", frozenset(self.publish_roles))
+
+    def declared_defaults(self) -> dict[str, Any]:
+        """The retry and timeout fields the action declares (only those it writes), as
+        JSON: pinned into published versions (``RunInput.action_defaults``)."""
+        found: dict[str, Any] = {}
+        if self.retry is not None and self.retry.model_fields_set:
+            found["retry"] = self.retry.model_dump(mode="json", exclude_unset=True)
+        if self.timeouts is not None and self.timeouts.model_fields_set:
+            found["timeouts"] = self.timeouts.model_dump(
+                mode="json", exclude_unset=True, exclude_none=True
+            )
+        return found
+
+    def may_publish(self, roles: frozenset[str]) -> bool:
+        """Whether a caller holding ``roles`` may publish a definition calling it."""
+        return self.publish_roles is None or "admin" in roles or bool(roles & self.publish_roles)
 
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "version": self.version,
             "description": self.description,
+            "sideEffects": self.side_effects,
             "inputSchema": self.input_model.model_json_schema(),
             "outputSchema": self.output_model.model_json_schema(),
+            "retry": self.retry.model_dump(mode="json") if self.retry else None,
+            "timeouts": self.timeouts.model_dump(mode="json") if self.timeouts else None,
+            "publishRoles": sorted(self.publish_roles) if self.publish_roles is not None else None,
         }
 
 
@@ -84,6 +175,7 @@ class ActionRegistry:
 
     def __init__(self) -> None:
         self._actions: dict[str, ActionSpec[Any, Any]] = {}
+        self._input_schemas: dict[str, dict[str, Any]] = {}
 
     def add(self, spec: ActionSpec[Any, Any]) -> None:
         if spec.name in self._actions:
@@ -99,18 +191,37 @@ class ActionRegistry:
         version: int = 1,
         description: str = "",
         side_effects: bool = True,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        publish_roles: Iterable[str] | None = None,
     ) -> Callable[[Handler[In, Out]], Handler[In, Out]]:
-        """Decorator registering ``handler`` as action ``name``."""
+        """Decorator registering ``handler`` as action ``name`` (see :class:`ActionSpec`)."""
 
         def register(handler: Handler[In, Out]) -> Handler[In, Out]:
             self.add(
                 ActionSpec(
-                    name, version, input_model, output_model, handler, description, side_effects
+                    name,
+                    version,
+                    input_model,
+                    output_model,
+                    handler,
+                    description,
+                    side_effects=side_effects,
+                    retry=retry,
+                    timeouts=timeouts,
+                    publish_roles=frozenset(publish_roles) if publish_roles is not None else None,
                 )
             )
             return handler
 
         return register
+
+    def input_schemas(self) -> dict[str, dict[str, Any]]:
+        """The JSON Schema of every action's input, by name (computed once each)."""
+        for name, spec in self._actions.items():
+            if name not in self._input_schemas:
+                self._input_schemas[name] = spec.input_model.model_json_schema()
+        return self._input_schemas
 
     def get(self, name: str) -> ActionSpec[Any, Any] | None:
         return self._actions.get(name)

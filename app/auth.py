@@ -8,6 +8,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,25 +36,50 @@ def hash_key(key: str, pepper: str) -> str:
 
 
 async def create_api_key(
-    session: AsyncSession, *, tenant: str, roles: list[str], pepper: str, name: str = ""
+    session: AsyncSession,
+    *,
+    tenant: str,
+    roles: list[str],
+    pepper: str,
+    name: str = "",
+    expires_at: datetime | None = None,
 ) -> str:
     """Store a new key and return its plaintext (the only time it is visible)."""
+    return (
+        await create_api_key_row(
+            session, tenant=tenant, roles=roles, pepper=pepper, name=name, expires_at=expires_at
+        )
+    )[1]
+
+
+async def create_api_key_row(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    roles: list[str],
+    pepper: str,
+    name: str = "",
+    expires_at: datetime | None = None,
+) -> tuple[str, str]:
+    """Store a new key; ``(id, plaintext)`` (the only time the plaintext is visible)."""
     if not re.match(TENANT_PATTERN, tenant):
         raise ValueError(f"tenant must match {TENANT_PATTERN}")
     unknown = set(roles) - ROLES
     if unknown or not roles:
         raise ValueError(f"roles must be among {sorted(ROLES)}; got {sorted(roles)}")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key_id = str(uuid.uuid4())
     await api_keys.add_api_key(
         session,
-        key_id=str(uuid.uuid4()),
+        key_id=key_id,
         tenant=tenant,
         name=name or f"{tenant} key",
         prefix=secret[: len(KEY_PREFIX) + 6],
         key_hash=hash_key(secret, pepper),
         roles=sorted(set(roles)),
+        expires_at=expires_at,
     )
-    return secret
+    return key_id, secret
 
 
 async def authenticate(session: AsyncSession, key: str, pepper: str) -> Principal | None:

@@ -89,3 +89,4 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
 Reader = Annotated[Principal, Depends(require("publisher", "operator"))]
 Publisher = Annotated[Principal, Depends(require("publisher"))]
 Operator = Annotated[Principal, Depends(require("operator"))]
+Admin = Annotated[Principal, Depends(require())]

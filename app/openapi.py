@@ -48,14 +48,15 @@ _MORE_SUCCESS = {
     ("post", "/v1/definitions/{key}/publish"): {201: "New version published"},
     ("post", "/v1/runs"): {200: "The run of a repeated idempotencyKey"},
     ("put", "/v1/event-types/{name}"): {201: "Event type created (200: replaced)"},
+    ("put", "/v1/secrets/{name}"): {201: "Secret created (200: replaced)"},
     ("post", "/v1/events"): {200: "Duplicate: the first receipt"},
     ("post", "/v1/events:batch"): {200: "Every event was a duplicate"},
 }
-_NO_CONFLICT = ("/validate", "/v1/expressions/evaluate")
+_NO_CONFLICT = ("/validate", "/v1/expressions/evaluate", "/codec/decode", "/codec/encode")
 
 
 def _error_statuses(method: str, path: str, operation: dict[str, Any]) -> set[int]:
-    if not path.startswith("/v1/"):
+    if not path.startswith(("/v1/", "/codec/")):
         return {503} if path == "/readyz" else set()
     statuses = {400, 401, 403, 422, 503}
     params = operation.get("parameters", [])

@@ -27,8 +27,8 @@ TEMPORAL_STATUS = {
     WorkflowExecutionStatus.RUNNING: "RUNNING",
     WorkflowExecutionStatus.COMPLETED: "SUCCEEDED",
     WorkflowExecutionStatus.FAILED: "FAILED",
-    WorkflowExecutionStatus.TERMINATED: "FAILED",
-    WorkflowExecutionStatus.TIMED_OUT: "FAILED",
+    WorkflowExecutionStatus.TERMINATED: "TERMINATED",
+    WorkflowExecutionStatus.TIMED_OUT: "TIMED_OUT",
     WorkflowExecutionStatus.CANCELED: "CANCELED",
     WorkflowExecutionStatus.CONTINUED_AS_NEW: "RUNNING",
 }
@@ -85,6 +85,7 @@ async def start_run(
                 definition_key=version.key,
                 definition_version=version.version,
                 definition=version.body,
+                action_defaults=version.action_defaults or {},
                 input=data,
                 limits=limits or ExpressionLimits(),
                 run_limits=run_limits or RunLimits(),

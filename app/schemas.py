@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from tempoflow.definition import Issue
+from tempoflow.secrets import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH
 
 DEFINITION_KEY = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 INT32_MAX = 2**31 - 1
@@ -103,6 +104,11 @@ class VersionPublic(_Public):
     definition: dict[str, Any] = Field(validation_alias="body")
     content_hash: str
     published_at: datetime
+    action_defaults: dict[str, Any] | None = Field(
+        default=None,
+        description="the declared retry/timeout defaults of the actions it calls, pinned at "
+        "publish (step and definition settings win over them)",
+    )
 
 
 class ValidationReport(_Public):
@@ -143,6 +149,28 @@ class RunPublic(_Public):
     temporal_ui_url: str | None = None
 
 
+class RunControlPublic(_Public):
+    id: str
+    status: str = Field(description="the run's status in Temporal when the request returned")
+    action: str = Field(description="'cancel_requested' or 'terminated'")
+
+
+class RetryPublic(_Public):
+    id: str
+    dry_run: bool
+    status: str = Field(description="RUNNING once reset; the current status on a dry run")
+    resume_from: dict[str, Any] = Field(
+        description="stepPath and action the run resumes at (null when it resumes at its "
+        "last workflow task), the reset event id and why"
+    )
+
+
+class TerminateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="terminated by an operator", min_length=1, max_length=1000)
+
+
 class RunsPublic(_Public):
     items: list[RunPublic]
     next_cursor: str | None = None
@@ -167,12 +195,36 @@ class StepsPublic(_Public):
     items: list[StepPublic]
 
 
+class WorkerAvailability(_Public):
+    available: bool = Field(
+        description="a worker of the API's task queue that loaded it was seen within "
+        "TEMPOFLOW_WORKER_PRESENCE_SECONDS (and has not stopped)"
+    )
+    last_seen: datetime | None = Field(
+        default=None, description="last heartbeat of any worker that loaded it"
+    )
+    versions: list[int] = Field(
+        default_factory=list, description="versions the available workers loaded"
+    )
+
+
 class ActionPublic(_Public):
     name: str
-    version: int
-    description: str
-    input_schema: dict[str, Any]
-    output_schema: dict[str, Any]
+    version: int | None = Field(description="null: only workers know this action")
+    description: str = ""
+    side_effects: bool | None = None
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    retry: dict[str, Any] | None = Field(default=None, description="declared default retry")
+    timeouts: dict[str, Any] | None = Field(default=None, description="declared timeouts")
+    publish_roles: list[str] | None = Field(
+        default=None, description="roles that may publish definitions calling it (null: any)"
+    )
+    registered: bool = Field(
+        default=True,
+        description="the API knows it (definitions may call it); false: only workers have it",
+    )
+    workers: WorkerAvailability
 
 
 class ExpressionEvaluate(_Write):
@@ -359,3 +411,146 @@ class WaitPublic(_Public):
 
 class WaitsPublic(_Public):
     items: list[WaitPublic]
+
+
+ApiKeyRole = Literal["admin", "publisher", "operator", "ingest"]
+
+
+class ApiKeyCreate(_Write):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+    roles: list[ApiKeyRole] = Field(min_length=1, max_length=4)
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="the key stops working then (must be in the future)"
+    )
+
+
+class ApiKeyPublic(_Public):
+    id: str
+    name: str
+    prefix: str = Field(description="the first characters of the key, to recognise it")
+    roles: list[str]
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="the key itself: shown this once, never again")
+
+
+class ApiKeysPublic(_Public):
+    items: list[ApiKeyPublic]
+
+
+class AuditEntryPublic(_Public):
+    id: int
+    at: datetime
+    actor: str = Field(description="id of the API key that acted")
+    action: str
+    target: str
+    reason: str | None = None
+    details: Any = None
+
+
+class AuditPublic(_Public):
+    items: list[AuditEntryPublic]
+    next_cursor: str | None = None
+
+
+class BulkFilter(_Write):
+    definition: str | None = Field(default=None, min_length=1, max_length=128)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    status: Literal["RUNNING", "WAITING"] | None = None
+    started_after: AwareDatetime | None = None
+    started_before: AwareDatetime | None = None
+
+
+class BulkControl(_Write):
+    filter: BulkFilter
+    dry_run: bool = False
+    reason: str | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class BulkFailure(_Public):
+    id: str
+    code: str
+    detail: str
+
+
+class BulkControlPublic(_Public):
+    dry_run: bool
+    matched: int = Field(description="open runs the filter selects")
+    ids: list[str] = Field(description="the selected runs (dry run: the first 100)")
+    done: int = Field(default=0, description="runs Temporal accepted the request for")
+    failed: list[BulkFailure] = Field(default_factory=list)
+
+
+class DecisionRequest(_Write):
+    decision: Literal["retry", "skip", "fail"]
+    output: Any = Field(default=None, description="the step's output when skipping")
+    loop: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        max_length=32,
+        description="for-each iteration indexes of the step, outermost first (as in /steps)",
+    )
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class DecisionPublic(_Public):
+    id: str
+    step_path: str
+    decision: str
+
+
+class EgressRulesWrite(_Write):
+    allow: list[Annotated[str, Field(max_length=300)]] = Field(
+        max_length=1000,
+        description="Hosts (`billing.internal`, `*.corp.example`), addresses and CIDR "
+        "networks (`10.1.2.0/24`) the tenant's HTTP actions may reach although the egress "
+        "policy refuses them by default",
+    )
+
+
+class EgressRulesPublic(_Public):
+    allow: list[str]
+    updated_at: datetime | None = None
+
+
+class SecretWrite(_Write):
+    """A secret's value: stored encrypted, never returned."""
+
+    value: str = Field(
+        min_length=MIN_SECRET_LENGTH,
+        max_length=MAX_SECRET_LENGTH,
+        json_schema_extra={"writeOnly": True},
+    )
+
+
+class SecretPublic(_Public):
+    """What the API shows of a secret: its name and timestamps, never the value."""
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SecretsPublic(_Public):
+    items: list[SecretPublic]
+
+
+class RunLogLinePublic(_Public):
+    """A line an action logged (``core.log``, an action's context logger)."""
+
+    id: int
+    time: datetime
+    level: str
+    message: str
+    fields: dict[str, Any] | None = None
+    step_path: str | None = None
+    loop: LoopIndexes = None
+    attempt: int | None = None
+
+
+class RunLogsPublic(_Public):
+    items: list[RunLogLinePublic]
+    next_cursor: str | None = None

@@ -1,4 +1,5 @@
-"""The ``tempoflow`` command: dev, api, worker, migrate, apikey, publish, run, status, event."""
+"""The ``tempoflow`` command: dev, api, worker, migrate, apikey, secrets, publish, run,
+status, event."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tempoflow.settings import Settings
+
+if TYPE_CHECKING:
+    from activities.registry import ActionRegistry
 
 
 def _settings() -> Settings:
@@ -48,17 +53,36 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(_settings())
 
 
+def _registry(who: str) -> ActionRegistry:
+    """Built-ins and plugins (logged); exits naming the plugin when one fails to load, so
+    a process never runs with part of the set."""
+    from activities.plugins import PluginError, load_plugins
+
+    try:
+        settings = _settings()
+        loaded = load_plugins(settings.action_modules, settings=settings)
+    except PluginError as err:
+        print(f"tempoflow {who}: {err}; not starting", file=sys.stderr)
+        sys.exit(2)
+    logging.getLogger(f"tempoflow.{who}").info(
+        "loaded %d actions: %s", len(loaded.registry.names()), loaded.summary()
+    )
+    return loaded.registry
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
 
+    registry = _registry("api")
     settings = _database()
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, registry=registry),
         host=settings.api_host,
         port=settings.api_port,
         log_level="info",
+        log_config=None,  # uvicorn logs through the root handler (launcher/logs.py)
         lifespan="on",
     )
     _exit_after_temporal(0)
@@ -68,7 +92,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from launcher.worker import run_worker
 
-    asyncio.run(run_worker(_database()))
+    registry = _registry("worker")
+    asyncio.run(run_worker(_database(), registry))
     _exit_after_temporal(0)
     return 0
 
@@ -82,51 +107,45 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_apikey_create(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import DBAPIError, ProgrammingError
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Rebuild run projections from Temporal history."""
+    import json
+    from datetime import datetime
 
-    from app.auth import create_api_key
+    from launcher.rebuild import rebuild
     from projections.db import create_engine, session_factory
+    from tempoflow.temporal_client import connect_temporal
 
+    if not (args.run or args.since or args.all):
+        print("tempoflow: say what to rebuild: --run ID, --since TIME or --all", file=sys.stderr)
+        return 2
     settings = _database()
+    since = datetime.fromisoformat(args.since) if args.since else None
 
-    async def create() -> str:
-        engine = create_engine(settings.sqlalchemy_url, pool_size=1)
+    async def go() -> int:
+        client = await connect_temporal(settings)
+        engine = create_engine(settings.sqlalchemy_url, pool_size=2)
         try:
-            async with session_factory(engine).begin() as session:
-                return await create_api_key(
-                    session,
-                    tenant=args.tenant,
-                    roles=args.role,
-                    pepper=settings.api_key_pepper,
-                    name=args.name,
-                )
+            summary = await rebuild(
+                client, session_factory(engine), run_id=args.run, since=since, tenant=args.tenant
+            )
         finally:
             await engine.dispose()
+        print(
+            json.dumps(
+                {
+                    "runs": summary.runs,
+                    "executions": summary.executions,
+                    "closedByTemporal": summary.closed_by_temporal,
+                    "failures": summary.failures,
+                }
+            )
+        )
+        return 1 if summary.failures else 0
 
-    try:
-        key = asyncio.run(create())
-    except ValueError as err:
-        print(f"tempoflow: {err}", file=sys.stderr)
-        return 2
-    except ProgrammingError as err:
-        if "api_keys" not in str(err.orig):
-            raise
-        print(
-            "tempoflow: the database has no Tempoflow schema; run `tempoflow migrate`",
-            file=sys.stderr,
-        )
-        return 2
-    except (OSError, DBAPIError) as err:
-        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
-        print(
-            f"tempoflow: cannot use the database ({reason}); "
-            "check TEMPOFLOW_DATABASE_URL or TEMPOFLOW_HOME",
-            file=sys.stderr,
-        )
-        return 2
-    print(key)  # only the key on stdout, for scripts
-    return 0
+    code = asyncio.run(go())
+    _exit_after_temporal(code)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,30 +159,32 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate)
     apikey = sub.add_parser("apikey", help="manage API keys")
     apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
-    create = apikey_sub.add_parser("create", help="create a key; prints only the key")
-    create.add_argument("--tenant", required=True)
-    create.add_argument(
-        "--role",
-        action="append",
-        required=True,
-        help="admin, publisher, operator or ingest (repeatable)",
-    )
-    create.add_argument("--name", default="")
-    create.set_defaults(func=cmd_apikey_create)
+    from launcher.apikeys import add_commands as add_apikey_commands
+
+    add_apikey_commands(apikey_sub, _database)
     from launcher.remote import add_commands
+    from launcher.secrets_cli import add_commands as add_secret_commands
 
     add_commands(sub)
+    projections = sub.add_parser("projections", help="maintain the run projections")
+    projections_sub = projections.add_subparsers(dest="projections_command", required=True)
+    rebuild = projections_sub.add_parser(
+        "rebuild", help="rebuild runs, steps, invocations, waits and tasks from Temporal history"
+    )
+    which = rebuild.add_mutually_exclusive_group()
+    which.add_argument("--run", help="one run id")
+    which.add_argument("--since", help="runs started at or after this ISO 8601 time")
+    which.add_argument("--all", action="store_true", help="every run Temporal still holds")
+    rebuild.add_argument("--tenant", help="only this tenant's runs")
+    rebuild.set_defaults(func=cmd_rebuild)
+    add_secret_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for name in ("tempoflow", "temporalio", "uvicorn"):
-        logging.getLogger(name).setLevel(logging.INFO)
+    from launcher import logs
+
+    logs.configure_from_env()
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

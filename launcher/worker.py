@@ -14,11 +14,19 @@ from temporalio.client import Client
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities import runlogs
 from activities.actions import TempoflowActivities
-from activities.builtin import default_registry
+from activities.builtin import close_resources
+from activities.plugins import load_plugins
+from activities.presence import PresenceReporter
 from activities.registry import ActionRegistry
+from activities.retention import Pruner
+from activities.telemetry import sdk_metrics
+from activities.tracing import client_interceptors
 from launcher.search_attributes import ensure_registered
+from launcher.worker_http import WorkerHttp, worker_app
 from projections.db import create_engine, session_factory
+from tempoflow.keyring import Keyring
 from tempoflow.settings import Settings
 from tempoflow.temporal_client import connect_temporal
 from temporal_workflows.interpreter import InterpreterWorkflow
@@ -60,9 +68,11 @@ def create_worker(
     max_concurrent_activities: int = 100,
     graceful_shutdown: timedelta = timedelta(seconds=5),
     workflow_runner: WorkflowRunner | None = None,
+    keyring: Keyring | None = None,
 ) -> Worker:
-    """A worker running the interpreter and the action/projection activities."""
-    impl = TempoflowActivities(registry, sessions)
+    """A worker running the interpreter and the action/projection activities
+    (``keyring``: the secret store's keys, by default those of ``Settings()``)."""
+    impl = TempoflowActivities(registry, sessions, keyring)
     return Worker(
         client,
         task_queue=task_queue,
@@ -81,16 +91,45 @@ def create_worker(
 
 
 async def run_worker(settings: Settings, registry: ActionRegistry | None = None) -> None:
-    """Run the worker until SIGINT/SIGTERM, then shut down gracefully."""
-    client = await connect_temporal(settings)
-    await ensure_registered(client, settings.temporal_namespace)
+    """Run the worker until SIGINT/SIGTERM, then shut down gracefully.
+
+    Without ``registry``, the built-ins and every plugin (entry points,
+    ``TEMPOFLOW_ACTION_MODULES``) are loaded first: a plugin that fails raises
+    :class:`activities.plugins.PluginError` before anything connects.
+    """
     engine = create_engine(settings.sqlalchemy_url, pool_size=20, pre_ping=False)
+    sessions = session_factory(engine)  # connects on first use
+    if registry is None:
+        loaded = load_plugins(settings.action_modules, settings=settings, sessions=sessions)
+        registry = loaded.registry
+        log.info("loaded %d actions: %s", len(registry.names()), loaded.summary())
+    client = await connect_temporal(
+        settings, runtime=sdk_metrics().runtime, interceptors=client_interceptors(settings)
+    )
+    await ensure_registered(client, settings.temporal_namespace)
+    runlogs.install(logging.getLevelName(settings.run_log_level.upper()))
     worker = create_worker(
         client,
         task_queue=settings.task_queue,
-        registry=registry or default_registry(),
-        sessions=session_factory(engine),
+        registry=registry,
+        sessions=sessions,
+        keyring=settings.keyring,
     )
+    http: WorkerHttp | None = None
+    if settings.worker_metrics_port:
+        http = WorkerHttp(
+            worker_app(client, sessions, settings),
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
+        await http.start()
+        log.info(
+            "worker metrics and health on %s:%s",
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
+    pruner = Pruner(sessions, settings)
+    pruner.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -100,6 +139,18 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         settings.task_queue,
         settings.resolved_temporal_address,
     )
-    async with worker:
-        await stop.wait()
-    await engine.dispose()
+    presence = PresenceReporter(
+        sessions,
+        registry,
+        task_queue=settings.task_queue,
+        interval=settings.worker_heartbeat_seconds,
+    )
+    try:
+        async with worker, presence:
+            await stop.wait()
+    finally:
+        await pruner.stop()
+        if http is not None:
+            await http.stop()
+        await close_resources(registry)
+        await engine.dispose()

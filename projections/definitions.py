@@ -88,9 +88,14 @@ async def list_versions(session: AsyncSession, tenant: str, key: str) -> list[De
 
 
 async def publish(
-    session: AsyncSession, definition: DefinitionRow, *, published_by: str
+    session: AsyncSession,
+    definition: DefinitionRow,
+    *,
+    published_by: str,
+    action_defaults: dict[str, Any] | None = None,
 ) -> tuple[DefinitionVersionRow, bool]:
-    """Publish the (locked) draft; the same content as the latest version is not republished.
+    """Publish the (locked) draft; the same content as the latest version (with the same
+    pinned ``action_defaults``) is not republished.
 
     Returns the version and whether it was created.
     """
@@ -98,7 +103,11 @@ async def publish(
         latest = await get_version(
             session, definition.tenant, definition.key, definition.latest_version
         )
-        if latest is not None and latest.content_hash == definition.draft_hash:
+        if (
+            latest is not None
+            and latest.content_hash == definition.draft_hash
+            and (latest.action_defaults or {}) == (action_defaults or {})
+        ):
             return latest, False
     version = DefinitionVersionRow(
         tenant=definition.tenant,
@@ -109,6 +118,7 @@ async def publish(
         body=definition.draft,
         content_hash=definition.draft_hash,
         published_by=published_by,
+        action_defaults=action_defaults or None,
     )
     session.add(version)
     definition.latest_version = version.version

@@ -1,6 +1,7 @@
 """Tables. Primary data: api keys, definitions, versions, trigger subscriptions, event
-types and the event inbox. Projections: runs, steps, action invocations and their attempts,
-waits, event deliveries, human tasks."""
+types, egress rules, the event inbox, the secret store, worker presence and the audit
+log. Projections: runs, steps, action invocations and their attempts, waits, event
+deliveries, human tasks, the run-activity feed and run logs."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
+    SmallInteger,
     String,
     Text,
+    UniqueConstraint,
     false,
     func,
     text,
@@ -42,6 +46,7 @@ class ApiKey(Base):
     roles: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class DefinitionRow(Base):
@@ -77,6 +82,9 @@ class DefinitionVersionRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     published_by: Mapped[str | None] = mapped_column(String(36))
     published_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    action_defaults: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    """The declared retry/timeout defaults of the actions the version calls, as the API's
+    registry had them at publish (pinned into every run of the version)."""
 
 
 class RunRow(Base):
@@ -84,6 +92,14 @@ class RunRow(Base):
     __table_args__ = (
         Index("ix_runs_tenant_started", "tenant", "started_at", "run_id"),
         Index("ix_runs_tenant_definition", "tenant", "definition_key", "started_at"),
+        Index("ix_runs_closed", "closed_at", postgresql_where=text("closed_at IS NOT NULL")),
+        Index(
+            "ix_runs_open",
+            "tenant",
+            "status",
+            "updated_at",
+            postgresql_where=text("closed_at IS NULL"),
+        ),
     )
 
     run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -166,6 +182,7 @@ class ActionAttempt(Base):
             ],
             ondelete="CASCADE",
         ),
+        Index("ix_action_attempts_run", "run_id"),
     )
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -228,6 +245,7 @@ class Event(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'PENDING'"),
         ),
+        Index("ix_events_settled", "received_at", postgresql_where=text("status <> 'PENDING'")),
     )
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -247,6 +265,8 @@ class Event(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     last_error: Mapped[str | None] = mapped_column(Text)
     routed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(Json, nullable=True)
+    """W3C trace context of the request that sent the event (tracing on only)."""
 
 
 class EventDeliveryRow(Base):
@@ -321,3 +341,116 @@ class HumanTaskRow(Base):
     completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     completed_by: Mapped[str | None] = mapped_column(String(256))
     data: Mapped[Any] = mapped_column(Json, nullable=True)
+
+
+class AuditRow(Base):
+    """Who did what, when and why (primary data: not rebuilt from Temporal)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_tenant_id", "tenant", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(36))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(1024))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[Any] = mapped_column(Json, nullable=True)
+
+
+class WorkerPresence(Base):
+    """A worker process and the actions it loaded, refreshed by its heartbeat (not tenant
+    data: workers serve every tenant)."""
+
+    __tablename__ = "worker_presence"
+
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    task_queue: Mapped[str] = mapped_column(String(200), index=True)
+    actions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    """``[{name, version}]`` of every action the worker loaded."""
+    started_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    last_seen: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    stopped_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class EgressRules(Base):
+    """A tenant's egress allow-list (primary data): hosts and CIDR networks its HTTP
+    actions may reach although the egress policy refuses them by default."""
+
+    __tablename__ = "egress_rules"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    allow: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class SecretRow(Base):
+    """The secret store (primary data): values encrypted with the configured keyring,
+    bound to tenant and name; never returned by the API."""
+
+    __tablename__ = "secrets"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    """Fingerprint of the key that encrypted ``ciphertext`` (``tempoflow.keyring``)."""
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class RunFeedRow(Base):
+    """The run-activity feed that live streams read (status changes, steps, waits, tasks,
+    log lines), written in the transaction of the projection write it reports.
+
+    Readers follow ``(txid, id)`` and take only rows of transactions older than every
+    transaction still in progress, so no row can appear behind a reader's position (ids
+    are assigned in insertion order, not commit order). ``dedupe`` makes a repeated write
+    of the same record add nothing.
+    """
+
+    __tablename__ = "run_feed"
+    __table_args__ = (
+        # Also the run streams' index (a run's entries are sorted in memory).
+        UniqueConstraint("run_id", "dedupe"),
+        Index("ix_run_feed_tenant", "tenant", "txid", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    txid: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("(pg_current_xact_id()::text)::bigint")
+    )
+    """The writing transaction's id."""
+    tenant: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(36))
+    definition_key: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    """The SSE event name (``run.status``, ``step.completed``, ``log``…)."""
+    dedupe: Mapped[str] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class RunLogRow(Base):
+    """A line an action logged (``core.log``, an action's context logger)."""
+
+    __tablename__ = "run_logs"
+    __table_args__ = (
+        UniqueConstraint("run_id", "line_key"),
+        Index("ix_run_logs_run_level", "run_id", "level", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(36))
+    line_key: Mapped[str] = mapped_column(String(64))
+    """``<step seq>:<attempt>:<line number>``: a repeated write adds nothing."""
+    step_path: Mapped[str | None] = mapped_column(String(1024))
+    loop: Mapped[str | None] = mapped_column(String(256))
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    level: Mapped[int] = mapped_column(SmallInteger)
+    """Python logging level number (10 debug, 20 info, 30 warning, 40 error)."""
+    message: Mapped[str] = mapped_column(Text)
+    fields: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    logged_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -16,7 +16,7 @@ from sqlalchemy import Text, cast, func, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections import deliveries
+from projections import deliveries, feed
 from projections.models import Event, EventDeliveryRow, EventType, WaitRow
 from projections.writer import write_batch
 from tempoflow.correlation import lock_key
@@ -83,6 +83,7 @@ async def register_wait(
     if pending is not None:
         await write_batch(session, pending)
     await session.execute(insert(WaitRow).values(**wait.model_dump()).on_conflict_do_nothing())
+    await feed.emit(session, ProjectionBatch(waits=[wait]))  # live streams
     ttl = func.coalesce(EventType.buffer_ttl_seconds, 0)
     window = func.least(literal(wait.since), func.now() - func.make_interval(0, 0, 0, 0, 0, 0, ttl))
     delivered = (

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, and_, func, literal_column, or_
 from sqlalchemy.dialects.postgresql import Insert, insert
 
-from projections import invocations
+from projections import feed, invocations
 from projections.db import Executor, is_permanent
 from projections.models import EventDeliveryRow, HumanTaskRow, RunRow, StepRow, WaitRow
 from projections.storable import lossless_json, storable_row
@@ -262,3 +262,4 @@ async def write_batches(
         session, [i for b in batches for i in b.invocations], degraded=degraded
     )
     await upsert_runs(session, [b.run for b in batches if b.run is not None], degraded=degraded)
+    await feed.emit(session, batches, degraded=degraded)  # live streams, run logs

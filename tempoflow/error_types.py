@@ -55,8 +55,48 @@ class ErrorType(StrEnum):
       is not published (the ``resolve_definition`` activity, not retryable).
     - ``CorrelationError``: an ``event.wait`` correlation key evaluated to nothing or
       to a value that is not a key (the interpreter).
+    - ``SecretNotFound``: an action's input refers (``{"$secret": name}``) to a secret the
+      run's tenant does not have, or the reference holds no valid name (the
+      ``invoke_action`` activity, before the handler runs); the message and
+      ``details.secrets`` name the missing secrets. Not retryable.
+    - ``SecretUnreadable``: a referenced secret does not decrypt with the configured keys
+      (its key was removed from ``TEMPOFLOW_SECRETS_KEY``, or the stored value was
+      altered); ``invoke_action``, not retryable.
     - ``WaitRegistrationFailed``: the ``register_wait`` activity could not index the wait
       (a permanent database error); not retryable.
+
+    Failures of the built-in ``email.send`` action (``activities/email.py``; catchable):
+
+    - ``SmtpUnavailable``: the SMTP server could not be reached or dropped the
+      connection (refused, timed out, disconnected). Retryable.
+    - ``SmtpTransientError``: the server answered a 4xx reply (try again later, mailbox
+      busy, every recipient deferred); ``details`` has ``code`` and ``message``. Retryable.
+    - ``SmtpRejected``: the server answered a 5xx reply (authentication failed, sender or
+      every recipient refused, message refused) or the connection cannot work as
+      configured (no STARTTLS); ``details`` has ``code`` and ``message``. Not retryable.
+    - ``SmtpNotConfigured``: no SMTP server in the step's input nor in the worker's
+      settings (``TEMPOFLOW_SMTP__HOST``), or no sender. Not retryable.
+    Failures of the built-in ``http.request`` and ``webhook.send`` actions
+    (``activities/http.py``, ``activities/webhook.py``; all catchable):
+
+    - ``HttpStatusError``: the response status is not one the step accepts. Retryable
+      for 5xx and 429 (a ``Retry-After`` sets the delay before the next attempt, capped
+      by the step's ``maxInterval``), not retryable for other statuses. ``details`` has
+      ``status``, ``headers`` and ``bodyExcerpt`` (the first 1,000 characters).
+    - ``HttpConnectionError``: the connection failed (refused, reset, name not resolved,
+      protocol error). Retryable.
+    - ``HttpTimeout``: connecting, sending or reading took longer than the request's
+      ``timeout``. Retryable.
+    - ``HttpResponseTooLarge``: the response body is over the request's or the worker's
+      cap (``TEMPOFLOW_HTTP_MAX_RESPONSE_BYTES``); reading stopped there. Not retryable.
+    - ``HttpTooManyRedirects``: more redirects than the request allows. Not retryable.
+    - ``HttpUrlInvalid``: the URL (or a redirect's ``Location``) is malformed. Not
+      retryable.
+    - ``EgressDenied``: the egress policy refused the URL's scheme or an address its host
+      resolves to (``tempoflow/egress.py``); ``details`` name the ``rule``, ``host`` and
+      ``address``. Checked again on every redirect. Not retryable.
+    - ``WebhookSecretInvalid``: ``webhook.send``'s signing secret is not a Standard
+      Webhooks secret (base64, optionally ``whsec_``-prefixed). Not retryable.
 
     Failures of a whole run or of a request to it (never a step's type, so never caught):
 
@@ -66,6 +106,9 @@ class ErrorType(StrEnum):
       complete-task update validator refuses a completion (the task is unknown, was
       completed already, or the data does not match the form); the API answers 409, 409
       and 422. The run is not affected.
+    - ``DecisionNotPending``, ``DecisionAlreadyMade``: the interpreter's decide update
+      validator refuses an operator's decision (no step of that path waits for one, or
+      another decision came first); the API answers 409. The run is not affected.
     - ``BookkeepingUnavailable``: the ``invoke_action`` activity gave its attempt back
       before running the handler (database unreachable, or another run's attempt holds
       the idempotency key); details are a :class:`temporal_workflows.models.
@@ -87,8 +130,24 @@ class ErrorType(StrEnum):
     DEFINITION_NOT_FOUND = "DefinitionNotFound"
     CORRELATION_ERROR = "CorrelationError"
     WAIT_REGISTRATION_FAILED = "WaitRegistrationFailed"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_UNREADABLE = "SecretUnreadable"
     DEFINITION_INVALID = "DefinitionInvalid"
     TASK_NOT_OPEN = "TaskNotOpen"
     TASK_ALREADY_COMPLETED = "TaskAlreadyCompleted"
     TASK_DATA_INVALID = "TaskDataInvalid"
+    DECISION_NOT_PENDING = "DecisionNotPending"
+    DECISION_ALREADY_MADE = "DecisionAlreadyMade"
     BOOKKEEPING_UNAVAILABLE = "BookkeepingUnavailable"
+    SMTP_UNAVAILABLE = "SmtpUnavailable"
+    SMTP_TRANSIENT_ERROR = "SmtpTransientError"
+    SMTP_REJECTED = "SmtpRejected"
+    SMTP_NOT_CONFIGURED = "SmtpNotConfigured"
+    HTTP_STATUS_ERROR = "HttpStatusError"
+    HTTP_CONNECTION_ERROR = "HttpConnectionError"
+    HTTP_TIMEOUT = "HttpTimeout"
+    HTTP_RESPONSE_TOO_LARGE = "HttpResponseTooLarge"
+    HTTP_TOO_MANY_REDIRECTS = "HttpTooManyRedirects"
+    HTTP_URL_INVALID = "HttpUrlInvalid"
+    EGRESS_DENIED = "EgressDenied"
+    WEBHOOK_SECRET_INVALID = "WebhookSecretInvalid"

@@ -18,7 +18,13 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-__all__ = ["Unresolvable", "UnusableSchema", "safe_validator", "unsafe_parts"]
+__all__ = [
+    "Unresolvable",
+    "UnusableSchema",
+    "safe_validator",
+    "safe_validator_class",
+    "unsafe_parts",
+]
 
 
 class UnusableSchema(ValueError):
@@ -77,12 +83,17 @@ def _safe_class(cls: Any) -> Any:
     )
 
 
-def safe_validator(schema: dict[str, Any]) -> Any:
+def safe_validator_class(schema: dict[str, Any]) -> Any:
+    """The validator class :func:`safe_validator` instantiates (to extend further)."""
+    return _safe_class(jsonschema.validators.validator_for(schema))
+
+
+def safe_validator(schema: dict[str, Any], cls: Any = None) -> Any:
     """A validator for ``schema`` (its draft by ``$schema``) that does no I/O and matches
     patterns in linear time. Validation raises :class:`Unresolvable` for a ``$ref`` outside
-    the schema and :class:`UnusableSchema` for a pattern RE2 cannot run."""
-    cls = jsonschema.validators.validator_for(schema)
-    return _safe_class(cls)(schema, registry=Registry())
+    the schema and :class:`UnusableSchema` for a pattern RE2 cannot run. ``cls``: an
+    extension of :func:`safe_validator_class` to use instead."""
+    return (cls or safe_validator_class(schema))(schema, registry=Registry())
 
 
 def unsafe_parts(schema: Any, path: str = "") -> list[tuple[str, str]]:

@@ -20,6 +20,11 @@ class RunStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
+    TERMINATED = "TERMINATED"
+    """Ended by an operator (``POST /v1/runs/{id}/terminate`` or Temporal itself): no
+    ``finally`` ran."""
+    TIMED_OUT = "TIMED_OUT"
+    """Temporal ended it at its execution timeout."""
 
 
 class StepStatus(StrEnum):
@@ -67,7 +72,15 @@ class TaskStatus(StrEnum):
     CANCELED = "CANCELED"
 
 
-TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED})
+TERMINAL_RUN = frozenset(
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.CANCELED,
+        RunStatus.TERMINATED,
+        RunStatus.TIMED_OUT,
+    }
+)
 TERMINAL_STEP = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELED})
 
 
@@ -184,6 +197,29 @@ class InvocationRecord(BaseModel):
     error: dict[str, Any] | None = None
 
 
+class LogLineRecord(BaseModel):
+    """A line an action logged during one attempt, keyed by ``(run_id, seq, attempt, n)``.
+
+    Written by the action activity with the attempt's outcome; never carried through the
+    workflow.
+    """
+
+    tenant: str
+    run_id: str
+    seq: int
+    """The step's sequence number."""
+    step_path: str
+    loop: str | None = None
+    attempt: int
+    n: int
+    """Line number within the attempt."""
+    level: int
+    """Python logging level number."""
+    message: str
+    fields: dict[str, Any] | None = None
+    logged_at: datetime
+
+
 class ProjectionBatch(BaseModel):
     """Records to upsert together; the run record (if any) after the steps."""
 
@@ -193,6 +229,7 @@ class ProjectionBatch(BaseModel):
     deliveries: list[DeliveryRecord] = Field(default_factory=list)
     tasks: list[TaskRecord] = Field(default_factory=list)
     invocations: list[InvocationRecord] = Field(default_factory=list)
+    logs: list[LogLineRecord] = Field(default_factory=list)
 
     def is_empty(self) -> bool:
         return (
@@ -202,4 +239,5 @@ class ProjectionBatch(BaseModel):
             and not self.deliveries
             and not self.tasks
             and not self.invocations
+            and not self.logs
         )

@@ -28,6 +28,7 @@ from tempoflow.records import (
     TaskRecord,
     WaitRecord,
 )
+from tempoflow.redaction import Redaction
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import RunInput
 
@@ -46,6 +47,9 @@ class Shared:
     tasks: list[TaskRecord] = field(default_factory=list)
     invocations: list[InvocationRecord] = field(default_factory=list)
     """Action outcomes the activity could not record (database unreachable)."""
+    redact: list[str] = field(default_factory=list)
+    """The definition's ``redact`` pointers; ``redaction`` compiles them."""
+    redaction: Redaction = field(default_factory=Redaction)
     run_sent: bool = False
     status: RunStatus = RunStatus.RUNNING
     flush: Callable[[RunStatus], Awaitable[None]] | None = None
@@ -243,6 +247,20 @@ class RunContext:
         started_at: datetime,
         **fields: Any,
     ) -> StepRecord:
+        redaction = self.shared.redaction
+        if redaction:
+            # Masked here, before the record leaves the workflow: projections never hold
+            # the values (the history, which runs the workflow, still does).
+            if fields.get("input") is not None:
+                fields["input"] = redaction.step_input(fields["input"])
+            if fields.get("output") is not None:
+                fields["output"] = redaction.step_output(
+                    fields["output"],
+                    # The variable the step assigns (only an ``output`` declared a target).
+                    target=step.output if step.fields.get("output") == "target" else None,
+                    keyed=bool(getattr(step, "target_keys", None)),
+                    event=getattr(step, "outputs_event", False),
+                )
         return StepRecord(
             run_id=self.inp.run_id,
             tenant=self.inp.tenant,
@@ -260,6 +278,9 @@ class RunContext:
         self.shared.steps.append(record)
 
     def run_record(self, status: RunStatus, **fields: Any) -> RunRecord:
+        redaction = self.shared.redaction
+        if redaction and fields.get("output") is not None:
+            fields["output"] = redaction.run_output(fields["output"])
         return RunRecord(
             run_id=self.inp.run_id,
             tenant=self.inp.tenant,
@@ -268,7 +289,7 @@ class RunContext:
             definition_version=self.inp.definition_version,
             status=status,
             seq=self.shared.seq,
-            input=self.inp.input,
+            input=redaction.payload(self.inp.input),
             started_at=self.started_at,
             parent_run_id=self.inp.parent_run_id,
             parent_step_path=self.inp.parent_step_path,

@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from tempoflow.definition.validation import instance_errors
+from tempoflow.error_types import ErrorType
 from tempoflow.jsonschema_safe import safe_validator
-from temporal_workflows.models import EventDelivery, TaskCompletion
+from temporal_workflows.models import EventDelivery, StepDecision, TaskCompletion
 
 MAX_PROCESSED = 10_000
 """Event ids a run remembers as applied (oldest forgotten first); kept as 16-character
@@ -181,3 +182,48 @@ class TaskBoard:
             self.completed[task_id] = task.completion.completed_by
             while len(self.completed) > MAX_REMEMBERED_TASKS:
                 del self.completed[next(iter(self.completed))]
+
+
+@dataclass
+class PendingDecision:
+    """An ``action.call`` with ``onFailure: "ask"`` waiting for an operator."""
+
+    failure: dict[str, Any]
+    decision: StepDecision | None = None
+
+
+def decision_key(step_path: str, loop: str | None) -> str:
+    return step_path if loop is None else f"{step_path}@{loop}"
+
+
+class DecisionBoard:
+    """Steps waiting for an operator's decision, decided through an Update."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, PendingDecision] = {}
+        self.decided: dict[str, str] = {}
+        """Decisions this execution took (key → decided by): a late second decision hears
+        "already made", not "not pending"."""
+
+    def open(self, key: str, failure: dict[str, Any]) -> PendingDecision:
+        self.decided.pop(key, None)  # asked again (a retry failed again)
+        pending = self.pending[key] = PendingDecision(failure)
+        return pending
+
+    def refusal(self, key: str) -> tuple[str, str | None] | None:
+        """Why a decision for ``key`` is refused: (error type, decided by), or None."""
+        pending = self.pending.get(key)
+        if pending is not None and pending.decision is None:
+            return None
+        if pending is not None and pending.decision is not None:
+            return ErrorType.DECISION_ALREADY_MADE, pending.decision.decided_by
+        if key in self.decided:
+            return ErrorType.DECISION_ALREADY_MADE, self.decided[key]
+        return ErrorType.DECISION_NOT_PENDING, None
+
+    def close(self, key: str) -> None:
+        pending = self.pending.pop(key, None)
+        if pending is not None and pending.decision is not None:
+            self.decided[key] = pending.decision.decided_by
+            while len(self.decided) > MAX_REMEMBERED_TASKS:
+                del self.decided[next(iter(self.decided))]

@@ -25,12 +25,15 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
         WaitRecord,
     )
+    from tempoflow.redaction import Redaction
     from temporal_workflows import events
+    from temporal_workflows import metrics as run_metrics
     from temporal_workflows.context import RunContext
-    from temporal_workflows.events import Mailbox, TaskBoard
+    from temporal_workflows.events import DecisionBoard, Mailbox, TaskBoard, decision_key
     from temporal_workflows.failures import ContinueAsNew, RunReturned, StepFailure, position_key
     from temporal_workflows.models import (
         COMPLETE_TASK_UPDATE,
+        DECIDE_UPDATE,
         EVENT_SIGNAL,
         PROJECT_ACTIVITY,
         REGISTER_WAIT_ACTIVITY,
@@ -40,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         ResumeState,
         RunInput,
         RunResult,
+        StepDecision,
         TaskCompletion,
     )
     from temporal_workflows.nodes import EXECUTORS, Runtime
@@ -79,6 +83,7 @@ class InterpreterWorkflow:
         self._mailbox = Mailbox(on_refused=self._refused)
         self._inp = inp
         self._tasks = TaskBoard()
+        self._decisions = DecisionBoard()
         if inp.resume is not None:
             self._mailbox.restore(inp.resume.processed_events, inp.resume.inbox)
 
@@ -89,7 +94,9 @@ class InterpreterWorkflow:
         ctx.shared.flush = self._flush_status
         ctx.shared.deliveries.extend(self._refusals)  # refused before ``run`` began
         positions: dict[str, Any] = {}
-        if inp.resume is not None:
+        if inp.resume is None:
+            run_metrics.run_started(inp.tenant, inp.definition_key)
+        else:
             ctx.vars = dict(inp.resume.vars)
             ctx.shared.seq = inp.resume.seq
             ctx.shared.run_sent = True
@@ -100,6 +107,7 @@ class InterpreterWorkflow:
             self._should_continue,
             mailbox=self._mailbox,
             tasks=self._tasks,
+            decisions=self._decisions,
             register_wait=self._register_wait,
             patched=self._patched,
         )
@@ -114,6 +122,11 @@ class InterpreterWorkflow:
                 type=ErrorType.DEFINITION_INVALID,
                 non_retryable=True,
             ) from None
+        if definition.redact:
+            ctx.shared.redact = list(definition.redact)
+            ctx.shared.redaction = Redaction(
+                definition.redact, output_is_vars=definition.output is None
+            )
         try:
             try:
                 await self._run_block(definition.steps, "/steps", ctx)
@@ -205,6 +218,10 @@ class InterpreterWorkflow:
         activity runs inside the workflow task that completes the run, and when Temporal
         refuses that task (a cancel or an update arrived meanwhile) the outcome it wrote
         never happened. Returns whether a cancellation arrived meanwhile."""
+        if run is not None and run.closed_at is not None:
+            run_metrics.run_finished(
+                run.tenant, run.definition_key, run.status, run.started_at, run.closed_at
+            )
         if not self._patched:
             await self._flush(run)
             return False
@@ -298,6 +315,7 @@ class InterpreterWorkflow:
         self._current = path
 
         def finish(status: StepStatus, **fields: Any) -> None:
+            run_metrics.step_finished(step, status, started, workflow.now())
             ctx.record(
                 ctx.step_record(
                     seq, path, step, status, started, finished_at=workflow.now(), **fields
@@ -416,6 +434,25 @@ class InterpreterWorkflow:
                 errors,
                 type=ErrorType.TASK_DATA_INVALID,
             )
+
+    @workflow.update(name=DECIDE_UPDATE)
+    def decide(self, decision: StepDecision) -> dict[str, Any]:
+        """An operator's decision on a step waiting for one; the first valid one wins."""
+        pending = self._decisions.pending[decision_key(decision.step_path, decision.loop)]
+        pending.decision = decision
+        return {"stepPath": decision.step_path, "decision": decision.decision}
+
+    @decide.validator
+    def _check_decision(self, decision: StepDecision) -> None:
+        refusal = self._decisions.refusal(decision_key(decision.step_path, decision.loop))
+        if refusal is None:
+            return
+        kind, decided_by = refusal
+        if kind == ErrorType.DECISION_ALREADY_MADE:
+            raise ApplicationError(
+                "another decision was made first", {"decidedBy": decided_by}, type=kind
+            )
+        raise ApplicationError("no step of that path waits for a decision", type=kind)
 
     @workflow.query(name="tempoflow.state")
     def state(self) -> dict[str, Any]:

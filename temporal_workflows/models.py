@@ -35,6 +35,10 @@ class RunInput(BaseModel):
     started_at: datetime | None = None
     """The first execution's start (kept across continue-as-new)."""
     resume: ResumeState | None = None
+    action_defaults: dict[str, Any] = Field(default_factory=dict)
+    """The declared defaults (``{"retry": …, "timeouts": …}``, only the fields the action
+    writes) of the actions the definition calls, pinned when the version was published
+    (``tempoflow.definition.action_options`` merges them)."""
 
 
 class ResumeState(BaseModel):
@@ -95,6 +99,21 @@ class TaskCompletion(BaseModel):
     completed_by: str
 
 
+DECIDE_UPDATE = "tempoflow.decide"
+
+
+class StepDecision(BaseModel):
+    """Update ``tempoflow.decide``: an operator's decision on an ``action.call`` with
+    ``onFailure: "ask"`` whose retries are exhausted."""
+
+    step_path: str
+    loop: str | None = None
+    decision: Literal["retry", "skip", "fail"]
+    output: Any = None
+    """The step's output when skipped."""
+    decided_by: str
+
+
 class RunResult(BaseModel):
     output: Any = None
 
@@ -115,6 +134,12 @@ class ActionInvocation(BaseModel):
     pending: ProjectionBatch = Field(default_factory=ProjectionBatch)
     attempt_base: int = 0
     """Attempts made before this scheduling (after a ``BookkeepingUnavailable``)."""
+    secrets: list[str] = Field(default_factory=list)
+    """Pointers (under ``input``) of the ``{"$secret": …}`` references the definition
+    wrote; the activity resolves only these (never one an expression produced from data)."""
+    redact: list[str] = Field(default_factory=list)
+    """The definition's ``redact`` pointers (the activity masks the step input it
+    projects with the ``/input`` ones)."""
 
 
 class ActionOutcome(BaseModel):
@@ -122,6 +147,8 @@ class ActionOutcome(BaseModel):
     attempt: int = 1
     deduplicated: bool = False
     """The invocation had already succeeded: its recorded output, no second side effect."""
+    action_version: int | None = None
+    """The version of the action that ran (so history alone rebuilds the invocation)."""
     unrecorded: InvocationRecord | None = None
     """The outcome the activity could not record (database unreachable), without its
     output (that is ``output``): the workflow's next projection write carries it."""
@@ -137,6 +164,7 @@ class DefinitionRef(BaseModel):
     key: str
     version: int
     body: dict[str, Any]
+    action_defaults: dict[str, Any] = Field(default_factory=dict)
 
 
 RunInput.model_rebuild()
@@ -149,6 +177,7 @@ class ActionFailure(BaseModel):
 
     attempt: int
     details: Any = None
+    action_version: int | None = None
 
 
 class BookkeepingInterrupted(BaseModel):

@@ -7,9 +7,11 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.builtin import default_registry
 from activities.registry import ActionContext, ActionError, ActionRegistry
+from tempoflow.settings import Settings
 
 
 class Anything(BaseModel):
@@ -45,8 +47,13 @@ class Effects:
         return self.calls[(ctx.run_id, ctx.step_id)]
 
 
-def build_registry(effects: Effects) -> ActionRegistry:
-    registry = default_registry()
+def build_registry(
+    effects: Effects,
+    *,
+    settings: Settings | None = None,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
+) -> ActionRegistry:
+    registry = default_registry(settings=settings, sessions=sessions)
 
     @registry.action("test.echo", input_model=Anything, output_model=Anything)
     async def echo(data: Anything, ctx: ActionContext) -> Anything:

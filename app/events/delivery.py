@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.tracing import continued
 from app.events.routing import Target, to_delivery
 from app.events.triggers import trigger_key
 from app.run_starter import start_run
@@ -49,7 +50,19 @@ async def deliver(
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
 ) -> None:
-    """Deliver ``target``, setting its outcome, or its error when a retry may help."""
+    """Deliver ``target``, setting its outcome, or its error when a retry may help.
+    With tracing, the signal or start continues the trace of the request that sent the
+    event."""
+    with continued(target.event.trace_context):
+        await _deliver(target, client, sessions, settings)
+
+
+async def _deliver(
+    target: Target,
+    client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
     try:
         if target.row["kind"] == "trigger":
             await _start(target, client, sessions, settings)

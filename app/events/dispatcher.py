@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from app import metrics
 from app.events import routing, triggers
 from app.events.delivery import DATABASE_DOWN, deliver
 from app.events.offload import off_loop
@@ -182,8 +183,10 @@ class Dispatcher:
         routed = [
             (e.seq, claimed[e.seq]) for e in batch if e.seq not in failed and e.seq not in broken
         ]
+        gave_up = set(held)
         if routed:  # one statement for the common case
             held.update(await events.mark_routed(session, routed))
+        metrics.count_dispatch(batch, targets, routed=held - gave_up, gave_up=gave_up)
         for event in batch:
             error = failed.get(event.seq)
             if error is None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.registry import ActionRegistry
+from app.auth import Principal
 from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep
 from app.pagination import decode_cursor, encode_cursor
 from app.schemas import (
@@ -21,9 +23,17 @@ from app.schemas import (
     ValidationReport,
     VersionPublic,
 )
+from projections import audit
 from projections import definitions as data
-from tempoflow.definition import Issue, validate_definition
-from tempoflow.errors import ErrorItem, NotFound, Unprocessable
+from projections import secrets as secret_store
+from tempoflow.definition import (
+    Issue,
+    called_actions,
+    parse_definition,
+    validate_definition,
+)
+from tempoflow.definition.validation import secret_references, unknown_secret_issues
+from tempoflow.errors import ErrorItem, Forbidden, NotFound, Unprocessable
 from tempoflow.jsonsize import json_size
 from tempoflow.settings import Settings
 
@@ -55,9 +65,22 @@ def _check_size(body: dict[str, Any], settings: Settings) -> None:
         )
 
 
-def _validate(definition: dict[str, Any], registry: ActionRegistry) -> list[Issue]:
+async def _secret_warnings(
+    session: AsyncSession, tenant: str, definition: dict[str, Any]
+) -> list[Issue]:
+    """Warnings for references to secrets the tenant does not have (not errors: the
+    secret may be created before the step runs)."""
+    refs = secret_references(definition)
+    existing = await secret_store.existing_names(session, tenant, {name for _, name in refs})
+    return unknown_secret_issues(refs, existing)
+
+
+def _validate(
+    definition: dict[str, Any], registry: ActionRegistry, extra: list[Issue] | None = None
+) -> list[Issue]:
     """Validate; raise 422 with every error (and the warnings); return the warnings."""
-    issues = validate_definition(definition, registry.names())
+    issues = validate_definition(definition, registry.names(), registry.input_schemas())
+    issues += extra or []
     errors = [i for i in issues if i.severity == "error"]
     warnings = [i for i in issues if i.severity == "warning"]
     if errors:
@@ -69,6 +92,58 @@ def _validate(definition: dict[str, Any], registry: ActionRegistry) -> list[Issu
             hint="each error's path is a JSON pointer into the definition",
         )
     return warnings
+
+
+def _action_steps(definition: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(pointer, action name)`` of every action a valid definition calls."""
+    return list(called_actions(parse_definition(definition)))
+
+
+def _role_issues(
+    definition: dict[str, Any], registry: ActionRegistry, principal: Principal
+) -> list[Issue]:
+    """The steps calling an action the caller's roles may not publish."""
+    issues = []
+    for path, name in _action_steps(definition):
+        spec = registry.get(name)
+        if spec is not None and not spec.may_publish(principal.roles):
+            issues.append(
+                Issue(
+                    path=path,
+                    code="action_not_permitted",
+                    message=f"{name} may be published only by the roles "
+                    f"{sorted((spec.publish_roles or frozenset()) | {'admin'})}",
+                    hint=f"the key has roles {sorted(principal.roles)}",
+                )
+            )
+    return issues
+
+
+def _check_roles(
+    definition: dict[str, Any], registry: ActionRegistry, principal: Principal
+) -> None:
+    """403 when the definition calls an action the caller's roles may not publish."""
+    issues = _role_issues(definition, registry, principal)
+    if issues:
+        raise Forbidden(
+            f"the definition calls {len(issues)} action step(s) this key may not publish",
+            code="action_not_permitted",
+            errors=issues,
+            hint=f"the key has roles {sorted(principal.roles)}; GET /v1/actions shows each "
+            "action's publishRoles",
+        )
+
+
+def _declared_defaults(definition: dict[str, Any], registry: ActionRegistry) -> dict[str, Any]:
+    """The declared retry/timeout defaults of the actions the definition calls (pinned
+    with the version, so every run of it schedules the same way)."""
+    found: dict[str, Any] = {}
+    for _, name in _action_steps(definition):
+        spec = registry.get(name)
+        declared = spec.declared_defaults() if spec is not None else {}
+        if declared:
+            found[name] = declared
+    return found
 
 
 @router.put("/{key}", response_model=DefinitionPublic)
@@ -139,7 +214,14 @@ async def validate_definition_draft(
             raise _not_found(key)
         definition = row.draft
     _check_size(definition, settings)
-    return ValidationReport(valid=True, warnings=_validate(definition, registry))
+    extra = await _secret_warnings(session, principal.tenant, definition)
+    warnings = _validate(definition, registry, extra)
+    # Publishing with this key would be refused (403): say so ahead.
+    warnings += [
+        i.model_copy(update={"severity": "warning"})
+        for i in _role_issues(definition, registry, principal)
+    ]
+    return ValidationReport(valid=True, warnings=warnings)
 
 
 @router.post("/{key}/publish", response_model=PublishedVersion)
@@ -154,8 +236,25 @@ async def publish_definition(
     row = await data.get_definition(session, principal.tenant, key, for_update=True)
     if row is None:
         raise _not_found(key)
-    warnings = _validate(row.draft, registry)
-    version, created = await data.publish(session, row, published_by=principal.key_id)
+    warnings = _validate(
+        row.draft, registry, await _secret_warnings(session, principal.tenant, row.draft)
+    )
+    _check_roles(row.draft, registry, principal)
+    version, created = await data.publish(
+        session,
+        row,
+        published_by=principal.key_id,
+        action_defaults=_declared_defaults(row.draft, registry),
+    )
+    if created:
+        await audit.record(
+            session,
+            tenant=principal.tenant,
+            actor=principal.key_id,
+            action="definition.publish",
+            target=key,
+            details={"version": version.version},
+        )
     await session.commit()
     response.status_code = 201 if created else 200
     published = PublishedVersion.model_validate(version)
@@ -188,10 +287,20 @@ async def read_version(
     return VersionPublic.model_validate(row)
 
 
-async def _pause(key: str, tenant: str, session: SessionDep, paused: bool) -> DefinitionPublic:
-    row = await data.get_definition(session, tenant, key, for_update=True)
+async def _pause(
+    key: str, principal: Principal, session: SessionDep, paused: bool
+) -> DefinitionPublic:
+    row = await data.get_definition(session, principal.tenant, key, for_update=True)
     if row is None:
         raise _not_found(key)
+    if row.paused != paused:
+        await audit.record(
+            session,
+            tenant=principal.tenant,
+            actor=principal.key_id,
+            action="definition.pause" if paused else "definition.resume",
+            target=key,
+        )
     await data.set_paused(session, row, paused)
     await session.commit()
     return DefinitionPublic.model_validate(row)
@@ -202,7 +311,7 @@ async def pause_definition(
     key: KeyPath, principal: Publisher, session: SessionDep
 ) -> DefinitionPublic:
     """Stop the definition's triggers from starting runs (runs can still be started)."""
-    return await _pause(key, principal.tenant, session, True)
+    return await _pause(key, principal, session, True)
 
 
 @router.post("/{key}/resume", response_model=DefinitionPublic)
@@ -211,4 +320,4 @@ async def resume_definition(
 ) -> DefinitionPublic:
     """Let the definition's triggers start runs again (events received while paused are not
     replayed)."""
-    return await _pause(key, principal.tenant, session, False)
+    return await _pause(key, principal, session, False)

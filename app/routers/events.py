@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.tracing import current_context
+from app import metrics
 from app.auth import Principal
 from app.deps import SessionDep, SettingsDep, require
 from app.events import ingress
@@ -20,16 +22,18 @@ from app.schemas import (
     EventReceipts,
     EventsPublic,
 )
-from projections import deliveries, events
+from projections import deliveries, events, redaction
 from projections.events import Receipt
 from projections.models import Event, EventDeliveryRow
 from tempoflow.errors import NotFound, TempoflowError
+from tempoflow.redaction import Redaction
 from tempoflow.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
 Ingest = Annotated[Principal, Depends(require("ingest"))]
 EventReader = Annotated[Principal, Depends(require("ingest", "publisher", "operator"))]
+Masks = dict[str, list[Redaction]]
 
 
 def public_status(event: Receipt | Event) -> str:
@@ -52,10 +56,36 @@ def _receipt(event: Receipt | Event, duplicate: bool) -> EventReceipt:
     )
 
 
-def _public(event: Event, routed: list[EventDeliveryRow]) -> EventPublic:
+async def _redactions(
+    session: AsyncSession, tenant: str, found: dict[str, list[EventDeliveryRow]]
+) -> Masks:
+    """How to mask each event: by the ``redact`` pointers of every run it was delivered
+    to (the inbox keeps the real payload for delivery)."""
+    routed = [d for ds in found.values() for d in ds]
+    by_run, by_key = await redaction.payload_redactions(
+        session,
+        tenant,
+        {d.run_id for d in routed},
+        {d.definition_key for d in routed if d.definition_key},
+    )
+    masks: Masks = {}
+    for event_id, ds in found.items():
+        for d in ds:
+            mask = by_run.get(d.run_id) or by_key.get(d.definition_key or "")
+            if mask:
+                masks.setdefault(event_id, []).append(mask)
+    return masks
+
+
+def _public(
+    event: Event, routed: list[EventDeliveryRow], masks: list[Redaction] | None = None
+) -> EventPublic:
+    payload = event.payload
+    for mask in masks or ():
+        payload = mask.payload(payload)
     return EventPublic(
         **_receipt(event, False).model_dump(exclude={"duplicate"}),
-        payload=event.payload,
+        payload=payload,
         occurred_at=event.occurred_at,
         key_source=event.key_source,
         attempts=event.attempts,
@@ -88,8 +118,13 @@ async def _accept(
     prepared = await ingress.prepare(
         session, principal.tenant, items, settings, base, request.app.state.event_types
     )
+    trace_context = current_context(settings)
+    if trace_context:
+        for item in prepared:
+            item.row["trace_context"] = trace_context
     stored = await ingress.store(session, principal.tenant, prepared)
     await session.commit()  # durable before the answer
+    metrics.count_ingested(principal.tenant, (duplicate for _, duplicate in stored))
     dispatcher = getattr(request.app.state, "dispatcher", None)
     if dispatcher is not None and any(not duplicate for _, duplicate in stored):
         dispatcher.wake()
@@ -161,8 +196,9 @@ async def list_events(
     )
     page = rows[:size]
     found = await deliveries.of_events(session, principal.tenant, [e.event_id for e in page])
+    masks = await _redactions(session, principal.tenant, found)
     return EventsPublic(
-        items=[_public(e, found[e.event_id]) for e in page],
+        items=[_public(e, found[e.event_id], masks.get(e.event_id)) for e in page],
         next_cursor=encode_cursor([page[-1].seq]) if len(rows) > size else None,
     )
 
@@ -179,4 +215,5 @@ async def get_event(
     if event is None:
         raise NotFound(f"event {event_id!r} does not exist", code="event_not_found")
     found = await deliveries.of_events(session, principal.tenant, [event_id])
-    return _public(event, found[event_id])
+    masks = await _redactions(session, principal.tenant, found)
+    return _public(event, found[event_id], masks.get(event_id))

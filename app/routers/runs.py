@@ -2,40 +2,59 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
-from app.deps import Operator, SessionDep, SettingsDep, TemporalClientDep
+from app import run_control
+from app.auth import Principal
+from app.deps import Admin, Operator, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
 from app.run_starter import describe_run, start_run
 from app.schemas import (
     AttemptPublic,
+    BulkControl,
+    BulkControlPublic,
+    BulkFailure,
+    DecisionPublic,
+    DecisionRequest,
     InvocationPublic,
     InvocationsPublic,
+    RetryPublic,
+    RunControlPublic,
     RunCreate,
     RunPublic,
     RunsPublic,
     StepPublic,
     StepsPublic,
+    TerminateRequest,
     WaitPublic,
     WaitsPublic,
 )
-from projections import definitions, invocations, routing, runs
+from projections import audit, definitions, invocations, redaction, routing, runs
 from projections.models import RunRow
+from tempoflow import jsonpointer
 from tempoflow.definition.validation import instance_errors
-from tempoflow.errors import ErrorItem, NotFound, Unprocessable
+from tempoflow.error_types import ErrorType
+from tempoflow.errors import Conflict, ErrorItem, NotFound, Unprocessable
 from tempoflow.ids import workflow_id
 from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator
 from tempoflow.jsonsize import json_size
 from tempoflow.records import RunStatus
+from tempoflow.redaction import Redaction
 from tempoflow.settings import Settings
+from temporal_workflows.models import DECIDE_UPDATE, StepDecision
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
+bulk_router = APIRouter(prefix="/v1", tags=["runs"])
+"""Requests on many runs (``/v1/runs:cancel``, ``/v1/runs:terminate``)."""
 
 RunIdPath = Annotated[str, Path(min_length=1, max_length=36)]
 
@@ -159,7 +178,7 @@ async def create_run(
         definition=version.key,
         version=version.version,
         status=RunStatus.RUNNING,
-        input=body.input,
+        input=Redaction.of_definition(version.body).payload(body.input),
         source="temporal",
         temporal_ui_url=_ui_url(settings, started.workflow_id),
     )
@@ -233,10 +252,17 @@ async def read_run_invocations(
     rows = await invocations.list_invocations(session, principal.tenant, run_id)
     if not rows:
         await _ensure_run(session, client, principal.tenant, run_id)
+    body = await redaction.run_definition(session, principal.tenant, run_id) if rows else None
+    redact = Redaction.of_definition(body)
     items = []
     for invocation, attempts in rows:
         item = InvocationPublic.model_validate(invocation)
         item.attempt_log = [AttemptPublic.model_validate(a) for a in attempts]
+        if redact:
+            # Stored with its value (a deduplicated attempt returns it); masked when shown.
+            step = jsonpointer.resolve(body, item.step_path)
+            target = step.get("output") if isinstance(step, dict) else None
+            item.output = redact.step_output(item.output, target=target)
         items.append(item)
     return InvocationsPublic(items=items)
 
@@ -250,3 +276,331 @@ async def read_run_waits(
     if not rows:
         await _ensure_run(session, client, principal.tenant, run_id)
     return WaitsPublic(items=[WaitPublic.model_validate(w) for w in rows])
+
+
+# Temporal's answer to a control request for a workflow id it holds no open execution of.
+_NO_OPEN_EXECUTION = (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT)
+
+
+async def _refused(
+    client: Client, tenant: str, run_id: str, what: str, described: dict[str, Any] | None = None
+) -> Conflict | NotFound:
+    """Why Temporal refused to ``what`` the run: it does not exist (404) or has ended."""
+    described = described or await describe_run(client, tenant, run_id)
+    if described is None:
+        return NotFound(f"run {run_id!r} does not exist", code="run_not_found")
+    status = described["status"]
+    return Conflict(
+        f"Temporal refused to {what} the run: it has ended ({status})",
+        code=f"{what}_failed",
+        hint="only a RUNNING or WAITING run can be controlled; GET /v1/runs/{id} shows it",
+        extra={"runStatus": status},
+    )
+
+
+@router.post("/{run_id}/cancel", response_model=RunControlPublic, status_code=202)
+async def cancel_run(
+    run_id: RunIdPath, principal: Operator, client: TemporalClientDep, session: SessionDep
+) -> RunControlPublic:
+    """Ask Temporal to cancel the run. The run sees the cancellation at its next step
+    boundary (in-flight actions are cancelled), runs its ``finally`` blocks and ends
+    CANCELED; the projection shows it once the run has ended so. Repeating the request
+    while the run is still open is harmless (202 again); once it has ended, 409
+    ``cancel_failed`` with ``runStatus``. Temporal unreachable: 503, nothing changed."""
+    handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
+    # Temporal accepts a repeated cancel of a closed run that was asked to cancel: look
+    # first, so an ended run is a 409 whichever way it ended.
+    described = await describe_run(client, principal.tenant, run_id)
+    if described is None or described["status"] != RunStatus.RUNNING:
+        raise await _refused(client, principal.tenant, run_id, "cancel", described)
+    try:
+        await handle.cancel()
+    except RPCError as err:
+        if err.status not in _NO_OPEN_EXECUTION:
+            raise
+        raise await _refused(client, principal.tenant, run_id, "cancel") from None
+    await _audit(session, principal, "run.cancel", run_id)
+    return RunControlPublic(id=run_id, status=RunStatus.RUNNING, action="cancel_requested")
+
+
+@router.post("/{run_id}/terminate", response_model=RunControlPublic)
+async def terminate_run(
+    run_id: RunIdPath,
+    principal: Admin,
+    client: TemporalClientDep,
+    session: SessionDep,
+    body: TerminateRequest | None = None,
+) -> RunControlPublic:
+    """End the run at once in Temporal (no ``finally``, no compensation; in-flight
+    actions are abandoned). The projection shows TERMINATED as soon as Temporal confirms.
+    Once the run has ended, 409 ``terminate_failed`` with ``runStatus``."""
+    reason = (body or TerminateRequest()).reason
+    wid = workflow_id(principal.tenant, run_id)
+    told = f"{reason} (key {principal.key_id})"
+    try:
+        await client.get_workflow_handle(wid).terminate(reason=told)
+    except RPCError as err:
+        if err.status not in _NO_OPEN_EXECUTION:
+            raise
+        raise await _refused(client, principal.tenant, run_id, "terminate") from None
+    await runs.close_from_temporal(
+        session,
+        principal.tenant,
+        run_id,
+        status=RunStatus.TERMINATED,
+        closed_at=None,
+        reason=run_control.terminated_message(told),
+    )
+    await _audit(session, principal, "run.terminate", run_id, reason)
+    return RunControlPublic(id=run_id, status=RunStatus.TERMINATED, action="terminated")
+
+
+@router.post("/{run_id}/retry", response_model=RetryPublic)
+async def retry_run(
+    run_id: RunIdPath,
+    principal: Operator,
+    client: TemporalClientDep,
+    session: SessionDep,
+    dry_run: Annotated[bool, Query(alias="dryRun")] = False,
+) -> RetryPublic:
+    """Run a FAILED or TERMINATED run again from the step that failed (or was in flight),
+    keeping everything before it: a Temporal reset. ``dryRun=true`` only says where it
+    would resume. Once reset the run is RUNNING, so repeating the request is 409
+    ``retry_not_possible`` until it has ended again."""
+    described = await describe_run(client, principal.tenant, run_id)
+    if described is None:
+        raise NotFound(f"run {run_id!r} does not exist", code="run_not_found")
+    status = described["status"]
+    if status not in (RunStatus.FAILED, RunStatus.TERMINATED):
+        raise Conflict(
+            f"only a FAILED or TERMINATED run can be retried; this one is {status}",
+            code="retry_not_possible",
+            hint="cancel or terminate a run that is still open first",
+            extra={"runStatus": status},
+        )
+    plan = await run_control.plan_retry(client, principal.tenant, run_id)
+    if plan is None:
+        raise Conflict(
+            "the run has no workflow task to resume from",
+            code="retry_not_possible",
+            hint="start a new run with the same input",
+            extra={"runStatus": status},
+        )
+    if dry_run:
+        return RetryPublic(id=run_id, dry_run=True, status=status, resume_from=plan.public())
+    # Open the projection first: the resumed execution's writes to a closed run would be
+    # dropped. Should Temporal refuse the reset, the projection is closed again.
+    before = await runs.reopen(session, principal.tenant, run_id)
+    await session.commit()
+    try:
+        await run_control.reset(
+            client,
+            principal.tenant,
+            run_id,
+            plan,
+            f"retried through the API (key {principal.key_id})",
+        )
+    except BaseException:
+        if before is not None:
+            await runs.restore(session, before)
+            await session.commit()
+        raise
+    await _audit(session, principal, "run.retry", run_id, details=plan.public())
+    return RetryPublic(
+        id=run_id, dry_run=False, status=RunStatus.RUNNING, resume_from=plan.public()
+    )
+
+
+async def _audit(
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    run_id: str,
+    reason: str | None = None,
+    details: Any = None,
+) -> None:
+    """Record what Temporal has done at the caller's request (and commit)."""
+    await audit.record(
+        session,
+        tenant=principal.tenant,
+        actor=principal.key_id,
+        action=action,
+        target=run_id,
+        reason=reason,
+        details=details,
+    )
+    await session.commit()
+
+
+BULK_CONCURRENCY = 10
+"""Runs one bulk request asks Temporal about at once."""
+BULK_SHOWN = 100
+
+
+async def _bulk(
+    what: Literal["cancel", "terminate"],
+    body: BulkControl,
+    principal: Principal,
+    session: AsyncSession,
+    client: Client,
+    settings: Settings,
+) -> BulkControlPublic:
+    f = body.filter
+    if f.definition is None and f.started_after is None and f.started_before is None:
+        raise Unprocessable(
+            "a bulk request needs a filter naming a definition or a start-time range",
+            code="filter_required",
+            errors=[ErrorItem(path="/filter", code="filter_required", message="too broad")],
+            hint='e.g. {"filter": {"definition": "order-fulfilment", "status": "WAITING"}}',
+        )
+    if f.version is not None and f.definition is None:
+        raise Unprocessable(
+            "filter.version needs filter.definition",
+            code="validation_failed",
+            errors=[ErrorItem(path="/filter/version", code="needs_definition", message="")],
+        )
+    where = runs.OpenRunFilter(f.definition, f.version, f.status, f.started_after, f.started_before)
+    matched, ids = await runs.select_open(
+        session, principal.tenant, where, limit=settings.max_bulk_runs
+    )
+    await session.rollback()  # release the connection while Temporal is called
+    if body.dry_run:
+        return BulkControlPublic(dry_run=True, matched=matched, ids=ids[:BULK_SHOWN])
+    if matched > settings.max_bulk_runs:
+        raise Unprocessable(
+            f"the filter selects {matched} runs; one request acts on at most "
+            f"{settings.max_bulk_runs}",
+            code="too_many_runs",
+            hint="narrow the filter (a start-time range), or repeat the request",
+            extra={"matched": matched},
+        )
+    limit = asyncio.Semaphore(BULK_CONCURRENCY)
+    failed: list[BulkFailure] = []
+    done: list[str] = []
+    reason = body.reason or f"bulk {what} by an operator"
+    told = f"{reason} (key {principal.key_id})"
+
+    async def one(run_id: str) -> None:
+        handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
+        async with limit:
+            try:
+                if what == "cancel":
+                    await handle.cancel()
+                else:
+                    await handle.terminate(reason=told)
+            except RPCError as err:
+                code = "run_ended" if err.status in _NO_OPEN_EXECUTION else "temporal_unavailable"
+                failed.append(BulkFailure(id=run_id, code=code, detail=err.message))
+                return
+        done.append(run_id)
+
+    await asyncio.gather(*(one(run_id) for run_id in ids))
+    if what == "terminate":
+        for run_id in done:
+            await runs.close_from_temporal(
+                session,
+                principal.tenant,
+                run_id,
+                status=RunStatus.TERMINATED,
+                closed_at=None,
+                reason=run_control.terminated_message(told),
+            )
+    await audit.record(
+        session,
+        tenant=principal.tenant,
+        actor=principal.key_id,
+        action=f"runs.{what}",
+        target=f.definition or "*",
+        reason=body.reason,
+        details={
+            "filter": f.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "done": len(done),
+            "failed": len(failed),
+        },
+    )
+    await session.commit()
+    return BulkControlPublic(
+        dry_run=False, matched=matched, ids=ids[:BULK_SHOWN], done=len(done), failed=failed
+    )
+
+
+@bulk_router.post("/runs:cancel", response_model=BulkControlPublic)
+async def cancel_runs(
+    body: BulkControl,
+    principal: Operator,
+    session: SessionDep,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+) -> BulkControlPublic:
+    """Ask Temporal to cancel every open run the filter selects (at most
+    ``TEMPOFLOW_MAX_BULK_RUNS``); ``dryRun`` answers the count and ids first."""
+    return await _bulk("cancel", body, principal, session, client, settings)
+
+
+@bulk_router.post("/runs:terminate", response_model=BulkControlPublic)
+async def terminate_runs(
+    body: BulkControl,
+    principal: Admin,
+    session: SessionDep,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+) -> BulkControlPublic:
+    """Terminate every open run the filter selects (admin); ``dryRun`` first."""
+    return await _bulk("terminate", body, principal, session, client, settings)
+
+
+@router.post("/{run_id}/steps/{step_path:path}/decision", response_model=DecisionPublic)
+async def decide_step(
+    run_id: RunIdPath,
+    step_path: str,
+    body: DecisionRequest,
+    principal: Operator,
+    session: SessionDep,
+    client: TemporalClientDep,
+) -> DecisionPublic:
+    """Decide on an ``action.call`` with ``onFailure: "ask"`` whose retries are exhausted:
+    ``retry`` (a whole retry budget again), ``skip`` (with ``output``) or ``fail``. The
+    run validates it (a Temporal Update); the first decision wins, later ones are 409
+    ``decision_already_made``; a step that waits for none is 409 ``decision_not_pending``.
+    ``stepPath`` is the step's JSON pointer as ``/steps`` lists it, e.g.
+    ``/v1/runs/{id}/steps/steps/2/decision`` (or percent-encoded)."""
+    path = "/" + step_path.lstrip("/")
+    decision = StepDecision(
+        step_path=path,
+        loop=".".join(str(i) for i in body.loop) if body.loop else None,
+        decision=body.decision,
+        output=body.output,
+        decided_by=principal.key_id,
+    )
+    handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
+    try:
+        await handle.execute_update(DECIDE_UPDATE, decision, result_type=dict)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == ErrorType.DECISION_ALREADY_MADE:
+            details = cause.details[0] if cause.details else {}
+            raise Conflict(
+                "another decision on this step was made first",
+                code="decision_already_made",
+                hint="GET /v1/runs/{id}/steps shows what the step did",
+                extra={"decidedBy": details.get("decidedBy")},
+            ) from None
+        raise Conflict(
+            f"no step {path!r} of this run waits for a decision",
+            code="decision_not_pending",
+            hint='a step waits for one when it has onFailure: "ask" and its retries are '
+            'exhausted; GET /v1/runs/{id}/steps shows error.decision: "pending"',
+        ) from None
+    except RPCError as err:
+        if err.status not in _NO_OPEN_EXECUTION:
+            raise
+        raise await _refused(client, principal.tenant, run_id, "decide") from None
+    await _audit(
+        session,
+        principal,
+        "run.decision",
+        run_id,
+        body.reason,
+        {"stepPath": path, "loop": body.loop, "decision": body.decision},
+    )
+    return DecisionPublic(id=run_id, step_path=path, decision=body.decision)

@@ -20,6 +20,7 @@ from tempoflow.definition.model import (
     StateSet,
     TransformAssign,
     Trigger,
+    called_actions,
     parse_definition,
     walk_steps,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "StateSet",
     "TransformAssign",
     "Trigger",
+    "called_actions",
     "content_hash",
     "parse_definition",
     "validate_definition",

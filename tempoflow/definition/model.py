@@ -40,6 +40,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tempoflow.jsonpointer import escape
+from tempoflow.redaction import MAX_POINTER_LENGTH, MAX_POINTERS, POINTER
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -54,6 +55,7 @@ Target = Annotated[str, Field(pattern=TARGET, max_length=256)]
 Name = Annotated[str, Field(pattern=NAME)]
 Jsonata = Annotated[str, Field(min_length=1, max_length=8192)]
 EventName = Annotated[str, Field(pattern=EVENT_NAME)]
+RedactPointer = Annotated[str, Field(pattern=POINTER, max_length=MAX_POINTER_LENGTH)]
 
 
 def _is_envelope(value: Any) -> bool:
@@ -78,6 +80,18 @@ class Timeouts(_Model):
     startToClose: timedelta | None = None
     scheduleToClose: timedelta | None = None
     heartbeat: timedelta | None = None
+
+
+class ActionDefaults(_Model):
+    """Retry policy and timeouts for ``action.call`` steps that do not set them.
+
+    Read field by field: a field counts only where it is written, so a step that sets
+    ``retry.maxAttempts`` still takes ``initialInterval`` from these defaults
+    (:mod:`tempoflow.definition.action_options` merges the levels).
+    """
+
+    retry: RetryPolicy | None = None
+    timeouts: Timeouts | None = None
 
 
 FieldKind = Literal[
@@ -128,6 +142,12 @@ class StepBase(_Model):
     target_keys: ClassVar[frozenset[str]] = frozenset()
     """Fields that are objects keyed by the variables the step assigns (``target``
     fields assign the variable they name)."""
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+    """``template`` fields whose ``{"$secret": name}`` references the action activity
+    resolves (anywhere else a reference is a publish error)."""
+    outputs_event: ClassVar[bool] = False
+    """The step's output is an event it took (``redact``'s ``/payload`` pointers apply to
+    its payload)."""
 
     def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
         """Nested blocks: (pointer suffix, steps, names they add to the envelope), read
@@ -213,6 +233,7 @@ class ActionCall(StepBase):
     """Run a registered action as a Temporal activity."""
 
     type: Literal["action.call"]
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"input"})
     fields: ClassVar[dict[str, FieldKind]] = {
         "action": "action",
         "input": "template",
@@ -222,6 +243,7 @@ class ActionCall(StepBase):
         "retry": "literal",
         "idempotencyKey": "jsonata",
         "cancellation": "literal",
+        "onFailure": "literal",
     }
     action: str = Field(pattern=ACTION_NAME)
     input: dict[str, Any] = Field(default_factory=dict)
@@ -236,6 +258,10 @@ class ActionCall(StepBase):
     moves on at once; ``waitCompleted`` waits until the action has acknowledged it (it
     learns of it at its next heartbeat) or ended, so a ``finally`` or ``catch`` after it
     never overlaps it; ``abandon`` does not tell the action."""
+    onFailure: Literal["fail", "ask"] = "fail"
+    """When the action's retries are exhausted: ``fail`` fails the step; ``ask`` makes the
+    step (and the run: ``WAITING``) wait for an operator's decision (``retry`` with a
+    fresh retry budget, ``skip`` with an output, or ``fail``)."""
 
 
 class ControlIf(StepBase):
@@ -416,6 +442,7 @@ class EventWait(StepBase):
     ``correlationKey``; optionally only one for which ``filter`` is truthy."""
 
     type: Literal["event.wait"]
+    outputs_event: ClassVar[bool] = True
     fields: ClassVar[dict[str, FieldKind]] = {
         "event": "literal",
         "anyOf": "literal",
@@ -536,6 +563,13 @@ class Trigger(_Model):
     filter: Jsonata | None = None
 
 
+class Retention(_Model):
+    """How long Tempoflow keeps the rows of this definition's closed runs (ISO 8601
+    duration, at least an hour, at most ten years); the tenant's default otherwise."""
+
+    closedRuns: timedelta = Field(ge=timedelta(hours=1), le=timedelta(days=3650))
+
+
 class Definition(_Model):
     """A workflow definition: input schema, steps, optional output mapping."""
 
@@ -545,6 +579,13 @@ class Definition(_Model):
     steps: list[Step] = Field(min_length=1, max_length=1000)
     output: Any = None
     triggers: list[Trigger] = Field(default_factory=list, max_length=20)
+    actionDefaults: ActionDefaults | None = None
+    """Retry policy and timeouts of this definition's ``action.call`` steps where the step
+    does not set them (they win over the action's declared defaults)."""
+    redact: list[RedactPointer] = Field(default_factory=list, max_length=MAX_POINTERS)
+    """JSON pointers to mask in the run's records (``tempoflow.redaction``)."""
+    retention: Retention | None = None
+    """Operational: applies to the runs of every version once this one is the latest."""
 
 
 for _model in (
@@ -568,6 +609,15 @@ def walk_steps(
         yield here, step, names
         for suffix, block, added in step.children():
             yield from walk_steps(block, f"{here}/{suffix}", names | added)
+
+
+def called_actions(definition: Definition) -> Iterator[tuple[str, str]]:
+    """``(pointer to the field, action name)`` for every step field naming an action."""
+    for path, step, _ in walk_steps(definition.steps):
+        attrs = {f.alias or n: n for n, f in type(step).model_fields.items()}
+        for field, kind in step.fields.items():
+            if kind == "action":
+                yield f"{path}/{field}", getattr(step, attrs[field])
 
 
 def parse_definition(body: Any) -> Definition:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import jsonschema
 from pydantic import ValidationError
 
-from expression import ExpressionError, iter_expressions
+from expression import ExpressionError, is_expr, iter_expressions
 from expression.analysis import ENVELOPE_ROOTS, analyze
+from tempoflow.definition.input_check import input_errors, input_validator
 from tempoflow.definition.model import (
     ACTION_NAME,
     NODE_MODELS,
@@ -23,6 +24,7 @@ from tempoflow.definition.model import (
 )
 from tempoflow.errors import ErrorItem
 from tempoflow.jsonschema_safe import unsafe_parts
+from tempoflow.secrets import SECRET_NAME, is_name, iter_references
 
 EVENT_NAMES = frozenset({"event"})
 HINT = "see docs/definition-language.md for the node types and their fields"
@@ -144,8 +146,14 @@ def _raw_steps(steps: Any, path: str, names: frozenset[str]) -> Iterator[RawStep
 class _Checker:
     """The semantic pass over the raw body (the schema pass is pydantic's)."""
 
-    def __init__(self, actions: Iterable[str] | None) -> None:
+    def __init__(
+        self,
+        actions: Iterable[str] | None,
+        input_schemas: Mapping[str, dict[str, Any] | None] | None = None,
+    ) -> None:
         self.actions = set(actions) if actions is not None else None
+        self.input_schemas = input_schemas or {}
+        self.validators: dict[str, Any] = {}
         self.issues: list[Issue] = []
         self.assigned: set[str] = set()  # in document order: what earlier steps can set
         self.seen: dict[str, str] = {}
@@ -192,13 +200,57 @@ class _Checker:
                 self.expression(part.value, where, names | part.names)
             elif part.kind == "template":
                 self.template(part.value, where, names | part.names)
+                self.secrets(part.value, where, part.pointer in model.secret_fields)
             elif part.kind != "steps" and part.kind != "nested":
                 self.literal(part.value, where)
             if part.kind == "action":
                 self.action(part.value, where)
             elif part.kind == "schema" and isinstance(part.value, dict):
                 _check_schema(part.value, where, f"{part.pointer}.invalid", self.issues)
+        self.action_input(path, model, raw)
         self.assigned |= model.assigned(raw)
+
+    def action_input(self, path: str, model: type[StepBase], raw: dict[str, Any]) -> None:
+        """The literal parts of an action's input against its input schema."""
+        action = next((raw.get(f) for f, kind in model.fields.items() if kind == "action"), None)
+        schema = self.input_schemas.get(action) if isinstance(action, str) else None
+        data = raw.get("input", {})
+        if schema is None or model.fields.get("input") != "template" or not isinstance(data, dict):
+            return
+        assert isinstance(action, str)
+        if action not in self.validators:
+            self.validators[action] = input_validator(schema)
+        for pointer, keyword, message in input_errors(schema, data, self.validators[action]):
+            self.issues.append(
+                Issue(
+                    path=f"{path}/input{pointer}",
+                    code=f"action.input.{keyword}",
+                    message=message,
+                    hint=f"{action}'s input schema is in GET /v1/actions; parts given as "
+                    '{"$expr": …} or {"$secret": …} are checked when the step runs',
+                )
+            )
+
+    def secrets(self, value: Any, path: str, allowed: bool) -> None:
+        for ref_path, name in iter_references(value, path):
+            if not allowed:
+                self.issues.append(
+                    Issue(
+                        path=ref_path,
+                        code="secret.not_allowed",
+                        message="only an action's input resolves secret references",
+                        hint='use {"$secret": name} inside an action.call input',
+                    )
+                )
+            elif not is_name(name) and not is_expr(name):
+                self.issues.append(
+                    Issue(
+                        path=f"{ref_path}/$secret",
+                        code="secret.invalid_name",
+                        message=f"a secret name must match {SECRET_NAME}",
+                        hint='write {"$secret": "name"} (or an expression giving the name)',
+                    )
+                )
 
     def action(self, action: Any, path: str) -> None:
         if (
@@ -217,7 +269,11 @@ class _Checker:
             )
 
 
-def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list[Issue]:
+def validate_definition(
+    body: Any,
+    actions: Iterable[str] | None = None,
+    input_schemas: Mapping[str, dict[str, Any] | None] | None = None,
+) -> list[Issue]:
     """Return every problem of ``body`` at once: errors (block publishing) and warnings.
 
     The schema errors and the semantic ones (expressions, actions, step ids) come
@@ -227,6 +283,8 @@ def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list
     Args:
         body: the JSON definition.
         actions: names of registered actions; ``None`` skips that check.
+        input_schemas: input JSON Schema per action name: the literal parts of each
+            ``action.call`` input are checked against it (codes ``action.input.<keyword>``).
     """
     try:
         Definition.model_validate(body)
@@ -235,10 +293,11 @@ def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list
         issues = _pydantic_issues(err)
     if not isinstance(body, dict):
         return issues
-    checker = _Checker(actions)
+    checker = _Checker(actions, input_schemas)
     for path, model, raw, names in _raw_steps(body.get("steps"), "/steps", frozenset()):
         checker.step(path, model, raw, names)
     checker.template(body.get("output"), "/output", frozenset())
+    checker.secrets(body.get("output"), "/output", allowed=False)
     if isinstance(body.get("inputSchema"), dict):
         _check_schema(body["inputSchema"], "/inputSchema", "input_schema.invalid", checker.issues)
     triggers = body.get("triggers")
@@ -251,6 +310,37 @@ def validate_definition(body: Any, actions: Iterable[str] | None = None) -> list
                     trigger["filter"], path, roots=EVENT_NAMES, assigned=set()
                 )
     return issues + checker.issues
+
+
+def secret_references(body: Any) -> list[tuple[str, str]]:
+    """``(pointer, name)`` of every secret reference with a literal name in the action
+    inputs of ``body`` (a raw definition), in document order."""
+    if not isinstance(body, dict):
+        return []
+    return [
+        (ref_path, name)
+        for path, model, raw, _ in _raw_steps(body.get("steps"), "/steps", frozenset())
+        for part in model.parts(raw)
+        if part.kind == "template" and part.pointer in model.secret_fields
+        for ref_path, name in iter_references(part.value, f"{path}/{part.pointer}")
+        if is_name(name)
+    ]
+
+
+def unknown_secret_issues(refs: list[tuple[str, str]], existing: set[str]) -> list[Issue]:
+    """Warnings for references to secrets the tenant does not have (yet)."""
+    return [
+        Issue(
+            path=path,
+            code="secret.unknown",
+            severity="warning",
+            message=f"secret {name!r} does not exist; the step fails with SecretNotFound "
+            "unless it is created before the step runs",
+            hint="PUT /v1/secrets/{name} creates it",
+        )
+        for path, name in refs
+        if name not in existing
+    ]
 
 
 def _check_schema(schema: dict[str, Any], path: str, code: str, issues: list[Issue]) -> None:

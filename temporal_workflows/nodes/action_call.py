@@ -13,14 +13,19 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.workflow import ActivityCancellationType
 
 from tempoflow.definition import ActionCall
+from tempoflow.definition.action_options import ActionOptions, parse_defaults, resolve_options
 from tempoflow.error_types import ErrorType
+from tempoflow.records import RunStatus, StepStatus
+from tempoflow.secrets import iter_references
 from temporal_workflows.context import RunContext
+from temporal_workflows.events import decision_key
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import (
     ActionFailure,
     ActionInvocation,
     ActionOutcome,
     BookkeepingInterrupted,
+    StepDecision,
 )
 from temporal_workflows.nodes.base import Runtime, StepOutcome, to_completion
 
@@ -29,6 +34,34 @@ _CANCELLATION = {
     "waitCompleted": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     "abandon": ActivityCancellationType.ABANDON,
 }
+
+
+async def _ask(
+    step: ActionCall, path: str, seq: int, ctx: RunContext, rt: Runtime, failure: StepFailure
+) -> StepDecision:
+    """Wait (run ``WAITING``) for an operator's decision on the failed step."""
+    failure.path = path
+    error = {**failure.to_dict(), "decision": "pending"}
+    key = decision_key(path, ctx.loop)
+    pending = rt.decisions.open(key, error)
+    ctx.record(
+        ctx.step_record(
+            seq,
+            path,
+            step,
+            StepStatus.RUNNING,
+            workflow.now(),
+            attempt=failure.attempt,
+            error=error,
+        )
+    )
+    await ctx.flush(RunStatus.WAITING)
+    try:
+        await workflow.wait_condition(lambda: pending.decision is not None)
+    finally:
+        rt.decisions.close(key)
+    assert pending.decision is not None
+    return pending.decision
 
 
 def _key(step: ActionCall, path: str, ctx: RunContext) -> str:
@@ -96,6 +129,27 @@ def _failure(cause: Any, path: str) -> StepFailure:
     return StepFailure(ErrorType.ACTION_ERROR, str(cause), None)
 
 
+def _options(step: ActionCall, path: str, ctx: RunContext) -> ActionOptions:
+    """What the step's activity is scheduled with (step > definition > action >
+    built-in); unreadable pinned defaults fail the step rather than the workflow task
+    (which would retry forever)."""
+    try:
+        return resolve_options(
+            step,
+            parse_defaults(ctx.inp.definition.get("actionDefaults")),
+            parse_defaults(ctx.inp.action_defaults.get(step.action)),
+        )
+    except ValidationError as err:
+        raise StepFailure(
+            ErrorType.DEFINITION_INVALID,
+            f"the retry/timeout defaults of {step.action} are invalid: {err.error_count()} "
+            "error(s)",
+            None,
+            err.errors(include_url=False, include_context=False),
+            catchable=False,
+        ) from None
+
+
 async def execute(
     step: ActionCall, path: str, seq: int, ctx: RunContext, rt: Runtime
 ) -> StepOutcome:
@@ -118,19 +172,25 @@ async def execute(
         loop=ctx.loop,
         idempotency_key=key,
         pending=ctx.take_pending(),
+        secrets=[path for path, _ in iter_references(step.input)],
+        redact=ctx.shared.redact,
     )
-    policy, timeouts = step.retry, step.timeouts
+    # Step > definition > action declaration > built-in, field by field, from the run's
+    # pinned input only: runs without the new fields schedule exactly as before.
+    options = _options(step, path, ctx)
+    policy = options.retry
     delay = BOOKKEEPING_BACKOFF
+    budget_base = 0  # attempts before an operator's retry decision (a fresh budget)
     while True:
         activity = workflow.execute_activity(
             step.action,
             invocation,
             result_type=ActionOutcome,
-            start_to_close_timeout=timeouts.startToClose or step.timeout,
-            schedule_to_close_timeout=timeouts.scheduleToClose,
-            heartbeat_timeout=timeouts.heartbeat,
+            start_to_close_timeout=options.start_to_close,
+            schedule_to_close_timeout=options.schedule_to_close,
+            heartbeat_timeout=options.heartbeat,
             retry_policy=RetryPolicy(
-                maximum_attempts=policy.maxAttempts - invocation.attempt_base,
+                maximum_attempts=policy.maxAttempts - (invocation.attempt_base - budget_base),
                 initial_interval=policy.initialInterval,
                 backoff_coefficient=policy.backoffCoefficient,
                 maximum_interval=policy.maxInterval,
@@ -157,7 +217,21 @@ async def execute(
                 raise asyncio.CancelledError() from None
             interrupted = _bookkeeping_interrupted(err.cause)
             if interrupted is None or not workflow.patched(BOOKKEEPING_PATCH):
-                raise _failure(err.cause, path) from None
+                failure = _failure(err.cause, path)
+                if step.onFailure != "ask":
+                    raise failure from None
+                decision = await _ask(step, path, seq, ctx, rt, failure)
+                if decision.decision == "fail":
+                    raise failure from None
+                if decision.decision == "skip":
+                    outcome = ActionOutcome(output=decision.output, attempt=failure.attempt or 1)
+                    break
+                # retry: attempts go on counting, with a whole retry budget again
+                budget_base = failure.attempt or budget_base + policy.maxAttempts
+                invocation = invocation.model_copy(
+                    update={"attempt_base": budget_base, "pending": ctx.take_pending()}
+                )
+                continue
         # The attempt was given back before the handler ran (database unreachable, or
         # the key claimed by another run): it does not count; wait (durably) and
         # schedule the action again.

@@ -13,7 +13,7 @@ from temporalio import workflow
 
 from tempoflow.records import WaitRecord
 from temporal_workflows.context import RunContext
-from temporal_workflows.events import Mailbox, TaskBoard
+from temporal_workflows.events import DecisionBoard, Mailbox, TaskBoard
 from temporal_workflows.models import EventDelivery
 
 T = TypeVar("T")
@@ -68,12 +68,14 @@ class Runtime:
         *,
         mailbox: Mailbox | None = None,
         tasks: TaskBoard | None = None,
+        decisions: DecisionBoard | None = None,
         register_wait: RegisterWait | None = None,
         patched: bool = True,
     ) -> None:
         self.run_block = run_block
         self.mailbox = mailbox or Mailbox()
         self.tasks = tasks or TaskBoard()
+        self.decisions = decisions or DecisionBoard()
         self._register_wait = register_wait
         self.positions = positions
         self.should_continue = should_continue

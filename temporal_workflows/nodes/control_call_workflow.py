@@ -59,6 +59,7 @@ async def execute(
         definition_key=ref.key,
         definition_version=ref.version,
         definition=ref.body,
+        action_defaults=ref.action_defaults,
         input=data,
         limits=ctx.inp.limits,
         run_limits=ctx.inp.run_limits,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.builtin import close_resources
 from app.auth import create_api_key
 from app.main import create_app
 from launcher.worker import create_worker
@@ -137,18 +138,27 @@ async def stack(
 
 @contextlib.asynccontextmanager
 async def open_stack(
-    database_url: str, temporal_client: Client, sessions: async_sessionmaker[AsyncSession]
+    database_url: str,
+    temporal_client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    **settings_extra: Any,
 ) -> AsyncIterator[Stack]:
-    """A stack on a given Temporal client (e.g. a dedicated server with other limits)."""
+    """A stack on a given Temporal client (e.g. a dedicated server with other limits);
+    ``settings_extra`` sets further settings of the API (e.g. ``payload_key``)."""
     task_queue = f"tq-{uuid.uuid4()}"
     settings = Settings(
-        environment="test",
-        database_url=database_url,
-        task_queue=task_queue,
-        temporal_ui_url="http://127.0.0.1:8233",
+        **{
+            "environment": "test",
+            "database_url": database_url,
+            "task_queue": task_queue,
+            "temporal_ui_url": "http://127.0.0.1:8233",
+            # Tests change a tenant's allow-list and expect the next run to see it.
+            "egress_rules_cache_seconds": 0,
+            **settings_extra,
+        }
     )
     effects = Effects()
-    registry = build_registry(effects)
+    registry = build_registry(effects, settings=settings, sessions=sessions)
     tenant = f"t{uuid.uuid4().hex[:10]}"
     keys = await make_keys(sessions, tenant, settings.api_key_pepper)
 
@@ -159,12 +169,14 @@ async def open_stack(
 
     app = create_app(settings, registry=registry, temporal=temporal_client)
     async with (
+        contextlib.AsyncExitStack() as resources,
         worker_factory(),
         app.router.lifespan_context(app),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://tempoflow"
         ) as http,
     ):
+        resources.push_async_callback(close_resources, registry)
         yield Stack(
             http,
             temporal_client,

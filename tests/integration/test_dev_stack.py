@@ -109,6 +109,7 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
             "TEMPOFLOW_API_PORT": str(_free_port()),
             "TEMPOFLOW_TEMPORAL_PORT": str(_free_port()),
             "TEMPOFLOW_TEMPORAL_UI_PORT": str(_free_port()),
+            "TEMPOFLOW_WORKER_METRICS_PORT": str(_free_port()),
         }
     )
     return env
@@ -133,6 +134,40 @@ def test_dev_stack_runs_the_readme_tour_and_restarts(
         run = json.loads(next(c.output for c in tour if "run order-fulfilment" in c.text))
         assert run["temporalUiUrl"].startswith(ui)
         assert httpx.get(ui, timeout=10).status_code == 200  # the Web UI is served
+        # The mail the tour sent landed in the sink, with the run's Message-ID.
+        mailed = json.loads(next(c.output for c in tour if "run order-email" in c.text))
+        [eml] = (home / "mail").glob("*.eml")
+        assert f"Message-ID: {mailed['output']['messageId']}" in eml.read_text()
+        # The UI decodes payloads through the API's codec endpoint, from the browser: its
+        # origin passes CORS and, in development, needs no key.
+        codec = httpx.get(f"{ui}/api/v1/settings", timeout=10).json()["Codec"]
+        assert codec["Endpoint"] == f"{api}/codec"
+        preflight = httpx.options(
+            f"{api}/codec/decode",
+            headers={
+                "Origin": ui,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-namespace",
+            },
+            timeout=10,
+        )
+        assert preflight.headers["access-control-allow-origin"] == ui
+        decoded = httpx.post(
+            f"{api}/codec/decode",
+            json={"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "MQ=="}]},
+            headers={"Origin": ui, "X-Namespace": "default"},
+            timeout=10,
+        )
+        assert decoded.status_code == 200, decoded.text
+        # The worker process's own HTTP port: health and metrics (its runs, the SDK's).
+        worker = f"http://127.0.0.1:{dev_env['TEMPOFLOW_WORKER_METRICS_PORT']}"
+        assert httpx.get(f"{worker}/healthz", timeout=10).json() == {"status": "ok"}
+        ready = httpx.get(f"{worker}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        scraped = httpx.get(f"{worker}/metrics", timeout=10).text
+        assert 'tempoflow_runs_finished_total{definition="order-fulfilment"' in scraped
+        assert "temporal_workflow_task_schedule_to_start_latency_bucket" in scraped
+        assert "tempoflow_dispatcher_lag_seconds" in httpx.get(f"{api}/metrics", timeout=10).text
         # The CI-facing commands against the same stack (URL from TEMPOFLOW_API_PORT).
         cli_env = {**dev_env, "TEMPOFLOW_API_KEY": key}
         bad = tmp_path / "bad.json"

@@ -22,8 +22,11 @@ ON_CREATED = {
 
 
 async def trigger_runs(stack: Stack, event_id: str) -> list[dict[str, Any]]:
+    """The event's trigger deliveries, once settled (a delivery is PENDING from routing
+    until the run's start is confirmed)."""
     r = await stack.http.get(f"/v1/events/{event_id}", headers=stack.auth("operator"))
-    return [d for d in r.json()["deliveries"] if d["kind"] == "trigger"]
+    found = [d for d in r.json()["deliveries"] if d["kind"] == "trigger"]
+    return [] if any(d["status"] == "PENDING" for d in found) else found
 
 
 async def routed(stack: Stack, event_id: str) -> bool:

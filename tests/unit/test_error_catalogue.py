@@ -41,6 +41,22 @@ def test_values_never_change() -> None:
         "TaskAlreadyCompleted",
         "TaskDataInvalid",
         "BookkeepingUnavailable",
+        "DecisionNotPending",
+        "DecisionAlreadyMade",
+        "SmtpUnavailable",
+        "SmtpTransientError",
+        "SmtpRejected",
+        "SmtpNotConfigured",
+        "HttpStatusError",
+        "HttpConnectionError",
+        "HttpTimeout",
+        "HttpResponseTooLarge",
+        "HttpTooManyRedirects",
+        "HttpUrlInvalid",
+        "EgressDenied",
+        "WebhookSecretInvalid",
+        "SecretNotFound",
+        "SecretUnreadable",
     }
     assert all(t == t.value and f"``{t.value}``" in ErrorType.__doc__ for t in ErrorType)
 

@@ -47,6 +47,9 @@ async def test_history_replays(path: Path) -> None:
         workflows=[InterpreterWorkflow],
         workflow_runner=sandboxed_runner(),
         data_converter=pydantic_data_converter,
+        # No deadlock detector: this checks determinism, and a loaded machine can take
+        # longer than its 2 s over one regex-heavy workflow task (metered_builtins).
+        debug_mode=True,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None
