@@ -23,8 +23,8 @@ from activities.secrets import SecretResolver, masked_heartbeat, projected_input
 from activities.waits import sendable
 from projections import definitions, invocations, routing
 from projections.db import is_permanent, is_transient
-from projections.models import ActionInvocation as ActionInvocationRow
-from projections.storable import restore_json, storable_json, storable_row
+from projections.group import GroupWriter
+from projections.storable import restore_json, storable_json
 from projections.writer import write_batch
 from tempoflow.definition.model import ActionCall, type_of
 from tempoflow.error_types import ErrorType
@@ -65,7 +65,7 @@ CLAIM_LEASE_DEFAULT = 600.0
 RECORD_TIMEOUT = 5.0
 """Seconds an attempt spends at most recording its outcome."""
 BACKLOG_LIMIT = 10_000
-"""Unwritten attempt outcomes a worker keeps (oldest dropped first, logged)."""
+"""Unwritten attempt outcomes a worker keeps (oldest dropped first)."""
 
 
 def _now() -> datetime:
@@ -136,6 +136,24 @@ def _time_left(info: activity.Info, started: float) -> float | None:
     return min(lefts) if lefts else None
 
 
+def _final(err: BaseException, info: activity.Info) -> bool:
+    """Whether Temporal will not retry after ``err`` (the invocation's last attempt)."""
+    policy = info.retry_policy
+    return (
+        (isinstance(err, ApplicationError) and err.non_retryable)
+        or (
+            policy is not None
+            and policy.maximum_attempts > 0
+            and info.attempt >= policy.maximum_attempts
+        )
+        or (
+            policy is not None
+            and isinstance(err, ApplicationError)
+            and err.type in (policy.non_retryable_error_types or ())
+        )
+    )
+
+
 class TempoflowActivities:
     """Activities bound to the worker's dependencies (registry, database)."""
 
@@ -144,13 +162,17 @@ class TempoflowActivities:
         registry: ActionRegistry,
         sessions: async_sessionmaker[AsyncSession],
         keyring: Keyring | None = None,
+        writer: GroupWriter | None = None,
     ) -> None:
         self.registry = registry
         self.sessions = sessions
         self.secrets = SecretResolver(sessions, keyring or Settings().keyring)
-        # Attempt outcomes an attempt could not write (database unreachable): the next
-        # write of this worker carries them.
-        self._backlog: list[InvocationRecord] = []
+        # Projection writes of concurrent activities share transactions (group commit).
+        self.writer = writer or GroupWriter(sessions.kw["bind"])
+        # Records an attempt could not write (database unreachable): attempt outcomes, and
+        # everything a side-effect-free action's attempt carried; the next write of this
+        # worker carries them.
+        self._backlog: list[ProjectionBatch] = []
 
     async def _transact(
         self,
@@ -170,23 +192,23 @@ class TempoflowActivities:
         async with asyncio.timeout(timeout), self.sessions.begin() as session:
             return await work(session, True)
 
-    def _take_backlog(self, batch: ProjectionBatch) -> tuple[ProjectionBatch, int]:
+    def _take_backlog(self, batch: ProjectionBatch) -> list[ProjectionBatch]:
+        """The backlog (taken: restore it if the write fails), then ``batch``."""
         taken, self._backlog = self._backlog, []
-        if not taken:
-            return batch, 0
-        return batch.model_copy(update={"invocations": [*taken, *batch.invocations]}), len(taken)
+        return [*taken, batch]
 
-    def _restore_backlog(self, batch: ProjectionBatch, taken: int) -> None:
-        self._backlog = [*batch.invocations[:taken], *self._backlog][-BACKLOG_LIMIT:]
+    def _restore_backlog(self, batches: list[ProjectionBatch]) -> None:
+        self._keep(batches[:-1])
+
+    def _keep(self, batches: list[ProjectionBatch]) -> None:
+        self._backlog = [*batches, *self._backlog][-BACKLOG_LIMIT:]
 
     async def _write(self, batch: ProjectionBatch) -> None:
-        batch, taken = self._take_backlog(batch)
-        if batch.is_empty():
-            return
+        batches = self._take_backlog(batch)
         try:
-            await self._transact(lambda s, degraded: write_batch(s, batch, degraded=degraded))
+            await self.writer.write(batches)
         except BaseException:
-            self._restore_backlog(batch, taken)
+            self._restore_backlog(batches)
             raise
 
     @activity.defn(name=PROJECT_ACTIVITY)
@@ -268,16 +290,22 @@ class TempoflowActivities:
     async def invoke_action(self, args: Sequence[RawValue]) -> ActionOutcome:
         """Run the action named by the activity type.
 
-        Bookkeeping never decides the outcome. Before the handler, the invocation is
-        claimed (with the buffered records and the step as RUNNING) for a lease ending
-        with the attempt; a recorded success is returned instead of repeating the side
-        effect. If the database is unreachable, or another run's attempt holds a live
-        claim on the key, the attempt waits briefly, then gives itself back
-        (``BookkeepingUnavailable``) without running the handler: the workflow waits and
-        schedules the action again, and that never counts as an attempt. After the
-        handler, the outcome is recorded; if that fails, a success still returns (the
-        workflow's next projection write records it) and a failure still raises (this
-        worker's next write records it).
+        Bookkeeping never decides the outcome. Before the handler of an action with side
+        effects, the invocation is claimed (with the buffered records and the step as
+        RUNNING) for a lease ending with the attempt; a recorded success is returned
+        instead of repeating the side effect. If the database is unreachable, or another
+        run's attempt holds a live claim on the key, the attempt waits briefly, then
+        gives itself back (``BookkeepingUnavailable``) without running the handler: the
+        workflow waits and schedules the action again, and that never counts as an
+        attempt. After the handler, the outcome is recorded; if that fails, a success
+        still returns (the workflow's next projection write records it) and a failure
+        still raises (this worker's next write records it).
+
+        An action without side effects (``side_effects=False``: repeating it is harmless)
+        claims nothing: its handler runs first, then the buffered records, the step and
+        the attempt's outcome are written together, once; if the database stays
+        unreachable, the attempt gives itself back the same way (and runs again later).
+        Writes of concurrent attempts share transactions (``GroupWriter``).
         """
         clock = time.monotonic()
         info = activity.info()
@@ -312,8 +340,81 @@ class TempoflowActivities:
             invocation_status="SUCCEEDED",
             started_at=started,
         )
+        # Side-effect-free: what the claim would have written goes with the outcome.
+        carried = None if spec is None or spec.side_effects else inv.pending
         try:
-            claim = await self._claim(inv, outcome, step, info, clock)
+            if carried is None:
+                claim = await self._claim(inv, outcome, step, info, clock)
+                if claim.status == "SUCCEEDED":
+                    return ActionOutcome(
+                        output=restore_json(claim.output),
+                        attempt=attempt,
+                        deduplicated=True,
+                        action_version=outcome.action_version,
+                    )
+            try:
+                output = await self.secrets.run(
+                    inv.tenant,
+                    inv.input,
+                    inv.secrets,
+                    lambda data: self._run(inv, spec, attempt, data),
+                )
+            except asyncio.CancelledError:
+                closed = outcome.model_copy(
+                    update={
+                        "status": "CANCELED",
+                        "invocation_status": "CANCELED",
+                        "finished_at": _now(),
+                    }
+                )
+                await asyncio.shield(
+                    self._record(
+                        closed,
+                        info,
+                        clock,
+                        keep=True,
+                        step=step if carried is not None else None,
+                        carried=carried,
+                        logs=lines,
+                    )
+                )
+                raise
+            except Exception as err:
+                error = _error_dict(err)
+                failed = outcome.model_copy(
+                    update={
+                        "status": "FAILED",
+                        "invocation_status": "FAILED" if _final(err, info) else "RETRYING",
+                        "error": error,
+                        "finished_at": _now(),
+                    }
+                )
+                # The step shows the latest error while it retries.
+                last = step.model_copy(update={"error": error, "finished_at": _now()})
+                if carried is None:
+                    await self._record(failed, info, clock, keep=True, step=last, logs=lines)
+                else:
+                    await self._settle(carried, last, failed, info, clock, lines)
+                if isinstance(err, ApplicationError):
+                    # The attempt number travels with the error (catch blocks show it).
+                    raise ApplicationError(
+                        err.message,
+                        ActionFailure(
+                            attempt=attempt,
+                            details=error["details"],
+                            action_version=outcome.action_version,
+                        ),
+                        type=err.type,
+                        non_retryable=err.non_retryable,
+                        next_retry_delay=_capped_delay(err.next_retry_delay, info.retry_policy),
+                    ) from err
+                raise
+            done = outcome.model_copy(update={"output": output, "finished_at": _now()})
+            if carried is not None:
+                await self._settle(carried, step, done, info, clock, lines)
+                return ActionOutcome(
+                    output=output, attempt=attempt, action_version=outcome.action_version
+                )
         except BookkeepingUnavailableError as err:
             raise ApplicationError(
                 f"the database is unreachable: {err.__cause__!r}",
@@ -329,72 +430,6 @@ class TempoflowActivities:
                 type=ErrorType.BOOKKEEPING_UNAVAILABLE,
                 non_retryable=True,
             ) from None
-        if claim.status == "SUCCEEDED":
-            return ActionOutcome(
-                output=restore_json(claim.output),
-                attempt=attempt,
-                deduplicated=True,
-                action_version=outcome.action_version,
-            )
-        try:
-            output = await self.secrets.run(
-                inv.tenant,
-                inv.input,
-                inv.secrets,
-                lambda data: self._run(inv, spec, attempt, data),
-            )
-        except asyncio.CancelledError:
-            closed = outcome.model_copy(
-                update={
-                    "status": "CANCELED",
-                    "invocation_status": "CANCELED",
-                    "finished_at": _now(),
-                }
-            )
-            await asyncio.shield(self._record(closed, info, clock, keep=True, logs=lines))
-            raise
-        except Exception as err:
-            error = _error_dict(err)
-            policy = info.retry_policy
-            final = (
-                (isinstance(err, ApplicationError) and err.non_retryable)
-                or (
-                    policy is not None
-                    and policy.maximum_attempts > 0
-                    and info.attempt >= policy.maximum_attempts
-                )
-                or (
-                    policy is not None
-                    and isinstance(err, ApplicationError)
-                    and err.type in (policy.non_retryable_error_types or ())
-                )
-            )
-            failed = outcome.model_copy(
-                update={
-                    "status": "FAILED",
-                    "invocation_status": "FAILED" if final else "RETRYING",
-                    "error": error,
-                    "finished_at": _now(),
-                }
-            )
-            # The step shows the latest error while it retries.
-            last = step.model_copy(update={"error": error, "finished_at": _now()})
-            await self._record(failed, info, clock, keep=True, step=last, logs=lines)
-            if isinstance(err, ApplicationError):
-                # The attempt number travels with the error (catch blocks show it).
-                raise ApplicationError(
-                    err.message,
-                    ActionFailure(
-                        attempt=attempt,
-                        details=error["details"],
-                        action_version=outcome.action_version,
-                    ),
-                    type=err.type,
-                    non_retryable=err.non_retryable,
-                    next_retry_delay=_capped_delay(err.next_retry_delay, policy),
-                ) from err
-            raise
-        done = outcome.model_copy(update={"output": output, "finished_at": _now()})
         version = outcome.action_version
         if await self._record(done, info, clock, keep=False, logs=lines):
             return ActionOutcome(output=output, attempt=attempt, action_version=version)
@@ -423,53 +458,30 @@ class TempoflowActivities:
         )
         pending = inv.pending.model_copy(update={"steps": [*inv.pending.steps, step]})
 
-        async def work(session: AsyncSession, degraded: bool) -> invocations.Claim:
-            await write_batch(session, batch, degraded=degraded)
-            ref = ids
-            if degraded:
-                row = storable_row(ActionInvocationRow.__table__, ref.columns())
-                ref = invocations.InvocationRef(
-                    row["tenant"], row["action"], row["action_version"], row["idempotency_key"]
-                )
+        def request() -> invocations.ClaimRequest:
             left = _time_left(info, clock)
             lease = CLAIM_LEASE_DEFAULT if left is None else max(left, 0.0) + CLAIM_LEASE_GRACE
-            claim = await invocations.start_invocation(
-                session,
-                ref,
+            return invocations.ClaimRequest(
+                ref=ids,
                 run_id=inv.run_id,
                 step_path=inv.step_path,
                 loop=inv.loop,
                 attempt=outcome.attempt,
+                started_at=outcome.started_at,
                 lease=timedelta(seconds=lease),
             )
-            if claim.status == "HELD":
-                return claim  # not an attempt (yet): nothing more to record
-            status = claim.status
-            await invocations.record_attempt(
-                session,
-                ref,
-                run_id=inv.run_id,
-                attempt=outcome.attempt,
-                started_at=outcome.started_at,
-                status="DEDUPLICATED" if status == "SUCCEEDED" else "RUNNING",
-                finished_at=outcome.started_at if status == "SUCCEEDED" else None,
-            )
-            if outcome.attempt > 1:
-                await invocations.abandon_earlier_attempts(
-                    session, ref, run_id=inv.run_id, attempt=outcome.attempt
-                )
-            return claim
 
         budget = _wait_budget(info, clock)
         waited = time.monotonic()
         delay = 0.1
         while True:
-            batch, taken = self._take_backlog(pending)
+            batches = self._take_backlog(pending)
             left = budget - (time.monotonic() - waited)
             try:
-                claim = await self._transact(work, timeout=max(left, CLAIM_MIN_TIMEOUT))
+                async with asyncio.timeout(max(left, CLAIM_MIN_TIMEOUT)):
+                    claim = await self.writer.claim(batches, request())
             except Exception as err:
-                self._restore_backlog(batch, taken)
+                self._restore_backlog(batches)
                 left = budget - (time.monotonic() - waited)
                 if left <= 0:
                     raise BookkeepingUnavailableError() from err
@@ -489,6 +501,52 @@ class TempoflowActivities:
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 1.0)
 
+    async def _settle(
+        self,
+        carried: ProjectionBatch,
+        step: StepRecord,
+        outcome: InvocationRecord,
+        info: activity.Info,
+        clock: float,
+        logs: runlogs.AttemptLog | None = None,
+    ) -> None:
+        """Write a side-effect-free attempt's records: the buffered ones, the step and the
+        outcome; within the attempt's waiting budget, retry transient errors, then give
+        the attempt back (``BookkeepingUnavailableError``)."""
+        batch = carried.model_copy(
+            update={
+                "steps": [*carried.steps, step],
+                "invocations": [*carried.invocations, outcome],
+                "logs": [*carried.logs, *(logs.records() if logs else [])],
+            }
+        )
+        budget = _wait_budget(info, clock)
+        waited = time.monotonic()
+        delay = 0.1
+        while True:
+            batches = self._take_backlog(batch)
+            left = budget - (time.monotonic() - waited)
+            try:
+                async with asyncio.timeout(max(left, CLAIM_MIN_TIMEOUT)):
+                    await self.writer.write(batches)
+                return
+            except Exception as err:
+                self._restore_backlog(batches)
+                left = budget - (time.monotonic() - waited)
+                if left <= 0:
+                    raise BookkeepingUnavailableError() from err
+                level = logging.WARNING if is_transient(err) else logging.ERROR
+                log.log(
+                    level,
+                    "recording attempt %s of %s: %r (retrying)",
+                    outcome.attempt,
+                    outcome.action,
+                    err,
+                )
+            activity.heartbeat()
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
+
     async def _record(
         self,
         outcome: InvocationRecord,
@@ -497,10 +555,12 @@ class TempoflowActivities:
         *,
         keep: bool,
         step: StepRecord | None = None,
+        carried: ProjectionBatch | None = None,
         logs: runlogs.AttemptLog | None = None,
     ) -> bool:
         """Record an attempt's outcome (one try, bounded by the attempt's time left);
-        when that fails, ``keep`` it for this worker's next write. Never raises."""
+        when that fails, ``keep`` it for this worker's next write (with the ``carried``
+        records of a side-effect-free attempt, which nothing else writes). Never raises."""
         left = _time_left(info, clock)
         timeout = RECORD_TIMEOUT if left is None else min(RECORD_TIMEOUT, left - 0.5)
         batch = ProjectionBatch(
@@ -508,19 +568,27 @@ class TempoflowActivities:
             steps=[step] if step else [],
             logs=logs.records() if logs else [],
         )
+        if carried is not None:
+            batch = carried.model_copy(
+                update={
+                    "steps": [*carried.steps, *batch.steps],
+                    "invocations": [*carried.invocations, outcome],
+                    "logs": [*carried.logs, *batch.logs],
+                }
+            )
         try:
             if timeout <= 0:
                 raise TimeoutError("no time left in the attempt")
-            await self._transact(
-                lambda s, degraded: write_batch(s, batch, degraded=degraded), timeout=timeout
-            )
+            async with asyncio.timeout(timeout):
+                await self.writer.write([batch])
             return True
         except Exception as err:
             log.warning(
                 "recording attempt %s of %s failed: %r", outcome.attempt, outcome.action, err
             )
             if keep:
-                self._backlog = [*self._backlog, outcome][-BACKLOG_LIMIT:]
+                kept = batch if carried is not None else ProjectionBatch(invocations=[outcome])
+                self._backlog = [*self._backlog, kept][-BACKLOG_LIMIT:]
             return False
 
     async def _run(

@@ -1,8 +1,11 @@
-"""Request dependencies as ``Annotated`` aliases; built once in the app lifespan."""
+"""Request dependencies as ``Annotated`` aliases; built once in the app lifespan.
+
+Every dependency is ``async def``, even when it awaits nothing: FastAPI runs a plain
+``def`` dependency in a worker thread, one hop per dependency per request."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -15,7 +18,7 @@ from tempoflow.errors import Forbidden, Unauthorized
 from tempoflow.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -25,12 +28,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_temporal(request: Request) -> Client:
+async def get_temporal(request: Request) -> Client:
     client: Client = request.app.state.temporal
     return client
 
 
-def get_registry(request: Request) -> ActionRegistry:
+async def get_registry(request: Request) -> ActionRegistry:
     registry: ActionRegistry = request.app.state.registry
     return registry
 
@@ -68,11 +71,11 @@ async def get_principal(
     return principal
 
 
-def require(*roles: str) -> Callable[..., Principal]:
+def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting callers holding one of ``roles`` (admin always passes)."""
     wanted = frozenset(roles)
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if not principal.has_any(wanted):
             raise Forbidden(
                 f"this operation needs one of the roles {sorted(wanted | {'admin'})}",

@@ -27,6 +27,8 @@ class BenchStack:
     client: Client
     engine: AsyncEngine
     database_url: str
+    pgdata: Path | None = None
+    """The embedded PostgreSQL's data directory (``None``: a configured server)."""
 
 
 @asynccontextmanager
@@ -59,7 +61,7 @@ async def bench_stack() -> AsyncIterator[BenchStack]:
             client = env.client
         engine = create_engine(to_asyncpg_url(url), pool_size=20, pre_ping=False)
         try:
-            yield BenchStack(client, engine, url)
+            yield BenchStack(client, engine, url, Path(server.pgdata) if server else None)
         finally:
             await engine.dispose()
             if env is not None:

@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+import psutil
 from sqlalchemy import func, select
 from temporalio.client import Client
 
@@ -65,6 +66,11 @@ DEFINITION = {
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
 
 
 def _free_port() -> int:
@@ -157,6 +163,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             )
             await _until_waiting(sessions, n)
 
+            api_proc, me = psutil.Process(api.pid), psutil.Process()
+            api_cpu, my_cpu = _cpu(api_proc), _cpu(me)
             produced = await _produce(
                 "http", f"http://127.0.0.1:{port}", key, str(n), str(args.concurrency), EVENT
             )
@@ -169,6 +177,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             results = await asyncio.gather(
                 *(client.get_workflow_handle(s.workflow_id).result() for s in started)
             )
+            # CPU per event: the API process (ingress, dispatcher: routing and signals) and
+            # this one (the worker resuming the runs).
+            api_cpu, my_cpu = _cpu(api_proc) - api_cpu, _cpu(me) - my_cpu
             tf_lat = [r["output"]["resumedAt"] - sent[i] for i, r in enumerate(results)]
             # Where the time goes: inbox commit → routing decided → run resumed.
             async with sessions() as session:
@@ -234,6 +245,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "resume_p99_ms": p99,
         "baseline_p50_ms": _pct(bl_lat, 0.5),
         "baseline_p99_ms": bl_p99,
+        "api_cpu_ms_per_event": round(1000 * api_cpu / n, 2),
+        "worker_cpu_ms_per_event": round(1000 * my_cpu / n, 2),
         "http_retries": http_retries,
         "http_p50_ms": _pct(http_ms, 0.5),
         "http_p99_ms": _pct(http_ms, 0.99),

@@ -28,6 +28,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner
 from activities.builtin import default_registry
 from app.run_starter import start_run
 from bench._baseline import STEPS, BaselineLoop, BaselineWorkflow, baseline_noop
+from bench._meter import Meter, Reading, per_step
 from bench._stack import bench_stack
 from launcher.worker import create_worker
 from projections.db import session_factory
@@ -109,11 +110,18 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             tf_time = bl_time = 0.0
             tf_lat: list[float] = []
             bl_lat: list[float] = []
+            meter = Meter(stack.engine, stack.pgdata)
+            tf_cost: list[tuple[Reading, Reading]] = []
+            bl_cost: list[tuple[Reading, Reading]] = []
             for _ in range(2):
+                before = await meter.read()
                 t, lat = await _drive(half, args.concurrency, tempoflow)
                 tf_time, tf_lat = tf_time + t, tf_lat + lat
+                middle = await meter.read()
                 t, lat = await _drive(half, args.concurrency, baseline)
                 bl_time, bl_lat = bl_time + t, bl_lat + lat
+                tf_cost.append((before, middle))
+                bl_cost.append((middle, await meter.read()))
             loops = {}
             for concurrency in (1, 20):
                 loops[concurrency] = await _loops(client, queue, args.items, concurrency)
@@ -130,6 +138,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 .where(StepRow.status == "SUCCEEDED", RunRow.definition_key == "bench-noop")
             )
     total = 2 * half
+    tf_per_step = _cost(tf_cost, total * STEPS)
+    bl_per_step = _cost(bl_cost, total * STEPS)
     tf_rps, bl_rps = total / tf_time, total / bl_time
     return {
         "bench": "interpreter",
@@ -143,6 +153,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "tempoflow_p99_ms": _pct(tf_lat, 0.99),
         "baseline_p50_ms": _pct(bl_lat, 0.5),
         "baseline_p99_ms": _pct(bl_lat, 0.99),
+        **{f"tempoflow_{k}": v for k, v in tf_per_step.items()},
+        **{f"baseline_{k}": v for k, v in bl_per_step.items()},
         "projected_runs": closed,
         "projected_steps": steps,
         "projections_complete": closed == total + warm and steps == (total + warm) * STEPS,
@@ -152,6 +164,12 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         **{f"foreach_c{c}_baseline_s": v[1] for c, v in loops.items()},
         **{f"foreach_c{c}_ratio": round(v[1] / v[0], 3) for c, v in loops.items()},
     }
+
+
+def _cost(phases: list[tuple[Reading, Reading]], steps: int) -> dict[str, float]:
+    """Per action step over several measured phases."""
+    totals = [per_step(a, b, steps) for a, b in phases]
+    return {k: round(sum(t[k] for t in totals), 3) for k in totals[0]}
 
 
 async def _loops(client: Client, queue: str, items: int, concurrency: int) -> tuple[float, float]:

@@ -27,7 +27,8 @@ class ExpressionLimits(BaseModel):
     max_output_bytes: int = Field(default=1_048_576, ge=1024)
     """JSON-encoded size of the result."""
     max_cpu_ms: int = Field(default=1000, ge=50, le=10_000)
-    """Backstop: CPU time of the evaluating thread (``TF2007``). The counted budgets end
+    """Backstop: CPU time of the evaluating thread (``TF2007``), counted from its ~500th
+    step (the clock is not read for short evaluations). The counted budgets end
     every known runaway far earlier; this catches work no counter sees. It reads a clock,
     so keep it well above what the counted budgets allow (~0.5 s measured)."""
     metered: bool = True

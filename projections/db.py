@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -19,6 +20,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+Executor = AsyncSession | AsyncConnection
+"""What data-access functions execute statements on: an ORM session, or a Core
+connection (hot paths: no ORM unit of work, statements executed as they are)."""
 
 
 class Base(DeclarativeBase):

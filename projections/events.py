@@ -27,6 +27,7 @@ class Receipt(Protocol):
 
 
 _RECEIPT = [Event.event_id, Event.name, Event.correlation_key, Event.status, Event.received_at]
+_STORE = insert(cast(Table, Event.__table__)).on_conflict_do_nothing().returning(*_RECEIPT)
 
 
 async def store(
@@ -40,15 +41,10 @@ async def store(
         # first take the ids' locks in one global order, so they cannot deadlock on each
         # other's rows; the later one reports the shared ids as duplicates.
         await routing.lock(session, ((tenant, "\x00id", r["event_id"]) for r in rows))
-    stmt = (
-        insert(cast(Table, Event.__table__))
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(*_RECEIPT)
-    )
-    stored: dict[str, Receipt] = {
-        r.event_id: cast(Receipt, r) for r in (await session.execute(stmt)).all()
-    }
+    # One statement built once, executed with the rows as parameters: compiled once per
+    # process (``.values(rows)`` would compile per request).
+    result = await session.execute(_STORE, rows[0] if len(rows) == 1 else rows)
+    stored: dict[str, Receipt] = {r.event_id: cast(Receipt, r) for r in result.all()}
     inserted = set(stored)
     ids = [r["event_id"] for r in rows]
     repeated = set(ids) - inserted

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.db import is_permanent
+from projections.db import Executor, is_permanent
 from projections.models import RunLogRow
 from projections.storable import storable_json, storable_row
 from tempoflow.records import (
@@ -244,12 +245,13 @@ def _log_row(line: LogLineRecord) -> dict[str, Any]:
     }
 
 
-async def _insert(session: AsyncSession, batch: ProjectionBatch, degraded: bool) -> None:
-    rows = entries(batch)
+async def _insert(session: Executor, batches: Sequence[ProjectionBatch], degraded: bool) -> None:
+    rows = [row for batch in batches for row in entries(batch)]
     if not rows:
         return
-    if batch.logs:
-        logs = [_log_row(line) for line in batch.logs]
+    lines = [line for batch in batches for line in batch.logs]
+    if lines:
+        logs = [_log_row(line) for line in lines]
         if degraded:
             logs = [storable_row(RunLogRow.__table__, row) for row in logs]
         await session.execute(_LOG_INSERT, logs)
@@ -257,18 +259,25 @@ async def _insert(session: AsyncSession, batch: ProjectionBatch, degraded: bool)
     await session.execute(_INSERT, {"rows": payload, "channel": CHANNEL, "limit": NOTIFY_LIMIT})
 
 
-async def emit(session: AsyncSession, batch: ProjectionBatch, *, degraded: bool = False) -> None:
-    """Add the batch's feed entries (and log lines) in the caller's transaction.
+async def emit(
+    session: Executor,
+    batch: ProjectionBatch | Sequence[ProjectionBatch],
+    *,
+    degraded: bool = False,
+) -> None:
+    """Add the batch's feed entries (and log lines) in the caller's transaction; several
+    batches (a group commit's) in one statement.
 
     ``degraded``: values PostgreSQL refuses are replaced by markers; entries it still
     refuses are left out (logged), never retried forever.
     """
+    batches = [batch] if isinstance(batch, ProjectionBatch) else batch
     if not degraded:
-        await _insert(session, batch, False)
+        await _insert(session, batches, False)
         return
     try:
         async with session.begin_nested():
-            await _insert(session, batch, True)
+            await _insert(session, batches, True)
     except Exception as err:
         if not is_permanent(err):
             raise

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from projections.db import Executor
 from projections.models import ActionAttempt, ActionInvocation
 from tempoflow.records import InvocationRecord
 
@@ -50,7 +51,7 @@ class Claim:
 
 
 async def start_invocation(
-    session: AsyncSession,
+    session: Executor,
     ref: InvocationRef,
     *,
     run_id: str,
@@ -126,7 +127,7 @@ async def start_invocation(
 
 
 async def record_attempt(
-    session: AsyncSession,
+    session: Executor,
     ref: InvocationRef,
     *,
     run_id: str,
@@ -149,7 +150,7 @@ async def record_attempt(
 
 
 async def abandon_earlier_attempts(
-    session: AsyncSession, ref: InvocationRef, *, run_id: str, attempt: int
+    session: Executor, ref: InvocationRef, *, run_id: str, attempt: int
 ) -> None:
     """Close this run's attempts below ``attempt`` still RUNNING: they never reported
     (their worker died, or they outlived their timeout and Temporal moved on). One that
@@ -167,6 +168,50 @@ async def abandon_earlier_attempts(
         )
         .values(status="ABANDONED", finished_at=func.now())
     )
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """An attempt claiming its invocation before its handler runs."""
+
+    ref: InvocationRef
+    run_id: str
+    step_path: str
+    loop: str | None
+    attempt: int
+    started_at: datetime
+    lease: timedelta
+
+
+async def claim(session: Executor, request: ClaimRequest) -> Claim:
+    """Claim the invocation for the attempt (``start_invocation``) and record the
+    attempt: ``RUNNING``, or ``DEDUPLICATED`` when a recorded success is returned; the
+    same run's earlier attempts still ``RUNNING`` are closed as abandoned."""
+    ref, attempt = request.ref, request.attempt
+    found = await start_invocation(
+        session,
+        ref,
+        run_id=request.run_id,
+        step_path=request.step_path,
+        loop=request.loop,
+        attempt=attempt,
+        lease=request.lease,
+    )
+    if found.status == "HELD":
+        return found  # not an attempt (yet): nothing more to record
+    succeeded = found.status == "SUCCEEDED"
+    await record_attempt(
+        session,
+        ref,
+        run_id=request.run_id,
+        attempt=attempt,
+        started_at=request.started_at,
+        status="DEDUPLICATED" if succeeded else "RUNNING",
+        finished_at=request.started_at if succeeded else None,
+    )
+    if attempt > 1:
+        await abandon_earlier_attempts(session, ref, run_id=request.run_id, attempt=attempt)
+    return found
 
 
 def _outcome_upsert() -> Insert:

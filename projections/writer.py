@@ -7,14 +7,14 @@ each only once per process (multi-row ``VALUES`` would compile per row count).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_, func, literal_column, or_
 from sqlalchemy.dialects.postgresql import Insert, insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections import feed, invocations
-from projections.db import is_permanent
+from projections.db import Executor, is_permanent
 from projections.models import EventDeliveryRow, HumanTaskRow, RunRow, StepRow, WaitRow
 from projections.storable import lossless_json, storable_row
 from tempoflow.records import (
@@ -33,6 +33,7 @@ from tempoflow.records import (
 )
 
 log = logging.getLogger("tempoflow.projections")
+R = TypeVar("R")
 
 
 def _literals(values: frozenset[str]) -> list[ColumnElement[str]]:
@@ -154,7 +155,7 @@ DELIVERY_UPSERT = delivery_upsert()
 
 
 async def _execute(
-    session: AsyncSession, stmt: Insert, rows: list[dict[str, Any]], degraded: bool
+    session: Executor, stmt: Insert, rows: list[dict[str, Any]], degraded: bool
 ) -> None:
     if not rows:
         return
@@ -174,46 +175,63 @@ async def _execute(
             log.error("projection row of %s left out: %s", table.name, err)
 
 
+def _latest(records: Iterable[R], key: Callable[[R], Any]) -> list[R]:
+    """The latest record per key (a batch may hold two records of one row), ordered by
+    key: concurrent writers then lock rows in one order (no deadlock between them)."""
+    latest = {key(r): r for r in records}
+    return [latest[k] for k in sorted(latest)]
+
+
 async def upsert_steps(
-    session: AsyncSession, steps: list[StepRecord], *, degraded: bool = False
+    session: Executor, steps: list[StepRecord], *, degraded: bool = False
 ) -> None:
     """Insert or update steps keyed by (run_id, seq)."""
-    # Keep the latest record per sequence (a batch may hold two records of one step).
-    latest = {s.seq: s for s in steps}
-    await _execute(session, STEP_UPSERT, [s.model_dump() for s in latest.values()], degraded)
+    rows = [s.model_dump() for s in _latest(steps, lambda s: (s.run_id, s.seq))]
+    await _execute(session, STEP_UPSERT, rows, degraded)
 
 
-async def upsert_run(session: AsyncSession, run: RunRecord, *, degraded: bool = False) -> None:
+async def upsert_run(session: Executor, run: RunRecord, *, degraded: bool = False) -> None:
     """Insert or update the run row keyed by run_id."""
-    await _execute(session, RUN_UPSERT, [run.model_dump()], degraded)
+    await upsert_runs(session, [run], degraded=degraded)
+
+
+async def upsert_runs(session: Executor, runs: list[RunRecord], *, degraded: bool = False) -> None:
+    """Insert or update run rows keyed by run_id (in order: a later record of one run
+    is written after an earlier one)."""
+    rows = [r.model_dump() for r in sorted(runs, key=lambda r: r.run_id)]
+    await _execute(session, RUN_UPSERT, rows, degraded)
 
 
 async def upsert_waits(
-    session: AsyncSession, waits: list[WaitRecord], *, degraded: bool = False
+    session: Executor, waits: list[WaitRecord], *, degraded: bool = False
 ) -> None:
-    latest = {w.seq: w for w in waits}
-    await _execute(session, WAIT_UPSERT, [w.model_dump() for w in latest.values()], degraded)
+    rows = [w.model_dump() for w in _latest(waits, lambda w: (w.run_id, w.seq))]
+    await _execute(session, WAIT_UPSERT, rows, degraded)
 
 
 async def upsert_tasks(
-    session: AsyncSession, tasks: list[TaskRecord], *, degraded: bool = False
+    session: Executor, tasks: list[TaskRecord], *, degraded: bool = False
 ) -> None:
-    latest = {t.id: t for t in tasks}
-    await _execute(session, TASK_UPSERT, [t.model_dump() for t in latest.values()], degraded)
+    rows = [t.model_dump() for t in _latest(tasks, lambda t: t.id)]
+    await _execute(session, TASK_UPSERT, rows, degraded)
 
 
 async def upsert_deliveries(
-    session: AsyncSession, deliveries: list[DeliveryRecord], *, degraded: bool = False
+    session: Executor, deliveries: list[DeliveryRecord], *, degraded: bool = False
 ) -> None:
-    rows = [{**d.model_dump(), "kind": "wait"} for d in deliveries]
+    ordered = sorted(deliveries, key=lambda d: (d.tenant, d.event_id, d.run_id))
+    rows = [{**d.model_dump(), "kind": "wait"} for d in ordered]
     await _execute(session, DELIVERY_UPSERT, rows, degraded)
 
 
 async def upsert_invocations(
-    session: AsyncSession, records: list[InvocationRecord], *, degraded: bool = False
+    session: Executor, records: list[InvocationRecord], *, degraded: bool = False
 ) -> None:
     """Finished attempts of action invocations (and the invocations' outcomes)."""
-    invocation_rows, attempt_rows = invocations.outcome_rows(records)
+    ordered = sorted(
+        records, key=lambda r: (r.tenant, r.action, r.action_version, r.idempotency_key)
+    )
+    invocation_rows, attempt_rows = invocations.outcome_rows(ordered)
     if degraded:
         # A recorded output is returned to later executions: keep it whole.
         for row in invocation_rows:
@@ -222,19 +240,26 @@ async def upsert_invocations(
     await _execute(session, invocations.ATTEMPT_UPSERT, attempt_rows, degraded)
 
 
-async def write_batch(
-    session: AsyncSession, batch: ProjectionBatch, *, degraded: bool = False
-) -> None:
+async def write_batch(session: Executor, batch: ProjectionBatch, *, degraded: bool = False) -> None:
     """Write a batch in one transaction owned by the caller.
 
     ``degraded`` (after a permanent data error): values PostgreSQL rejects are replaced
     by markers, and a row that still fails is left out.
     """
-    await upsert_steps(session, batch.steps, degraded=degraded)
-    await upsert_waits(session, batch.waits, degraded=degraded)
-    await upsert_tasks(session, batch.tasks, degraded=degraded)
-    await upsert_deliveries(session, batch.deliveries, degraded=degraded)
-    await upsert_invocations(session, batch.invocations, degraded=degraded)
-    if batch.run is not None:
-        await upsert_run(session, batch.run, degraded=degraded)
-    await feed.emit(session, batch, degraded=degraded)  # live streams, run logs
+    await write_batches(session, [batch], degraded=degraded)
+
+
+async def write_batches(
+    session: Executor, batches: Sequence[ProjectionBatch], *, degraded: bool = False
+) -> None:
+    """Write several batches (of any runs) together: one statement per table, each
+    executed with all its rows. Records of one row keep their order (the latest wins)."""
+    await upsert_steps(session, [s for b in batches for s in b.steps], degraded=degraded)
+    await upsert_waits(session, [w for b in batches for w in b.waits], degraded=degraded)
+    await upsert_tasks(session, [t for b in batches for t in b.tasks], degraded=degraded)
+    await upsert_deliveries(session, [d for b in batches for d in b.deliveries], degraded=degraded)
+    await upsert_invocations(
+        session, [i for b in batches for i in b.invocations], degraded=degraded
+    )
+    await upsert_runs(session, [b.run for b in batches if b.run is not None], degraded=degraded)
+    await feed.emit(session, batches, degraded=degraded)  # live streams, run logs

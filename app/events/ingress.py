@@ -121,7 +121,16 @@ async def prepare(
     budgets), never on the event loop: an expensive batch must not stall other requests.
     """
     types = await load_types(session, tenant, {i.name for i in items}, cache)
-    return await off_loop(functools.partial(_prepare, tenant, items, types, settings, base))
+    work = functools.partial(_prepare, tenant, items, types, settings, base)
+    if len(items) == 1 and all(_cheap(t) for t in types.values()):
+        # No schema, no correlation expression: a few dictionary lookups, cheaper here
+        # than the hop to a worker thread and back.
+        return work()
+    return await off_loop(work)
+
+
+def _cheap(kind: TypeInfo) -> bool:
+    return kind.validator is None and not (kind.correlation or {}).get("expression")
 
 
 def _prepare(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
-from activities import actions
+from projections.group import GroupWriter
 from tempoflow.records import ProjectionBatch, RunStatus
 from tests.integration.conftest import Stack, until
 
@@ -152,14 +152,14 @@ async def test_tasks_are_isolated_by_tenant(stack: Stack, other_tenant: dict[str
 def slow_closing_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Projection writes that close a run take a second: a cancellation sent right
     after a task completion always arrives while the run's last write is in flight."""
-    original = actions.write_batch
+    original = GroupWriter.write
 
-    async def slow(session: Any, batch: ProjectionBatch, **kw: Any) -> None:
-        if batch.run is not None and batch.run.status in CLOSED:
+    async def slow(self: GroupWriter, batches: list[ProjectionBatch]) -> None:
+        if any(b.run is not None and b.run.status in CLOSED for b in batches):
             await asyncio.sleep(1.0)
-        await original(session, batch, **kw)
+        await original(self, batches)
 
-    monkeypatch.setattr(actions, "write_batch", slow)
+    monkeypatch.setattr(GroupWriter, "write", slow)
 
 
 CLOSED = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED}

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
 
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
-from activities import actions
+from projections.group import GroupWriter
 from tempoflow.records import ProjectionBatch
 from tests.integration.conftest import HISTORIES, Stack
 
@@ -228,15 +227,15 @@ def slow_boundary_writes(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
     """The local projection write made before unwinding to continue as new takes a second
     (and tells the test it started): a cancellation then always arrives during it."""
     started = asyncio.Event()
-    original = actions.write_batch
+    original = GroupWriter.write
 
-    async def slow(session: Any, batch: ProjectionBatch, **kw: Any) -> None:
-        if activity.in_activity() and activity.info().is_local and batch.run is None:
+    async def slow(self: GroupWriter, batches: list[ProjectionBatch]) -> None:
+        if activity.in_activity() and activity.info().is_local and batches[-1].run is None:
             started.set()
             await asyncio.sleep(1.0)
-        await original(session, batch, **kw)
+        await original(self, batches)
 
-    monkeypatch.setattr(actions, "write_batch", slow)
+    monkeypatch.setattr(GroupWriter, "write", slow)
     return started
 
 
