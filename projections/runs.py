@@ -109,6 +109,19 @@ async def record_scheduled(
     )
 
 
+async def scheduled_among(session: AsyncSession, tenant: str, run_ids: list[str]) -> set[str]:
+    """Those of ``run_ids`` still SCHEDULED, with their ``startAt`` still ahead."""
+    if not run_ids:
+        return set()
+    stmt = select(RunRow.run_id).where(
+        RunRow.tenant == tenant,
+        RunRow.run_id.in_(run_ids),
+        RunRow.status == str(RunStatus.SCHEDULED),
+        RunRow.start_at > func.now(),
+    )
+    return set((await session.execute(stmt)).scalars())
+
+
 async def close_from_temporal(
     session: AsyncSession,
     tenant: str,

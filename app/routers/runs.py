@@ -385,8 +385,8 @@ async def cancel_run(
     ``cancel_failed`` with ``runStatus``. Temporal unreachable: 503, nothing changed.
 
     A SCHEDULED run (``startAt`` ahead) has not begun: nothing of it ran, so there is
-    nothing to unwind; Temporal would only deliver a cancel once the run begins, so it is
-    ended at once (a Temporal terminate with the reason "canceled before it began") and
+    nothing to unwind. A Temporal cancel would start it at once (the delay is bypassed to
+    deliver the request, and the run may do work before it sees it), so it is ended at once (a Temporal terminate with the reason "canceled before it began") and
     shows CANCELED (200, ``action: "canceled_before_start"``)."""
     handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
     # Temporal accepts a repeated cancel of a closed run that was asked to cancel: look
@@ -547,6 +547,11 @@ async def _bulk(
     matched, ids = await runs.select_open(
         session, principal.tenant, where, limit=settings.max_bulk_runs
     )
+    # Temporal would start a delayed run at once to deliver a cancel: those not begun end
+    # as a single cancel ends them (terminated before they begin, shown CANCELED).
+    scheduled = (
+        await runs.scheduled_among(session, principal.tenant, ids) if what == "cancel" else set()
+    )
     await session.rollback()  # release the connection while Temporal is called
     if body.dry_run:
         return BulkControlPublic(dry_run=True, matched=matched, ids=ids[:BULK_SHOWN])
@@ -563,12 +568,17 @@ async def _bulk(
     done: list[str] = []
     reason = body.reason or f"bulk {what} by an operator"
     told = f"{reason} (key {principal.key_id})"
+    early = f"{CANCELED_BEFORE_START} (key {principal.key_id})"
+    canceled_early: list[str] = []
 
     async def one(run_id: str) -> None:
         handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
         async with limit:
             try:
-                if what == "cancel":
+                if run_id in scheduled:
+                    await handle.terminate(reason=early)
+                    canceled_early.append(run_id)
+                elif what == "cancel":
                     await handle.cancel()
                 else:
                     await handle.terminate(reason=told)
@@ -579,6 +589,15 @@ async def _bulk(
         done.append(run_id)
 
     await asyncio.gather(*(one(run_id) for run_id in ids))
+    for run_id in canceled_early:
+        await runs.close_from_temporal(
+            session,
+            principal.tenant,
+            run_id,
+            status=RunStatus.CANCELED,
+            closed_at=None,
+            reason=f"the run was {early}",
+        )
     if what == "terminate":
         for run_id in done:
             await runs.close_from_temporal(

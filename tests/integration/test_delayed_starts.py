@@ -146,3 +146,25 @@ async def test_idempotency_keys_work_with_start_at(stack: Stack) -> None:
         f"/v1/runs/{first.json()['id']}/cancel", headers=stack.auth("operator")
     )
     assert r.status_code == 200, r.text
+
+
+async def test_bulk_cancel_ends_scheduled_runs_before_they_begin(stack: Stack) -> None:
+    """A Temporal cancel would start a delayed run at once; the bulk cancel ends the
+    SCHEDULED ones unrun, like a single cancel."""
+    await stack.publish("later", DEFINITION)
+    runs = [await stack.start("later", {"i": i}, startAt=at(3)) for i in range(2)]
+    r = await stack.http.post(
+        "/v1/runs:cancel",
+        headers=stack.auth("operator"),
+        json={"filter": {"definition": "later", "status": "SCHEDULED"}},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["matched"] == 2 and r.json()["done"] == 2, r.text
+    await asyncio.sleep(4)  # past startAt
+    for run in runs:
+        view = await stack.run_view(run["id"])
+        assert view["status"] == "CANCELED"
+        assert await stack.steps(run["id"]) == []
+        history = await stack.client.get_workflow_handle(run["workflowId"]).fetch_history()
+        kinds = {e.WhichOneof("attributes") for e in history.events}
+        assert "workflow_task_started_event_attributes" not in kinds
