@@ -386,8 +386,9 @@ async def cancel_run(
 
     A SCHEDULED run (``startAt`` ahead) has not begun: nothing of it ran, so there is
     nothing to unwind. A Temporal cancel would start it at once (the delay is bypassed to
-    deliver the request, and the run may do work before it sees it), so it is ended at once (a Temporal terminate with the reason "canceled before it began") and
-    shows CANCELED (200, ``action: "canceled_before_start"``)."""
+    deliver the request, and the run may do work before it sees it), so it is ended at
+    once (a Temporal terminate with the reason "canceled before it began") and shows
+    CANCELED (200, ``action: "canceled_before_start"``)."""
     handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
     # Temporal accepts a repeated cancel of a closed run that was asked to cancel: look
     # first, so an ended run is a 409 whichever way it ended.
