@@ -395,6 +395,11 @@ async def cancel_run(
     described = await describe_run(client, principal.tenant, run_id)
     if described is not None and described["status"] == RunStatus.SCHEDULED:
         return await _cancel_scheduled(client, session, principal, run_id, response)
+    if described is not None and described["status"] == RunStatus.TERMINATED:
+        # Canceled before it began (terminated in Temporal): the projection says so.
+        row = await runs.get_run(session, principal.tenant, run_id)
+        if row is not None and row.status == RunStatus.CANCELED:
+            described = {**described, "status": RunStatus.CANCELED}
     if described is None or described["status"] != RunStatus.RUNNING:
         raise await _refused(client, principal.tenant, run_id, "cancel", described)
     try:

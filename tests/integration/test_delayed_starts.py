@@ -94,9 +94,10 @@ async def test_cancel_before_it_begins_ends_it_canceled_and_it_never_runs(stack:
     assert "workflow_task_started_event_attributes" not in kinds
     assert await stack.steps(run["id"]) == []
     assert (await stack.run_view(run["id"]))["status"] == "CANCELED"
-    # Cancelling again: it has ended.
+    # Cancelling again: it has ended, CANCELED.
     r = await stack.http.post(f"/v1/runs/{run['id']}/cancel", headers=stack.auth("operator"))
     assert r.status_code == 409, r.text
+    assert (r.json()["code"], r.json()["runStatus"]) == ("cancel_failed", "CANCELED")
 
 
 @pytest.mark.parametrize(
