@@ -6,6 +6,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -49,8 +50,11 @@ class Started:
     """The started workflow (when this call started it)."""
 
 
-def _request_hash(key: str, version: int, data: Any) -> str:
-    raw = json.dumps([key, version, data], sort_keys=True, separators=(",", ":"))
+def _request_hash(key: str, version: int, data: Any, start_at: datetime | None = None) -> str:
+    request = [key, version, data]
+    if start_at is not None:  # runs started at once keep the hashes they always had
+        request.append(start_at.astimezone(UTC).isoformat())
+    raw = json.dumps(request, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -65,17 +69,22 @@ async def start_run(
     limits: ExpressionLimits | None = None,
     run_limits: RunLimits | None = None,
     search_attributes: bool = True,
+    start_at: datetime | None = None,
 ) -> Started:
     """Start the interpreter for ``version``; the same idempotency key returns the same run.
 
     Temporal deduplicates by workflow id (derived from tenant + key) for the whole
     retention period, so the check is atomic without touching Postgres.
     ``search_attributes=False`` is for servers without custom search attributes (the
-    time-skipping test server).
+    time-skipping test server). ``start_at``: Temporal holds the run until then (its
+    start delay); it is part of the request an idempotency key stands for.
     """
     run_id = run_id_for(tenant, idempotency_key)
     wid = workflow_id(tenant, run_id)
-    request_hash = _request_hash(version.key, version.version, data)
+    request_hash = _request_hash(version.key, version.version, data, start_at)
+    delay = None
+    if start_at is not None:
+        delay = max(start_at - datetime.now(UTC), timedelta(0))
     try:
         handle = await client.start_workflow(
             WORKFLOW_NAME,
@@ -98,6 +107,7 @@ async def start_run(
             else None,
             memo={"requestHash": request_hash},
             static_summary=f"{version.key} v{version.version}",
+            start_delay=delay,
         )
     except WorkflowAlreadyStartedError:
         if idempotency_key is None:
@@ -124,13 +134,20 @@ async def describe_run(client: Client, tenant: str, run_id: str) -> dict[str, An
             return None  # no such run (or an id Temporal cannot hold: none such either)
         raise
     attrs = desc.typed_search_attributes
+    status = TEMPORAL_STATUS.get(desc.status, "RUNNING") if desc.status else "RUNNING"
+    start_at = desc.execution_time
+    if start_at is not None and (desc.start_time is None or start_at <= desc.start_time):
+        start_at = None  # started at once
+    if status == "RUNNING" and start_at is not None and start_at > datetime.now(UTC):
+        status = "SCHEDULED"  # a delayed start Temporal still holds
     return {
         "id": run_id,
         "workflow_id": wid,
         "definition": attrs.get(sa.DEFINITION_KEY) or "",
         "version": attrs.get(sa.DEFINITION_VERSION) or 0,
-        "status": TEMPORAL_STATUS.get(desc.status, "RUNNING") if desc.status else "RUNNING",
+        "status": status,
         "started_at": desc.start_time,
+        "start_at": start_at,
         "closed_at": desc.close_time,
         "source": "temporal",
     }

@@ -128,6 +128,11 @@ class RunCreate(_Write):
     version: int | None = Field(default=None, ge=1, le=INT32_MAX, strict=True)
     input: Any = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    start_at: AwareDatetime | None = Field(
+        default=None,
+        description="begin the run at this time (RFC 3339 with an offset), in the future and "
+        "at most MAX_START_DELAY (365 days) ahead; it is SCHEDULED until then",
+    )
 
 
 class RunPublic(_Public):
@@ -142,6 +147,9 @@ class RunPublic(_Public):
     started_at: datetime | None = None
     closed_at: datetime | None = None
     parent_run_id: str | None = None
+    start_at: datetime | None = Field(
+        default=None, description="when a delayed run (startAt) was asked to begin"
+    )
     source: str = Field(
         default="projection",
         description="'projection' (Postgres) or 'temporal' when the projection has not caught up",
@@ -152,7 +160,9 @@ class RunPublic(_Public):
 class RunControlPublic(_Public):
     id: str
     status: str = Field(description="the run's status in Temporal when the request returned")
-    action: str = Field(description="'cancel_requested' or 'terminated'")
+    action: str = Field(
+        description="'cancel_requested', 'canceled_before_start' (a SCHEDULED run) or 'terminated'"
+    )
 
 
 class RetryPublic(_Public):
@@ -483,7 +493,7 @@ class AuditPublic(_Public):
 class BulkFilter(_Write):
     definition: str | None = Field(default=None, min_length=1, max_length=128)
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    status: Literal["RUNNING", "WAITING"] | None = None
+    status: Literal["SCHEDULED", "RUNNING", "WAITING"] | None = None
     started_after: AwareDatetime | None = None
     started_before: AwareDatetime | None = None
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from tempoflow.settings import ClientSettings
 
-OPEN_RUN = ("RUNNING", "WAITING")
+OPEN_RUN = ("SCHEDULED", "RUNNING", "WAITING")
 UNSETTLED_DELIVERY = ("PENDING", "SIGNALED")
 
 
@@ -183,6 +183,8 @@ def cmd_run(args: argparse.Namespace, api: Api) -> int:
         body["version"] = args.version
     if args.idempotency_key:
         body["idempotencyKey"] = args.idempotency_key
+    if args.start_at:
+        body["startAt"] = args.start_at  # the API checks it (422 with /startAt)
     run = api.call("POST", "/v1/runs", json=body)
     if args.wait:
         run = _wait_for_end(api, run, args.timeout, args.quiet)
@@ -260,6 +262,12 @@ def add_commands(sub: Any) -> None:
     run.add_argument("--input", help="JSON file with the run input")
     run.add_argument("--version", type=int)
     run.add_argument("--idempotency-key")
+    run.add_argument(
+        "--start-at",
+        metavar="TIME",
+        help="start it later: RFC 3339 with an offset, e.g. 2026-12-01T09:00:00+01:00 "
+        "(SCHEDULED until then)",
+    )
     run.add_argument("--wait", action="store_true", help="print the run once it has ended")
     run.add_argument("--timeout", type=float, default=60, help="for --wait (seconds)")
     run.add_argument(

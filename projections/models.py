@@ -117,6 +117,8 @@ class RunRow(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     parent_run_id: Mapped[str | None] = mapped_column(String(36), index=True)
     parent_step_path: Mapped[str | None] = mapped_column(String(1024))
+    start_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    """When a delayed run (``startAt``) was asked to begin; null for runs started at once."""
 
 
 class StepRow(Base):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections import feed
@@ -73,6 +74,52 @@ async def open_runs(
         stmt = stmt.where(RunRow.run_id > after)
     stmt = stmt.order_by(RunRow.run_id).limit(limit)
     return [(t, r, w) for t, r, w in (await session.execute(stmt)).all()]
+
+
+async def record_scheduled(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    run_id: str,
+    workflow_id: str,
+    definition_key: str,
+    definition_version: int,
+    input: Any,
+    start_at: datetime,
+) -> None:
+    """The row of a run Temporal holds until ``start_at`` (SCHEDULED until the run's own
+    first write, which always wins: ``seq`` -1). Should the run have written first (a
+    very short delay), only ``start_at`` is added."""
+    stmt = insert(RunRow).values(
+        run_id=run_id,
+        tenant=tenant,
+        workflow_id=workflow_id,
+        definition_key=definition_key,
+        definition_version=definition_version,
+        status=str(RunStatus.SCHEDULED),
+        seq=-1,
+        input=input,
+        started_at=start_at,
+        start_at=start_at,
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[RunRow.run_id], set_={"start_at": stmt.excluded.start_at}
+        )
+    )
+
+
+async def scheduled_among(session: AsyncSession, tenant: str, run_ids: list[str]) -> set[str]:
+    """Those of ``run_ids`` still SCHEDULED, with their ``startAt`` still ahead."""
+    if not run_ids:
+        return set()
+    stmt = select(RunRow.run_id).where(
+        RunRow.tenant == tenant,
+        RunRow.run_id.in_(run_ids),
+        RunRow.status == str(RunStatus.SCHEDULED),
+        RunRow.start_at > func.now(),
+    )
+    return set((await session.execute(stmt)).scalars())
 
 
 async def close_from_temporal(

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, literal_column, or_
+from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_
 from sqlalchemy.dialects.postgresql import Insert, insert
 
 from projections import feed, invocations
@@ -25,6 +25,7 @@ from tempoflow.records import (
     InvocationRecord,
     ProjectionBatch,
     RunRecord,
+    RunStatus,
     StepRecord,
     TaskRecord,
     TaskStatus,
@@ -84,6 +85,11 @@ def _run_upsert() -> Insert:
             "output": excluded.output,
             "error": excluded.error,
             "closed_at": excluded.closed_at,
+            # A delayed run's row (written SCHEDULED by the API) takes its real start.
+            "started_at": case(
+                (RunRow.status == str(RunStatus.SCHEDULED), excluded.started_at),
+                else_=RunRow.started_at,
+            ),
             "updated_at": func.now(),
         },
         # An older sequence or a closed run is never overwritten.

@@ -15,6 +15,9 @@ from pydantic import BaseModel, Field
 
 
 class RunStatus(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    """Started with ``startAt``: Temporal holds it until then (its start delay); it has
+    not begun yet (not terminal)."""
     RUNNING = "RUNNING"
     WAITING = "WAITING"
     SUCCEEDED = "SUCCEEDED"

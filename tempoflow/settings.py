@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from expression.engine import compile_expression
+from expression.errors import ExpressionError
 from expression.limits import ExpressionLimits
 from tempoflow.codec import parse_payload_keys
 from tempoflow.keyring import DEV_SECRETS_KEY, Keyring, parse_keys
@@ -113,6 +115,11 @@ class Settings(BaseSettings):
 
     max_event_bytes: int = Field(default=65_536, ge=256)
     """Largest event payload (JSON-encoded); it travels in a signal into run history."""
+    default_correlation: str | None = None
+    """Tenant-wide default correlation: a JSONata expression over the event (``id``,
+    ``name``, ``payload``, ``occurredAt``) giving the key of events whose type has no
+    correlation of its own, e.g. ``payload.orderId``. Unset: such events are uncorrelated
+    unless they carry a key."""
     max_batch_events: int = Field(default=100, ge=1, le=1000)
     """Most events in one ``POST /v1/events:batch`` (413 above it)."""
     default_event_buffer_ttl: timedelta = timedelta(hours=1)
@@ -165,6 +172,17 @@ class Settings(BaseSettings):
             parse_payload_keys(value.get_secret_value())  # raises on a malformed list
             return value
         return None
+
+    @field_validator("default_correlation")
+    @classmethod
+    def _check_default_correlation(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        try:
+            compile_expression(value)
+        except ExpressionError as err:
+            raise ValueError(f"not a valid JSONata expression: {err.message}") from None
+        return value
 
     @field_validator("codec_cors_origins", mode="before")
     @classmethod

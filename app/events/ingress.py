@@ -69,6 +69,50 @@ def derive_key(
     return None
 
 
+PAYLOAD_KEYS = ("correlationKey", "workflowCorrelationKey")
+"""Payload members that count as an explicit key when the event has no top-level one,
+in this order (parity with the system Tempoflow replaces)."""
+
+
+def choose_key(
+    explicit: Any,
+    correlation: dict[str, Any] | None,
+    event: dict[str, Any],
+    settings: Settings,
+) -> tuple[str | None, str | None]:
+    """The event's correlation key and where it came from (``key_source``), by precedence:
+    top-level ``correlationKey`` > ``payload.correlationKey`` >
+    ``payload.workflowCorrelationKey`` (all three "explicit") > the event type's
+    correlation ("derived") > the tenant default ``TEMPOFLOW_DEFAULT_CORRELATION``
+    ("default", only for types without a correlation of their own) > uncorrelated.
+
+    Raises:
+        DerivedKeyInvalid: an explicit key (top-level or in the payload) or a derived value
+            is not a string or a number; ``path`` says which.
+    """
+    if explicit is not None:
+        try:
+            return normalize_key(explicit), "explicit"
+        except CorrelationError as err:
+            raise DerivedKeyInvalid("/correlationKey", str(err)) from None
+    payload = event.get("payload")
+    if isinstance(payload, dict):
+        for name in PAYLOAD_KEYS:
+            if payload.get(name) is None:
+                continue
+            try:
+                return normalize_key(payload[name]), "explicit"
+            except CorrelationError as err:
+                raise DerivedKeyInvalid(f"/payload/{name}", str(err)) from None
+    if correlation:
+        key = derive_key(correlation, event, settings)
+        return key, ("derived" if key is not None else None)
+    if settings.default_correlation:
+        key = derive_key({"expression": settings.default_correlation}, event, settings)
+        return key, ("default" if key is not None else None)
+    return None, None
+
+
 @dataclass(frozen=True)
 class TypeInfo:
     """What ingress needs of an event type (cached per API process)."""
@@ -169,39 +213,23 @@ def _prepare(
             errors.extend(instance_errors(kind.validator, item.payload, f"{at}/payload"))
         event_id = item.id or str(uuid.uuid4())
         occurred = item.occurred_at.isoformat() if item.occurred_at else None
-        source: str | None = None
-        if item.correlation_key is not None:
-            try:
-                key = normalize_key(item.correlation_key)
-            except CorrelationError as err:
-                errors.append(
-                    {
-                        "path": f"{at}/correlationKey",
-                        "code": "correlation_key_invalid",
-                        "message": str(err),
-                    }
-                )
-                continue
-            source = "explicit"
-        else:
-            view = {
-                "id": event_id,
-                "name": item.name,
-                "payload": item.payload,
-                "occurredAt": occurred,
-            }
-            try:
-                key = derive_key(kind.correlation, view, settings)
-            except DerivedKeyInvalid as err:
-                errors.append(
-                    {
-                        "path": f"{at}{err.path}",
-                        "code": "correlation_key_invalid",
-                        "message": str(err),
-                    }
-                )
-                continue
-            source = "derived" if key is not None else None
+        view = {
+            "id": event_id,
+            "name": item.name,
+            "payload": item.payload,
+            "occurredAt": occurred,
+        }
+        try:
+            key, source = choose_key(item.correlation_key, kind.correlation, view, settings)
+        except DerivedKeyInvalid as err:
+            errors.append(
+                {
+                    "path": f"{at}{err.path}",
+                    "code": "correlation_key_invalid",
+                    "message": str(err),
+                }
+            )
+            continue
         prepared.append(
             Prepared(
                 {

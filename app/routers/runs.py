@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -82,6 +82,7 @@ def _public(row: RunRow, settings: Settings) -> RunPublic:
         started_at=row.started_at,
         closed_at=row.closed_at,
         parent_run_id=row.parent_run_id,
+        start_at=row.start_at,
         temporal_ui_url=_ui_url(settings, row.workflow_id),
     )
 
@@ -114,6 +115,30 @@ def _check_input(data: Any, schema: dict[str, Any] | None, settings: Settings) -
         )
 
 
+MAX_START_DELAY = timedelta(days=365)
+"""How far ahead ``startAt`` may be."""
+
+
+def _check_start_at(start_at: datetime | None, now: datetime) -> None:
+    if start_at is None:
+        return
+    if start_at <= now:
+        problem, hint = "is not in the future", "omit startAt to start the run now"
+    elif start_at - now > MAX_START_DELAY:
+        problem, hint = (
+            f"is more than {MAX_START_DELAY.days} days ahead",
+            "start it later, or use a schedule trigger",
+        )
+    else:
+        return
+    raise Unprocessable(
+        f"startAt {start_at.isoformat()} {problem}",
+        code="start_at_invalid",
+        hint=hint,
+        errors=[ErrorItem(path="/startAt", code="start_at_invalid", message=problem)],
+    )
+
+
 async def _ensure_run(session: AsyncSession, client: Client, tenant: str, run_id: str) -> None:
     """404 unless the run exists: in the projection, or else in Temporal (the authority),
     so a run started a moment ago is an empty page, not a 404."""
@@ -133,7 +158,9 @@ async def create_run(
     client: TemporalClientDep,
     response: Response,
 ) -> RunPublic:
-    """Start a run of a published version (latest when ``version`` is omitted)."""
+    """Start a run of a published version (latest when ``version`` is omitted); with
+    ``startAt``, Temporal holds it until then and it is SCHEDULED meanwhile."""
+    _check_start_at(body.start_at, datetime.now(UTC))
     definition = await definitions.get_definition(session, principal.tenant, body.definition)
     if definition is None:
         raise NotFound(
@@ -167,7 +194,22 @@ async def create_run(
         idempotency_key=body.idempotency_key,
         limits=settings.expression_limits,
         run_limits=settings.run_limits,
+        start_at=body.start_at,
     )
+    shown_input = Redaction.of_definition(version.body).payload(body.input)
+    if started.created and body.start_at is not None:
+        # Listed SCHEDULED at once (the run's own first write replaces it when it begins).
+        await runs.record_scheduled(
+            session,
+            tenant=principal.tenant,
+            run_id=started.run_id,
+            workflow_id=started.workflow_id,
+            definition_key=version.key,
+            definition_version=version.version,
+            input=shown_input,
+            start_at=body.start_at,
+        )
+        await session.commit()
     if not started.created:
         response.status_code = 200
         row = await runs.get_run(session, principal.tenant, started.run_id)
@@ -178,8 +220,9 @@ async def create_run(
         workflow_id=started.workflow_id,
         definition=version.key,
         version=version.version,
-        status=RunStatus.RUNNING,
-        input=Redaction.of_definition(version.body).payload(body.input),
+        status=RunStatus.SCHEDULED if body.start_at is not None else RunStatus.RUNNING,
+        input=shown_input,
+        start_at=body.start_at,
         source="temporal",
         temporal_ui_url=_ui_url(settings, started.workflow_id),
     )
@@ -299,19 +342,64 @@ async def _refused(
     )
 
 
+CANCELED_BEFORE_START = "canceled before it began"
+
+
+async def _cancel_scheduled(
+    client: Client, session: AsyncSession, principal: Principal, run_id: str, response: Response
+) -> RunControlPublic:
+    told = f"{CANCELED_BEFORE_START} (key {principal.key_id})"
+    try:
+        await client.get_workflow_handle(workflow_id(principal.tenant, run_id)).terminate(
+            reason=told
+        )
+    except RPCError as err:
+        if err.status not in _NO_OPEN_EXECUTION:
+            raise
+        raise await _refused(client, principal.tenant, run_id, "cancel") from None
+    await runs.close_from_temporal(
+        session,
+        principal.tenant,
+        run_id,
+        status=RunStatus.CANCELED,
+        closed_at=None,
+        reason=f"the run was {told}",
+    )
+    await _audit(session, principal, "run.cancel", run_id, CANCELED_BEFORE_START)
+    response.status_code = 200
+    return RunControlPublic(id=run_id, status=RunStatus.CANCELED, action="canceled_before_start")
+
+
 @router.post("/{run_id}/cancel", response_model=RunControlPublic, status_code=202)
 async def cancel_run(
-    run_id: RunIdPath, principal: Operator, client: TemporalClientDep, session: SessionDep
+    run_id: RunIdPath,
+    principal: Operator,
+    client: TemporalClientDep,
+    session: SessionDep,
+    response: Response,
 ) -> RunControlPublic:
     """Ask Temporal to cancel the run. The run sees the cancellation at its next step
     boundary (in-flight actions are cancelled), runs its ``finally`` blocks and ends
     CANCELED; the projection shows it once the run has ended so. Repeating the request
     while the run is still open is harmless (202 again); once it has ended, 409
-    ``cancel_failed`` with ``runStatus``. Temporal unreachable: 503, nothing changed."""
+    ``cancel_failed`` with ``runStatus``. Temporal unreachable: 503, nothing changed.
+
+    A SCHEDULED run (``startAt`` ahead) has not begun: nothing of it ran, so there is
+    nothing to unwind. A Temporal cancel would start it at once (the delay is bypassed to
+    deliver the request, and the run may do work before it sees it), so it is ended at
+    once (a Temporal terminate with the reason "canceled before it began") and shows
+    CANCELED (200, ``action: "canceled_before_start"``)."""
     handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
     # Temporal accepts a repeated cancel of a closed run that was asked to cancel: look
     # first, so an ended run is a 409 whichever way it ended.
     described = await describe_run(client, principal.tenant, run_id)
+    if described is not None and described["status"] == RunStatus.SCHEDULED:
+        return await _cancel_scheduled(client, session, principal, run_id, response)
+    if described is not None and described["status"] == RunStatus.TERMINATED:
+        # Canceled before it began (terminated in Temporal): the projection says so.
+        row = await runs.get_run(session, principal.tenant, run_id)
+        if row is not None and row.status == RunStatus.CANCELED:
+            described = {**described, "status": RunStatus.CANCELED}
     if described is None or described["status"] != RunStatus.RUNNING:
         raise await _refused(client, principal.tenant, run_id, "cancel", described)
     try:
@@ -465,6 +553,11 @@ async def _bulk(
     matched, ids = await runs.select_open(
         session, principal.tenant, where, limit=settings.max_bulk_runs
     )
+    # Temporal would start a delayed run at once to deliver a cancel: those not begun end
+    # as a single cancel ends them (terminated before they begin, shown CANCELED).
+    scheduled = (
+        await runs.scheduled_among(session, principal.tenant, ids) if what == "cancel" else set()
+    )
     await session.rollback()  # release the connection while Temporal is called
     if body.dry_run:
         return BulkControlPublic(dry_run=True, matched=matched, ids=ids[:BULK_SHOWN])
@@ -481,12 +574,17 @@ async def _bulk(
     done: list[str] = []
     reason = body.reason or f"bulk {what} by an operator"
     told = f"{reason} (key {principal.key_id})"
+    early = f"{CANCELED_BEFORE_START} (key {principal.key_id})"
+    canceled_early: list[str] = []
 
     async def one(run_id: str) -> None:
         handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
         async with limit:
             try:
-                if what == "cancel":
+                if run_id in scheduled:
+                    await handle.terminate(reason=early)
+                    canceled_early.append(run_id)
+                elif what == "cancel":
                     await handle.cancel()
                 else:
                     await handle.terminate(reason=told)
@@ -497,6 +595,15 @@ async def _bulk(
         done.append(run_id)
 
     await asyncio.gather(*(one(run_id) for run_id in ids))
+    for run_id in canceled_early:
+        await runs.close_from_temporal(
+            session,
+            principal.tenant,
+            run_id,
+            status=RunStatus.CANCELED,
+            closed_at=None,
+            reason=f"the run was {early}",
+        )
     if what == "terminate":
         for run_id in done:
             await runs.close_from_temporal(

@@ -3,13 +3,17 @@ where the database is. Nothing here starts a server."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from launcher import remote
 from launcher.database import DatabaseNotFound, ensure_database_url, record_database_url
 from tempoflow.settings import ClientSettings, Settings
 from tests.servers import closed_port
@@ -99,3 +103,27 @@ def test_the_database_url_recorded_by_the_dev_stack_is_found(tmp_path: Path) -> 
     record_database_url(tmp_path, None)  # the stack now uses its embedded server
     with pytest.raises(DatabaseNotFound):
         ensure_database_url(settings)
+
+
+def test_run_start_at_is_sent_as_start_at_and_a_scheduled_run_is_open(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``tempoflow run --start-at T`` sends ``startAt`` (the API validates it) and a
+    SCHEDULED answer is a success, not a failed run."""
+    sent: list[dict[str, object]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(201, json={"id": "r1", "status": "SCHEDULED"})
+
+    parser = argparse.ArgumentParser()
+    remote.add_commands(parser.add_subparsers())
+    args = parser.parse_args(
+        ["run", "greet", "--start-at", "2026-12-01T09:00:00+01:00", "--settle", "0", "-q"]
+    )
+    api = remote.Api.__new__(remote.Api)
+    api.url = "http://api.test"
+    api.http = httpx.Client(base_url=api.url, transport=httpx.MockTransport(answer))
+    assert remote.cmd_run(args, api) == 0
+    assert sent == [{"definition": "greet", "input": {}, "startAt": "2026-12-01T09:00:00+01:00"}]
+    assert capsys.readouterr().out.strip() == "r1"
