@@ -117,6 +117,8 @@ class RunRow(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     parent_run_id: Mapped[str | None] = mapped_column(String(36), index=True)
     parent_step_path: Mapped[str | None] = mapped_column(String(1024))
+    trigger: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    """What started the run besides the API or a parent (``{"schedule": name}``)."""
 
 
 class StepRow(Base):

@@ -20,6 +20,8 @@ async def replace_subscriptions(session: AsyncSession, version: DefinitionVersio
         )
     )
     for position, trigger in enumerate(version.body.get("triggers") or []):
+        if "event" not in trigger:
+            continue  # a schedule trigger: a Temporal Schedule (app/schedules.py)
         session.add(
             TriggerSubscription(
                 tenant=version.tenant,

@@ -82,6 +82,7 @@ def _public(row: RunRow, settings: Settings) -> RunPublic:
         started_at=row.started_at,
         closed_at=row.closed_at,
         parent_run_id=row.parent_run_id,
+        trigger=row.trigger,
         temporal_ui_url=_ui_url(settings, row.workflow_id),
     )
 

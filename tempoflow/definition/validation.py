@@ -301,7 +301,20 @@ def validate_definition(
     if isinstance(body.get("inputSchema"), dict):
         _check_schema(body["inputSchema"], "/inputSchema", "input_schema.invalid", checker.issues)
     triggers = body.get("triggers")
+    trigger_names: set[str] = set()
     for index, trigger in enumerate(triggers if isinstance(triggers, list) else []):
+        name = trigger.get("name") if isinstance(trigger, dict) else None
+        if isinstance(name, str):
+            if name in trigger_names:
+                checker.issues.append(
+                    Issue(
+                        path=f"/triggers/{index}/name",
+                        code="trigger.duplicate_name",
+                        message=f"another trigger is named {name!r}",
+                        hint="trigger names are unique within a definition",
+                    )
+                )
+            trigger_names.add(name)
         if isinstance(trigger, dict) and isinstance(trigger.get("filter"), str):
             # A trigger filter sees only the event: the run does not exist yet.
             path = f"/triggers/{index}/filter"
