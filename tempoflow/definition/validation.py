@@ -23,7 +23,7 @@ from tempoflow.definition.model import (
     escape,
 )
 from tempoflow.errors import ErrorItem
-from tempoflow.jsonschema_safe import unsafe_parts
+from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator, unsafe_parts
 from tempoflow.secrets import SECRET_NAME, is_name, iter_references
 
 EVENT_NAMES = frozenset({"event"})
@@ -315,6 +315,12 @@ def validate_definition(
                     )
                 )
             trigger_names.add(name)
+        if isinstance(trigger, dict) and "schedule" in trigger:
+            checker.issues += _schedule_input_issues(
+                body.get("inputSchema"),
+                {} if trigger.get("input") is None else trigger["input"],
+                f"/triggers/{index}/input",
+            )
         if isinstance(trigger, dict) and isinstance(trigger.get("filter"), str):
             # A trigger filter sees only the event: the run does not exist yet.
             path = f"/triggers/{index}/filter"
@@ -323,6 +329,29 @@ def validate_definition(
                     trigger["filter"], path, roots=EVENT_NAMES, assigned=set()
                 )
     return issues + checker.issues
+
+
+def _schedule_input_issues(schema: Any, data: Any, path: str) -> list[Issue]:
+    """A schedule trigger's input against the definition's ``inputSchema`` (as
+    ``POST /v1/runs`` checks a run's input); an unusable schema is reported on its own."""
+    if not isinstance(schema, dict):
+        return []
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+        if unsafe_parts(schema):
+            return []
+        errors = instance_errors(safe_validator(schema), data, path)
+    except (jsonschema.SchemaError, Unresolvable, UnusableSchema):
+        return []  # reported at /inputSchema
+    return [
+        Issue(
+            path=e.path,
+            code="trigger.input_invalid",
+            message=e.message or "",
+            hint="a schedule's input must match the definition's inputSchema",
+        )
+        for e in errors
+    ]
 
 
 def secret_references(body: Any) -> list[tuple[str, str]]:

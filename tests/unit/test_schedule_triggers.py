@@ -148,3 +148,18 @@ def test_interval_schedule_defaults() -> None:
     assert schedule.spec.time_zone_name == "UTC"
     assert schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
     assert schedule.state.paused is False
+
+
+def test_schedule_input_must_match_the_input_schema() -> None:
+    schema = {
+        "type": "object",
+        "required": ["region"],
+        "properties": {"region": {"type": "string"}},
+    }
+    ok = {**body({**nightly(), "input": {"region": "eu"}}), "inputSchema": schema}
+    assert errors(ok) == []
+    bad = {**body({**nightly(), "input": {"region": 7}}), "inputSchema": schema}
+    assert errors(bad) == [("/triggers/0/input/region", "trigger.input_invalid")]
+    # Without input the run gets {}: the required field is missing.
+    missing = {**body(nightly()), "inputSchema": schema}
+    assert errors(missing) == [("/triggers/0/input", "trigger.input_invalid")]
