@@ -117,6 +117,30 @@ class ValidationReport(_Public):
     warnings: list[Issue] = Field(default_factory=list)
 
 
+class ScheduleStart(_Public):
+    scheduled_at: datetime
+    started_at: datetime
+    run_id: str | None = None
+
+
+class SchedulePublic(_Public):
+    trigger: str
+    schedule_id: str = Field(description="the Temporal Schedule's id")
+    schedule: dict[str, Any] = Field(description="the trigger's schedule as published")
+    exists: bool = Field(description="false when Temporal has no such schedule (publish again)")
+    paused: bool | None = None
+    next_run_times: list[datetime] = Field(default_factory=list)
+    recent_starts: list[ScheduleStart] = Field(default_factory=list)
+    running_run_ids: list[str] = Field(default_factory=list)
+    num_starts: int = 0
+    num_skipped_overlap: int = 0
+    num_missed_catchup_window: int = 0
+
+
+class SchedulesPublic(_Public):
+    items: list[SchedulePublic]
+
+
 class PublishedVersion(VersionPublic):
     """The published version and what validation warned about."""
 
@@ -149,6 +173,10 @@ class RunPublic(_Public):
     parent_run_id: str | None = None
     start_at: datetime | None = Field(
         default=None, description="when a delayed run (startAt) was asked to begin"
+    )
+    trigger: dict[str, str] | None = Field(
+        default=None,
+        description="what started the run besides the API or a parent: {'schedule': name}",
     )
     source: str = Field(
         default="projection",

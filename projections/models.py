@@ -119,6 +119,8 @@ class RunRow(Base):
     parent_step_path: Mapped[str | None] = mapped_column(String(1024))
     start_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     """When a delayed run (``startAt``) was asked to begin; null for runs started at once."""
+    trigger: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    """What started the run besides the API or a parent (``{"schedule": name}``)."""
 
 
 class StepRow(Base):

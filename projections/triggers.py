@@ -25,6 +25,8 @@ async def replace_subscriptions(session: AsyncSession, version: DefinitionVersio
         session, version.tenant, version.key, version.version, version.body
     )
     for position, trigger in enumerate(version.body.get("triggers") or []):
+        if trigger.get("schedule") is not None:
+            continue  # a schedule trigger: a Temporal Schedule (app/schedules.py)
         # A webhook trigger subscribes to its hook's calls (stored in the inbox under a
         # name no event type can have).
         name = (

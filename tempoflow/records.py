@@ -102,6 +102,7 @@ class RunRecord(BaseModel):
     closed_at: datetime | None = None
     parent_run_id: str | None = None
     parent_step_path: str | None = None
+    trigger: dict[str, str] | None = None
 
 
 class StepRecord(BaseModel):

@@ -293,6 +293,7 @@ class RunContext:
             started_at=self.started_at,
             parent_run_id=self.inp.parent_run_id,
             parent_step_path=self.inp.parent_step_path,
+            trigger=self.inp.trigger,
             **fields,
         )
 

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
 
     from tempoflow.definition import parse_definition
     from tempoflow.error_types import ErrorType
+    from tempoflow.ids import parse_workflow_id
     from tempoflow.records import (
         DEFERRED_REASON,
         DeliveryRecord,
@@ -81,6 +82,11 @@ class InterpreterWorkflow:
         # state (with what a continued run carried over) exists before them.
         self._refusals: list[DeliveryRecord] = []
         self._mailbox = Mailbox(on_refused=self._refused)
+        if not inp.run_id:
+            # A schedule's run: the run id is the workflow id after ``<tenant>/`` (Temporal
+            # appended the scheduled time to the schedule's workflow id).
+            parsed = parse_workflow_id(workflow.info().workflow_id)
+            inp.run_id = parsed[1] if parsed else workflow.info().workflow_id
         self._inp = inp
         self._tasks = TaskBoard()
         self._decisions = DecisionBoard()
@@ -89,6 +95,7 @@ class InterpreterWorkflow:
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
+        inp = self._inp  # with the run id ``__init__`` completed
         self._patched = workflow.patched(PATCH_2026_11)
         ctx = self._ctx = RunContext.in_workflow(inp)
         ctx.shared.flush = self._flush_status

@@ -35,6 +35,10 @@ class RunInput(BaseModel):
     started_at: datetime | None = None
     """The first execution's start (kept across continue-as-new)."""
     resume: ResumeState | None = None
+    trigger: dict[str, str] | None = None
+    """What started the run when not the API or a parent: ``{"schedule": <trigger name>}``.
+    A schedule's runs carry an empty ``run_id``: Temporal appends the scheduled time to
+    the schedule's workflow id, and the run id is the workflow id after ``<tenant>/``."""
     action_defaults: dict[str, Any] = Field(default_factory=dict)
     """The declared defaults (``{"retry": …, "timeouts": …}``, only the fields the action
     writes) of the actions the definition calls, pinned when the version was published

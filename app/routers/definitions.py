@@ -6,10 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.service import RPCError
 
 from activities.registry import ActionRegistry
+from app import schedules
 from app.auth import Principal
-from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep
+from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
 from app.schemas import (
     DEFINITION_KEY,
@@ -20,12 +22,14 @@ from app.schemas import (
     DefinitionSummary,
     DefinitionValidate,
     PublishedVersion,
+    SchedulesPublic,
     ValidationReport,
     VersionPublic,
 )
 from projections import audit
 from projections import definitions as data
 from projections import secrets as secret_store
+from projections.models import DefinitionVersionRow
 from tempoflow.definition import (
     Issue,
     called_actions,
@@ -33,7 +37,7 @@ from tempoflow.definition import (
     validate_definition,
 )
 from tempoflow.definition.validation import secret_references, unknown_secret_issues
-from tempoflow.errors import ErrorItem, Forbidden, NotFound, Unprocessable
+from tempoflow.errors import ErrorItem, Forbidden, NotFound, ServiceUnavailable, Unprocessable
 from tempoflow.jsonsize import json_size
 from tempoflow.settings import Settings
 
@@ -231,8 +235,13 @@ async def publish_definition(
     session: SessionDep,
     registry: RegistryDep,
     response: Response,
+    client: TemporalClientDep,
+    settings: SettingsDep,
 ) -> PublishedVersion:
-    """Publish the draft as immutable version N (same content as the latest: same N, 200)."""
+    """Publish the draft as immutable version N (same content as the latest: same N, 200).
+
+    Then the version's schedule triggers become Temporal Schedules (created, updated, and
+    deleted for triggers the version no longer has); publishing again repeats that."""
     row = await data.get_definition(session, principal.tenant, key, for_update=True)
     if row is None:
         raise _not_found(key)
@@ -255,11 +264,66 @@ async def publish_definition(
             target=key,
             details={"version": version.version},
         )
+    scheduled = {
+        t.name
+        for v in await data.list_versions(session, principal.tenant, key)
+        for t in schedules.schedule_triggers(v.body)
+        if t.name is not None
+    }
+    paused = row.paused
     await session.commit()
+    await _sync_schedules(client, settings, version, paused, scheduled)
     response.status_code = 201 if created else 200
     published = PublishedVersion.model_validate(version)
     published.warnings = warnings
     return published
+
+
+async def _sync_schedules(
+    client: TemporalClientDep,
+    settings: Settings,
+    version: DefinitionVersionRow,
+    paused: bool,
+    previous: set[str],
+) -> None:
+    try:
+        await schedules.sync_schedules(
+            client,
+            version,
+            paused=paused,
+            previous=previous,
+            task_queue=settings.task_queue,
+            limits=settings.expression_limits,
+            run_limits=settings.run_limits,
+        )
+    except RPCError as err:
+        raise ServiceUnavailable(
+            f"version {version.version} is published, but its schedules could not be "
+            f"updated in Temporal: {err.message}",
+            code="schedules_not_synced",
+            hint="publish again: it repeats the schedule update",
+            extra={"version": version.version},
+        ) from err
+
+
+@router.get("/{key}/schedules", response_model=SchedulesPublic)
+async def read_schedules(
+    key: KeyPath, principal: Reader, session: SessionDep, client: TemporalClientDep
+) -> SchedulesPublic:
+    """The schedule triggers of the latest published version, as Temporal sees them:
+    paused or not, next run times, recent starts (with their run ids)."""
+    row = await data.get_definition(session, principal.tenant, key)
+    if row is None:
+        raise _not_found(key)
+    version = (
+        await data.get_version(session, principal.tenant, key, row.latest_version)
+        if row.latest_version
+        else None
+    )
+    triggers = schedules.schedule_triggers(version.body) if version else []
+    await session.rollback()  # release the connection while Temporal is called
+    items = await schedules.describe_schedules(client, principal.tenant, key, triggers)
+    return SchedulesPublic(items=items)
 
 
 @router.get("/{key}/versions", response_model=list[VersionPublic])
@@ -288,7 +352,7 @@ async def read_version(
 
 
 async def _pause(
-    key: str, principal: Principal, session: SessionDep, paused: bool
+    key: str, principal: Principal, session: SessionDep, paused: bool, client: TemporalClientDep
 ) -> DefinitionPublic:
     row = await data.get_definition(session, principal.tenant, key, for_update=True)
     if row is None:
@@ -302,22 +366,39 @@ async def _pause(
             target=key,
         )
     await data.set_paused(session, row, paused)
+    version = (
+        await data.get_version(session, principal.tenant, key, row.latest_version)
+        if row.latest_version
+        else None
+    )
+    names = [t.name for t in schedules.schedule_triggers(version.body) if t.name] if version else []
+    public = DefinitionPublic.model_validate(row)
     await session.commit()
-    return DefinitionPublic.model_validate(row)
+    try:
+        await schedules.pause_schedules(client, principal.tenant, key, names, paused)
+    except RPCError as err:
+        raise ServiceUnavailable(
+            f"the definition is {'paused' if paused else 'resumed'}, but its schedules could "
+            f"not be updated in Temporal: {err.message}",
+            code="schedules_not_synced",
+            hint="repeat the request: it repeats the schedule update",
+        ) from err
+    return public
 
 
 @router.post("/{key}/pause", response_model=DefinitionPublic)
 async def pause_definition(
-    key: KeyPath, principal: Publisher, session: SessionDep
+    key: KeyPath, principal: Publisher, session: SessionDep, client: TemporalClientDep
 ) -> DefinitionPublic:
-    """Stop the definition's triggers from starting runs (runs can still be started)."""
-    return await _pause(key, principal, session, True)
+    """Stop the definition's triggers from starting runs (runs can still be started): event
+    triggers stop matching and its Temporal Schedules are paused."""
+    return await _pause(key, principal, session, True, client)
 
 
 @router.post("/{key}/resume", response_model=DefinitionPublic)
 async def resume_definition(
-    key: KeyPath, principal: Publisher, session: SessionDep
+    key: KeyPath, principal: Publisher, session: SessionDep, client: TemporalClientDep
 ) -> DefinitionPublic:
     """Let the definition's triggers start runs again (events received while paused are not
-    replayed)."""
-    return await _pause(key, principal, session, False)
+    replayed; schedule times that passed while paused start nothing)."""
+    return await _pause(key, principal, session, False, client)

@@ -83,6 +83,7 @@ def _public(row: RunRow, settings: Settings) -> RunPublic:
         closed_at=row.closed_at,
         parent_run_id=row.parent_run_id,
         start_at=row.start_at,
+        trigger=row.trigger,
         temporal_ui_url=_ui_url(settings, row.workflow_id),
     )
 

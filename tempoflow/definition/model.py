@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tempoflow.jsonpointer import escape
 from tempoflow.redaction import MAX_POINTER_LENGTH, MAX_POINTERS, POINTER
@@ -555,6 +555,74 @@ def _check_declarations() -> None:
 _check_declarations()
 
 
+TRIGGER_NAME = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+OVERLAP_POLICIES = ("skip", "bufferOne", "bufferAll", "allowAll", "cancelOther", "terminateOther")
+MIN_INTERVAL = timedelta(seconds=10)
+MAX_SPAN = timedelta(days=366)
+MAX_JITTER = timedelta(days=1)
+MIN_CATCHUP = timedelta(seconds=10)  # Temporal's own minimum
+CRON_FIELDS = 5
+
+
+def check_cron(expression: str) -> str:
+    """A standard five-field cron expression (minute hour day-of-month month day-of-week)."""
+    from croniter import croniter
+
+    if len(expression.split()) != CRON_FIELDS or not croniter.is_valid(expression):
+        raise ValueError(
+            f"{expression!r} is not a five-field cron expression "
+            "(minute hour day-of-month month day-of-week, e.g. '0 2 * * *')"
+        )
+    return expression
+
+
+def check_timezone(name: str) -> str:
+    """An IANA time zone name (``Europe/Berlin``, ``UTC``)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. 'Europe/Berlin')") from None
+    return name
+
+
+class Schedule(_Model):
+    """When a schedule trigger starts runs: a cron expression or an interval (exactly one),
+    evaluated in ``timezone``; what happens when a run is still open at the next time
+    (``overlap``); how late a missed time may still start (``catchupWindow``); a random
+    delay per start (``jitter``); optional bounds (``startAt``, ``endAt``)."""
+
+    cron: str | None = Field(default=None, min_length=1, max_length=128)
+    interval: timedelta | None = Field(default=None, ge=MIN_INTERVAL, le=MAX_SPAN)
+    timezone: str = Field(default="UTC", min_length=1, max_length=64)
+    overlap: Literal[
+        "skip", "bufferOne", "bufferAll", "allowAll", "cancelOther", "terminateOther"
+    ] = "skip"
+    catchupWindow: timedelta | None = Field(default=None, ge=MIN_CATCHUP, le=MAX_SPAN)
+    jitter: timedelta | None = Field(default=None, ge=timedelta(0), le=MAX_JITTER)
+    startAt: AwareDatetime | None = None
+    endAt: AwareDatetime | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else check_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @model_validator(mode="after")
+    def _one_spec(self) -> Schedule:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("a schedule has exactly one of 'cron' and 'interval'")
+        if self.startAt and self.endAt and self.endAt <= self.startAt:
+            raise ValueError("'endAt' must be after 'startAt'")
+        return self
+
+
 class SecretRef(_Model):
     """``{"$secret": "name"}``: a secret of the tenant's store, resolved server-side."""
 
@@ -577,24 +645,36 @@ class Webhook(_Model):
 
 
 class Trigger(_Model):
-    """Start a run of this definition for every event of type ``event`` (for which
-    ``filter``, evaluated with the event as ``event``, is truthy), or for every verified
-    call of a ``webhook`` (which needs a ``name``, unique in the definition: its hook URL
-    stays the same across publications while the name does)."""
+    """What starts runs of this definition besides the API, exactly one of: an event
+    trigger (a run for every event of type ``event`` for which ``filter``, evaluated with
+    the event as ``event``, is truthy), a webhook trigger (a run for every verified call
+    of ``webhook``; its hook URL stays the same across publications while ``name`` does)
+    or a schedule trigger (a Temporal Schedule named ``name`` that starts a run with
+    ``input`` at the times ``schedule`` describes)."""
 
-    name: Name | None = None
+    name: str | None = Field(default=None, pattern=TRIGGER_NAME)
     event: EventName | None = None
     filter: Jsonata | None = None
     webhook: Webhook | None = None
+    schedule: Schedule | None = None
+    input: Any = None
+    """A schedule trigger's run input."""
 
     @model_validator(mode="after")
-    def _one_kind(self) -> Trigger:
-        if (self.event is None) == (self.webhook is None):
-            raise ValueError("a trigger has exactly one of event or webhook")
-        if self.webhook is not None and self.name is None:
-            raise ValueError("a webhook trigger needs a name")
-        if self.webhook is not None and self.filter is not None:
-            raise ValueError("filter applies to event triggers only")
+    def _kind(self) -> Trigger:
+        kinds = [k for k in ("event", "webhook", "schedule") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a trigger has exactly one of 'event', 'webhook' and 'schedule'")
+        if self.event is None:
+            if self.name is None:
+                raise ValueError(f"a {kinds[0]} trigger needs a 'name'")
+            if self.filter is not None:
+                raise ValueError("'filter' applies to event triggers only")
+        if self.schedule is None and "input" in self.model_fields_set:
+            raise ValueError(
+                "'input' applies to schedule triggers only (an event run's input is the "
+                "event; a webhook's is its 'input' mapping)"
+            )
         return self
 
 

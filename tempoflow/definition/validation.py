@@ -23,7 +23,7 @@ from tempoflow.definition.model import (
     escape,
 )
 from tempoflow.errors import ErrorItem
-from tempoflow.jsonschema_safe import unsafe_parts
+from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator, unsafe_parts
 from tempoflow.secrets import SECRET_NAME, is_name, iter_references
 
 EVENT_NAMES = frozenset({"event"})
@@ -305,17 +305,19 @@ def validate_definition(
     triggers = body.get("triggers")
     trigger_names: set[str] = set()
     for index, trigger in enumerate(triggers if isinstance(triggers, list) else []):
-        if isinstance(trigger, dict) and isinstance(trigger.get("name"), str):
-            if trigger["name"] in trigger_names:
+        name = trigger.get("name") if isinstance(trigger, dict) else None
+        if isinstance(name, str):
+            if name in trigger_names:
                 checker.issues.append(
                     Issue(
                         path=f"/triggers/{index}/name",
                         code="trigger.duplicate_name",
-                        message=f"trigger name {trigger['name']!r} is used twice",
-                        hint="give each trigger its own name (a webhook's URL follows its name)",
+                        message=f"another trigger is named {name!r}",
+                        hint="trigger names are unique within a definition (a webhook's URL "
+                        "and a schedule's id follow its name)",
                     )
                 )
-            trigger_names.add(trigger["name"])
+            trigger_names.add(name)
         hook = trigger.get("webhook") if isinstance(trigger, dict) else None
         if isinstance(hook, dict) and isinstance(hook.get("input"), str):
             # A webhook's input mapping sees only the call: its body and headers.
@@ -324,6 +326,12 @@ def validate_definition(
                 checker.issues += expression_issues(
                     hook["input"], path, roots=HOOK_NAMES, assigned=set()
                 )
+        if isinstance(trigger, dict) and "schedule" in trigger:
+            checker.issues += _schedule_input_issues(
+                body.get("inputSchema"),
+                {} if trigger.get("input") is None else trigger["input"],
+                f"/triggers/{index}/input",
+            )
         if isinstance(trigger, dict) and isinstance(trigger.get("filter"), str):
             # A trigger filter sees only the event: the run does not exist yet.
             path = f"/triggers/{index}/filter"
@@ -332,6 +340,29 @@ def validate_definition(
                     trigger["filter"], path, roots=EVENT_NAMES, assigned=set()
                 )
     return issues + checker.issues
+
+
+def _schedule_input_issues(schema: Any, data: Any, path: str) -> list[Issue]:
+    """A schedule trigger's input against the definition's ``inputSchema`` (as
+    ``POST /v1/runs`` checks a run's input); an unusable schema is reported on its own."""
+    if not isinstance(schema, dict):
+        return []
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+        if unsafe_parts(schema):
+            return []
+        errors = instance_errors(safe_validator(schema), data, path)
+    except (jsonschema.SchemaError, Unresolvable, UnusableSchema):
+        return []  # reported at /inputSchema
+    return [
+        Issue(
+            path=e.path,
+            code="trigger.input_invalid",
+            message=e.message or "",
+            hint="a schedule's input must match the definition's inputSchema",
+        )
+        for e in errors
+    ]
 
 
 def secret_references(body: Any) -> list[tuple[str, str]]:
