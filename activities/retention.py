@@ -10,8 +10,6 @@ other; a round stops after ``MAX_BATCHES`` batches and resumes at the next inter
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter as Tally
@@ -23,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from projections import retention
 from tempoflow.definition.model import Retention
+from tempoflow.periodic import Periodic
 from tempoflow.settings import Settings
 
 log = logging.getLogger("tempoflow.retention")
@@ -37,11 +36,11 @@ PRUNE_LAST_SUCCESS = Gauge(
 )
 
 
-class Pruner:
+class Pruner(Periodic):
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self.sessions = sessions
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
 
     async def policy(self) -> retention.Policy:
         """The tenant defaults from the settings and the definitions' overrides."""
@@ -76,21 +75,14 @@ class Pruner:
             log.info("pruned %s", dict(total))
         return dict(total)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="tempoflow-pruner")
+    task_name = "tempoflow-pruner"
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def once(self) -> object:
+        return await self.prune_once()
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.prune_once()
-            except Exception:
-                PRUNE_ERRORS.inc()
-                log.exception("pruning failed (retried at the next interval)")
-            await asyncio.sleep(self.settings.retention.prune_interval_seconds)
+    def interval(self) -> float:
+        return self.settings.retention.prune_interval_seconds
+
+    def failed(self, err: Exception) -> None:
+        PRUNE_ERRORS.inc()
+        log.error("pruning failed (retried at the next interval)", exc_info=err)

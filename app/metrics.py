@@ -9,7 +9,6 @@ same values, so dashboards take ``max``. Labels: tenant, definition-free.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import timedelta
@@ -19,6 +18,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from projections import observability
+from tempoflow.periodic import Periodic
 from tempoflow.settings import Settings
 
 log = logging.getLogger("tempoflow.metrics")
@@ -101,34 +101,28 @@ def count_dispatch(
         EVENT_DELIVERIES.labels(target.row["kind"], target.outcome or "retry").inc()
 
 
-class GaugeSampler:
+class GaugeSampler(Periodic):
     """Refreshes the inbox and run gauges periodically (bounded by a timeout)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self.sessions = sessions
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
         self._known: set[tuple[str, ...]] = set()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="tempoflow-metrics-sampler")
+    task_name = "tempoflow-metrics-sampler"
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def once(self) -> object:
+        async with asyncio.timeout(max(self.settings.metrics_sample_seconds, 5.0)):
+            await self.sample()
+        return None
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(max(self.settings.metrics_sample_seconds, 5.0)):
-                    await self.sample()
-            except Exception as err:  # the database is down: the gauges keep their values
-                SAMPLE_ERRORS.inc()
-                log.debug("sampling metrics failed: %r", err)
-            await asyncio.sleep(self.settings.metrics_sample_seconds)
+    def interval(self) -> float:
+        return self.settings.metrics_sample_seconds
+
+    def failed(self, err: Exception) -> None:  # the database is down: gauges keep values
+        SAMPLE_ERRORS.inc()
+        log.debug("sampling metrics failed: %r", err)
 
     async def sample(self) -> None:
         async with self.sessions() as session:

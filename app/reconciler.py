@@ -17,8 +17,6 @@ several processes doing it at once is harmless):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +29,7 @@ from app.run_control import closing_reason
 from app.run_starter import TEMPORAL_STATUS
 from projections import runs
 from tempoflow.ids import parse_workflow_id, workflow_id
+from tempoflow.periodic import Periodic
 from tempoflow.records import RunStatus
 from tempoflow.settings import Settings
 from temporal_workflows.models import WORKFLOW_NAME
@@ -46,7 +45,7 @@ REASONS = {
 }
 
 
-class Reconciler:
+class Reconciler(Periodic):
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], client: Client, settings: Settings
     ) -> None:
@@ -55,25 +54,18 @@ class Reconciler:
         self.settings = settings
         self._since = datetime.now(UTC) - timedelta(seconds=settings.reconcile_lookback_seconds)
         self._sweep_after: str | None = None
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="tempoflow-reconciler")
+    task_name = "tempoflow-reconciler"
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def once(self) -> object:
+        return await self.reconcile_once()
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.reconcile_once()
-            except Exception:  # Temporal or the database down, or a bug: log, go on
-                log.warning("reconciliation pass failed", exc_info=True)
-            await asyncio.sleep(self.settings.reconcile_interval_seconds)
+    def interval(self) -> float:
+        return self.settings.reconcile_interval_seconds
+
+    def failed(self, err: Exception) -> None:  # Temporal or the database down, or a bug
+        log.warning("reconciliation pass failed", exc_info=err)
 
     async def reconcile_once(self) -> int:
         """One pass of both loops; the number of runs corrected."""
