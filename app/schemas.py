@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+)
 from pydantic.alias_generators import to_camel
 
 from tempoflow.definition import Issue
@@ -27,14 +35,20 @@ def _duration_only(value: Any) -> Any:
 Duration = Annotated[dt.timedelta, BeforeValidator(_duration_only)]
 
 
+_RFC3339_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
 def _timestamp_only(value: Any) -> Any:
-    """A timestamp is an RFC 3339 string: refuse booleans and bare numbers."""
-    if isinstance(value, str | dt.datetime):
+    """A timestamp is an RFC 3339 string: refuse booleans and numbers, also as strings
+    (pydantic would read ``"-58800"`` as seconds since 1970)."""
+    if isinstance(value, dt.datetime) or (isinstance(value, str) and _RFC3339_DATE.match(value)):
         return value
     raise ValueError("an RFC 3339 date-time string is required, e.g. 2026-01-31T12:00:00Z")
 
 
 Timestamp = Annotated[dt.datetime, BeforeValidator(_timestamp_only)]
+AwareTimestamp = Annotated[AwareDatetime, BeforeValidator(_timestamp_only)]
+"""An RFC 3339 date-time with its offset."""
 
 
 def _loop_indexes(value: Any) -> Any:
@@ -152,7 +166,7 @@ class RunCreate(_Write):
     version: int | None = Field(default=None, ge=1, le=INT32_MAX, strict=True)
     input: Any = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
-    start_at: AwareDatetime | None = Field(
+    start_at: AwareTimestamp | None = Field(
         default=None,
         description="begin the run at this time (RFC 3339 with an offset), in the future and "
         "at most MAX_START_DELAY (365 days) ahead; it is SCHEDULED until then",
@@ -480,7 +494,7 @@ ApiKeyRole = Literal["admin", "publisher", "operator", "ingest"]
 class ApiKeyCreate(_Write):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")
     roles: list[ApiKeyRole] = Field(min_length=1, max_length=4)
-    expires_at: AwareDatetime | None = Field(
+    expires_at: AwareTimestamp | None = Field(
         default=None, description="the key stops working then (must be in the future)"
     )
 
@@ -522,13 +536,13 @@ class BulkFilter(_Write):
     definition: str | None = Field(default=None, min_length=1, max_length=128)
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     status: Literal["SCHEDULED", "RUNNING", "WAITING"] | None = None
-    started_after: AwareDatetime | None = None
-    started_before: AwareDatetime | None = None
+    started_after: AwareTimestamp | None = None
+    started_before: AwareTimestamp | None = None
 
 
 class BulkControl(_Write):
     filter: BulkFilter
-    dry_run: bool = False
+    dry_run: StrictBool = False
     reason: str | None = Field(default=None, min_length=1, max_length=1000)
 
 

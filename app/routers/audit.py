@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from app.deps import Admin, SessionDep, SettingsDep
 from app.pagination import decode_cursor, encode_cursor
-from app.schemas import AuditEntryPublic, AuditPublic
+from app.schemas import AuditEntryPublic, AuditPublic, AwareTimestamp
 from projections import audit
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -23,8 +22,8 @@ async def read_audit(
     action: Annotated[str | None, Query(max_length=64)] = None,
     target: Annotated[str | None, Query(max_length=1024)] = None,
     actor: Annotated[str | None, Query(max_length=36)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: AwareTimestamp | None = None,
+    until: AwareTimestamp | None = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     cursor: str | None = None,
 ) -> AuditPublic:

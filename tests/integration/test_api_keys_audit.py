@@ -186,3 +186,19 @@ async def test_secret_changes_are_audited_without_their_values(stack: Stack) -> 
     entries = r.json()["items"]
     assert [e["action"] for e in entries] == ["secret.delete", "secret.update", "secret.create"]
     assert "v-1-xyz" not in r.text and "v-2-xyz" not in r.text
+
+
+async def test_times_must_be_rfc3339_strings_not_numbers(stack: Stack) -> None:
+    """Found by the API fuzzer: pydantic reads a number (also as a string) as seconds
+    since 1970, so a malformed time was accepted as a date in 1969."""
+    for query in ("until=-58800", "since=1700000000"):
+        r = await stack.http.get(f"/v1/audit?{query}", headers=stack.auth())
+        assert r.status_code == 422, (query, r.text)
+    r = await stack.http.get("/v1/audit?since=2026-01-01T00:00:00Z", headers=stack.auth())
+    assert r.status_code == 200, r.text
+    bulk = {"filter": {"definition": "x"}, "dryRun": 0}
+    r = await stack.http.post("/v1/runs:terminate", headers=stack.auth(), json=bulk)
+    assert r.status_code == 422, r.text  # 0 is not false: a typo must not terminate runs
+    stamp = {"filter": {"startedAfter": 1700000000}, "dryRun": True}
+    r = await stack.http.post("/v1/runs:cancel", headers=stack.auth(), json=stamp)
+    assert r.status_code == 422, r.text
