@@ -26,6 +26,7 @@ from temporalio.client import Client
 
 from activities.builtin import default_registry
 from app.run_starter import start_run
+from bench._drive import drive
 from bench._stack import bench_stack
 from launcher.worker import create_worker
 from projections.db import session_factory
@@ -48,23 +49,6 @@ DEFINITION = {
         for i in range(STEPS)
     ]
 }
-
-
-async def _drive(
-    runs: int, concurrency: int, start_one: Callable[[int], Awaitable[None]]
-) -> tuple[float, list[float]]:
-    sem = asyncio.Semaphore(concurrency)
-    latencies: list[float] = []
-
-    async def one(i: int) -> None:
-        async with sem:
-            t0 = time.perf_counter()
-            await start_one(i)
-            latencies.append((time.perf_counter() - t0) * 1000)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(runs)))
-    return time.perf_counter() - t0, latencies
 
 
 async def _codec_cost(payloads: int = 2000) -> tuple[float, float]:
@@ -129,11 +113,11 @@ async def measure_codec_ratio(quick: bool, concurrency: int = 50) -> dict[str, o
         async with workers[0], workers[1]:
             warm = max(5, runs // 20)
             for side in sides:
-                await _drive(warm, concurrency, starter(side))
+                await drive(warm, concurrency, starter(side))
             half = runs // 2
             for _ in range(2):
                 for side in sides:
-                    t, lat = await _drive(half, concurrency, starter(side))
+                    t, lat = await drive(half, concurrency, starter(side))
                     elapsed[side] += t
                     latencies[side] += lat
         # The encrypted side really stored ciphertext (read without the codec).

@@ -36,10 +36,9 @@ from sqlalchemy import func, select
 from temporalio.client import Client
 
 from activities.builtin import close_resources, default_registry
-from app.run_starter import start_run
+from bench._drive import drive, pct, run_to_end
 from bench._http_baseline import STEPS, BaselineHttp, HttpBaselineWorkflow
 from bench._stack import bench_stack
-from bench.interpreter import _drive, _pct
 from launcher.worker import create_worker
 from projections.db import session_factory
 from projections.egress import put_allow_list
@@ -126,15 +125,7 @@ async def measure(args: argparse.Namespace, port: int) -> dict[str, Any]:
         version = DefinitionVersionRow(key="bench-http", version=1, body=definition(url))
 
         async def tempoflow(i: int) -> None:
-            started = await start_run(
-                client,
-                task_queue=queue,
-                tenant=TENANT,
-                version=version,
-                data={"n": i},
-                idempotency_key=None,
-            )
-            await client.get_workflow_handle(started.workflow_id).result()
+            await run_to_end(client, queue, TENANT, version, {"n": i})
 
         async def baseline(i: int) -> None:
             await client.execute_workflow(
@@ -144,17 +135,17 @@ async def measure(args: argparse.Namespace, port: int) -> dict[str, Any]:
         try:
             async with worker:
                 warm = max(5, args.runs // 20)
-                await _drive(warm, args.concurrency, tempoflow)
-                await _drive(warm, args.concurrency, baseline)
+                await drive(warm, args.concurrency, tempoflow)
+                await drive(warm, args.concurrency, baseline)
                 # Alternate halves so neither side gets a warmer server.
                 half = args.runs // 2
                 tf_time = bl_time = 0.0
                 tf_lat: list[float] = []
                 bl_lat: list[float] = []
                 for _ in range(2):
-                    t, lat = await _drive(half, args.concurrency, tempoflow)
+                    t, lat = await drive(half, args.concurrency, tempoflow)
                     tf_time, tf_lat = tf_time + t, tf_lat + lat
-                    t, lat = await _drive(half, args.concurrency, baseline)
+                    t, lat = await drive(half, args.concurrency, baseline)
                     bl_time, bl_lat = bl_time + t, bl_lat + lat
         finally:
             await close_resources(registry)
@@ -176,10 +167,10 @@ async def measure(args: argparse.Namespace, port: int) -> dict[str, Any]:
         "tempoflow_runs_per_s": round(tf_rps, 2),
         "baseline_runs_per_s": round(bl_rps, 2),
         "throughput_ratio": round(tf_rps / bl_rps, 3),
-        "tempoflow_p50_ms": _pct(tf_lat, 0.5),
-        "tempoflow_p99_ms": _pct(tf_lat, 0.99),
-        "baseline_p50_ms": _pct(bl_lat, 0.5),
-        "baseline_p99_ms": _pct(bl_lat, 0.99),
+        "tempoflow_p50_ms": pct(tf_lat, 0.5),
+        "tempoflow_p99_ms": pct(tf_lat, 0.99),
+        "baseline_p50_ms": pct(bl_lat, 0.5),
+        "baseline_p99_ms": pct(bl_lat, 0.99),
         "projected_runs": closed,
         "requests_received": requests,
         "requests_complete": requests == 2 * (total + warm) * STEPS,

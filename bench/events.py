@@ -39,6 +39,7 @@ from activities.builtin import default_registry
 from app.auth import create_api_key
 from app.run_starter import start_run
 from bench._baseline import BaselineWait
+from bench._drive import pct
 from bench._stack import bench_stack
 from launcher import embedded
 from launcher.worker import create_worker
@@ -61,11 +62,6 @@ DEFINITION = {
         {"id": "resumed", "type": "transform.assign", "assign": {"resumedAt": "$millis()"}},
     ]
 }
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
 def _cpu(proc: psutil.Process) -> float:
@@ -233,7 +229,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             batch_s, _ = await _send_all(len(batches), 4, post_batch)
         api.terminate()
         await api.wait()
-    p99, bl_p99 = _pct(tf_lat, 0.99), _pct(bl_lat, 0.99)
+    p99, bl_p99 = pct(tf_lat, 0.99), pct(bl_lat, 0.99)
     return {
         "bench": "events",
         "runs": n,
@@ -241,20 +237,20 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "events_per_s": round(n / ingest_s, 1),
         "batched_events_per_s": round(n / batch_s, 1),
         "signals_per_s": round(n / signal_s, 1),
-        "resume_p50_ms": _pct(tf_lat, 0.5),
+        "resume_p50_ms": pct(tf_lat, 0.5),
         "resume_p99_ms": p99,
-        "baseline_p50_ms": _pct(bl_lat, 0.5),
+        "baseline_p50_ms": pct(bl_lat, 0.5),
         "baseline_p99_ms": bl_p99,
         "api_cpu_ms_per_event": round(1000 * api_cpu / n, 2),
         "worker_cpu_ms_per_event": round(1000 * my_cpu / n, 2),
         "http_retries": http_retries,
-        "http_p50_ms": _pct(http_ms, 0.5),
-        "http_p99_ms": _pct(http_ms, 0.99),
-        "inbox_to_routing_p50_ms": _pct(dispatch_ms, 0.5),
-        "inbox_to_routing_p99_ms": _pct(dispatch_ms, 0.99),
-        "routing_to_resumed_p50_ms": _pct(apply_ms, 0.5),
-        "routing_to_resumed_p99_ms": _pct(apply_ms, 0.99),
-        "resume_p50_ratio": round(_pct(tf_lat, 0.5) / max(_pct(bl_lat, 0.5), 1.0), 2),
+        "http_p50_ms": pct(http_ms, 0.5),
+        "http_p99_ms": pct(http_ms, 0.99),
+        "inbox_to_routing_p50_ms": pct(dispatch_ms, 0.5),
+        "inbox_to_routing_p99_ms": pct(dispatch_ms, 0.99),
+        "routing_to_resumed_p50_ms": pct(apply_ms, 0.5),
+        "routing_to_resumed_p99_ms": pct(apply_ms, 0.99),
+        "resume_p50_ratio": round(pct(tf_lat, 0.5) / max(pct(bl_lat, 0.5), 1.0), 2),
         "resume_p99_ratio": round(p99 / max(bl_p99, 1.0), 2),
     }
 

@@ -28,6 +28,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner
 from activities.builtin import default_registry
 from app.run_starter import start_run
 from bench._baseline import STEPS, BaselineLoop, BaselineWorkflow, baseline_noop
+from bench._drive import drive, pct, run_to_end
 from bench._meter import Meter, Reading, per_step
 from bench._stack import bench_stack
 from launcher.worker import create_worker
@@ -49,26 +50,6 @@ DEFINITION = {
 }
 
 
-async def _drive(runs: int, concurrency: int, start_one) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
-    sem = asyncio.Semaphore(concurrency)
-    latencies: list[float] = []
-
-    async def one(i: int) -> None:
-        async with sem:
-            t0 = time.perf_counter()
-            await start_one(i)
-            latencies.append((time.perf_counter() - t0) * 1000)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(runs)))
-    return time.perf_counter() - t0, latencies
-
-
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
-
-
 async def main(args: argparse.Namespace) -> dict[str, object]:
     async with bench_stack() as stack:
         client: Client = stack.client
@@ -86,15 +67,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         version = DefinitionVersionRow(key="bench-noop", version=1, body=DEFINITION)
 
         async def tempoflow(i: int) -> None:
-            started = await start_run(
-                client,
-                task_queue=queue,
-                tenant=TENANT,
-                version=version,
-                data={"n": i},
-                idempotency_key=None,
-            )
-            await client.get_workflow_handle(started.workflow_id).result()
+            await run_to_end(client, queue, TENANT, version, {"n": i})
 
         async def baseline(i: int) -> None:
             await client.execute_workflow(
@@ -103,8 +76,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
 
         async with worker:
             warm = max(5, args.runs // 20)
-            await _drive(warm, args.concurrency, tempoflow)
-            await _drive(warm, args.concurrency, baseline)
+            await drive(warm, args.concurrency, tempoflow)
+            await drive(warm, args.concurrency, baseline)
             # Alternate halves so neither side gets a warmer server.
             half = args.runs // 2
             tf_time = bl_time = 0.0
@@ -115,10 +88,10 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             bl_cost: list[tuple[Reading, Reading]] = []
             for _ in range(2):
                 before = await meter.read()
-                t, lat = await _drive(half, args.concurrency, tempoflow)
+                t, lat = await drive(half, args.concurrency, tempoflow)
                 tf_time, tf_lat = tf_time + t, tf_lat + lat
                 middle = await meter.read()
-                t, lat = await _drive(half, args.concurrency, baseline)
+                t, lat = await drive(half, args.concurrency, baseline)
                 bl_time, bl_lat = bl_time + t, bl_lat + lat
                 tf_cost.append((before, middle))
                 bl_cost.append((middle, await meter.read()))
@@ -149,10 +122,10 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "tempoflow_runs_per_s": round(tf_rps, 2),
         "baseline_runs_per_s": round(bl_rps, 2),
         "throughput_ratio": round(tf_rps / bl_rps, 3),
-        "tempoflow_p50_ms": _pct(tf_lat, 0.5),
-        "tempoflow_p99_ms": _pct(tf_lat, 0.99),
-        "baseline_p50_ms": _pct(bl_lat, 0.5),
-        "baseline_p99_ms": _pct(bl_lat, 0.99),
+        "tempoflow_p50_ms": pct(tf_lat, 0.5),
+        "tempoflow_p99_ms": pct(tf_lat, 0.99),
+        "baseline_p50_ms": pct(bl_lat, 0.5),
+        "baseline_p99_ms": pct(bl_lat, 0.99),
         **{f"tempoflow_{k}": v for k, v in tf_per_step.items()},
         **{f"baseline_{k}": v for k, v in bl_per_step.items()},
         "projected_runs": closed,

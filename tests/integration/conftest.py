@@ -190,6 +190,48 @@ async def open_stack(
         )
 
 
+@dataclass
+class OwnServerApp:
+    """An API app and a worker on a Temporal server the test starts and stops itself."""
+
+    settings: Settings
+    tenant: str
+    auth: dict[str, str]
+    app: Any
+    worker: Worker
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://t")
+
+
+async def own_server_app(
+    client: Client,
+    address: str,
+    database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
+    **settings_extra: Any,
+) -> OwnServerApp:
+    """An app (not yet started: enter its lifespan) and a worker (not yet running) on
+    ``client``, with admin headers of a fresh tenant."""
+    settings = Settings(
+        environment="test",
+        database_url=database_url,
+        temporal_address=address,
+        task_queue=f"tq-{uuid.uuid4()}",
+        **settings_extra,
+    )
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    keys = await make_keys(sessions, tenant, settings.api_key_pepper)
+    registry = build_registry(Effects())
+    return OwnServerApp(
+        settings,
+        tenant,
+        {"Authorization": f"Bearer {keys['admin']}"},
+        create_app(settings, registry=registry, temporal=client),
+        create_worker(client, task_queue=settings.task_queue, registry=registry, sessions=sessions),
+    )
+
+
 @pytest.fixture
 async def other_tenant(stack: Stack) -> dict[str, str]:
     """Admin headers of a second tenant on the same stack."""

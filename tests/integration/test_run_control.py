@@ -13,13 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowFailureError
 
-from app.main import create_app
 from app.reconciler import Reconciler
 from launcher import embedded
-from launcher.worker import create_worker
-from tempoflow.settings import Settings
-from tests.actions import Effects, build_registry
-from tests.integration.conftest import Stack, make_keys, until
+from tests.integration.conftest import Stack, own_server_app, until
 from tests.receiver import Receiver
 from tests.servers import TemporalDevServer
 
@@ -199,20 +195,8 @@ async def test_cancel_with_temporal_down_is_503_and_changes_nothing(
 ) -> None:
     await server.start()
     client = await server.connect()
-    settings = Settings(
-        environment="test",
-        database_url=database_url,
-        temporal_address=server.address,
-        task_queue=f"tq-{uuid.uuid4()}",
-    )
-    tenant = f"t{uuid.uuid4().hex[:10]}"
-    keys = await make_keys(sessions, tenant, settings.api_key_pepper)
-    auth = {"Authorization": f"Bearer {keys['admin']}"}
-    registry = build_registry(Effects())
-    app = create_app(settings, registry=registry, temporal=client)
-    worker = create_worker(
-        client, task_queue=settings.task_queue, registry=registry, sessions=sessions
-    )
+    own = await own_server_app(client, server.address, database_url, sessions)
+    auth, app, worker = own.auth, own.app, own.worker
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,

@@ -5,7 +5,6 @@ waiting runs survive the restart."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from app.main import create_app
-from launcher.worker import create_worker
 from projections.models import Event
 from tempoflow.settings import Settings
-from tests.actions import Effects, build_registry
-from tests.integration.conftest import make_keys, until
+from tests.integration.conftest import own_server_app, until
 from tests.integration.test_events import PAID, wait_for_paid
 from tests.servers import TemporalDevServer, closed_port
 
@@ -41,22 +38,15 @@ async def test_events_accepted_while_temporal_is_down_are_delivered_after(
 ) -> None:
     await server.start()
     client = await server.connect()
-    settings = Settings(
-        environment="test",
-        database_url=database_url,
-        temporal_address=server.address,
-        task_queue=f"tq-{uuid.uuid4()}",
+    own = await own_server_app(
+        client,
+        server.address,
+        database_url,
+        sessions,
         dispatch_max_backoff_seconds=1.0,
         dispatch_poll_seconds=0.2,
     )
-    tenant = f"t{uuid.uuid4().hex[:10]}"
-    keys = await make_keys(sessions, tenant, settings.api_key_pepper)
-    auth = {"Authorization": f"Bearer {keys['admin']}"}
-    registry = build_registry(Effects())
-    app = create_app(settings, registry=registry, temporal=client)
-    worker = create_worker(
-        client, task_queue=settings.task_queue, registry=registry, sessions=sessions
-    )
+    tenant, auth, app, worker = own.tenant, own.auth, own.app, own.worker
     async with (
         worker,
         app.router.lifespan_context(app),
