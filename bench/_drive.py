@@ -47,3 +47,19 @@ async def run_to_end(
         client, task_queue=queue, tenant=tenant, version=version, data=data, idempotency_key=None
     )
     await client.get_workflow_handle(started.workflow_id).result()
+
+
+def compared(
+    total: int, tf_time: float, bl_time: float, tf_lat: list[float], bl_lat: list[float]
+) -> dict[str, float]:
+    """The figures both sides of a run-throughput benchmark report."""
+    tf_rps, bl_rps = total / tf_time, total / bl_time
+    return {
+        "tempoflow_runs_per_s": round(tf_rps, 2),
+        "baseline_runs_per_s": round(bl_rps, 2),
+        "throughput_ratio": round(tf_rps / bl_rps, 3),
+        "tempoflow_p50_ms": pct(tf_lat, 0.5),
+        "tempoflow_p99_ms": pct(tf_lat, 0.99),
+        "baseline_p50_ms": pct(bl_lat, 0.5),
+        "baseline_p99_ms": pct(bl_lat, 0.99),
+    }

@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 from temporalio.client import Client
 
 from activities.builtin import close_resources, default_registry
-from bench._drive import drive, pct, run_to_end
+from bench._drive import compared, drive, run_to_end
 from bench._http_baseline import STEPS, BaselineHttp, HttpBaselineWorkflow
 from bench._stack import bench_stack
 from launcher.worker import create_worker
@@ -158,19 +158,12 @@ async def measure(args: argparse.Namespace, port: int) -> dict[str, Any]:
             )
     total = 2 * half
     requests = await received(port)
-    tf_rps, bl_rps = total / tf_time, total / bl_time
     return {
         "bench": "actions",
         "runs": total,
         "steps_per_run": STEPS,
         "concurrency": args.concurrency,
-        "tempoflow_runs_per_s": round(tf_rps, 2),
-        "baseline_runs_per_s": round(bl_rps, 2),
-        "throughput_ratio": round(tf_rps / bl_rps, 3),
-        "tempoflow_p50_ms": pct(tf_lat, 0.5),
-        "tempoflow_p99_ms": pct(tf_lat, 0.99),
-        "baseline_p50_ms": pct(bl_lat, 0.5),
-        "baseline_p99_ms": pct(bl_lat, 0.99),
+        **compared(total, tf_time, bl_time, tf_lat, bl_lat),
         "projected_runs": closed,
         "requests_received": requests,
         "requests_complete": requests == 2 * (total + warm) * STEPS,

@@ -28,7 +28,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner
 from activities.builtin import default_registry
 from app.run_starter import start_run
 from bench._baseline import STEPS, BaselineLoop, BaselineWorkflow, baseline_noop
-from bench._drive import drive, pct, run_to_end
+from bench._drive import compared, drive, run_to_end
 from bench._meter import Meter, Reading, per_step
 from bench._stack import bench_stack
 from launcher.worker import create_worker
@@ -113,19 +113,12 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     total = 2 * half
     tf_per_step = _cost(tf_cost, total * STEPS)
     bl_per_step = _cost(bl_cost, total * STEPS)
-    tf_rps, bl_rps = total / tf_time, total / bl_time
     return {
         "bench": "interpreter",
         "runs": total,
         "steps_per_run": STEPS,
         "concurrency": args.concurrency,
-        "tempoflow_runs_per_s": round(tf_rps, 2),
-        "baseline_runs_per_s": round(bl_rps, 2),
-        "throughput_ratio": round(tf_rps / bl_rps, 3),
-        "tempoflow_p50_ms": pct(tf_lat, 0.5),
-        "tempoflow_p99_ms": pct(tf_lat, 0.99),
-        "baseline_p50_ms": pct(bl_lat, 0.5),
-        "baseline_p99_ms": pct(bl_lat, 0.99),
+        **compared(total, tf_time, bl_time, tf_lat, bl_lat),
         **{f"tempoflow_{k}": v for k, v in tf_per_step.items()},
         **{f"baseline_{k}": v for k, v in bl_per_step.items()},
         "projected_runs": closed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -343,6 +344,30 @@ async def _refused(
     )
 
 
+async def _ask(
+    client: Client, tenant: str, run_id: str, what: str, call: Awaitable[object]
+) -> None:
+    """Ask Temporal for ``call`` on the run; it holding no open execution of the run is
+    404 or 409 ``{what}_failed`` (other refusals and outages propagate: 422 / 503)."""
+    try:
+        await call
+    except RPCError as err:
+        if err.status not in _NO_OPEN_EXECUTION:
+            raise
+        raise await _refused(client, tenant, run_id, what) from None
+
+
+async def _mirror_close(
+    session: AsyncSession, tenant: str, run_id: str, status: RunStatus, reason: str
+) -> None:
+    """Mirror a close Temporal has confirmed (the reconciler would, a moment later)."""
+    closed = await runs.close_from_temporal(
+        session, tenant, run_id, status=status, closed_at=None, reason=reason
+    )
+    if closed and status == RunStatus.TERMINATED:
+        RUNS_CLOSED_BY_TEMPORAL.labels(tenant, status).inc()
+
+
 CANCELED_BEFORE_START = "canceled before it began"
 
 
@@ -350,21 +375,10 @@ async def _cancel_scheduled(
     client: Client, session: AsyncSession, principal: Principal, run_id: str, response: Response
 ) -> RunControlPublic:
     told = f"{CANCELED_BEFORE_START} (key {principal.key_id})"
-    try:
-        await client.get_workflow_handle(workflow_id(principal.tenant, run_id)).terminate(
-            reason=told
-        )
-    except RPCError as err:
-        if err.status not in _NO_OPEN_EXECUTION:
-            raise
-        raise await _refused(client, principal.tenant, run_id, "cancel") from None
-    await runs.close_from_temporal(
-        session,
-        principal.tenant,
-        run_id,
-        status=RunStatus.CANCELED,
-        closed_at=None,
-        reason=f"the run was {told}",
+    handle = client.get_workflow_handle(workflow_id(principal.tenant, run_id))
+    await _ask(client, principal.tenant, run_id, "cancel", handle.terminate(reason=told))
+    await _mirror_close(
+        session, principal.tenant, run_id, RunStatus.CANCELED, f"the run was {told}"
     )
     await _audit(session, principal, "run.cancel", run_id, CANCELED_BEFORE_START)
     response.status_code = 200
@@ -403,12 +417,7 @@ async def cancel_run(
             described = {**described, "status": RunStatus.CANCELED}
     if described is None or described["status"] != RunStatus.RUNNING:
         raise await _refused(client, principal.tenant, run_id, "cancel", described)
-    try:
-        await handle.cancel()
-    except RPCError as err:
-        if err.status not in _NO_OPEN_EXECUTION:
-            raise
-        raise await _refused(client, principal.tenant, run_id, "cancel") from None
+    await _ask(client, principal.tenant, run_id, "cancel", handle.cancel())
     await _audit(session, principal, "run.cancel", run_id)
     return RunControlPublic(id=run_id, status=RunStatus.RUNNING, action="cancel_requested")
 
@@ -427,21 +436,15 @@ async def terminate_run(
     reason = (body or TerminateRequest()).reason
     wid = workflow_id(principal.tenant, run_id)
     told = f"{reason} (key {principal.key_id})"
-    try:
-        await client.get_workflow_handle(wid).terminate(reason=told)
-    except RPCError as err:
-        if err.status not in _NO_OPEN_EXECUTION:
-            raise
-        raise await _refused(client, principal.tenant, run_id, "terminate") from None
-    if await runs.close_from_temporal(
+    terminate = client.get_workflow_handle(wid).terminate(reason=told)
+    await _ask(client, principal.tenant, run_id, "terminate", terminate)
+    await _mirror_close(
         session,
         principal.tenant,
         run_id,
-        status=RunStatus.TERMINATED,
-        closed_at=None,
-        reason=run_control.terminated_message(told),
-    ):
-        RUNS_CLOSED_BY_TEMPORAL.labels(principal.tenant, RunStatus.TERMINATED).inc()
+        RunStatus.TERMINATED,
+        run_control.terminated_message(told),
+    )
     await _audit(session, principal, "run.terminate", run_id, reason)
     return RunControlPublic(id=run_id, status=RunStatus.TERMINATED, action="terminated")
 
@@ -597,23 +600,17 @@ async def _bulk(
 
     await asyncio.gather(*(one(run_id) for run_id in ids))
     for run_id in canceled_early:
-        await runs.close_from_temporal(
-            session,
-            principal.tenant,
-            run_id,
-            status=RunStatus.CANCELED,
-            closed_at=None,
-            reason=f"the run was {early}",
+        await _mirror_close(
+            session, principal.tenant, run_id, RunStatus.CANCELED, f"the run was {early}"
         )
     if what == "terminate":
         for run_id in done:
-            await runs.close_from_temporal(
+            await _mirror_close(
                 session,
                 principal.tenant,
                 run_id,
-                status=RunStatus.TERMINATED,
-                closed_at=None,
-                reason=run_control.terminated_message(told),
+                RunStatus.TERMINATED,
+                run_control.terminated_message(told),
             )
     await audit.record(
         session,
