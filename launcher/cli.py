@@ -1,5 +1,8 @@
 """The ``tempoflow`` command: dev, api, worker, migrate, apikey, secrets, publish, run,
-status, event."""
+status, event, runs, events, tail.
+
+Exit codes of the commands that call the API: 0 success, 1 a check failed, 2 usage
+error, 3 server or connection error (docs/ci.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 from typing import TYPE_CHECKING
 
 from tempoflow.settings import Settings
@@ -166,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     from launcher.secrets_cli import add_commands as add_secret_commands
 
     add_commands(sub)
+    # One line per command group (each module's register(sub) adds its parsers).
+    import_module("launcher.cli_publish").register(sub)
+    import_module("launcher.cli_runs").register(sub)
+    import_module("launcher.cli_events").register(sub)
+    import_module("launcher.cli_tail").register(sub)
     projections = sub.add_parser("projections", help="maintain the run projections")
     projections_sub = projections.add_subparsers(dest="projections_command", required=True)
     rebuild = projections_sub.add_parser(

@@ -1,9 +1,13 @@
-"""CLI commands that talk to a running API: publish definitions (CI), start and show runs,
-show an event's routing.
+"""CLI commands that talk to a running API (start and show runs, show an event's routing)
+and what every such command shares: the HTTP client, the options, errors and output.
 
-Exit codes: 0 done, 1 the API refused the request (its problem is printed) or the run
-failed or a ``--wait`` timed out, 2 the API could not be reached or the command was
-misconfigured.
+Exit codes (the contract CI scripts rely on, ``docs/ci.md``): 0 done; 1 a check failed
+(the API refused the request and its problem is printed, the run failed, a ``--wait``
+timed out); 2 usage error (bad arguments, a missing setting or file); 3 the API could not
+be reached or answered with a server error (5xx).
+
+With ``--json`` a command prints exactly one JSON document on stdout, also when it fails
+(``{"error": {...}}``); the human message still goes to stderr.
 """
 
 from __future__ import annotations
@@ -22,28 +26,58 @@ from pydantic import ValidationError
 
 from tempoflow.settings import ClientSettings
 
-OPEN_RUN = ("SCHEDULED", "RUNNING", "WAITING")
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SERVER = 3
+
+OPEN_RUN = ("SCHEDULED", "QUEUED", "RUNNING", "WAITING")
 UNSETTLED_DELIVERY = ("PENDING", "SIGNALED")
 
 
 class CliError(Exception):
-    """A one-line failure for stderr, with the exit code."""
+    """A failure for stderr, with the exit code.
 
-    def __init__(self, message: str, code: int = 2, status: int | None = None) -> None:
+    Attributes:
+        code: the process exit code (``EXIT_*``).
+        status: the HTTP status of a refusal (``None`` when the API was not reached).
+        problem: the API's problem document, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: int = EXIT_USAGE,
+        status: int | None = None,
+        problem: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
-        self.status = status  # the HTTP status of a refusal
+        self.status = status
+        self.problem = problem
+        self.extra: dict[str, Any] = {}  # more of the ``--json`` document (e.g. the run)
+
+    def document(self) -> dict[str, Any]:
+        """The failure as the ``--json`` document."""
+        error: dict[str, Any] = {"message": str(self), "exitCode": self.code}
+        if self.status is not None:
+            error["status"] = self.status
+        if self.problem is not None:
+            error["problem"] = self.problem
+        return {**self.extra, "error": error}
 
 
 def _problem(response: httpx.Response) -> CliError:
     """The API's refusal in one or two lines (plus one per definition error)."""
+    # A server error (5xx) is the server's failure, not a check that failed.
+    exit_code = EXIT_SERVER if response.status_code >= 500 else EXIT_FAILED
     try:
         body = response.json()
     except ValueError:
         body = None
     if not isinstance(body, dict):
         text = " ".join(response.text.split())[:200] or response.reason_phrase
-        return CliError(f"HTTP {response.status_code}: {text}", 1, response.status_code)
+        return CliError(f"HTTP {response.status_code}: {text}", exit_code, response.status_code)
     lines = [
         f"HTTP {response.status_code} {body.get('code') or response.reason_phrase}: "
         f"{body.get('detail') or body.get('title') or ''}".rstrip(": ")
@@ -56,7 +90,7 @@ def _problem(response: httpx.Response) -> CliError:
         lines.append(f"  hint: {body['hint']}")
     elif response.status_code == 401:
         lines.append("  hint: check TEMPOFLOW_API_KEY (make dev prints one) or --api-key")
-    return CliError("\n".join(lines), 1, response.status_code)
+    return CliError("\n".join(lines), exit_code, response.status_code, body)
 
 
 class Api:
@@ -69,6 +103,7 @@ class Api:
             first = err.errors()[0]
             name = "TEMPOFLOW_" + "_".join(str(p) for p in first["loc"]).upper()
             raise CliError(f"invalid {name}: {first['msg']}") from None
+        self.json = bool(getattr(args, "json", False))
         self.url = (args.api_url or settings.resolved_api_url).rstrip("/")
         key = args.api_key or settings.api_key
         if not key:
@@ -100,8 +135,13 @@ class Api:
             reason = str(err) or type(err).__name__
             raise CliError(
                 f"cannot reach the API at {self.url} ({reason}): is the stack running "
-                "(make dev)? Check TEMPOFLOW_API_URL, or TEMPOFLOW_API_HOST/TEMPOFLOW_API_PORT"
+                "(make dev)? Check TEMPOFLOW_API_URL, or TEMPOFLOW_API_HOST/TEMPOFLOW_API_PORT",
+                EXIT_SERVER,
             ) from None
+        return self.check(response, ok)
+
+    def check(self, response: httpx.Response, ok: tuple[int, ...]) -> httpx.Response:
+        """``response`` when its status is one of ``ok``, else its problem as an error."""
         if response.status_code not in ok:
             raise _problem(response)
         return response
@@ -124,51 +164,58 @@ class Api:
         return current, True
 
 
-def _load(path: str) -> Any:
+def load_json(path: str) -> Any:
+    """A JSON file named on the command line (unreadable or not JSON: a usage error)."""
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise CliError(f"cannot read {path}: {err}") from None
 
 
-def _run_path(run_id: str) -> str:
+def run_path(run_id: str) -> str:
     return f"/v1/runs/{quote(run_id, safe='')}"
 
 
-def cmd_publish(args: argparse.Namespace, api: Api) -> int:
-    """Validate, store as draft and publish; prints the version as JSON."""
-    definition = _load(args.file)
-    key = args.key or Path(args.file).stem
-    api.call("POST", f"/v1/definitions/{key}/validate", ok=(200,), json={"definition": definition})
-    if args.validate_only:
-        print(json.dumps({"key": key, "valid": True}))
-        return 0
-    api.call(
-        "PUT", f"/v1/definitions/{key}", json={"name": args.name or key, "definition": definition}
-    )
-    published = api.send("POST", f"/v1/definitions/{key}/publish")
-    # 201: a new version; 200: the draft equals the latest version (same number).
-    created = published.status_code == 201
-    print(json.dumps({"key": key, "version": published.json()["version"], "created": created}))
-    return 0
+def emit(args: argparse.Namespace, document: Any, human: Callable[[], None] | None = None) -> None:
+    """Print the command's result: ``document`` as JSON with ``--json`` (or when the
+    command has no human form), else ``human()``."""
+    if human is None or getattr(args, "json", False):
+        print(json.dumps(document, indent=2))
+    else:
+        human()
 
 
-def _print_run(run: dict[str, Any], quiet: bool) -> int:
-    print(run["id"] if quiet else json.dumps(run, indent=2))
-    return 0 if run["status"] in (*OPEN_RUN, "SUCCEEDED") else 1
+def run_exit(run: dict[str, Any]) -> int:
+    """0 for a run still open or SUCCEEDED, 1 for one that ended otherwise."""
+    return EXIT_OK if run["status"] in (*OPEN_RUN, "SUCCEEDED") else EXIT_FAILED
 
 
-def _wait_for_end(
+def _print_run(args: argparse.Namespace, run: dict[str, Any], quiet: bool = False) -> int:
+    if quiet and not getattr(args, "json", False):
+        print(run["id"])
+    else:
+        emit(args, run)
+    return run_exit(run)
+
+
+def wait_for_end(
     api: Api, run: dict[str, Any], timeout: float, quiet: bool = False
 ) -> dict[str, Any]:
+    """The run once it has ended; after ``timeout`` a failed check carrying the run as it
+    is now (printed, or in the ``--json`` document), for whoever follows up."""
     run, ended = api.poll(
-        _run_path(run["id"]), lambda r: r["status"] not in OPEN_RUN, timeout, first=run
+        run_path(run["id"]), lambda r: r["status"] not in OPEN_RUN, timeout, first=run
     )
     if not ended:
-        _print_run(run, quiet)  # what it is now, for whoever follows up
-        raise CliError(
-            f"run {run['id']} is still {run['status']} after {timeout:g} s (raise --timeout)", 1
+        err = CliError(
+            f"run {run['id']} is still {run['status']} after {timeout:g} s (raise --timeout)",
+            EXIT_FAILED,
         )
+        if api.json:
+            err.extra["run"] = run
+        else:
+            print(run["id"] if quiet else json.dumps(run, indent=2))
+        raise err
     return dict(run)
 
 
@@ -177,7 +224,7 @@ def cmd_run(args: argparse.Namespace, api: Api) -> int:
     once it waits or ends (at most ``--settle`` seconds)."""
     body: dict[str, Any] = {
         "definition": args.key,
-        "input": _load(args.input) if args.input else {},
+        "input": load_json(args.input) if args.input else {},
     }
     if args.version:
         body["version"] = args.version
@@ -187,20 +234,20 @@ def cmd_run(args: argparse.Namespace, api: Api) -> int:
         body["startAt"] = args.start_at  # the API checks it (422 with /startAt)
     run = api.call("POST", "/v1/runs", json=body)
     if args.wait:
-        run = _wait_for_end(api, run, args.timeout, args.quiet)
+        run = wait_for_end(api, run, args.timeout, args.quiet)
     elif args.settle > 0:
         run, _ = api.poll(
-            _run_path(run["id"]), lambda r: r["status"] != "RUNNING", args.settle, first=run
+            run_path(run["id"]), lambda r: r["status"] != "RUNNING", args.settle, first=run
         )
-    return _print_run(run, args.quiet)
+    return _print_run(args, run, args.quiet)
 
 
 def cmd_status(args: argparse.Namespace, api: Api) -> int:
     """Print a run (``GET /v1/runs/{id}``); with ``--wait``, once it has ended."""
-    run = api.call("GET", _run_path(args.run_id))
+    run = api.call("GET", run_path(args.run_id))
     if args.wait:
-        run = _wait_for_end(api, run, args.timeout)
-    return _print_run(run, quiet=False)
+        run = wait_for_end(api, run, args.timeout)
+    return _print_run(args, run)
 
 
 def _event_settled(event: dict[str, Any]) -> bool:
@@ -209,55 +256,73 @@ def _event_settled(event: dict[str, Any]) -> bool:
     )
 
 
+def wait_for_event(api: Api, event_id: str, timeout: float) -> dict[str, Any]:
+    """The event once routed and each delivery has an outcome; a failed check after
+    ``timeout``."""
+    path = f"/v1/events/{quote(event_id, safe='')}"
+    event, settled = api.poll(path, _event_settled, timeout)
+    if not settled:
+        pending = [d["status"] for d in event.get("deliveries") or []]
+        why = f"; last error: {event['lastError']}" if event.get("lastError") else ""
+        err = CliError(
+            f"event {event_id} is still {event['status']} (deliveries: "
+            f"{', '.join(pending) or 'none'}) after {timeout:g} s{why}",
+            EXIT_FAILED,
+        )
+        if api.json:
+            err.extra["event"] = event
+        else:
+            print(json.dumps(event, indent=2))
+        raise err
+    return dict(event)
+
+
 def cmd_event_show(args: argparse.Namespace, api: Api) -> int:
     """Print an event with its routing; with ``--wait``, once routed and every delivery
     has an outcome."""
-    path = f"/v1/events/{quote(args.event_id, safe='')}"
-    event = api.call("GET", path)
     if args.wait:
-        event, settled = api.poll(path, _event_settled, args.timeout, first=event)
-        if not settled:
-            print(json.dumps(event, indent=2))
-            pending = [d["status"] for d in event.get("deliveries") or []]
-            why = f"; last error: {event['lastError']}" if event.get("lastError") else ""
-            raise CliError(
-                f"event {args.event_id} is still {event['status']} (deliveries: "
-                f"{', '.join(pending) or 'none'}) after {args.timeout:g} s{why}",
-                1,
-            )
-    print(json.dumps(event, indent=2))
-    return 0
+        event = wait_for_event(api, args.event_id, args.timeout)
+    else:
+        event = api.call("GET", f"/v1/events/{quote(args.event_id, safe='')}")
+    emit(args, event)
+    return EXIT_OK
 
 
-def _with_api(command: Callable[[argparse.Namespace, Api], int]) -> Callable[..., int]:
+def with_api(command: Callable[[argparse.Namespace, Api], int]) -> Callable[..., int]:
+    """The command with an :class:`Api`; a :class:`CliError` becomes its message on
+    stderr (and the ``--json`` error document on stdout) and its exit code."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             with Api(args) as api:
                 return command(args, api)
         except CliError as err:
             print(f"tempoflow: {err}", file=sys.stderr)
+            if getattr(args, "json", False):
+                print(json.dumps(err.document(), indent=2))
             return err.code
 
     return run
 
 
-def add_commands(sub: Any) -> None:
+def api_options() -> argparse.ArgumentParser:
+    """The options of every command that calls the API (a parent parser)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--api-url",
         help="default: $TEMPOFLOW_API_URL, else http://$TEMPOFLOW_API_HOST:$TEMPOFLOW_API_PORT",
     )
     common.add_argument("--api-key", help="default: $TEMPOFLOW_API_KEY")
-    publish = sub.add_parser(
-        "publish", parents=[common], help="validate and publish a definition file (for CI)"
+    common.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON document on stdout (also on failure: {"error": ...})',
     )
-    publish.add_argument("file")
-    publish.add_argument("--key", help="definition key (default: the file name)")
-    publish.add_argument("--name")
-    publish.add_argument("--validate-only", action="store_true")
-    publish.set_defaults(func=_with_api(cmd_publish))
+    return common
 
-    run = sub.add_parser("run", parents=[common], help="start a run of a published definition")
+
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """``tempoflow run`` and ``tempoflow runs start``."""
     run.add_argument("key")
     run.add_argument("--input", help="JSON file with the run input")
     run.add_argument("--version", type=int)
@@ -278,19 +343,11 @@ def add_commands(sub: Any) -> None:
         "seconds (0: print the start answer)",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="print only the run id")
-    run.set_defaults(func=_with_api(cmd_run))
+    run.set_defaults(func=with_api(cmd_run))
 
-    status = sub.add_parser("status", parents=[common], help="show a run")
-    status.add_argument("run_id")
-    status.add_argument("--wait", action="store_true", help="print the run once it has ended")
-    status.add_argument("--timeout", type=float, default=60)
-    status.set_defaults(func=_with_api(cmd_status))
 
-    event = sub.add_parser("event", help="inspect events")
-    event_sub = event.add_subparsers(dest="event_command", required=True)
-    show = event_sub.add_parser(
-        "show", parents=[common], help="show an event and the runs it was routed to"
-    )
+def add_event_show_arguments(show: argparse.ArgumentParser) -> None:
+    """``tempoflow event show`` and ``tempoflow events show``."""
     show.add_argument("event_id")
     show.add_argument(
         "--wait",
@@ -298,4 +355,23 @@ def add_commands(sub: Any) -> None:
         help="print once the event is routed and each delivery has an outcome",
     )
     show.add_argument("--timeout", type=float, default=30)
-    show.set_defaults(func=_with_api(cmd_event_show))
+    show.set_defaults(func=with_api(cmd_event_show))
+
+
+def add_commands(sub: Any) -> None:
+    common = api_options()
+    run = sub.add_parser("run", parents=[common], help="start a run of a published definition")
+    add_run_arguments(run)
+
+    status = sub.add_parser("status", parents=[common], help="show a run")
+    status.add_argument("run_id")
+    status.add_argument("--wait", action="store_true", help="print the run once it has ended")
+    status.add_argument("--timeout", type=float, default=60)
+    status.set_defaults(func=with_api(cmd_status))
+
+    event = sub.add_parser("event", help="inspect events")
+    event_sub = event.add_subparsers(dest="event_command", required=True)
+    show = event_sub.add_parser(
+        "show", parents=[common], help="show an event and the runs it was routed to"
+    )
+    add_event_show_arguments(show)
