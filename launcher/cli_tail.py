@@ -113,13 +113,13 @@ def cmd_tail(args: argparse.Namespace, api: Api) -> int:
                     # The server ended the stream before the run's close: resume.
                     raise httpx.RemoteProtocolError("the stream ended before the run closed")
         except httpx.TransportError as err:
+            if not received and isinstance(err, httpx.ConnectError):
+                raise api.unreachable(err) from None
             drops += 1
             if drops > RECONNECTS:
                 raise CliError(
-                    f"the stream of run {args.run_id} dropped {drops} times ({err}); "
-                    f"resume with --after {last_id}"
-                    if last_id
-                    else f"cannot follow run {args.run_id}: {err or type(err).__name__}",
+                    f"the stream of run {args.run_id} dropped {drops} times in a row "
+                    f"({err or type(err).__name__}); resume with --after {last_id}",
                     EXIT_SERVER,
                 ) from None
             time.sleep(min(2.0, 0.2 * 2**drops))

@@ -132,13 +132,17 @@ class Api:
         try:
             response = self.http.request(method, path, **kw)
         except httpx.TransportError as err:
-            reason = str(err) or type(err).__name__
-            raise CliError(
-                f"cannot reach the API at {self.url} ({reason}): is the stack running "
-                "(make dev)? Check TEMPOFLOW_API_URL, or TEMPOFLOW_API_HOST/TEMPOFLOW_API_PORT",
-                EXIT_SERVER,
-            ) from None
+            raise self.unreachable(err) from None
         return self.check(response, ok)
+
+    def unreachable(self, err: httpx.TransportError) -> CliError:
+        """The API could not be reached (exit 3), with what to check."""
+        reason = str(err) or type(err).__name__
+        return CliError(
+            f"cannot reach the API at {self.url} ({reason}): is the stack running "
+            "(make dev)? Check TEMPOFLOW_API_URL, or TEMPOFLOW_API_HOST/TEMPOFLOW_API_PORT",
+            EXIT_SERVER,
+        )
 
     def check(self, response: httpx.Response, ok: tuple[int, ...]) -> httpx.Response:
         """``response`` when its status is one of ``ok``, else its problem as an error."""
