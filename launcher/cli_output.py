@@ -1,8 +1,12 @@
-"""Human output of the API commands: tables on stdout, progress bars on stderr.
+"""Human output of the API commands: tables on stdout, progress on stderr.
 
-``rich`` draws them; it is imported only when a command prints (about 45 ms), so
-``tempoflow --help`` and ``--json`` never pay for it. Progress bars appear only when
-stderr is a terminal (a CI log gets no animation frames) and never with ``--json``.
+Written here rather than with ``rich``: two small functions cover what the commands
+print, and installing ``rich`` (with ``pygments``, which it requires) makes every
+``import httpx`` also load httpx's own command-line module (``httpx/__init__.py`` imports
+``httpx._main`` when ``click``, ``rich`` and ``pygments`` are all installed), about 45 ms
+more for the API, the worker and every CLI call, measured with ``python -X importtime``.
+A progress line appears only when stderr is a terminal (a CI log gets no carriage
+returns) and never with ``--json``.
 """
 
 from __future__ import annotations
@@ -23,61 +27,51 @@ def cell(value: Any) -> str:
     if len(text) > 19 and text[4:5] == "-" and text[10:11] == "T":
         date, _, clock = text.partition("T")
         return f"{date} {clock[:8]}"
-    return text
+    return text.replace("\n", " ")
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
-    """Print rows as a table (plain columns when stdout is not a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    grid = Table(*columns, title=title, box=None, header_style="bold", pad_edge=False)
-    for row in rows:
-        grid.add_row(*(cell(v) for v in row))
-    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(grid)
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print rows under their column names, each column as wide as its widest cell."""
+    cells = [list(columns), *([cell(v) for v in row] for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    for line in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
 
 def fields(pairs: Sequence[tuple[str, Any]]) -> None:
-    """Print ``name: value`` lines, aligned."""
-    table(["field", "value"], [(name, value) for name, value in pairs if value is not None])
+    """Print ``name  value`` lines, aligned (``None`` values left out)."""
+    shown = [(name, cell(value)) for name, value in pairs if value is not None]
+    width = max((len(name) for name, _ in shown), default=0)
+    for name, value in shown:
+        print(f"{name.ljust(width)}  {value}".rstrip())
 
 
 class Progress:
-    """A progress bar on stderr (or nothing): ``advance()`` per item, ``total`` optional."""
+    """A progress line on stderr (or nothing): ``advance()`` per item done."""
 
-    def __init__(self, bar: Any, task: Any) -> None:
-        self._bar = bar
-        self._task = task
+    def __init__(self, label: str, total: int | None, shown: bool) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.shown = shown
 
-    def advance(self, description: str | None = None) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=description)
+    def advance(self, what: str | None = None) -> None:
+        self.done += 1
+        if self.shown:
+            of = f"/{self.total}" if self.total is not None else ""
+            line = f"{self.label} {self.done}{of}" + (f" {what}" if what else "")
+            sys.stderr.write("\r\033[K" + line[:120])
+            sys.stderr.flush()
 
 
 @contextlib.contextmanager
 def progress(label: str, total: int | None, *, enabled: bool) -> Iterator[Progress]:
-    """A bar for long work (``total`` unknown: a counter); off unless ``enabled`` and
-    stderr is a terminal."""
-    if not (enabled and sys.stderr.isatty()):
-        yield Progress(None, None)
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.progress import Progress as Bar
-
-    with Bar(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        yield Progress(bar, bar.add_task(label, total=total))
+    """Progress of long work (``total`` unknown: a counter); shown only when ``enabled``
+    and stderr is a terminal, and erased at the end."""
+    bar = Progress(label, total, enabled and sys.stderr.isatty())
+    try:
+        yield bar
+    finally:
+        if bar.shown and bar.done:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
