@@ -60,6 +60,18 @@ def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
             event[name] = value
 
 
+class _Late(Exception):
+    """``--timeout`` passed before the run closed."""
+
+
+def _until(lines: Iterator[str], deadline: float | None) -> Iterator[str]:
+    """The stream's lines until ``deadline`` (checked at each line: heartbeats included)."""
+    for line in lines:
+        if deadline is not None and time.monotonic() > deadline:
+            raise _Late
+        yield line
+
+
 def _line(kind: str, data: dict[str, Any]) -> str:
     if kind == "run.status":
         error = data.get("error") or {}
@@ -96,7 +108,7 @@ def cmd_tail(args: argparse.Namespace, api: Api) -> int:
                 if response.status_code != 200:
                     response.read()
                     api.check(response, (200,))
-                for event in sse_events(response.iter_lines()):
+                for event in sse_events(_until(response.iter_lines(), deadline)):
                     data = json.loads(event["data"])
                     if event["id"] is not None:
                         last_id = event["id"]
@@ -107,11 +119,11 @@ def cmd_tail(args: argparse.Namespace, api: Api) -> int:
                     if event["event"] == "run.status" and data.get("status") in TERMINAL:
                         status = data["status"]
                         break
-                    if deadline is not None and time.monotonic() > deadline:
-                        break
                 else:
                     # The server ended the stream before the run's close: resume.
                     raise httpx.RemoteProtocolError("the stream ended before the run closed")
+        except _Late:
+            pass
         except httpx.TransportError as err:
             if not received and isinstance(err, httpx.ConnectError):
                 raise api.unreachable(err) from None

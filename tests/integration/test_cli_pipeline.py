@@ -92,7 +92,9 @@ async def finish(proc: asyncio.subprocess.Process, within: float = 120) -> Out:
 @contextlib.asynccontextmanager
 async def served(stack: Stack) -> AsyncIterator[str]:
     """The stack's API on a real uvicorn server on loopback; its base URL."""
-    app = create_app(stack.settings, registry=stack.worker_registry, temporal=stack.client)
+    # A heartbeat each second: `tail --timeout` sees the time pass on a quiet stream.
+    settings = stack.settings.model_copy(update={"stream_heartbeat_seconds": 1.0})
+    app = create_app(settings, registry=stack.worker_registry, temporal=stack.client)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     )
@@ -255,7 +257,11 @@ async def test_tail_follows_a_live_run_to_its_end(stack: Stack, cli: Cli) -> Non
     run = await stack.start("gated")
     tail = await cli.start("tail", run["id"], "--json")
     await asyncio.wait_for(stack.effects.reached[run["id"]].wait(), 60)
-    await asyncio.sleep(0.5)
+    # Giving up on a run that has not closed: exit 1, with what was seen so far.
+    late = await cli("tail", run["id"], "--timeout", "2", "--json")
+    assert late.code == 1, late.stderr
+    assert "has not closed after 2 s (resume with --after " in late.stderr
+    assert late.json()["events"][0]["data"]["status"] == "RUNNING"
     assert tail.returncode is None  # still following: the run has not ended
     stack.effects.release[run["id"]].set()
     out = await finish(tail)
