@@ -126,13 +126,18 @@ async def _versions(stack: Stack, key: str) -> list[int]:
 async def test_publish_is_idempotent_and_says_what_changed(
     stack: Stack, cli: Cli, tmp_path: Path
 ) -> None:
+    key = stack.keys["publisher"]  # what a CI job publishing needs, no more
+
+    async def publish(*args: str) -> Out:
+        return await cli("publish", *args, TEMPOFLOW_API_KEY=key)
+
     defs = tmp_path / "definitions"
     defs.mkdir()
     (defs / "echo.json").write_text(json.dumps(ECHO))
     (defs / "gated.json").write_text(json.dumps(GATED))
     (defs / "notes.txt").write_text("not a definition")  # a directory means its *.json
 
-    out = await cli("publish", str(defs), "--json")
+    out = await publish(str(defs), "--json")
     assert out.code == 0, out.stderr
     doc = out.json()
     assert [(r["key"], r["result"], r["version"]) for r in doc["results"]] == [
@@ -142,7 +147,7 @@ async def test_publish_is_idempotent_and_says_what_changed(
     assert doc["summary"] == {"created": 2} and doc["valid"] is True
 
     # Again, unchanged: no new version, and the table says so per file.
-    out = await cli("publish", str(defs / "echo.json"), str(defs / "gated.json"))
+    out = await publish(str(defs / "echo.json"), str(defs / "gated.json"))
     assert out.code == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if "json" in line]
     assert len(lines) == 2 and all("unchanged (version 1)" in line for line in lines), out.stdout
@@ -151,7 +156,7 @@ async def test_publish_is_idempotent_and_says_what_changed(
     # One file changed: a new version of that one only.
     changed = {**ECHO, "output": {"done": True}}
     (defs / "echo.json").write_text(json.dumps(changed))
-    out = await cli("publish", str(defs), "--json")
+    out = await publish(str(defs), "--json")
     assert out.code == 0, out.stderr
     assert [(r["key"], r["result"], r["version"]) for r in out.json()["results"]] == [
         ("echo", "new_version", 2),
@@ -164,7 +169,7 @@ async def test_publish_is_idempotent_and_says_what_changed(
     bad.write_text(json.dumps({"steps": [{"id": "a", "type": "nope"}]}))
     fresh = tmp_path / "fresh.json"
     fresh.write_text(json.dumps(ECHO))
-    out = await cli("publish", str(fresh), str(bad), "--json")
+    out = await publish(str(fresh), str(bad), "--json")
     assert out.code == 1
     doc = out.json()
     assert doc["valid"] is False and doc["published"] == []
@@ -175,16 +180,16 @@ async def test_publish_is_idempotent_and_says_what_changed(
     assert r.status_code == 404  # the valid file was not published either
 
     # --validate-only publishes nothing, even when every file is valid.
-    out = await cli("publish", str(fresh), "--validate-only", "--json")
+    out = await publish(str(fresh), "--validate-only", "--json")
     assert out.code == 0 and out.json()["results"][0]["result"] == "valid"
     r = await stack.http.get("/v1/definitions/fresh", headers=stack.auth())
     assert r.status_code == 404
 
     # Usage errors: exit 2, one line, no JSON but the error document.
-    out = await cli("publish", str(tmp_path / "missing.json"), "--json")
+    out = await publish(str(tmp_path / "missing.json"), "--json")
     assert out.code == 2 and out.json()["error"]["exitCode"] == 2
     assert "no such file or directory" in out.stderr
-    out = await cli("publish", "--key", "k", str(fresh), str(bad))
+    out = await publish("--key", "k", str(fresh), str(bad))
     assert out.code == 2 and "--key names one definition" in out.stderr
 
 
