@@ -1,0 +1,165 @@
+"""Stand-ins for the worker's activities while scenarios run: mocked actions, projection
+records collected in memory, child definitions read from files. The interpreter workflow
+itself is the real one; it cannot tell the difference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+
+from launcher.scenario.model import MockCall, ScenarioFileError, read_json
+from tempoflow.error_types import ErrorType
+from tempoflow.records import ProjectionBatch, RunRecord, StepRecord, TaskRecord
+from temporal_workflows.models import (
+    PROJECT_ACTIVITY,
+    REGISTER_WAIT_ACTIVITY,
+    RESOLVE_DEFINITION_ACTIVITY,
+    ActionFailure,
+    ActionInvocation,
+    ActionOutcome,
+    DefinitionRef,
+    DefinitionRequest,
+    EventDelivery,
+    RegisterWait,
+)
+
+UNMOCKED = "ScenarioUnmockedCall"
+"""The error type of a call no mock answers (the scenario fails whatever the run does)."""
+
+
+@dataclass
+class Call:
+    """One action attempt the run made."""
+
+    action: str
+    step_path: str
+    step_id: str
+    loop: str | None
+    input: Any
+    attempt: int
+    mocked: bool
+
+
+@dataclass
+class Recorder:
+    """What one scenario's runs did (the root run and its children)."""
+
+    mocks: dict[str, MockCall | list[MockCall]]
+    definitions: Path
+    """Where child definitions live (``<key>.json``)."""
+    calls: list[Call] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+    tasks: list[TaskRecord] = field(default_factory=list)
+
+    def take(self, batch: ProjectionBatch) -> None:
+        if batch.run is not None:
+            self.runs.append(batch.run)
+        self.steps += batch.steps
+        self.tasks += batch.tasks
+
+    def unmocked(self) -> list[Call]:
+        return [c for c in self.calls if not c.mocked]
+
+    def answer(self, invocation: ActionInvocation, attempt: int) -> MockCall | None:
+        index = sum(1 for c in self.calls if c.action == invocation.action)
+        mock = self.mocks.get(invocation.action)
+        if isinstance(mock, list):
+            found = mock[index] if index < len(mock) else None
+        else:
+            found = mock
+        self.calls.append(
+            Call(
+                action=invocation.action,
+                step_path=invocation.step_path,
+                step_id=invocation.step_id,
+                loop=invocation.loop,
+                input=invocation.input,
+                attempt=attempt,
+                mocked=found is not None,
+            )
+        )
+        return found
+
+
+class Doubles:
+    """The activities of a scenario worker; each scenario's runs use their own tenant,
+    which keys its :class:`Recorder`."""
+
+    def __init__(self) -> None:
+        self.recorders: dict[str, Recorder] = {}
+
+    def _recorder(self, tenant: str) -> Recorder:
+        recorder = self.recorders.get(tenant)
+        if recorder is None:  # a run left over from a scenario that already ended
+            raise ApplicationError("no scenario is running", non_retryable=True)
+        return recorder
+
+    @activity.defn(dynamic=True)
+    async def invoke_action(self, args: Sequence[RawValue]) -> ActionOutcome:
+        """Answer an ``action.call`` from the scenario's mocks (by action and call)."""
+        invocation = activity.payload_converter().from_payload(args[0].payload, ActionInvocation)
+        info = activity.info()
+        recorder = self._recorder(invocation.tenant)
+        recorder.take(invocation.pending)
+        answer = recorder.answer(invocation, info.attempt)
+        if answer is None:
+            count = sum(1 for c in recorder.calls if c.action == invocation.action)
+            raise ApplicationError(
+                f"call {count} of {invocation.action} (step {invocation.step_path}) is not "
+                "mocked: add it to the scenario's 'mocks'",
+                type=UNMOCKED,
+                non_retryable=True,
+            )
+        if answer.error is not None:
+            error = answer.error
+            raise ApplicationError(
+                error.message,
+                ActionFailure(attempt=info.attempt, details=error.details).model_dump(
+                    mode="json"
+                ),
+                type=error.type,
+                non_retryable=not error.retryable,
+            )
+        return ActionOutcome(output=answer.output, attempt=info.attempt, action_version=1)
+
+    @activity.defn(name=PROJECT_ACTIVITY)
+    async def project(self, batch: ProjectionBatch) -> None:
+        tenant = batch.run.tenant if batch.run is not None else None
+        for record in (*batch.steps, *batch.tasks):
+            tenant = tenant or record.tenant
+        if tenant is not None and tenant in self.recorders:
+            self.recorders[tenant].take(batch)
+
+    @activity.defn(name=REGISTER_WAIT_ACTIVITY)
+    async def register_wait(self, request: RegisterWait) -> list[EventDelivery]:
+        """Events reach the run by signal only: nothing is buffered in a database."""
+        recorder = self.recorders.get(request.wait.tenant)
+        if recorder is not None:
+            recorder.take(request.pending)
+        return []
+
+    @activity.defn(name=RESOLVE_DEFINITION_ACTIVITY)
+    async def resolve_definition(self, request: DefinitionRequest) -> DefinitionRef:
+        """A child definition: the file ``<key>.json`` beside the scenario's definition
+        (every version is that file)."""
+        recorder = self._recorder(request.tenant)
+        path = recorder.definitions / f"{request.key}.json"
+        try:
+            body = read_json(path)
+        except ScenarioFileError as err:
+            raise ApplicationError(
+                f"child definition {request.key!r}: {'; '.join(err.problems)} ({path.name})",
+                type=ErrorType.DEFINITION_NOT_FOUND,
+                non_retryable=True,
+            ) from None
+        return DefinitionRef(key=request.key, version=request.version or 1, body=body)
+
+    def activities(self) -> list[Any]:
+        return [self.invoke_action, self.project, self.register_wait, self.resolve_definition]

@@ -1,0 +1,340 @@
+"""Run scenarios against the real interpreter workflow on Temporal's time-skipping test
+server: one server and one in-process worker for all the scenarios of an invocation,
+the scenarios one after another (the server's clock is shared)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from expression import EvalContext, ExpressionError, evaluate
+from launcher.scenario.compare import Difference, diff
+from launcher.scenario.doubles import Doubles, Recorder
+from launcher.scenario.model import Loaded, Scenario, ScenarioFileError, read_json
+from launcher.scenario.verdict import actual_steps, check
+from tempoflow.definition import parse_definition
+from tempoflow.definition.model import walk_steps
+from tempoflow.definition.validation import instance_errors, validate_definition
+from tempoflow.ids import workflow_id
+from tempoflow.jsonschema_safe import safe_validator
+from tempoflow.records import RunStatus, TaskStatus
+from temporal_workflows.models import (
+    COMPLETE_TASK_UPDATE,
+    EVENT_SIGNAL,
+    WORKFLOW_NAME,
+    EventDelivery,
+    RunInput,
+    TaskCompletion,
+)
+
+SETTLE_SECONDS = 5.0
+"""Real seconds a scenario expecting an open run waits for it to reach that status."""
+
+
+class ScenarioProblem(Exception):
+    """The scenario could not be carried out as written (not a failed expectation)."""
+
+
+@dataclass
+class Result:
+    file: Path
+    name: str
+    seconds: float = 0.0
+    differences: list[Difference] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    actual: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.differences and not self.problems
+
+
+async def start_server(path: Path) -> WorkflowEnvironment:
+    """The time-skipping test server (the binary at ``path``), its SDK core logging only
+    errors: a scenario's mocked failures are expected, not worth a warning each."""
+    runtime = Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )
+    return await WorkflowEnvironment.start_time_skipping(
+        runtime=runtime,
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(path),
+        test_server_startup_timeout=timedelta(seconds=60),
+    )
+
+
+class Session:
+    """A time-skipping server's client and a worker with the interpreter and the doubles."""
+
+    def __init__(self, env: WorkflowEnvironment) -> None:
+        from launcher.worker import sandboxed_runner
+        from temporal_workflows.interpreter import InterpreterWorkflow
+
+        self.env = env
+        self.doubles = Doubles()
+        self.queue = f"scenarios-{uuid.uuid4()}"
+        self.worker = Worker(
+            env.client,
+            task_queue=self.queue,
+            workflows=[InterpreterWorkflow],
+            activities=self.doubles.activities(),
+            workflow_runner=sandboxed_runner(),
+        )
+        self._tenants = itertools.count(1)
+
+    async def run_file(self, loaded: Loaded) -> list[Result]:
+        issues = [
+            f"{i.path}: {i.message}"
+            for i in validate_definition(loaded.definition)
+            if i.severity != "warning"
+        ]
+        results = []
+        for scenario in loaded.spec.scenarios:
+            result = Result(loaded.path, scenario.name)
+            began = time.monotonic()
+            if issues:
+                result.problems = [f"the definition {loaded.definition_path.name} is invalid"]
+                result.problems += issues
+            else:
+                try:
+                    await self._run(loaded, scenario, result)
+                except ScenarioProblem as err:
+                    result.problems.append(str(err))
+                except ScenarioFileError as err:
+                    result.problems += [f"{err.path.name}: {p}" for p in err.problems]
+            result.seconds = time.monotonic() - began
+            results.append(result)
+        return results
+
+    async def _run(self, loaded: Loaded, scenario: Scenario, result: Result) -> None:
+        tenant = f"scenario-{next(self._tenants)}"
+        recorder = Recorder(mocks=scenario.mocks, definitions=loaded.definition_path.parent)
+        self.doubles.recorders[tenant] = recorder
+        run_id = str(uuid.uuid4())
+        inp = RunInput(
+            run_id=run_id,
+            tenant=tenant,
+            definition_key=loaded.key,
+            definition_version=1,
+            definition=loaded.definition,
+            **_start(loaded, scenario),
+        )
+        schema = loaded.definition.get("inputSchema")
+        if isinstance(schema, dict):
+            errors = instance_errors(safe_validator(schema), inp.input, "/input")
+            if errors:
+                raise ScenarioProblem(
+                    "the input does not match the definition's inputSchema (the API would "
+                    "answer 422): " + "; ".join(f"{e.path}: {e.message}" for e in errors)
+                )
+        handle = await self.env.client.start_workflow(
+            WORKFLOW_NAME, inp, id=workflow_id(tenant, run_id), task_queue=self.queue
+        )
+        try:
+            deadline = time.monotonic() + scenario.timeout
+            await self._drive(loaded, scenario, handle, recorder, deadline)
+            outcome = await self._outcome(scenario, handle, recorder, run_id, deadline)
+            result.actual = outcome
+            result.differences = check(scenario.expect, outcome, recorder, run_id)
+            for call in recorder.unmocked():
+                result.problems.append(
+                    f"unmocked call: {call.action} at {call.step_path} (step {call.step_id!r}) "
+                    f"with input {_short(call.input)}; add it to 'mocks'"
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                await handle.terminate("scenario over")
+            del self.doubles.recorders[tenant]
+
+    async def _drive(
+        self,
+        loaded: Loaded,
+        scenario: Scenario,
+        handle: WorkflowHandle[Any, Any],
+        recorder: Recorder,
+        deadline: float,
+    ) -> None:
+        paths: dict[str, set[str]] = {}
+        for path, step, _ in walk_steps(parse_definition(loaded.definition).steps):
+            paths.setdefault(step.id, set()).add(path)
+        sent = itertools.count(1)
+        for index, item in enumerate(scenario.drive):
+            where = f"drive/{index}"
+            if item.advance is not None:
+                await self.env.sleep(item.advance)
+            elif item.event is not None:
+                await handle.signal(EVENT_SIGNAL, await self._delivery(item.event, next(sent)))
+            elif item.cancel is not None:
+                await handle.cancel()
+            elif item.completeTask is not None:
+                task = item.completeTask
+                if task.step not in paths:
+                    raise ScenarioProblem(f"{where}: the definition has no step {task.step!r}")
+                task_id = await _open_task(recorder, paths[task.step], deadline)
+                if task_id is None:
+                    raise ScenarioProblem(
+                        f"{where}: no task of step {task.step!r} opened in time (if the run "
+                        "waits on a timer first, put an 'advance' item before this one)"
+                    )
+                await self._complete(handle, task, task_id, where)
+
+    async def _complete(
+        self, handle: WorkflowHandle[Any, Any], task: Any, task_id: str, where: str
+    ) -> None:
+        completion = TaskCompletion(task_id=task_id, data=task.data, completed_by=task.completedBy)
+        try:
+            await handle.execute_update(COMPLETE_TASK_UPDATE, completion, result_type=dict)
+        except WorkflowUpdateFailedError as err:
+            kind = getattr(err.cause, "type", None) or type(err.cause).__name__
+            if task.rejected is None or task.rejected != kind:
+                raise ScenarioProblem(
+                    f"{where}: the completion was refused ({kind}: "
+                    f"{getattr(err.cause, 'message', err.cause)})"
+                    + (f", expected {task.rejected}" if task.rejected else "")
+                ) from None
+            return
+        if task.rejected is not None:
+            raise ScenarioProblem(f"{where}: the completion was accepted, expected {task.rejected}")
+
+    async def _delivery(self, event: Any, seq: int) -> EventDelivery:
+        return EventDelivery(
+            id=event.id or f"scenario-event-{uuid.uuid4()}",
+            name=event.name,
+            correlation_key=None if event.correlationKey is None else str(event.correlationKey),
+            payload=event.payload,
+            occurred_at=None,
+            received_at=await self.env.get_current_time(),
+            seq=seq,
+        )
+
+    async def _outcome(
+        self,
+        scenario: Scenario,
+        handle: WorkflowHandle[Any, Any],
+        recorder: Recorder,
+        run_id: str,
+        deadline: float,
+    ) -> dict[str, Any]:
+        expected = scenario.expect.status
+        outcome: dict[str, Any] = {}
+        if expected in ("WAITING", "RUNNING"):
+            settle = min(deadline, time.monotonic() + SETTLE_SECONDS)
+            while _status(recorder, run_id) != expected and time.monotonic() < settle:
+                await asyncio.sleep(0.02)
+            outcome["status"] = _status(recorder, run_id)
+        else:
+            try:
+                result = await asyncio.wait_for(
+                    handle.result(), timeout=max(deadline - time.monotonic(), 0.1)
+                )
+                outcome["status"] = RunStatus.SUCCEEDED.value
+                outcome["output"] = result.get("output") if isinstance(result, dict) else None
+            except WorkflowFailureError as err:
+                cause = err.cause
+                if isinstance(cause, CancelledError):
+                    outcome["status"] = RunStatus.CANCELED.value
+                else:
+                    outcome["status"] = RunStatus.FAILED.value
+                    detail = (
+                        cause.details[0]
+                        if isinstance(cause, ApplicationError) and cause.details
+                        else None
+                    )
+                    outcome["error"] = (
+                        detail
+                        if isinstance(detail, dict)
+                        else {"type": getattr(cause, "type", None), "message": str(cause)}
+                    )
+            except TimeoutError:
+                status = _status(recorder, run_id)
+                raise ScenarioProblem(
+                    f"the run did not end within {scenario.timeout:g} s (it is {status}; "
+                    "a wait without a timeout needs its event, task or 'cancel' in 'drive', "
+                    "or expect status WAITING)"
+                ) from None
+        try:
+            state = await handle.query("tempoflow.state", result_type=dict)
+            outcome["variables"] = state.get("vars")
+        except Exception as err:  # a run whose worker state is gone: report, do not crash
+            outcome["variables"] = None
+            outcome["queryError"] = str(err)
+        outcome["steps"] = actual_steps(recorder, run_id)
+        return outcome
+
+
+def _status(recorder: Recorder, run_id: str) -> str:
+    runs = [r for r in recorder.runs if r.run_id == run_id]
+    return runs[-1].status.value if runs else RunStatus.RUNNING.value
+
+
+async def _open_task(recorder: Recorder, paths: set[str], deadline: float) -> str | None:
+    """The id of the first open (projected, not yet closed) task of a step at ``paths``."""
+    while time.monotonic() < deadline:
+        closed = {t.id for t in recorder.tasks if t.status != TaskStatus.OPEN}
+        for task in recorder.tasks:
+            if task.step_path in paths and task.status == TaskStatus.OPEN and task.id not in closed:
+                return task.id
+        await asyncio.sleep(0.02)
+    return None
+
+
+def _start(loaded: Loaded, scenario: Scenario) -> dict[str, Any]:
+    """The run's ``input`` (and ``trigger``) as the scenario starts it."""
+    if scenario.inputFile is not None:
+        return {"input": read_json(loaded.path.parent / scenario.inputFile)}
+    trigger = scenario.trigger
+    if trigger is None:
+        return {"input": scenario.input}
+    if trigger.event is not None:
+        event = EventDelivery(
+            id=trigger.event.id or f"scenario-event-{uuid.uuid4()}",
+            name=trigger.event.name,
+            correlation_key=None
+            if trigger.event.correlationKey is None
+            else str(trigger.event.correlationKey),
+            payload=trigger.event.payload,
+            received_at=EvalContext.wall_clock().now(),
+        )
+        return {"input": event.public()}
+    name = trigger.schedule or trigger.webhook
+    declared = [t for t in loaded.definition.get("triggers") or [] if t.get("name") == name]
+    if not declared:
+        raise ScenarioProblem(f"the definition has no trigger named {name!r}")
+    if trigger.schedule is not None:
+        if "schedule" not in declared[0]:
+            raise ScenarioProblem(f"trigger {name!r} is not a schedule trigger")
+        data = declared[0].get("input")
+        return {"input": {} if data is None else data, "trigger": {"schedule": name}}
+    hook = declared[0].get("webhook")
+    if not isinstance(hook, dict):
+        raise ScenarioProblem(f"trigger {name!r} is not a webhook trigger")
+    if hook.get("input") is None:
+        return {"input": trigger.body}
+    headers = {k.lower(): v for k, v in trigger.headers.items()}
+    try:
+        mapped = evaluate(hook["input"], {"body": trigger.body, "headers": headers}, EvalContext.wall_clock())
+    except ExpressionError as err:
+        raise ScenarioProblem(f"the webhook's input mapping failed: {err}") from None
+    return {"input": mapped}
+
+
+def _short(value: Any) -> str:
+    from launcher.scenario.compare import show
+
+    return show(value)
