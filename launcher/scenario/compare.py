@@ -38,6 +38,7 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+ANY = "$any"
 
 
 def show(value: Any) -> str:
@@ -56,7 +57,18 @@ def _same_scalar(expected: Any, actual: Any) -> bool:
 
 def diff(expected: Any, actual: Any, path: str, *, partial: bool = False) -> list[Difference]:
     """Where ``actual`` differs from ``expected``. ``partial``: at the top level, only the
-    keys ``expected`` names are compared (values below them exactly)."""
+    keys ``expected`` names are compared (values below them exactly).
+
+    Two matchers stand for values a scenario cannot know: ``"$any"`` (any value, even
+    ``null``, but present) and ``{"$contains": "text"}`` (a string containing it).
+    """
+    if expected == ANY and actual is not MISSING:
+        return []
+    if isinstance(expected, dict) and set(expected) == {"$contains"}:
+        needle = expected["$contains"]
+        if isinstance(actual, str) and isinstance(needle, str) and needle in actual:
+            return []
+        return [Difference(path, expected, actual, f"expected a string containing {show(needle)}, got {show(actual)}")]
     if isinstance(expected, dict) and isinstance(actual, dict):
         out: list[Difference] = []
         for key in expected:
