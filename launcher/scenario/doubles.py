@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
+from launcher.scenario.compare import diff
 from launcher.scenario.model import MockCall, ScenarioFileError, read_json
 from tempoflow.error_types import ErrorType
 from tempoflow.records import ProjectionBatch, RunRecord, StepRecord, TaskRecord
@@ -44,6 +45,8 @@ class Call:
     input: Any
     attempt: int
     mocked: bool
+    ordered: bool = False
+    """Answered by an entry without ``when`` (those count the calls in order)."""
 
 
 @dataclass
@@ -68,12 +71,24 @@ class Recorder:
         return [c for c in self.calls if not c.mocked]
 
     def answer(self, invocation: ActionInvocation, attempt: int) -> MockCall | None:
-        index = sum(1 for c in self.calls if c.action == invocation.action)
+        """The first ``when`` entry matching the input, else the next entry in order."""
         mock = self.mocks.get(invocation.action)
-        if isinstance(mock, list):
-            found = mock[index] if index < len(mock) else None
-        else:
-            found = mock
+        entries = mock if isinstance(mock, list) else [] if mock is None else [mock]
+        found = next(
+            (
+                e
+                for e in entries
+                if e.when is not None and not diff(e.when, invocation.input, "", partial=True)
+            ),
+            None,
+        )
+        sequential = [e for e in entries if e.when is None]
+        if found is None and sequential:
+            if not isinstance(mock, list):
+                found = sequential[0]  # one entry answers every call
+            else:
+                index = sum(1 for c in self.calls if c.action == invocation.action and c.ordered)
+                found = sequential[index] if index < len(sequential) else None
         self.calls.append(
             Call(
                 action=invocation.action,
@@ -83,6 +98,7 @@ class Recorder:
                 input=invocation.input,
                 attempt=attempt,
                 mocked=found is not None,
+                ordered=found is not None and found.when is None,
             )
         )
         return found

@@ -31,8 +31,13 @@ class MockError(_Model):
 
 
 class MockCall(_Model):
-    """One call's result: ``output`` (success) or ``error`` (a failed attempt)."""
+    """One call's result: ``output`` (success) or ``error`` (a failed attempt).
 
+    With ``when`` it answers every call whose input has those fields with those values
+    (concurrent calls, e.g. in a loop, then get the right answer whatever their order);
+    without it, entries answer calls in order (one each)."""
+
+    when: dict[str, Any] | None = None
     output: Any = None
     error: MockError | None = None
 

@@ -144,7 +144,10 @@ class Session:
                     "answer 422): " + "; ".join(f"{e.path}: {e.message}" for e in errors)
                 )
         handle = await self.env.client.start_workflow(
-            WORKFLOW_NAME, inp, id=workflow_id(tenant, run_id), task_queue=self.queue
+            WORKFLOW_NAME,
+            inp,
+            id=workflow_id(tenant, run_id),
+            task_queue=self.queue,
         )
         try:
             deadline = time.monotonic() + scenario.timeout
@@ -262,12 +265,7 @@ class Session:
                         else {"type": getattr(cause, "type", None), "message": str(cause)}
                     )
             except TimeoutError:
-                status = _status(recorder, run_id)
-                raise ScenarioProblem(
-                    f"the run did not end within {scenario.timeout:g} s (it is {status}; "
-                    "a wait without a timeout needs its event, task or 'cancel' in 'drive', "
-                    "or expect status WAITING)"
-                ) from None
+                raise ScenarioProblem(await _not_ended(scenario, handle, recorder, run_id)) from None
         try:
             state = await handle.query("tempoflow.state", result_type=dict)
             outcome["variables"] = state.get("vars")
@@ -276,6 +274,24 @@ class Session:
             outcome["queryError"] = str(err)
         outcome["steps"] = actual_steps(recorder, run_id)
         return outcome
+
+
+async def _not_ended(
+    scenario: Scenario, handle: WorkflowHandle[Any, Any], recorder: Recorder, run_id: str
+) -> str:
+    message = f"the run did not end within {scenario.timeout:g} s (it is {_status(recorder, run_id)}"
+    events = []
+    with contextlib.suppress(Exception):
+        events = (await handle.fetch_history()).events
+    if events and events[-1].HasField("workflow_task_started_event_attributes"):
+        return message + (
+            "; its last workflow task never completed: the test server refuses a task that "
+            "cancels an action which has just finished, see docs/testing.md, Limits)"
+        )
+    return message + (
+        "; a wait without a timeout needs its event, task or 'cancel' in 'drive', or expect "
+        "status WAITING)"
+    )
 
 
 def _status(recorder: Recorder, run_id: str) -> str:
