@@ -53,7 +53,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         try:
             loaded.append(load(path))
         except ScenarioFileError as err:
-            file_errors += [f"{err.path}: {p}" for p in err.problems]
+            file_errors.append(f"{err.path}: " + "; ".join(err.problems))
     if args.match:
         for item in loaded:
             item.spec.scenarios = [s for s in item.spec.scenarios if args.match in s.name]
