@@ -43,8 +43,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     from launcher.scenario.model import ScenarioFileError, discover, load
 
     files, missing = discover(args.paths)
-    for path in missing:
-        print(f"tempoflow test: no scenario file (*.scenario.json) at {path}", file=sys.stderr)
+    for given in missing:
+        print(f"tempoflow test: no scenario file (*.scenario.json) at {given}", file=sys.stderr)
     if missing or not files:
         return 2
     loaded = []
@@ -97,5 +97,7 @@ async def _run(args: argparse.Namespace, loaded: list[Any], file_errors: list[st
         for line in report.lines(results, root):
             print(line)
     if args.junit:
-        Path(args.junit).write_bytes(report.junit(results, root, file_errors))
+        await asyncio.to_thread(
+            Path(args.junit).write_bytes, report.junit(results, root, file_errors)
+        )
     return 0 if not file_errors and all(r.passed for r in results) else 1

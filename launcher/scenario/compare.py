@@ -68,7 +68,14 @@ def diff(expected: Any, actual: Any, path: str, *, partial: bool = False) -> lis
         needle = expected["$contains"]
         if isinstance(actual, str) and isinstance(needle, str) and needle in actual:
             return []
-        return [Difference(path, expected, actual, f"expected a string containing {show(needle)}, got {show(actual)}")]
+        return [
+            Difference(
+                path,
+                expected,
+                actual,
+                f"expected a string containing {show(needle)}, got {show(actual)}",
+            )
+        ]
     if isinstance(expected, dict) and isinstance(actual, dict):
         out: list[Difference] = []
         for key in expected:

@@ -4,7 +4,9 @@ itself is the real one; it cannot tell the difference."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +63,25 @@ class Recorder:
     steps: list[StepRecord] = field(default_factory=list)
     tasks: list[TaskRecord] = field(default_factory=list)
 
+    updated: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set whenever records arrive (waiters clear it)."""
+
+    async def until(self, predicate: Callable[[], bool], deadline: float) -> bool:
+        """Wait until ``predicate`` holds (checked as records arrive) or ``deadline``
+        (``time.monotonic()``) passes; returns whether it holds."""
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.updated.clear()
+            try:
+                await asyncio.wait_for(self.updated.wait(), left)
+            except TimeoutError:
+                return predicate()
+        return True
+
     def take(self, batch: ProjectionBatch) -> None:
+        self.updated.set()
         if batch.run is not None:
             self.runs.append(batch.run)
         self.steps += batch.steps
@@ -137,9 +157,7 @@ class Doubles:
             error = answer.error
             raise ApplicationError(
                 error.message,
-                ActionFailure(attempt=info.attempt, details=error.details).model_dump(
-                    mode="json"
-                ),
+                ActionFailure(attempt=info.attempt, details=error.details).model_dump(mode="json"),
                 type=error.type,
                 non_retryable=not error.retryable,
             )
@@ -147,9 +165,8 @@ class Doubles:
 
     @activity.defn(name=PROJECT_ACTIVITY)
     async def project(self, batch: ProjectionBatch) -> None:
-        tenant = batch.run.tenant if batch.run is not None else None
-        for record in (*batch.steps, *batch.tasks):
-            tenant = tenant or record.tenant
+        tenants = [r.tenant for r in (batch.run, *batch.steps, *batch.tasks, *batch.waits) if r]
+        tenant = tenants[0] if tenants else None
         if tenant is not None and tenant in self.recorders:
             self.recorders[tenant].take(batch)
 

@@ -83,9 +83,13 @@ class DriveItem(_Model):
 
     @model_validator(mode="after")
     def _one(self) -> DriveItem:
-        given = [k for k in ("advance", "event", "completeTask", "cancel") if k in self.model_fields_set]
+        given = [
+            k for k in ("advance", "event", "completeTask", "cancel") if k in self.model_fields_set
+        ]
         if len(given) != 1:
-            raise ValueError("each item has exactly one of 'advance', 'event', 'completeTask', 'cancel'")
+            raise ValueError(
+                "each item has exactly one of 'advance', 'event', 'completeTask', 'cancel'"
+            )
         return self
 
 
@@ -155,9 +159,11 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _input(self) -> Scenario:
         given = sum(
-            (1 if "input" in self.model_fields_set else 0,
-             1 if self.inputFile is not None else 0,
-             1 if self.trigger is not None else 0)
+            (
+                1 if "input" in self.model_fields_set else 0,
+                1 if self.inputFile is not None else 0,
+                1 if self.trigger is not None else 0,
+            )
         )
         if given > 1:
             raise ValueError("give at most one of 'input', 'inputFile' and 'trigger'")

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from expression import EvalContext, ExpressionError, evaluate
-from launcher.scenario.compare import Difference, diff
+from launcher.scenario.compare import Difference
 from launcher.scenario.doubles import Doubles, Recorder
 from launcher.scenario.model import Loaded, Scenario, ScenarioFileError, read_json
 from launcher.scenario.verdict import actual_steps, check
@@ -238,8 +238,7 @@ class Session:
         outcome: dict[str, Any] = {}
         if expected in ("WAITING", "RUNNING"):
             settle = min(deadline, time.monotonic() + SETTLE_SECONDS)
-            while _status(recorder, run_id) != expected and time.monotonic() < settle:
-                await asyncio.sleep(0.02)
+            await recorder.until(lambda: _status(recorder, run_id) == expected, settle)
             outcome["status"] = _status(recorder, run_id)
         else:
             try:
@@ -265,7 +264,9 @@ class Session:
                         else {"type": getattr(cause, "type", None), "message": str(cause)}
                     )
             except TimeoutError:
-                raise ScenarioProblem(await _not_ended(scenario, handle, recorder, run_id)) from None
+                raise ScenarioProblem(
+                    await _not_ended(scenario, handle, recorder, run_id)
+                ) from None
         try:
             state = await handle.query("tempoflow.state", result_type=dict)
             outcome["variables"] = state.get("vars")
@@ -279,10 +280,12 @@ class Session:
 async def _not_ended(
     scenario: Scenario, handle: WorkflowHandle[Any, Any], recorder: Recorder, run_id: str
 ) -> str:
-    message = f"the run did not end within {scenario.timeout:g} s (it is {_status(recorder, run_id)}"
-    events = []
+    message = (
+        f"the run did not end within {scenario.timeout:g} s (it is {_status(recorder, run_id)}"
+    )
+    events: list[Any] = []
     with contextlib.suppress(Exception):
-        events = (await handle.fetch_history()).events
+        events = list((await handle.fetch_history()).events)
     if events and events[-1].HasField("workflow_task_started_event_attributes"):
         return message + (
             "; its last workflow task never completed: the test server refuses a task that "
@@ -301,13 +304,20 @@ def _status(recorder: Recorder, run_id: str) -> str:
 
 async def _open_task(recorder: Recorder, paths: set[str], deadline: float) -> str | None:
     """The id of the first open (projected, not yet closed) task of a step at ``paths``."""
-    while time.monotonic() < deadline:
+
+    def find() -> str | None:
         closed = {t.id for t in recorder.tasks if t.status != TaskStatus.OPEN}
-        for task in recorder.tasks:
-            if task.step_path in paths and task.status == TaskStatus.OPEN and task.id not in closed:
-                return task.id
-        await asyncio.sleep(0.02)
-    return None
+        return next(
+            (
+                t.id
+                for t in recorder.tasks
+                if t.step_path in paths and t.status == TaskStatus.OPEN and t.id not in closed
+            ),
+            None,
+        )
+
+    await recorder.until(lambda: find() is not None, deadline)
+    return find()
 
 
 def _start(loaded: Loaded, scenario: Scenario) -> dict[str, Any]:
@@ -344,7 +354,9 @@ def _start(loaded: Loaded, scenario: Scenario) -> dict[str, Any]:
         return {"input": trigger.body}
     headers = {k.lower(): v for k, v in trigger.headers.items()}
     try:
-        mapped = evaluate(hook["input"], {"body": trigger.body, "headers": headers}, EvalContext.wall_clock())
+        mapped = evaluate(
+            hook["input"], {"body": trigger.body, "headers": headers}, EvalContext.wall_clock()
+        )
     except ExpressionError as err:
         raise ScenarioProblem(f"the webhook's input mapping failed: {err}") from None
     return {"input": mapped}

@@ -89,7 +89,9 @@ def check(
             if len(want) != len(records):
                 out.append(
                     Difference(
-                        here, len(want), len(records),
+                        here,
+                        len(want),
+                        len(records),
                         f"expected {len(want)} record(s) of the step, got {len(records)}",
                     )
                 )

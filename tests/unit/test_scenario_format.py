@@ -85,4 +85,7 @@ def test_reports_show_failures_with_their_differences(tmp_path: Path) -> None:
     root = ET.fromstring(junit([ok, bad], tmp_path, ["b.scenario.json: not JSON"]))
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("3", "1", "1")
     [failure] = root.iter("failure")
-    assert failure.text == 'unmocked call: x.y at /steps/0\nat /status: expected "SUCCEEDED", got "FAILED"'
+    assert (
+        failure.text
+        == 'unmocked call: x.y at /steps/0\nat /status: expected "SUCCEEDED", got "FAILED"'
+    )
