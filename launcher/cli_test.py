@@ -65,6 +65,23 @@ def cmd_test(args: argparse.Namespace) -> int:
     os._exit(code)
 
 
+def _installed_actions() -> Any:
+    """The built-ins and the plugins installed here (``None`` if one fails to load: then
+    inputs are not checked, and the report says so)."""
+    from activities.plugins import PluginError, load_plugins
+    from tempoflow.settings import Settings
+
+    try:
+        try:
+            modules = Settings().action_modules
+        except ValueError:
+            modules = ""
+        return load_plugins(modules).registry
+    except PluginError as err:
+        print(f"tempoflow test: {err}; action inputs are not checked", file=sys.stderr)
+        return None
+
+
 async def _run(args: argparse.Namespace, loaded: list[Any], file_errors: list[str]) -> int:
     from launcher import embedded
     from launcher.scenario import report
@@ -82,7 +99,7 @@ async def _run(args: argparse.Namespace, loaded: list[Any], file_errors: list[st
             )
             return 3
         try:
-            session = Session(env)
+            session = Session(env, _installed_actions())
             async with session.worker:
                 for item in loaded:
                     results += await session.run_file(item)

@@ -11,14 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from launcher.scenario.compare import diff
 from launcher.scenario.model import MockCall, ScenarioFileError, read_json
+from activities.registry import ActionRegistry
 from tempoflow.error_types import ErrorType
 from tempoflow.records import ProjectionBatch, RunRecord, StepRecord, TaskRecord
+from tempoflow.secrets import iter_references, substitute
 from temporal_workflows.models import (
     PROJECT_ACTIVITY,
     REGISTER_WAIT_ACTIVITY,
@@ -128,8 +131,26 @@ class Doubles:
     """The activities of a scenario worker; each scenario's runs use their own tenant,
     which keys its :class:`Recorder`."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: ActionRegistry | None = None) -> None:
         self.recorders: dict[str, Recorder] = {}
+        self.registry = registry
+
+    def _check_input(self, invocation: ActionInvocation) -> None:
+        """Validate the input with the action's model as the real activity does, when the
+        action is installed here (``$secret`` references stand in as their names)."""
+        spec = self.registry.get(invocation.action) if self.registry is not None else None
+        if spec is None:
+            return
+        names = {name: f"secret:{name}" for _, name in iter_references(invocation.input)}
+        try:
+            spec.input_model.model_validate(substitute(invocation.input, names))
+        except ValidationError as err:
+            raise ApplicationError(
+                f"invalid input for {invocation.action}: {err.error_count()} error(s)",
+                err.errors(include_url=False, include_context=False),
+                type=ErrorType.ACTION_INPUT_ERROR,
+                non_retryable=True,
+            ) from None
 
     def _recorder(self, tenant: str) -> Recorder:
         recorder = self.recorders.get(tenant)
@@ -144,6 +165,7 @@ class Doubles:
         info = activity.info()
         recorder = self._recorder(invocation.tenant)
         recorder.take(invocation.pending)
+        self._check_input(invocation)
         answer = recorder.answer(invocation, info.attempt)
         if answer is None:
             count = sum(1 for c in recorder.calls if c.action == invocation.action)

@@ -21,13 +21,14 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.registry import ActionRegistry
 from expression import EvalContext, ExpressionError, evaluate
 from launcher.scenario.compare import Difference
 from launcher.scenario.doubles import Doubles, Recorder
 from launcher.scenario.model import Loaded, Scenario, ScenarioFileError, read_json
 from launcher.scenario.verdict import actual_steps, check
 from tempoflow.definition import parse_definition
-from tempoflow.definition.model import walk_steps
+from tempoflow.definition.model import called_actions, walk_steps
 from tempoflow.definition.validation import instance_errors, validate_definition
 from tempoflow.ids import workflow_id
 from tempoflow.jsonschema_safe import safe_validator
@@ -82,12 +83,16 @@ async def start_server(path: Path) -> WorkflowEnvironment:
 class Session:
     """A time-skipping server's client and a worker with the interpreter and the doubles."""
 
-    def __init__(self, env: WorkflowEnvironment) -> None:
+    def __init__(self, env: WorkflowEnvironment, registry: ActionRegistry | None = None) -> None:
+        """``registry``: the actions installed here: calls of them are checked against
+        their input models, and their declared retry/timeout defaults apply (as pinned at
+        publish). Actions not in it can still be mocked."""
         from launcher.worker import sandboxed_runner
         from temporal_workflows.interpreter import InterpreterWorkflow
 
         self.env = env
-        self.doubles = Doubles()
+        self.registry = registry
+        self.doubles = Doubles(registry)
         self.queue = f"scenarios-{uuid.uuid4()}"
         self.worker = Worker(
             env.client,
@@ -101,7 +106,10 @@ class Session:
     async def run_file(self, loaded: Loaded) -> list[Result]:
         issues = [
             f"{i.path}: {i.message}"
-            for i in validate_definition(loaded.definition)
+            for i in validate_definition(
+                loaded.definition,
+                input_schemas=self.registry.input_schemas() if self.registry else None,
+            )
             if i.severity != "warning"
         ]
         results = []
@@ -133,6 +141,7 @@ class Session:
             definition_key=loaded.key,
             definition_version=1,
             definition=loaded.definition,
+            action_defaults=self._declared_defaults(loaded),
             **_start(loaded, scenario),
         )
         schema = loaded.definition.get("inputSchema")
@@ -164,6 +173,18 @@ class Session:
             with contextlib.suppress(Exception):
                 await handle.terminate("scenario over")
             del self.doubles.recorders[tenant]
+
+    def _declared_defaults(self, loaded: Loaded) -> dict[str, Any]:
+        """What publishing pins: the called actions' declared retry/timeout defaults."""
+        found: dict[str, Any] = {}
+        if self.registry is None:
+            return found
+        for _, name in called_actions(parse_definition(loaded.definition)):
+            spec = self.registry.get(name)
+            declared = spec.declared_defaults() if spec is not None else {}
+            if declared:
+                found[name] = declared
+        return found
 
     async def _drive(
         self,

@@ -153,6 +153,40 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             ]
         },
     )
+    write(
+        root / "logged.json",
+        {
+            "steps": [
+                {
+                    "id": "log",
+                    "type": "action.call",
+                    "action": "core.log",
+                    "input": {"message": {"$expr": "payload.n"}},
+                }
+            ]
+        },
+    )
+    write(
+        root / "logged.scenario.json",
+        {
+            "scenarios": [
+                {
+                    "name": "the installed action's input model is applied",
+                    "input": {"n": 5},
+                    "mocks": {"core.log": {"output": None}},
+                    "expect": {"status": "FAILED", "error": {"type": "ActionInputError"}},
+                }
+            ]
+        },
+    )
+    write(
+        root / "invalid.json",
+        {"steps": [{"id": "log", "type": "action.call", "action": "core.log", "input": {}}]},
+    )
+    write(
+        root / "invalid.scenario.json",
+        {"scenarios": [{"name": "invalid definition", "expect": {"status": "SUCCEEDED"}}]},
+    )
     write(root / "broken.scenario.json", {"definition": "order.json", "scenarios": [{"nmae": "x"}]})
     junit = root / "junit.xml"
     done = tempoflow_test(str(root), "--json", "--junit", str(junit))
@@ -191,7 +225,14 @@ def test_passing_scenarios_children_time_and_cancel(report: dict[str, Any]) -> N
         "cancelled while it holds",
     ):
         assert report["by_name"][name]["passed"], report["by_name"][name]
-    assert report["passed"] == 3 and report["failed"] == 2
+    assert report["by_name"]["the installed action's input model is applied"]["passed"]
+    assert report["passed"] == 4 and report["failed"] == 3
+
+
+def test_the_definition_is_checked_as_publishing_checks_it(report: dict[str, Any]) -> None:
+    problems = report["by_name"]["invalid definition"]["problems"]
+    assert problems[0] == "the definition invalid.json is invalid"
+    assert any(p.startswith("/steps/0/input") for p in problems[1:]), problems
 
 
 def test_an_unusable_scenario_file_is_reported_with_its_path(report: dict[str, Any]) -> None:
