@@ -16,9 +16,9 @@ from temporalio import activity
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
+from activities.registry import ActionRegistry
 from launcher.scenario.compare import diff
 from launcher.scenario.model import MockCall, ScenarioFileError, read_json
-from activities.registry import ActionRegistry
 from tempoflow.error_types import ErrorType
 from tempoflow.records import ProjectionBatch, RunRecord, StepRecord, TaskRecord
 from tempoflow.secrets import iter_references, substitute
