@@ -20,7 +20,7 @@ from typing import Any
 def register(sub: Any) -> None:
     test = sub.add_parser(
         "test",
-        help="run scenario tests (*.scenario.json) on the time-skipping test server",
+        help="run scenario tests (*.scenario.json, .yaml) on the time-skipping test server",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -44,7 +44,10 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     files, missing = discover(args.paths)
     for given in missing:
-        print(f"tempoflow test: no scenario file (*.scenario.json) at {given}", file=sys.stderr)
+        print(
+            f"tempoflow test: no scenario file (*.scenario.json, .yaml, .yml) at {given}",
+            file=sys.stderr,
+        )
     if missing or not files:
         return 2
     loaded = []

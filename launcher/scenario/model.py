@@ -8,11 +8,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tempoflow.jsonpointer import join
 
-SUFFIX = ".scenario.json"
+SUFFIXES = (".scenario.json", ".scenario.yaml", ".scenario.yml")
+"""Scenario files: JSON, or YAML (the same document; timestamps stay strings)."""
 RUN_STATUSES = ("SUCCEEDED", "FAILED", "CANCELED", "WAITING", "RUNNING")
 
 
@@ -211,9 +213,35 @@ def read_json(path: Path) -> Any:
         raise ScenarioFileError(path, [f"not JSON: {err}"]) from None
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML's safe loader without its timestamp type: ``2026-01-01`` stays a string, as
+    in JSON (durations and times are strings throughout the format)."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def read_scenarios(path: Path) -> Any:
+    if path.name.endswith(".json"):
+        return read_json(path)
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)
+    except OSError as err:
+        raise ScenarioFileError(path, [f"cannot read: {err.strerror or err}"]) from None
+    except yaml.YAMLError as err:
+        raise ScenarioFileError(path, [f"not YAML: {err}"]) from None
+
+
+def _stem(path: Path) -> str:
+    return next(path.name.removesuffix(s) for s in SUFFIXES if path.name.endswith(s))
+
+
 def load(path: Path) -> Loaded:
     """Read and check a scenario file; every problem with its JSON pointer."""
-    raw = read_json(path)
+    raw = read_scenarios(path)
     try:
         spec = ScenarioFile.model_validate(raw)
     except ValidationError as err:
@@ -222,7 +250,7 @@ def load(path: Path) -> Loaded:
             for e in err.errors(include_url=False, include_context=False)
         ]
         raise ScenarioFileError(path, problems) from None
-    name = path.name.removesuffix(SUFFIX)
+    name = _stem(path)
     definition_path = path.parent / (spec.definition or f"{name}.json")
     definition = read_json(definition_path)
     if not isinstance(definition, dict):
@@ -232,8 +260,8 @@ def load(path: Path) -> Loaded:
 
 def discover(paths: list[str]) -> tuple[list[Path], list[str]]:
     """Scenario files named by ``paths``: files as given (a definition ``X.json`` stands
-    for ``X.scenario.json`` beside it), directories searched recursively. Returns the
-    files and the paths that named none."""
+    for ``X.scenario.json`` or ``.yaml``/``.yml`` beside it), directories searched
+    recursively. Returns the files and the paths that named none."""
     found: list[Path] = []
     missing: list[str] = []
     for given in paths:
@@ -241,13 +269,18 @@ def discover(paths: list[str]) -> tuple[list[Path], list[str]]:
         if path.is_dir():
             files = sorted(
                 p
-                for p in path.rglob(f"*{SUFFIX}")
+                for suffix in SUFFIXES
+                for p in path.rglob(f"*{suffix}")
                 if not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
-        elif path.name.endswith(SUFFIX) and path.is_file():
+        elif path.name.endswith(SUFFIXES) and path.is_file():
             files = [path]
-        elif path.suffix == ".json" and path.with_name(path.stem + SUFFIX).is_file():
-            files = [path.with_name(path.stem + SUFFIX)]
+        elif path.suffix == ".json":
+            files = [
+                path.with_name(path.stem + s)
+                for s in SUFFIXES
+                if path.with_name(path.stem + s).is_file()
+            ]
         else:
             files = []
         if not files:

@@ -89,3 +89,46 @@ def test_reports_show_failures_with_their_differences(tmp_path: Path) -> None:
         failure.text
         == 'unmocked call: x.y at /steps/0\nat /status: expected "SUCCEEDED", got "FAILED"'
     )
+
+
+def test_a_yaml_scenario_file_is_the_same_document(tmp_path: Path) -> None:
+    (tmp_path / "flow.json").write_text(json.dumps({"steps": []}))
+    (tmp_path / "flow.scenario.yaml").write_text(
+        "scenarios:\n"
+        "  - name: dated\n"
+        "    input: {day: 2026-01-01, n: 2}\n"
+        "    drive:\n"
+        "      - advance: PT1H\n"
+        "    expect:\n"
+        "      status: SUCCEEDED\n"
+    )
+    found, _ = discover([str(tmp_path / "flow.json")])
+    assert found == [tmp_path / "flow.scenario.yaml"]
+    loaded = load(found[0])
+    [scenario] = loaded.spec.scenarios
+    assert scenario.input == {"day": "2026-01-01", "n": 2}  # no YAML timestamps
+    assert loaded.definition_path == tmp_path / "flow.json"
+    (tmp_path / "bad.scenario.yml").write_text("scenarios: [\n")
+    with pytest.raises(ScenarioFileError, match="not YAML"):
+        load(tmp_path / "bad.scenario.yml")
+
+
+def test_the_docs_examples_are_valid_scenarios() -> None:
+    """Each JSON/YAML example in docs/testing.md is a scenario file or a scenario."""
+    import re
+
+    import yaml
+
+    from launcher.scenario.model import Scenario, ScenarioFile
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text()
+    blocks = re.findall(r"```(json|yaml)\n(.*?)```", text, re.DOTALL)
+    checked = 0
+    for kind, body in blocks:
+        data = json.loads(body) if kind == "json" else yaml.safe_load(body)
+        if "scenarios" in data:
+            ScenarioFile.model_validate(data)
+        else:
+            Scenario.model_validate({"name": "example", **data})
+        checked += 1
+    assert checked >= 5
