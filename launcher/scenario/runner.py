@@ -18,14 +18,15 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpda
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.registry import ActionRegistry
-from expression import EvalContext, ExpressionError, evaluate
-from launcher.scenario.compare import Difference
+from launcher.scenario.compare import Difference, show
 from launcher.scenario.doubles import Doubles, Recorder
-from launcher.scenario.model import Loaded, Scenario, ScenarioFileError, read_json
+from launcher.scenario.model import Loaded, Scenario, ScenarioFileError
+from launcher.scenario.start import ScenarioProblem, start_fields
 from launcher.scenario.verdict import actual_steps, check
 from tempoflow.definition import parse_definition
 from tempoflow.definition.model import called_actions, walk_steps
@@ -44,10 +45,6 @@ from temporal_workflows.models import (
 
 SETTLE_SECONDS = 5.0
 """Real seconds a scenario expecting an open run waits for it to reach that status."""
-
-
-class ScenarioProblem(Exception):
-    """The scenario could not be carried out as written (not a failed expectation)."""
 
 
 @dataclass
@@ -126,14 +123,14 @@ class Session:
                     result.problems.append(str(err))
                 except ScenarioFileError as err:
                     result.problems += [f"{err.path.name}: {p}" for p in err.problems]
+                except RPCError as err:  # e.g. an event sent after the run had ended
+                    result.problems.append(f"Temporal refused a request: {err.message}")
             result.seconds = time.monotonic() - began
             results.append(result)
         return results
 
     async def _run(self, loaded: Loaded, scenario: Scenario, result: Result) -> None:
         tenant = f"scenario-{next(self._tenants)}"
-        recorder = Recorder(mocks=scenario.mocks, definitions=loaded.definition_path.parent)
-        self.doubles.recorders[tenant] = recorder
         run_id = str(uuid.uuid4())
         inp = RunInput(
             run_id=run_id,
@@ -142,7 +139,7 @@ class Session:
             definition_version=1,
             definition=loaded.definition,
             action_defaults=self._declared_defaults(loaded),
-            **_start(loaded, scenario),
+            **start_fields(loaded, scenario),
         )
         schema = loaded.definition.get("inputSchema")
         if isinstance(schema, dict):
@@ -152,6 +149,8 @@ class Session:
                     "the input does not match the definition's inputSchema (the API would "
                     "answer 422): " + "; ".join(f"{e.path}: {e.message}" for e in errors)
                 )
+        recorder = Recorder(mocks=scenario.mocks, definitions=loaded.definition_path.parent)
+        self.doubles.recorders[tenant] = recorder
         handle = await self.env.client.start_workflow(
             WORKFLOW_NAME,
             inp,
@@ -167,7 +166,7 @@ class Session:
             for call in recorder.unmocked():
                 result.problems.append(
                     f"unmocked call: {call.action} at {call.step_path} (step {call.step_id!r}) "
-                    f"with input {_short(call.input)}; add it to 'mocks'"
+                    f"with input {show(call.input)}; add it to 'mocks'"
                 )
         finally:
             with contextlib.suppress(Exception):
@@ -203,7 +202,14 @@ class Session:
             if item.advance is not None:
                 await self.env.sleep(item.advance)
             elif item.event is not None:
-                await handle.signal(EVENT_SIGNAL, await self._delivery(item.event, next(sent)))
+                delivery = await self._delivery(item.event, next(sent))
+                try:
+                    await handle.signal(EVENT_SIGNAL, delivery)
+                except RPCError as err:
+                    raise ScenarioProblem(
+                        f"{where}: the event could not be delivered ({err.message}): did the "
+                        "run end before it?"
+                    ) from None
             elif item.cancel is not None:
                 await handle.cancel()
             elif item.completeTask is not None:
@@ -339,51 +345,3 @@ async def _open_task(recorder: Recorder, paths: set[str], deadline: float) -> st
 
     await recorder.until(lambda: find() is not None, deadline)
     return find()
-
-
-def _start(loaded: Loaded, scenario: Scenario) -> dict[str, Any]:
-    """The run's ``input`` (and ``trigger``) as the scenario starts it."""
-    if scenario.inputFile is not None:
-        return {"input": read_json(loaded.path.parent / scenario.inputFile)}
-    trigger = scenario.trigger
-    if trigger is None:
-        return {"input": scenario.input}
-    if trigger.event is not None:
-        event = EventDelivery(
-            id=trigger.event.id or f"scenario-event-{uuid.uuid4()}",
-            name=trigger.event.name,
-            correlation_key=None
-            if trigger.event.correlationKey is None
-            else str(trigger.event.correlationKey),
-            payload=trigger.event.payload,
-            received_at=EvalContext.wall_clock().now(),
-        )
-        return {"input": event.public()}
-    name = trigger.schedule or trigger.webhook
-    declared = [t for t in loaded.definition.get("triggers") or [] if t.get("name") == name]
-    if not declared:
-        raise ScenarioProblem(f"the definition has no trigger named {name!r}")
-    if trigger.schedule is not None:
-        if "schedule" not in declared[0]:
-            raise ScenarioProblem(f"trigger {name!r} is not a schedule trigger")
-        data = declared[0].get("input")
-        return {"input": {} if data is None else data, "trigger": {"schedule": name}}
-    hook = declared[0].get("webhook")
-    if not isinstance(hook, dict):
-        raise ScenarioProblem(f"trigger {name!r} is not a webhook trigger")
-    if hook.get("input") is None:
-        return {"input": trigger.body}
-    headers = {k.lower(): v for k, v in trigger.headers.items()}
-    try:
-        mapped = evaluate(
-            hook["input"], {"body": trigger.body, "headers": headers}, EvalContext.wall_clock()
-        )
-    except ExpressionError as err:
-        raise ScenarioProblem(f"the webhook's input mapping failed: {err}") from None
-    return {"input": mapped}
-
-
-def _short(value: Any) -> str:
-    from launcher.scenario.compare import show
-
-    return show(value)
