@@ -28,12 +28,13 @@ from launcher.scenario.doubles import Doubles, Recorder
 from launcher.scenario.model import Loaded, Scenario, ScenarioFileError
 from launcher.scenario.start import ScenarioProblem, start_fields
 from launcher.scenario.verdict import actual_steps, check
+from launcher.scenario.waiting import not_ended, open_task, run_status
 from tempoflow.definition import parse_definition
 from tempoflow.definition.model import called_actions, walk_steps
 from tempoflow.definition.validation import instance_errors, validate_definition
 from tempoflow.ids import workflow_id
 from tempoflow.jsonschema_safe import safe_validator
-from tempoflow.records import RunStatus, TaskStatus
+from tempoflow.records import RunStatus
 from temporal_workflows.models import (
     COMPLETE_TASK_UPDATE,
     EVENT_SIGNAL,
@@ -216,7 +217,7 @@ class Session:
                 task = item.completeTask
                 if task.step not in paths:
                     raise ScenarioProblem(f"{where}: the definition has no step {task.step!r}")
-                task_id = await _open_task(recorder, paths[task.step], deadline)
+                task_id = await open_task(recorder, paths[task.step], deadline)
                 if task_id is None:
                     raise ScenarioProblem(
                         f"{where}: no task of step {task.step!r} opened in time (if the run "
@@ -265,8 +266,8 @@ class Session:
         outcome: dict[str, Any] = {}
         if expected in ("WAITING", "RUNNING"):
             settle = min(deadline, time.monotonic() + SETTLE_SECONDS)
-            await recorder.until(lambda: _status(recorder, run_id) == expected, settle)
-            outcome["status"] = _status(recorder, run_id)
+            await recorder.until(lambda: run_status(recorder, run_id) == expected, settle)
+            outcome["status"] = run_status(recorder, run_id)
         else:
             try:
                 result = await asyncio.wait_for(
@@ -291,9 +292,7 @@ class Session:
                         else {"type": getattr(cause, "type", None), "message": str(cause)}
                     )
             except TimeoutError:
-                raise ScenarioProblem(
-                    await _not_ended(scenario, handle, recorder, run_id)
-                ) from None
+                raise ScenarioProblem(await not_ended(scenario, handle, recorder, run_id)) from None
         try:
             state = await handle.query("tempoflow.state", result_type=dict)
             outcome["variables"] = state.get("vars")
@@ -302,46 +301,3 @@ class Session:
             outcome["queryError"] = str(err)
         outcome["steps"] = actual_steps(recorder, run_id)
         return outcome
-
-
-async def _not_ended(
-    scenario: Scenario, handle: WorkflowHandle[Any, Any], recorder: Recorder, run_id: str
-) -> str:
-    message = (
-        f"the run did not end within {scenario.timeout:g} s (it is {_status(recorder, run_id)}"
-    )
-    events: list[Any] = []
-    with contextlib.suppress(Exception):
-        events = list((await handle.fetch_history()).events)
-    if events and events[-1].HasField("workflow_task_started_event_attributes"):
-        return message + (
-            "; its last workflow task never completed: the test server refuses a task that "
-            "cancels an action which has just finished, see docs/testing.md, Limits)"
-        )
-    return message + (
-        "; a wait without a timeout needs its event, task or 'cancel' in 'drive', or expect "
-        "status WAITING)"
-    )
-
-
-def _status(recorder: Recorder, run_id: str) -> str:
-    runs = [r for r in recorder.runs if r.run_id == run_id]
-    return runs[-1].status.value if runs else RunStatus.RUNNING.value
-
-
-async def _open_task(recorder: Recorder, paths: set[str], deadline: float) -> str | None:
-    """The id of the first open (projected, not yet closed) task of a step at ``paths``."""
-
-    def find() -> str | None:
-        closed = {t.id for t in recorder.tasks if t.status != TaskStatus.OPEN}
-        return next(
-            (
-                t.id
-                for t in recorder.tasks
-                if t.step_path in paths and t.status == TaskStatus.OPEN and t.id not in closed
-            ),
-            None,
-        )
-
-    await recorder.until(lambda: find() is not None, deadline)
-    return find()
