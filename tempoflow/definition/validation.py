@@ -53,7 +53,7 @@ class Issue(ErrorItem):
             code=err.code,
             message=err.message,
             position=err.position,
-            hint="position is the character offset in the expression",
+            hint=err.hint or "position is the character offset in the expression",
         )
 
 
