@@ -14,7 +14,9 @@ from app.routers import (
     expressions,
     health,
     hooks,
+    node_types,
     runs,
+    schemas,
     secrets,
     streams,
     tasks,
@@ -37,4 +39,6 @@ ROUTERS = [
     secrets.router,
     streams.router,
     hooks.router,
+    node_types.router,
+    schemas.router,
 ]
