@@ -255,8 +255,8 @@ def _double_equals(expression: str, position: int) -> ExpressionError | None:
     start = position - 2
     if start > 0 and expression[start - 1] == "!":
         wrong, right, start, what = "!==", "!=", start - 1, "inequality"
-    elif start > 0 and expression[start - 1] == "=":
-        wrong, right, start, what = "===", "=", start - 1, "equality"
+    elif expression[position : position + 1] == "=":
+        wrong, right, what = "===", "=", "equality"
     else:
         wrong, right, what = "==", "=", "equality"
     return ExpressionError(

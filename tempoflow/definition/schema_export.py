@@ -55,6 +55,15 @@ def definition_schema_text() -> str:
     return _definition_schema()
 
 
+def _config_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A node model's schema with its own definition at the top (pydantic puts a node
+    that holds steps, so refers to itself, under ``$defs`` behind a ``$ref``)."""
+    ref = schema.pop("$ref", None)
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        schema = {**schema["$defs"][ref.rsplit("/", 1)[-1]], "$defs": schema["$defs"]}
+    return {"$schema": DIALECT, **schema}
+
+
 @cache
 def _node_types() -> str:
     items = []
@@ -65,7 +74,7 @@ def _node_types() -> str:
                 "description": inspect.cleandoc(model.__doc__ or ""),
                 "fields": dict(model.fields),
                 "scopeNames": {k: sorted(v) for k, v in sorted(model.scope_names.items())},
-                "configSchema": {"$schema": DIALECT, **model.model_json_schema(by_alias=True)},
+                "configSchema": _config_schema(model.model_json_schema(by_alias=True)),
             }
         )
     return json.dumps(items)
