@@ -52,7 +52,14 @@ def _check_ref(ref: str) -> None:
         )
 
 
-@router.put("/{ref}", response_model=NamedSchemaPublic)
+@router.put(
+    "/{ref}",
+    response_model=NamedSchemaPublic,
+    responses={
+        201: {"model": NamedSchemaPublic, "description": "Named schema created"},
+        200: {"description": "The same content was stored already"},
+    },
+)
 async def create_named_schema(
     ref: RefPath,
     body: NamedSchemaWrite,
