@@ -25,7 +25,9 @@ To add a node type:
    ``tests/unit/test_replay_histories.py``).
 
 ``tests/unit/test_node_registry.py`` fails until all of these exist; nothing else
-names node types.
+names node types. Any change to the models changes the editors' JSON Schema:
+``make schemas`` regenerates ``schemas/definition.json`` (``tests/unit/test_schema_export.py``
+fails while it is stale).
 """
 
 from __future__ import annotations
