@@ -22,7 +22,7 @@ from tempoflow.definition import content_hash
 from tempoflow.definition.schema_export import definition_schema_text
 from tempoflow.errors import Conflict, ErrorItem, NotFound, Unprocessable
 from tempoflow.jsonsize import json_size
-from tempoflow.named_schemas import MAX_REF, is_ref
+from tempoflow.named_schemas import MAX_REF, PREFIX, is_ref
 
 router = APIRouter(prefix="/v1/schemas", tags=["schemas"])
 
@@ -82,6 +82,16 @@ async def create_named_schema(
     existing = await data.get_named_schema(session, principal.tenant, ref)
     if existing is None:
         _, errors = await schema_errors(session, principal.tenant, schema, "/schema")
+        if "$id" in schema and schema["$id"] != PREFIX + ref:
+            # Pinning embeds it as the resource schema:<ref>; refs to another id would break.
+            errors.append(
+                ErrorItem(
+                    path="/schema/$id",
+                    code="schema.id_not_allowed",
+                    message=f"a named schema's id is {PREFIX + ref!r}",
+                    hint="drop $id (refer to parts of the schema with '#/…')",
+                )
+            )
         if errors:
             raise Unprocessable(
                 f"the schema has {len(errors)} error(s)",

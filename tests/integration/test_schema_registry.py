@@ -96,6 +96,13 @@ async def test_named_schema_bodies_are_checked(stack: Stack) -> None:
     assert [(e["path"], e["code"]) for e in r.json()["errors"]] == [
         ("/schema/properties/a/$ref", "schema_ref.unknown")
     ]
+    r = await put(
+        "/v1/schemas/with.id",
+        headers=stack.auth(),
+        json={"schema": {"$id": "https://example.com/order.json", "type": "object"}},
+    )
+    assert r.status_code == 422
+    assert [e["code"] for e in r.json()["errors"]] == ["schema.id_not_allowed"]
     r = await put("/v1/schemas/definition.json", headers=stack.auth(), json={"schema": {}})
     assert r.status_code == 422 and r.json()["code"] == "schema_ref_invalid"
     r = await put("/v1/schemas/a..b", headers=stack.auth(), json={"schema": {}})
