@@ -32,6 +32,7 @@ from projections import definitions, events
 from projections import hooks as store
 from projections import secrets as secret_store
 from projections.models import HookRow
+from projections.triggers import disabled as disabled_triggers
 from tempoflow import hooks
 from tempoflow.errors import Conflict, ErrorItem, NotFound, TempoflowError, Unauthorized
 from tempoflow.jsonsize import json_size
@@ -100,7 +101,7 @@ async def _secrets(session: Any, settings: Settings, hook: HookRow) -> list[str]
         200: {"model": HookReceipt, "description": "a repeated delivery id: the first answer"},
         401: {"description": "missing, wrong or stale signature"},
         404: {"description": "unknown hook"},
-        409: {"description": "the definition is paused"},
+        409: {"description": "the definition is paused or the trigger disabled"},
         413: {"description": "body too large"},
     },
     openapi_extra={
@@ -120,7 +121,7 @@ async def receive(
     found = await store.get_hook(session, hook_id) if _HOOK_ID.match(hook_id) else None
     if found is None:
         raise _unknown()
-    hook, paused = found
+    hook, paused, disabled = found
     raw = await request.body()
     if len(raw) > settings.max_event_bytes:
         raise TempoflowError(
@@ -149,6 +150,13 @@ async def receive(
             f"definition {hook.definition_key!r} is paused; the call was not accepted",
             code="definition_paused",
             hint="deliver it again after POST /v1/definitions/{key}/resume",
+        )
+    if disabled:
+        raise Conflict(
+            f"trigger {hook.trigger_name!r} of definition {hook.definition_key!r} is "
+            "disabled; the call was not accepted",
+            code="trigger_disabled",
+            hint="deliver it again after POST /v1/definitions/{key}/triggers/{name}/enable",
         )
     try:
         body = json.loads(raw) if raw else None
@@ -230,6 +238,7 @@ async def list_hooks(
         found = await definitions.get_definition(session, principal.tenant, key)
         if found is None:
             raise NotFound(f"definition {key!r} does not exist", code="definition_not_found")
+    off = await disabled_triggers(session, principal.tenant, key)
     base = str(request.base_url).rstrip("/")
     return HooksPublic(
         items=[
@@ -240,6 +249,7 @@ async def list_hooks(
                 signature=h.config.get("signature", "standard"),
                 version=h.version,
                 created_at=h.created_at,
+                enabled=h.trigger_name not in off,
             )
             for h in rows
         ]
