@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 
 from activities.tracing import current_context
 from app import metrics
+from app.definition_errors import definition_deleted, definition_not_found
 from app.deps import Reader, SessionDep, SettingsDep
 from app.events.offload import off_loop
 from app.events.triggers import trigger_run_id
@@ -233,11 +234,12 @@ async def list_hooks(
     session: SessionDep,
 ) -> HooksPublic:
     """The hook URLs of the definition's webhook triggers (latest published version)."""
+    found = await definitions.get_definition(session, principal.tenant, key, include_deleted=True)
+    if found is None:
+        raise definition_not_found(key)
+    if found.deleted_at is not None:
+        raise definition_deleted(key)
     rows = await store.list_hooks(session, principal.tenant, key)
-    if not rows and await definitions.published_version(session, principal.tenant, key) is None:
-        found = await definitions.get_definition(session, principal.tenant, key)
-        if found is None:
-            raise NotFound(f"definition {key!r} does not exist", code="definition_not_found")
     off = await disabled_triggers(session, principal.tenant, key)
     base = str(request.base_url).rstrip("/")
     return HooksPublic(
