@@ -12,6 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from app.schedules import schedule_id
 from tests.integration.conftest import Stack, until
+from tests.integration.test_control_flow import run_failing
 from tests.integration.test_events import event_type, send, waiting
 from tests.integration.test_hooks import GH_SECRET, ON_HOOK, github_signed, hook_ids, put_secret
 from tests.integration.test_trigger_enablement import CREATED, runs, settled
@@ -139,3 +140,30 @@ async def test_delete_stops_every_start_keeps_history_and_recreates(stack: Stack
     finally:
         r = await stack.http.delete(f"/v1/definitions/{key}", headers=stack.auth())
         assert r.status_code == 204
+
+
+async def test_a_deleted_definition_starts_no_child_runs(stack: Stack) -> None:
+    await stack.publish("kid", {"steps": [{"id": "a", "type": "state.set", "values": {"x": 1}}]})
+    r = await stack.http.delete("/v1/definitions/kid", headers=stack.auth())
+    assert r.status_code == 204
+    call = {"id": "call", "type": "control.callWorkflow", "definition": "kid"}
+    for step in (call, {**call, "version": 1}):  # neither its latest nor a pinned version
+        view = await run_failing(stack, "parent-of-kid", {"steps": [step]})
+        assert view["error"]["type"] == "DefinitionNotFound", view["error"]
+
+
+async def test_another_tenant_can_neither_switch_nor_delete(
+    stack: Stack, other_tenant: dict[str, str]
+) -> None:
+    await stack.publish("mine", {**DOOMED, "triggers": DOOMED["triggers"][:1]})
+    theirs = other_tenant
+    for method, path in [
+        ("DELETE", "/v1/definitions/mine"),
+        ("GET", "/v1/definitions/mine/triggers"),
+        ("POST", "/v1/definitions/mine/triggers/on-created/disable"),
+    ]:
+        r = await stack.http.request(method, path, headers=theirs)
+        assert r.status_code == 404 and r.json()["code"] == "definition_not_found", r.text
+    r = await stack.http.get("/v1/definitions/mine/triggers", headers=stack.auth())
+    assert r.json()["items"][0]["enabled"] is True
+    assert (await stack.http.get("/v1/definitions/mine", headers=stack.auth())).status_code == 200
