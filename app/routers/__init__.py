@@ -20,11 +20,13 @@ from app.routers import (
     secrets,
     streams,
     tasks,
+    triggers,
 )
 
 ROUTERS = [
     health.router,
     definitions.router,
+    triggers.router,
     runs.bulk_router,
     runs.router,
     actions.router,
