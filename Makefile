@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-unit conformance lint format bench clean
+.PHONY: dev test test-unit conformance lint format bench clean schemas
 
 EXAMPLE_PLUGIN := examples/plugin/tempoflow-example-plugin
 
@@ -39,6 +39,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+schemas: $(STAMP)  ## regenerate schemas/definition.json from the definition models
+	$(BIN)/python -m tempoflow.definition.schema_export schemas/definition.json
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -14,15 +14,19 @@ from app.routers import (
     expressions,
     health,
     hooks,
+    node_types,
     runs,
+    schemas,
     secrets,
     streams,
     tasks,
+    triggers,
 )
 
 ROUTERS = [
     health.router,
     definitions.router,
+    triggers.router,
     runs.bulk_router,
     runs.router,
     actions.router,
@@ -37,4 +41,6 @@ ROUTERS = [
     secrets.router,
     streams.router,
     hooks.router,
+    node_types.router,
+    schemas.router,
 ]
