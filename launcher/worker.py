@@ -47,9 +47,6 @@ PASSTHROUGH = (
     "pydantic",
     "pydantic_core",
     "annotated_types",
-    # Schedule triggers' cron expressions are checked when the definition is parsed.
-    "croniter",
-    "dateutil",
 )
 
 
