@@ -6,6 +6,7 @@ from app.routers import (
     actions,
     api_keys,
     audit,
+    bundles,
     codec,
     definitions,
     egress,
@@ -22,6 +23,7 @@ from app.routers import (
 
 ROUTERS = [
     health.router,
+    bundles.router,
     definitions.router,
     runs.bulk_router,
     runs.router,
