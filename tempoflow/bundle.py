@@ -112,7 +112,7 @@ class Bundle(_Model):
     model_config = ConfigDict(
         extra="forbid",
         title="Tempoflow bundle",
-        json_schema_extra={"$id": "https://tempoflow.dev/schemas/bundle.v1.json"},
+        json_schema_extra={"$id": "urn:tempoflow:schema:bundle.v1"},
     )
 
     format: Literal["tempoflow.bundle"]
