@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities.registry import ActionRegistry
 from projections import bundles as data
 from projections import event_types as event_type_data
+from projections import secrets as secret_store
 from projections.models import DefinitionRow, DefinitionVersionRow, EventType
 from tempoflow.bundle import (
     FORMAT,
@@ -29,7 +30,7 @@ from tempoflow.bundle import (
     uses,
 )
 from tempoflow.definition import content_hash, validate_definition
-from tempoflow.definition.validation import _raw_steps
+from tempoflow.definition.validation import _raw_steps, secret_references, unknown_secret_issues
 from tempoflow.errors import ErrorItem
 from tempoflow.jsonsize import json_size
 
@@ -258,6 +259,26 @@ def _locations(bundle: Bundle) -> dict[str, dict[str, tuple[str, bool]]]:
     return found
 
 
+async def _secret_warnings(
+    session: AsyncSession, bundle: Bundle, ctx: ImportContext, plan: Plan
+) -> None:
+    """Secrets the latest versions refer to that the tenant lacks (values never travel in
+    a bundle: create them in the target first). Warnings, as at publish."""
+    latest = [
+        (f"/workflows/{i}/versions/{len(w.versions) - 1}/definition", w.versions[-1].definition)
+        for i, w in enumerate(bundle.workflows)
+        if w.versions
+    ]
+    refs = {at: secret_references(body) for at, body in latest}
+    names = {name for found in refs.values() for _, name in found}
+    existing = await secret_store.existing_names(session, ctx.tenant, names)
+    for at, found in refs.items():
+        plan.summary.warnings += [
+            w.model_copy(update={"path": at + w.path})
+            for w in unknown_secret_issues(found, existing)
+        ]
+
+
 async def _check_dependencies(
     session: AsyncSession, bundle: Bundle, ctx: ImportContext, plan: Plan
 ) -> None:
@@ -452,6 +473,7 @@ async def plan_import(
     """Every check of an import and what it would write; nothing is written."""
     plan = Plan()
     _check_definitions(bundle, ctx, plan)
+    await _secret_warnings(session, bundle, ctx, plan)
     await _check_dependencies(session, bundle, ctx, plan)
     await _plan_schemas(session, bundle, ctx, plan)
     await _plan_event_types(session, bundle, ctx, plan)

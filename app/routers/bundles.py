@@ -8,14 +8,18 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from app import bundles, schedules
 from app.deps import Admin, Reader, RegistryDep, SessionDep, SettingsDep, TemporalClientDep
+from app.routers.event_types import _check as event_type_errors
+from app.schemas import BundleImportPublic, EventTypeWrite
 from projections import audit
 from projections.workers import action_presence
 from tempoflow.bundle import (
     FORMAT_VERSION,
+    Bundle,
     FormatVersionError,
     bundle_json_schema,
     canonical_json,
@@ -64,6 +68,36 @@ async def read_bundle_schema(principal: Reader) -> Response:
     return Response(canonical_json(bundle_json_schema()), media_type="application/schema+json")
 
 
+def _event_type_issues(bundle: Bundle) -> list[ErrorItem]:
+    """What ``PUT /v1/event-types/{name}`` would refuse in the bundle's event types."""
+    found: list[ErrorItem] = []
+    for index, item in enumerate(bundle.eventTypes):
+        try:
+            write = EventTypeWrite.model_validate(
+                {
+                    "description": item.description,
+                    "schema": item.schema_,
+                    "correlation": item.correlation,
+                    "bufferTtl": timedelta(seconds=item.bufferTtlSeconds),
+                }
+            )
+        except ValidationError as err:
+            found += [
+                ErrorItem(
+                    path=f"/eventTypes/{index}/" + "/".join(str(p) for p in e["loc"]),
+                    code=f"event_type.{e['type']}",
+                    message=e["msg"],
+                )
+                for e in err.errors()
+            ]
+            continue
+        found += [
+            ErrorItem.model_validate({**e, "path": f"/eventTypes/{index}{e['path']}"})
+            for e in event_type_errors(write)
+        ]
+    return found
+
+
 def _document(raw: bytes) -> Any:
     try:
         return json.loads(raw)
@@ -78,10 +112,18 @@ def _document(raw: bytes) -> Any:
 
 @router.post(
     "/definitions:import",
+    response_model=BundleImportPublic,
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": "/v1/schemas/bundle.json"}}},
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "description": "a bundle (its JSON Schema: GET /v1/schemas/bundle.json)",
+                    }
+                }
+            },
         }
     },
 )
@@ -94,7 +136,7 @@ async def import_definitions(
     client: TemporalClientDep,
     force: bool = False,
     dry_run: Annotated[bool, Query(alias="dryRun")] = False,
-) -> dict[str, Any]:
+) -> BundleImportPublic:
     """Import a bundle in one transaction (admin). Create-only by default: a key that
     exists with other content is 409 ``definition_key_conflict`` (every one listed);
     ``force=true`` replaces drafts, metadata and triggers and adds versions whose content
@@ -137,6 +179,7 @@ async def import_definitions(
         max_definition_bytes=settings.max_definition_bytes,
     )
     plan = await bundles.plan_import(session, bundle, ctx, lock=not dry_run)
+    plan.errors = _event_type_issues(bundle) + plan.errors
     if plan.errors:
         found = plan.errors + plan.conflicts
         raise Unprocessable(
@@ -156,7 +199,7 @@ async def import_definitions(
             extra={"keys": keys},
             hint="import with force=true to replace them; nothing was written",
         )
-    summary = plan.summary.to_json(dry_run=dry_run, force=force)
+    summary = BundleImportPublic.model_validate(plan.summary.to_json(dry_run=dry_run, force=force))
     if dry_run:
         await session.rollback()
         return summary

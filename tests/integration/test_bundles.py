@@ -186,6 +186,10 @@ async def test_round_trip_into_an_empty_tenant(stack: Stack, other_tenant: dict[
     assert summary["created"]["eventTypes"] == ["order.paid"]
     assert {"key": "order", "version": 2, "bundleVersion": 2} in summary["created"]["versions"]
     assert summary["updated"]["workflows"] == summary["unchanged"]["workflows"] == []
+    # The secret's value stays behind: the import says so.
+    assert [(w["code"], w["path"]) for w in summary["warnings"]] == [
+        ("secret.unknown", "/workflows/3/versions/0/definition/steps/0/input/token")
+    ]
 
     again = await export(stack, other_tenant)
     assert without_time(again) == without_time(text)
@@ -401,6 +405,22 @@ async def test_every_refusal_at_once_and_nothing_written(
         e["path"].startswith("/workflows/1/versions/0/definition/steps/0")
         for e in r.json()["errors"]
     )
+
+    # An event type PUT /v1/event-types would refuse.
+    bad_type = copy.deepcopy(bundle)
+    bad_type["eventTypes"] = [
+        {
+            "name": "order.paid",
+            "description": None,
+            "schema": {"type": "nonsense"},
+            "correlation": {"expression": "(("},
+            "bufferTtlSeconds": 60,
+        }
+    ]
+    r = await stack.http.post(IMPORT, headers=other_tenant, json=bad_type)
+    assert r.status_code == 422
+    paths = {e["path"] for e in r.json()["errors"]}
+    assert {"/eventTypes/0/schema/type", "/eventTypes/0/correlation/expression"} <= paths
 
     # A newer format: refused with the version it needs.
     r = await stack.http.post(
