@@ -274,3 +274,7 @@ def derived_issues(bundle: Bundle) -> list[ErrorItem]:
                 )
             seen.add(value)
     return issues
+
+
+if __name__ == "__main__":  # python -m tempoflow.bundle > schemas/bundle.v1.json
+    print(canonical_json(bundle_json_schema()), end="")
