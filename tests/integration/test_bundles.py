@@ -79,7 +79,10 @@ SECRETIVE = {
 }
 SCHEDULED = {
     "steps": [{"id": "a", "type": "transform.assign", "assign": {"x": "1"}}],
-    "triggers": [{"name": "nightly", "schedule": {"cron": "0 3 * * *"}, "input": {}}],
+    "triggers": [
+        {"name": "nightly", "schedule": {"cron": "0 3 * * *"}, "input": {}},
+        {"name": "inbound", "webhook": {"secrets": [{"$secret": "hook-key"}]}},
+    ],
 }
 
 
@@ -188,7 +191,8 @@ async def test_round_trip_into_an_empty_tenant(stack: Stack, other_tenant: dict[
     assert summary["updated"]["workflows"] == summary["unchanged"]["workflows"] == []
     # The secret's value stays behind: the import says so.
     assert [(w["code"], w["path"]) for w in summary["warnings"]] == [
-        ("secret.unknown", "/workflows/3/versions/0/definition/steps/0/input/token")
+        ("secret.unknown", "/workflows/2/versions/0/definition/triggers/1/webhook/secrets/0"),
+        ("secret.unknown", "/workflows/3/versions/0/definition/steps/0/input/token"),
     ]
 
     again = await export(stack, other_tenant)
@@ -201,6 +205,12 @@ async def test_round_trip_into_an_empty_tenant(stack: Stack, other_tenant: dict[
         schedule_id(tenant, "scheduled", "nightly")
     ).describe()
     assert desc.schedule.state.paused is True
+    # The webhook trigger has a hook of its own in the other tenant.
+    mine = await stack.http.get("/v1/definitions/scheduled/hooks", headers=stack.auth())
+    theirs = await stack.http.get("/v1/definitions/scheduled/hooks", headers=other_tenant)
+    assert theirs.status_code == 200, theirs.text
+    assert len(theirs.json()["items"]) == len(mine.json()["items"]) == 1
+    assert theirs.json()["items"][0]["hookId"] != mine.json()["items"][0]["hookId"]
 
     # The imported workflow runs to completion (v2, its child from the import too).
     r = await stack.http.post(
@@ -357,6 +367,21 @@ async def test_force_keeps_matching_versions_and_adds_the_others(stack: Stack) -
     assert r.json()["created"]["versions"] == [{"key": "order", "version": 5, "bundleVersion": 1}]
     r = await stack.http.get("/v1/definitions/order", headers=h)
     assert r.json()["latestVersion"] == 5
+
+
+async def test_force_carries_the_pause_to_the_schedules(stack: Stack) -> None:
+    await stack.publish("scheduled", SCHEDULED)
+    handle = stack.client.get_schedule_handle(schedule_id(stack.tenant, "scheduled", "nightly"))
+    assert (await handle.describe()).schedule.state.paused is False
+    bundle = json.loads(await export(stack, stack.auth(), "scheduled"))
+    bundle["workflows"][0]["paused"] = True
+    r = await stack.http.post(IMPORT, headers=stack.auth(), params={"force": "true"}, json=bundle)
+    assert r.status_code == 200, r.text
+    assert r.json()["updated"]["workflows"] == ["scheduled"]
+    assert r.json()["created"]["versions"] == []
+    assert (await handle.describe()).schedule.state.paused is True
+    r = await stack.http.get("/v1/definitions/scheduled", headers=stack.auth())
+    assert r.json()["paused"] is True
 
 
 async def test_every_refusal_at_once_and_nothing_written(
