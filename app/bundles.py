@@ -24,13 +24,14 @@ from tempoflow.bundle import (
     Bundle,
     BundleWorkflow,
     current_body,
+    references,
     schema_refs,
     settings_of,
     triggers_of,
     uses,
 )
 from tempoflow.definition import content_hash, validate_definition
-from tempoflow.definition.validation import _raw_steps, secret_references, unknown_secret_issues
+from tempoflow.definition.validation import secret_references, unknown_secret_issues
 from tempoflow.errors import ErrorItem
 from tempoflow.jsonsize import json_size
 
@@ -243,19 +244,8 @@ def _locations(bundle: Bundle) -> dict[str, dict[str, tuple[str, bool]]]:
         ]
         bodies.append((f"/workflows/{i}/draft", workflow.draft, False))
         for at, body, published in bodies:
-            for path, _, raw, _ in _raw_steps(body.get("steps"), "/steps", frozenset()):
-                kind = raw["type"]
-                if kind == "action.call":
-                    note("action", raw.get("action"), f"{at}{path}/action", published)
-                elif kind == "control.callWorkflow":
-                    note("definition", raw.get("definition"), f"{at}{path}/definition", published)
-                elif kind == "event.wait":
-                    note("event", raw.get("event"), f"{at}{path}/event", published)
-                    for k, name in enumerate(raw.get("anyOf") or []):
-                        note("event", name, f"{at}{path}/anyOf/{k}", published)
-            for t, trigger in enumerate(triggers_of(body)):
-                if isinstance(trigger, dict):
-                    note("event", trigger.get("event"), f"{at}/triggers/{t}/event", published)
+            for kind, name, path in references(body):
+                note(kind, name, at + path, published)
     return found
 
 

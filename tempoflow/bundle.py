@@ -167,6 +167,30 @@ def schema_refs(value: Any) -> Iterator[str]:
             yield from schema_refs(item)
 
 
+def references(body: Any) -> Iterator[tuple[str, str, str]]:
+    """``(kind, name, JSON pointer)`` of every action (``action``), child definition
+    (``definition``) and event type (``event``) a definition body names, in document
+    order; read from the node models' declarations, so a new node type needs no change
+    here."""
+    if not isinstance(body, dict):
+        return
+    for path, model, raw, _ in _raw_steps(body.get("steps"), "/steps", frozenset()):
+        for name, kind in model.fields.items():
+            if kind == "action" and isinstance(raw.get(name), str):
+                yield "action", raw[name], f"{path}/{name}"
+        for name, what in model.references.items():
+            value = raw.get(name)
+            if isinstance(value, str):
+                yield what, value, f"{path}/{name}"
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    if isinstance(item, str):
+                        yield what, item, f"{path}/{name}/{index}"
+    for index, trigger in enumerate(triggers_of(body)):
+        if isinstance(trigger, dict) and isinstance(trigger.get("event"), str):
+            yield "event", trigger["event"], f"/triggers/{index}/event"
+
+
 @dataclass
 class Uses:
     """What definition bodies use (each by name), collected by :func:`uses`."""
@@ -180,19 +204,11 @@ class Uses:
     def add(self, body: Any) -> None:
         if not isinstance(body, dict):
             return
-        for _, model, raw, _ in _raw_steps(body.get("steps"), "/steps", frozenset()):
-            node_type = raw["type"]
-            self.node_types.add(node_type)
-            if model.fields.get("action") == "action" and isinstance(raw.get("action"), str):
-                self.actions.add(raw["action"])
-            if node_type == "control.callWorkflow" and isinstance(raw.get("definition"), str):
-                self.definitions.add(raw["definition"])
-            if node_type == "event.wait":
-                names = [raw.get("event"), *(raw.get("anyOf") or [])]
-                self.event_types.update(n for n in names if isinstance(n, str))
-        for trigger in triggers_of(body):
-            if isinstance(trigger, dict) and isinstance(trigger.get("event"), str):
-                self.event_types.add(trigger["event"])
+        for _, _, raw, _ in _raw_steps(body.get("steps"), "/steps", frozenset()):
+            self.node_types.add(raw["type"])
+        sets = {"action": self.actions, "definition": self.definitions, "event": self.event_types}
+        for kind, name, _ in references(body):
+            sets[kind].add(name)
         self.schemas.update(schema_refs(body))
 
 

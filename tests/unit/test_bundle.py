@@ -225,3 +225,12 @@ def test_cli_summary_table() -> None:
     ]
     assert lines[5] == "2 created, 1 updated, 1 unchanged (dry run: nothing written)"
     assert lines[6] == "warning: /x: secret.unknown: m"
+
+
+def test_references_are_declared_literal_fields_of_their_node() -> None:
+    from tempoflow.definition import NODE_MODELS
+
+    declared = {(t, n) for t, m in NODE_MODELS.items() for n in m.references}
+    assert ("control.callWorkflow", "definition") in declared
+    for node_type, name in declared:
+        assert NODE_MODELS[node_type].fields[name] == "literal"
