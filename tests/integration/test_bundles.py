@@ -18,6 +18,7 @@ from temporalio.client import Client
 from app.schedules import schedule_id
 from launcher import cli
 from projections import workers
+from projections.bundles import has_named_schemas
 from tempoflow.bundle import canonical_json
 from tests.integration.conftest import Stack, make_keys, open_stack, until
 from tests.servers import free_port
@@ -581,3 +582,54 @@ async def test_keys_and_tenants(stack: Stack) -> None:
         params={"key": "mine"},
     )
     assert r.status_code == 404
+
+
+async def test_named_schemas_travel_with_the_bundle(
+    stack: Stack, other_tenant: dict[str, str]
+) -> None:
+    """With the named-schema registry (``PUT /v1/schemas/{ref}``), a bundle's schemas are
+    created in the target and exported again; without it, a bundle carrying some is
+    refused rather than imported without them."""
+    async with stack.sessions() as session:
+        registry = await has_named_schemas(session)
+    draft = {
+        "inputSchema": {"$ref": "schema:payload.Order.v1"},
+        "steps": [{"id": "a", "type": "transform.assign", "assign": {"x": "1"}}],
+    }
+    bundle = {
+        "format": "tempoflow.bundle",
+        "formatVersion": 1,
+        "exportedAt": "2026-11-23T21:00:00Z",
+        "workflows": [
+            {
+                "key": "typed",
+                "name": "typed",
+                "description": None,
+                "paused": False,
+                "draft": draft,
+                "versions": [],
+                "settings": {},
+                "triggers": [],
+            }
+        ],
+        "schemas": [{"ref": "payload.Order.v1", "schema": {"type": "object"}}],
+    }
+    r = await stack.http.post(IMPORT, headers=other_tenant, json=bundle)
+    if not registry:
+        assert r.status_code == 422, r.text
+        assert [(e["path"], e["code"]) for e in r.json()["errors"]] == [
+            ("/schemas/0", "schema_registry_unavailable")
+        ]
+        r = await stack.http.get("/v1/definitions/typed", headers=other_tenant)
+        assert r.status_code == 404
+        return
+    assert r.status_code == 200, r.text
+    assert r.json()["created"]["schemas"] == ["payload.Order.v1"]
+    exported = json.loads(await export(stack, other_tenant))
+    assert exported["schemas"] == bundle["schemas"]
+    assert exported["dependencies"]["schemas"] == ["payload.Order.v1"]
+    # Named schemas are immutable: other content is a conflict, even with force.
+    bundle["schemas"][0]["schema"] = {"type": "array"}
+    r = await stack.http.post(IMPORT, headers=other_tenant, params={"force": "true"}, json=bundle)
+    assert r.status_code == 409, r.text
+    assert r.json()["errors"][0]["code"] == "schema_conflict"
