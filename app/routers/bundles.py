@@ -237,7 +237,7 @@ async def import_definitions(
         },
     )
     await session.commit()
-    for item, _ in plan.event_types:
+    for item in plan.event_types:
         request.app.state.event_types.pop((principal.tenant, item["name"]), None)
     await _sync_schedules(client, settings, changed)
     return summary
