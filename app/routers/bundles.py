@@ -35,7 +35,15 @@ IMPORT_PATH = "/v1/definitions:import"
 @router.get(
     "/definitions:export",
     response_class=Response,
-    responses={200: {"content": {"application/json": {}}, "description": "The bundle"}},
+    responses={
+        200: {"content": {"application/json": {}}, "description": "The bundle"},
+        404: {
+            "description": "A definition named by key does not exist (each is listed)",
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
+        },
+    },
 )
 async def export_definitions(
     principal: Reader,
