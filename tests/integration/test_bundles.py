@@ -245,6 +245,11 @@ async def test_round_trip_into_an_empty_tenant(stack: Stack, other_tenant: dict[
     r = await stack.http.get("/v1/audit", headers=other_tenant, params={"action": "bundle.import"})
     assert r.status_code == 200, r.text
     assert len(r.json()["items"]) == 2
+    r = await stack.http.get(
+        "/v1/audit", headers=other_tenant, params={"action": "definition.import", "target": "order"}
+    )
+    # Only what changed: the second import left "order" unchanged.
+    assert [e["details"]["versions"] for e in r.json()["items"]] == [[1, 2]]
 
 
 async def _tenant_of(stack: Stack, key: str) -> str:
@@ -405,6 +410,8 @@ async def test_every_refusal_at_once_and_nothing_written(
     }
     r = await stack.http.get("/v1/definitions", headers=other_tenant)
     assert r.json()["items"] == []
+    r = await stack.http.get("/v1/audit", headers=other_tenant)
+    assert r.json()["items"] == []  # a refused import leaves no audit entry either
 
     # Schema violations, each with its path, all at once.
     broken = copy.deepcopy(bundle)
@@ -526,6 +533,9 @@ async def test_cli_export_and_import(
         assert code == 0
         assert "exported 2 workflow(s) with 3 version(s)" in capsys.readouterr().out
         assert json.loads(path.read_text())["workflows"][0]["key"] == "child"
+        code = await asyncio.to_thread(run, "export", "--key", "child", "--api-key", admin)
+        assert code == 0
+        assert json.loads(capsys.readouterr().out)["workflows"][0]["key"] == "child"
 
         code = await asyncio.to_thread(run, "import", str(path), "--dry-run", "--api-key", other)
         out = capsys.readouterr().out
