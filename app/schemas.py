@@ -632,6 +632,42 @@ class RunLogsPublic(_Public):
     next_cursor: str | None = None
 
 
+class NamedSchemaWrite(_Write):
+    schema_: dict[str, Any] = Field(
+        alias="schema", description="a JSON Schema (checked against its meta-schema)"
+    )
+
+
+class NamedSchemaPublic(_Public):
+    ref: str
+    schema_: dict[str, Any] = Field(alias="schema")
+    content_hash: str
+    created_at: datetime
+
+
+class NamedSchemaSummary(_Public):
+    ref: str
+    content_hash: str
+    created_at: datetime
+
+
+class NamedSchemasPublic(_Public):
+    items: list[NamedSchemaSummary]
+    next_cursor: str | None = None
+
+
+class NodeTypePublic(_Public):
+    type: str
+    description: str
+    fields: dict[str, str]
+    scope_names: dict[str, list[str]]
+    config_schema: dict[str, Any]
+
+
+class NodeTypesPublic(_Public):
+    items: list[NodeTypePublic]
+
+
 class BundleVersionRef(_Public):
     key: str
     version: int = Field(description="the version's number in this tenant")

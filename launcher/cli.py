@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--tenant", help="only this tenant's runs")
     rebuild.set_defaults(func=cmd_rebuild)
     add_secret_commands(sub)
+    from launcher import cli_validate
+
+    cli_validate.register(sub)
     from launcher import cli_bundle
 
     cli_bundle.register(sub)

@@ -93,19 +93,25 @@ async def publish(
     *,
     published_by: str,
     action_defaults: dict[str, Any] | None = None,
+    body: dict[str, Any] | None = None,
 ) -> tuple[DefinitionVersionRow, bool]:
     """Publish the (locked) draft; the same content as the latest version (with the same
     pinned ``action_defaults``) is not republished.
 
+    ``body``: what the version stores, when not the draft itself (the draft with the
+    named schemas it refers to pinned).
+
     Returns the version and whether it was created.
     """
+    body = definition.draft if body is None else body
+    body_hash = definition.draft_hash if body is definition.draft else content_hash(body)
     if definition.latest_version is not None:
         latest = await get_version(
             session, definition.tenant, definition.key, definition.latest_version
         )
         if (
             latest is not None
-            and latest.content_hash == definition.draft_hash
+            and latest.content_hash == body_hash
             and (latest.action_defaults or {}) == (action_defaults or {})
         ):
             return latest, False
@@ -115,8 +121,8 @@ async def publish(
         version=(definition.latest_version or 0) + 1,
         name=definition.name,
         description=definition.description,
-        body=definition.draft,
-        content_hash=definition.draft_hash,
+        body=body,
+        content_hash=body_hash,
         published_by=published_by,
         action_defaults=action_defaults or None,
     )

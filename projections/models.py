@@ -1,5 +1,5 @@
 """Tables. Primary data: api keys, definitions, versions, trigger subscriptions, event
-types, egress rules, the event inbox, the secret store, worker presence and the audit
+types, named schemas, egress rules, the event inbox, the secret store, worker presence and the audit
 log. Projections: runs, steps, action invocations and their attempts, waits, event
 deliveries, human tasks, the run-activity feed and run logs."""
 
@@ -259,6 +259,20 @@ class EventType(Base):
     buffer_ttl_seconds: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class NamedSchema(Base):
+    """A named JSON Schema (``payload.Order.v1``), immutable once written; definitions
+    and event types refer to it as ``{"$ref": "schema:<ref>"}`` and pin a copy."""
+
+    __tablename__ = "named_schemas"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(200), primary_key=True)
+    schema: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
 
 class Event(Base):

@@ -115,6 +115,11 @@ class Bundle(_Model):
         json_schema_extra={"$id": "urn:tempoflow:schema:bundle.v1"},
     )
 
+    schema_uri: str | None = Field(
+        default=None,
+        alias="$schema",
+        description="for editors (e.g. ../schemas/bundle.v1.json); ignored, never exported",
+    )
     format: Literal["tempoflow.bundle"]
     formatVersion: Literal[1]
     exportedAt: str = Field(description="RFC 3339 time of the export (ignored on import)")

@@ -37,7 +37,7 @@ async def _plan_schemas(
                 plan.conflicts.append(
                     ErrorItem(
                         path=f"/schemas/{index}",
-                        code="schema_conflict",
+                        code="schema_ref_conflict",
                         message=f"named schema {ref!r} exists with other content",
                         hint="named schemas are immutable (even with force): publish the "
                         "change under a new ref",

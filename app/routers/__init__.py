@@ -15,7 +15,9 @@ from app.routers import (
     expressions,
     health,
     hooks,
+    node_types,
     runs,
+    schemas,
     secrets,
     streams,
     tasks,
@@ -39,4 +41,6 @@ ROUTERS = [
     secrets.router,
     streams.router,
     hooks.router,
+    node_types.router,
+    schemas.router,
 ]

@@ -13,6 +13,7 @@ from app import schedules
 from app.auth import Principal
 from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
+from app.schema_refs import pinned_definition
 from app.schemas import (
     DEFINITION_KEY,
     INT32_MAX,
@@ -218,6 +219,7 @@ async def validate_definition_draft(
             raise _not_found(key)
         definition = row.draft
     _check_size(definition, settings)
+    definition = await pinned_definition(session, principal.tenant, definition)
     extra = await _secret_warnings(session, principal.tenant, definition)
     warnings = _validate(definition, registry, extra)
     # Publishing with this key would be refused (403): say so ahead.
@@ -245,13 +247,14 @@ async def publish_definition(
     row = await data.get_definition(session, principal.tenant, key, for_update=True)
     if row is None:
         raise _not_found(key)
-    warnings = _validate(
-        row.draft, registry, await _secret_warnings(session, principal.tenant, row.draft)
-    )
+    # The version pins the named schemas the draft refers to (runs never look them up).
+    body = await pinned_definition(session, principal.tenant, row.draft)
+    warnings = _validate(body, registry, await _secret_warnings(session, principal.tenant, body))
     _check_roles(row.draft, registry, principal)
     version, created = await data.publish(
         session,
         row,
+        body=body,
         published_by=principal.key_id,
         action_defaults=_declared_defaults(row.draft, registry),
     )

@@ -25,7 +25,9 @@ To add a node type:
    ``tests/unit/test_replay_histories.py``).
 
 ``tests/unit/test_node_registry.py`` fails until all of these exist; nothing else
-names node types.
+names node types. Any change to the models changes the editors' JSON Schema:
+``make schemas`` regenerates ``schemas/definition.json`` (``tests/unit/test_schema_export.py``
+fails while it is stale).
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ def _is_envelope(value: Any) -> bool:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # Attribute docstrings become descriptions in the generated JSON Schema (editors show them).
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, use_attribute_docstrings=True
+    )
 
 
 class RetryPolicy(_Model):
@@ -696,6 +701,9 @@ class Retention(_Model):
 class Definition(_Model):
     """A workflow definition: input schema, steps, optional output mapping."""
 
+    schema_uri: str | None = Field(default=None, alias="$schema", max_length=2000)
+    """The JSON Schema editors check the file against (``schemas/definition.json``);
+    ignored by Tempoflow."""
     schemaVersion: Literal[1] = 1
     description: str | None = Field(default=None, max_length=2000)
     inputSchema: dict[str, Any] | None = None

@@ -642,4 +642,4 @@ async def test_named_schemas_travel_with_the_bundle(
     bundle["schemas"][0]["schema"] = {"type": "array"}
     r = await stack.http.post(IMPORT, headers=other_tenant, params={"force": "true"}, json=bundle)
     assert r.status_code == 409, r.text
-    assert r.json()["errors"][0]["code"] == "schema_conflict"
+    assert r.json()["errors"][0]["code"] == "schema_ref_conflict"
