@@ -1,20 +1,18 @@
 """The SQL of bundle export and import: definitions with all their versions, the event
-types and named schemas they use, and the writes of an import (in the caller's
-transaction)."""
+types they use, and the writes of an import (in the caller's transaction). Named schemas
+are read and written through :mod:`projections.named_schemas`."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections import triggers
 from projections.models import DefinitionRow, DefinitionVersionRow, EventType
 from tempoflow.definition import content_hash
-
-_NAMED_SCHEMAS = "named_schemas"
 
 
 async def definitions(
@@ -67,57 +65,6 @@ async def event_types(
         .order_by(EventType.name)
     )
     return list((await session.execute(stmt)).scalars())
-
-
-async def has_named_schemas(session: AsyncSession) -> bool:
-    """Whether this database has the named-schema registry (``PUT /v1/schemas/{ref}``)."""
-    found = await session.scalar(
-        text("SELECT to_regclass(:name) IS NOT NULL"), {"name": _NAMED_SCHEMAS}
-    )
-    return bool(found)
-
-
-async def named_schemas(
-    session: AsyncSession, tenant: str, refs: Collection[str]
-) -> dict[str, dict[str, Any]]:
-    """The named schemas of ``refs`` the tenant has (none without the registry table).
-
-    Plain SQL over the registry's table (tenant, ref, schema): the bundle reads it
-    without depending on the registry's module."""
-    if not refs or not await has_named_schemas(session):
-        return {}
-    rows = await session.execute(
-        text(
-            f"SELECT ref, schema FROM {_NAMED_SCHEMAS} WHERE tenant = :tenant AND ref = ANY(:refs)"
-        ),
-        {"tenant": tenant, "refs": sorted(refs)},
-    )
-    return {ref: schema for ref, schema in rows.all()}
-
-
-async def create_named_schema(
-    session: AsyncSession, tenant: str, ref: str, schema: dict[str, Any], actor: str
-) -> None:
-    """Store a named schema that does not exist yet (they are immutable)."""
-    await session.execute(
-        text(
-            f"INSERT INTO {_NAMED_SCHEMAS} (tenant, ref, schema, content_hash, created_by) "
-            "VALUES (:tenant, :ref, CAST(:schema AS jsonb), :hash, :actor)"
-        ),
-        {
-            "tenant": tenant,
-            "ref": ref,
-            "schema": _json(schema),
-            "hash": content_hash(schema),
-            "actor": actor,
-        },
-    )
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 async def create_definition(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.bundles.model import Plan
 from projections import bundles as data
 from projections import event_types as event_type_data
+from projections import named_schemas as schema_data
 from projections.models import DefinitionVersionRow
 
 
@@ -29,7 +30,7 @@ async def apply_import(
 
     ``schedule_names(body)`` names the schedule triggers of a definition body."""
     for ref, schema in plan.schemas:
-        await data.create_named_schema(session, tenant, ref, schema, actor)
+        await schema_data.create_named_schema(session, tenant, ref, schema, actor)
     for item in plan.event_types:
         values = {
             "description": item["description"],

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bundles.model import ImportContext, Plan
 from projections import bundles as data
+from projections import named_schemas as schema_data
 from projections import secrets as secret_store
+from tempoflow import jsonpointer
 from tempoflow.bundle import Bundle, references
 from tempoflow.definition import content_hash, validate_definition
 from tempoflow.definition.validation import secret_references, unknown_secret_issues
 from tempoflow.errors import ErrorItem
+from tempoflow.jsonschema_safe import unsafe_parts
 from tempoflow.jsonsize import json_size
+from tempoflow.named_schemas import PREFIX, is_ref, named_refs
 
 
 def version_key(body: Any, action_defaults: Any) -> tuple[str, str]:
@@ -131,3 +136,69 @@ async def check_dependencies(
                 plan.errors.append(item)
             else:  # only a draft uses it: it may exist by the time the draft is published
                 plan.summary.warnings.append(item.model_copy(update={"severity": "warning"}))
+
+
+async def check_schemas(
+    session: AsyncSession, bundle: Bundle, ctx: ImportContext, plan: Plan
+) -> None:
+    """What ``PUT /v1/schemas/{ref}`` would refuse in the bundle's named schemas; a
+    reference to a named schema neither in the tenant nor in the bundle is an error here
+    (the schema could not be written)."""
+    wanted = {s.ref for s in bundle.schemas}
+    referenced = {ref for s in bundle.schemas for _, ref in named_refs(s.schema_)}
+    have = set(await schema_data.resolve(session, ctx.tenant, referenced - wanted)) | wanted
+    for index, item in enumerate(bundle.schemas):
+        at = f"/schemas/{index}"
+        schema = item.schema_
+        found: list[ErrorItem] = []
+        if not is_ref(item.ref):
+            found.append(
+                ErrorItem(
+                    path=f"{at}/ref",
+                    code="schema_ref_invalid",
+                    message=f"{item.ref!r} is not a valid named schema ref",
+                )
+            )
+        size = json_size(schema)
+        if size > ctx.max_schema_bytes:
+            found.append(
+                ErrorItem(
+                    path=f"{at}/schema",
+                    code="schema_too_large",
+                    message=f"{size} bytes; the limit is {ctx.max_schema_bytes}",
+                )
+            )
+            plan.errors += found
+            continue
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except jsonschema.SchemaError as err:
+            found.append(
+                ErrorItem(
+                    path=f"{at}/schema" + jsonpointer.join(err.absolute_path),
+                    code="schema.invalid",
+                    message=err.message,
+                )
+            )
+        found += [
+            ErrorItem(path=f"{at}/schema{where}", code="schema.unsafe", message=reason)
+            for where, reason in unsafe_parts(schema)
+        ]
+        if "$id" in schema and schema["$id"] != PREFIX + item.ref:
+            found.append(
+                ErrorItem(
+                    path=f"{at}/schema/$id",
+                    code="schema.id_not_allowed",
+                    message=f"a named schema's id is {PREFIX + item.ref!r}",
+                )
+            )
+        found += [
+            ErrorItem(
+                path=f"{at}/schema{where}",
+                code="dependency.schema_missing",
+                message=f"named schema {ref!r} is neither in the tenant nor in the bundle",
+            )
+            for where, ref in named_refs(schema)
+            if ref not in have
+        ]
+        plan.errors += found

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.registry import ActionRegistry
 from projections import bundles as data
+from projections import named_schemas as schema_data
 from projections.models import DefinitionRow, DefinitionVersionRow, EventType
 from tempoflow.bundle import (
     FORMAT,
@@ -73,7 +74,8 @@ async def export_bundle(
     used = uses(body for w in workflows for body in _bodies(w))
     types = [event_type_of(t) for t in await data.event_types(session, tenant, used.event_types)]
     refs = set(used.schemas) | set(uses_in_schemas(t["schema"] for t in types))
-    schemas = await _schema_closure(session, tenant, refs)
+    # The named schemas they refer to and those these refer to, as far as the tenant has them.
+    schemas = await schema_data.resolve(session, tenant, refs)
     dependencies = {
         "actions": [
             {"name": name, "version": spec.version if (spec := registry.get(name)) else None}
@@ -102,16 +104,3 @@ def _bodies(workflow: dict[str, Any]) -> list[Any]:
 
 def uses_in_schemas(schemas: Any) -> set[str]:
     return {ref for schema in schemas for ref in schema_refs(schema)}
-
-
-async def _schema_closure(
-    session: AsyncSession, tenant: str, refs: set[str]
-) -> dict[str, dict[str, Any]]:
-    """The named schemas of ``refs`` and those they refer to, as far as the tenant has them."""
-    found: dict[str, dict[str, Any]] = {}
-    todo = set(refs)
-    while todo:
-        got = await data.named_schemas(session, tenant, todo)
-        found.update(got)
-        todo = uses_in_schemas(got.values()) - set(found) - todo
-    return found

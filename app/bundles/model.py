@@ -80,3 +80,4 @@ class ImportContext:
     available_actions: set[str]
     force: bool
     max_definition_bytes: int
+    max_schema_bytes: int

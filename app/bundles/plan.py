@@ -8,12 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.bundles.checks import (
     check_definitions,
     check_dependencies,
+    check_schemas,
     secret_warnings,
     version_key,
 )
 from app.bundles.export import event_type_of, uses_in_schemas, workflow_of
 from app.bundles.model import ImportContext, Plan, VersionPlan, WorkflowPlan
 from projections import bundles as data
+from projections import named_schemas as schema_data
 from projections.models import DefinitionRow, DefinitionVersionRow
 from tempoflow.bundle import Bundle, BundleWorkflow, uses
 from tempoflow.definition import content_hash
@@ -27,33 +29,24 @@ async def _plan_schemas(
     used = uses(b for w in bundle.workflows for b in [w.draft, *(v.definition for v in w.versions)])
     refs = set(used.schemas) | uses_in_schemas(t.schema_ for t in bundle.eventTypes)
     refs |= uses_in_schemas(wanted.values())
-    existing = await data.named_schemas(session, ctx.tenant, set(wanted) | refs)
-    registry = await data.has_named_schemas(session)
-    for index, (ref, schema) in enumerate(sorted(wanted.items())):
-        if ref in existing:
-            if content_hash(existing[ref]) == content_hash(schema):
-                plan.summary.unchanged["schemas"].append(ref)
-            else:
-                plan.conflicts.append(
-                    ErrorItem(
-                        path=f"/schemas/{index}",
-                        code="schema_ref_conflict",
-                        message=f"named schema {ref!r} exists with other content",
-                        hint="named schemas are immutable (even with force): publish the "
-                        "change under a new ref",
-                    )
-                )
-        elif not registry:
-            plan.errors.append(
-                ErrorItem(
-                    path=f"/schemas/{index}",
-                    code="schema_registry_unavailable",
-                    message="this server has no named-schema registry",
-                )
-            )
-        else:
+    existing = await schema_data.resolve(session, ctx.tenant, set(wanted) | refs)
+    for index, item in enumerate(bundle.schemas):
+        ref, schema = item.ref, item.schema_
+        if ref not in existing:
             plan.schemas.append((ref, schema))
             plan.summary.created["schemas"].append(ref)
+        elif content_hash(existing[ref]) == content_hash(schema):
+            plan.summary.unchanged["schemas"].append(ref)
+        else:
+            plan.conflicts.append(
+                ErrorItem(
+                    path=f"/schemas/{index}/schema",
+                    code="schema_ref_conflict",
+                    message=f"named schema {ref!r} exists with other content",
+                    hint="named schemas are immutable (even with force): write the change "
+                    "under a new ref",
+                )
+            )
     for ref in sorted(refs - set(wanted) - set(existing)):
         plan.summary.warnings.append(
             ErrorItem(
@@ -170,6 +163,7 @@ async def plan_import(
     plan = Plan()
     check_definitions(bundle, ctx, plan)
     await secret_warnings(session, bundle, ctx, plan)
+    await check_schemas(session, bundle, ctx, plan)
     await check_dependencies(session, bundle, ctx, plan)
     await _plan_schemas(session, bundle, ctx, plan)
     await _plan_event_types(session, bundle, ctx, plan)

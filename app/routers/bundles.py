@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 from app import bundles, schedules
 from app.deps import Admin, Reader, RegistryDep, SessionDep, SettingsDep, TemporalClientDep
 from app.routers.event_types import _check as event_type_errors
+from app.routers.schemas import MAX_SCHEMA_BYTES
 from app.schemas import BundleImportPublic, EventTypeWrite
 from projections import audit
 from projections.workers import action_presence
@@ -25,6 +26,7 @@ from tempoflow.bundle import (
     canonical_json,
     parse_bundle,
 )
+from tempoflow.definition import content_hash
 from tempoflow.errors import Conflict, ErrorItem, NotFound, ServiceUnavailable, Unprocessable
 
 router = APIRouter(prefix="/v1", tags=["bundles"])
@@ -185,6 +187,7 @@ async def import_definitions(
         available_actions={name for name, p in presence.items() if p.available},
         force=force,
         max_definition_bytes=settings.max_definition_bytes,
+        max_schema_bytes=MAX_SCHEMA_BYTES,
     )
     plan = await bundles.plan_import(session, bundle, ctx, lock=not dry_run)
     plan.errors = _event_type_issues(bundle) + plan.errors
@@ -229,6 +232,15 @@ async def import_definitions(
                 "force": force,
                 "versions": [s.number for s in wp.versions if s.create],
             },
+        )
+    for ref, schema in plan.schemas:
+        await audit.record(
+            session,
+            tenant=principal.tenant,
+            actor=principal.key_id,
+            action="schema.create",
+            target=ref,
+            details={"contentHash": content_hash(schema), "via": "bundle.import"},
         )
     await audit.record(
         session,

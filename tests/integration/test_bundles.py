@@ -18,7 +18,6 @@ from temporalio.client import Client
 from app.schedules import schedule_id
 from launcher import cli
 from projections import workers
-from projections.bundles import has_named_schemas
 from tempoflow.bundle import canonical_json
 from tests.integration.conftest import Stack, make_keys, open_stack, until
 from tests.servers import free_port
@@ -597,16 +596,13 @@ async def test_keys_and_tenants(stack: Stack) -> None:
 async def test_named_schemas_travel_with_the_bundle(
     stack: Stack, other_tenant: dict[str, str]
 ) -> None:
-    """With the named-schema registry (``PUT /v1/schemas/{ref}``), a bundle's schemas are
-    created in the target and exported again; without it, a bundle carrying some is
-    refused rather than imported without them."""
-    async with stack.sessions() as session:
-        registry = await has_named_schemas(session)
+    """A bundle's named schemas are created in the target (checked as PUT /v1/schemas
+    checks them), exported again, and immutable."""
     draft = {
         "inputSchema": {"$ref": "schema:payload.Order.v1"},
         "steps": [{"id": "a", "type": "transform.assign", "assign": {"x": "1"}}],
     }
-    bundle = {
+    bundle: dict[str, Any] = {
         "format": "tempoflow.bundle",
         "formatVersion": 1,
         "exportedAt": "2026-11-23T21:00:00Z",
@@ -622,24 +618,78 @@ async def test_named_schemas_travel_with_the_bundle(
                 "triggers": [],
             }
         ],
-        "schemas": [{"ref": "payload.Order.v1", "schema": {"type": "object"}}],
+        "schemas": [
+            {"ref": "payload.Order.v1", "schema": {"$ref": "schema:payload.Line.v1"}},
+            {"ref": "payload.Line.v1", "schema": {"type": "object"}},
+        ],
     }
+    broken = copy.deepcopy(bundle)
+    broken["schemas"][1]["schema"] = {"type": "nonsense", "$id": "elsewhere"}
+    broken["schemas"].append({"ref": "bad ref", "schema": {"$ref": "schema:nowhere.v1"}})
+    r = await stack.http.post(IMPORT, headers=other_tenant, json=broken)
+    assert r.status_code == 422, r.text
+    assert {(e["path"], e["code"]) for e in r.json()["errors"]} == {
+        ("/schemas/1/schema/type", "schema.invalid"),
+        ("/schemas/1/schema/$id", "schema.id_not_allowed"),
+        ("/schemas/2/ref", "schema_ref_invalid"),
+        ("/schemas/2/schema/$ref", "dependency.schema_missing"),
+    }
+    r = await stack.http.get("/v1/schemas", headers=other_tenant)
+    assert r.json()["items"] == []
+
     r = await stack.http.post(IMPORT, headers=other_tenant, json=bundle)
-    if not registry:
-        assert r.status_code == 422, r.text
-        assert [(e["path"], e["code"]) for e in r.json()["errors"]] == [
-            ("/schemas/0", "schema_registry_unavailable")
-        ]
-        r = await stack.http.get("/v1/definitions/typed", headers=other_tenant)
-        assert r.status_code == 404
-        return
     assert r.status_code == 200, r.text
-    assert r.json()["created"]["schemas"] == ["payload.Order.v1"]
+    assert r.json()["created"]["schemas"] == ["payload.Order.v1", "payload.Line.v1"]
     exported = json.loads(await export(stack, other_tenant))
-    assert exported["schemas"] == bundle["schemas"]
-    assert exported["dependencies"]["schemas"] == ["payload.Order.v1"]
+    assert exported["schemas"] == sorted(bundle["schemas"], key=lambda s: s["ref"])
+    assert exported["dependencies"]["schemas"] == ["payload.Line.v1", "payload.Order.v1"]
+    r = await stack.http.get("/v1/audit", headers=other_tenant, params={"action": "schema.create"})
+    assert sorted(e["target"] for e in r.json()["items"]) == ["payload.Line.v1", "payload.Order.v1"]
     # Named schemas are immutable: other content is a conflict, even with force.
-    bundle["schemas"][0]["schema"] = {"type": "array"}
+    bundle["schemas"][1]["schema"] = {"type": "array"}
     r = await stack.http.post(IMPORT, headers=other_tenant, params={"force": "true"}, json=bundle)
     assert r.status_code == 409, r.text
-    assert r.json()["errors"][0]["code"] == "schema_ref_conflict"
+    assert [(e["path"], e["code"]) for e in r.json()["errors"]] == [
+        ("/schemas/1/schema", "schema_ref_conflict")
+    ]
+
+
+async def test_pinned_named_schemas_round_trip(stack: Stack, other_tenant: dict[str, str]) -> None:
+    """A version published against a named schema carries it pinned; the bundle carries
+    the named schema too, and the round trip is byte-identical."""
+    schema = {"type": "object", "required": ["id"]}
+    r = await stack.http.put(
+        "/v1/schemas/payload.Order.v1", headers=stack.auth(), json={"schema": schema}
+    )
+    assert r.status_code == 201, r.text
+    typed = {
+        "inputSchema": {"$ref": "schema:payload.Order.v1"},
+        "steps": [{"id": "a", "type": "transform.assign", "assign": {"id": "payload.id"}}],
+        "output": {"id": {"$expr": "vars.id"}},
+    }
+    await stack.publish("typed", typed)
+    await heartbeat(stack)
+    text = await export(stack, stack.auth())
+    bundle = json.loads(text)
+    assert bundle["schemas"] == [{"ref": "payload.Order.v1", "schema": schema}]
+    assert bundle["dependencies"]["schemas"] == ["payload.Order.v1"]
+    pinned = bundle["workflows"][0]["versions"][0]["definition"]["inputSchema"]
+    assert "schema:payload.Order.v1" in pinned["$defs"]
+
+    r = await stack.http.post(IMPORT, headers=other_tenant, content=text)
+    assert r.status_code == 200, r.text
+    assert r.json()["created"]["schemas"] == ["payload.Order.v1"]
+    assert without_time(await export(stack, other_tenant)) == without_time(text)
+    r = await stack.http.get("/v1/schemas/payload.Order.v1", headers=other_tenant)
+    assert r.status_code == 200 and r.json()["schema"] == schema
+
+    # The imported version validates its input with the pinned schema, and runs.
+    r = await stack.http.post(
+        "/v1/runs", headers=other_tenant, json={"definition": "typed", "input": {}}
+    )
+    assert r.status_code == 422, r.text
+    r = await stack.http.post(
+        "/v1/runs", headers=other_tenant, json={"definition": "typed", "input": {"id": 7}}
+    )
+    assert r.status_code == 201, r.text
+    assert await stack.result(r.json()) == {"output": {"id": 7}}
