@@ -140,6 +140,9 @@ class ScheduleStart(_Public):
 
 class SchedulePublic(_Public):
     trigger: str
+    enabled: bool = Field(
+        default=True, description="false while an operator has the trigger disabled"
+    )
     schedule_id: str = Field(description="the Temporal Schedule's id")
     schedule: dict[str, Any] = Field(description="the trigger's schedule as published")
     exists: bool = Field(description="false when Temporal has no such schedule (publish again)")
@@ -154,6 +157,28 @@ class SchedulePublic(_Public):
 
 class SchedulesPublic(_Public):
     items: list[SchedulePublic]
+
+
+class TriggerPublic(_Public):
+    """One trigger of the definition and whether it may start runs."""
+
+    name: str | None = Field(description="unnamed event triggers cannot be switched off alone")
+    kind: Literal["event", "webhook", "schedule"] | None = Field(
+        description="null for a disabled name the latest version no longer has"
+    )
+    event: str | None = None
+    position: int | None = Field(default=None, description="index in the version's triggers")
+    in_latest_version: bool = True
+    enabled: bool = Field(description="false while disabled (the definition's pause aside)")
+    active: bool = Field(description="starts runs now: enabled and the definition not paused")
+    disabled_by: str | None = Field(default=None, description="API key id that disabled it")
+    disabled_at: datetime | None = None
+
+
+class TriggersPublic(_Public):
+    paused: bool = Field(description="the definition-wide pause")
+    version: int | None = Field(description="the latest published version the list is of")
+    items: list[TriggerPublic]
 
 
 class PublishedVersion(VersionPublic):
@@ -402,6 +427,9 @@ class HookPublic(_Public):
     signature: str
     version: int
     created_at: datetime
+    enabled: bool = Field(
+        default=True, description="false while an operator has the trigger disabled (409)"
+    )
 
 
 class HooksPublic(_Public):

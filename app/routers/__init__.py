@@ -21,12 +21,14 @@ from app.routers import (
     secrets,
     streams,
     tasks,
+    triggers,
 )
 
 ROUTERS = [
     health.router,
     bundles.router,
     definitions.router,
+    triggers.router,
     runs.bulk_router,
     runs.router,
     actions.router,

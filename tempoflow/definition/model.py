@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
+from croniter import croniter  # at import: the interpreter re-validates in the sandbox
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tempoflow.jsonpointer import escape
@@ -579,8 +580,6 @@ CRON_FIELDS = 5
 
 def check_cron(expression: str) -> str:
     """A standard five-field cron expression (minute hour day-of-month month day-of-week)."""
-    from croniter import croniter
-
     if len(expression.split()) != CRON_FIELDS or not croniter.is_valid(expression):
         raise ValueError(
             f"{expression!r} is not a five-field cron expression "
