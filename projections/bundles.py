@@ -7,25 +7,66 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections import triggers
-from projections.models import DefinitionRow, DefinitionVersionRow, EventType
+from projections.models import DefinitionRow, DefinitionVersionRow, DisabledTrigger, EventType
 from tempoflow.definition import content_hash
 
 
 async def definitions(
-    session: AsyncSession, tenant: str, keys: Collection[str] | None, *, for_update: bool = False
+    session: AsyncSession,
+    tenant: str,
+    keys: Collection[str] | None,
+    *,
+    for_update: bool = False,
+    include_deleted: bool = False,
 ) -> list[DefinitionRow]:
-    """The tenant's definitions (those of ``keys``, else all), by key."""
+    """The tenant's definitions (those of ``keys``, else all), by key; deleted ones only
+    with ``include_deleted`` (then check ``deleted_at``)."""
     stmt = select(DefinitionRow).where(DefinitionRow.tenant == tenant)
     if keys is not None:
         stmt = stmt.where(DefinitionRow.key.in_(sorted(keys)))
+    if not include_deleted:
+        stmt = stmt.where(DefinitionRow.deleted_at.is_(None))
     stmt = stmt.order_by(DefinitionRow.key)
     if for_update:
         stmt = stmt.with_for_update()
     return list((await session.execute(stmt)).scalars())
+
+
+async def disabled_triggers(
+    session: AsyncSession, tenant: str, keys: Collection[str]
+) -> dict[str, list[str]]:
+    """The names of the triggers operators turned off, by definition key (sorted)."""
+    found: dict[str, list[str]] = {k: [] for k in keys}
+    if not keys:
+        return found
+    stmt = (
+        select(DisabledTrigger.definition_key, DisabledTrigger.trigger_name)
+        .where(DisabledTrigger.tenant == tenant, DisabledTrigger.definition_key.in_(sorted(keys)))
+        .order_by(DisabledTrigger.definition_key, DisabledTrigger.trigger_name)
+    )
+    for key, name in (await session.execute(stmt)).all():
+        found[key].append(name)
+    return found
+
+
+async def replace_disabled_triggers(
+    session: AsyncSession, tenant: str, key: str, names: Collection[str], actor: str
+) -> None:
+    """Exactly ``names`` of the definition's triggers are off."""
+    await session.execute(
+        delete(DisabledTrigger).where(
+            DisabledTrigger.tenant == tenant, DisabledTrigger.definition_key == key
+        )
+    )
+    for name in sorted(set(names)):
+        session.add(
+            DisabledTrigger(tenant=tenant, definition_key=key, trigger_name=name, disabled_by=actor)
+        )
+    await session.flush()
 
 
 async def versions(
@@ -49,7 +90,9 @@ async def existing_keys(session: AsyncSession, tenant: str, keys: Collection[str
     if not keys:
         return set()
     stmt = select(DefinitionRow.key).where(
-        DefinitionRow.tenant == tenant, DefinitionRow.key.in_(sorted(keys))
+        DefinitionRow.tenant == tenant,
+        DefinitionRow.key.in_(sorted(keys)),
+        DefinitionRow.deleted_at.is_(None),
     )
     return set((await session.execute(stmt)).scalars())
 
@@ -106,6 +149,12 @@ def replace_draft(
     row.draft_hash = content_hash(draft)
     row.paused = paused
     row.updated_at = func.now()
+    if row.deleted_at is not None:
+        # Re-created, as PUT /v1/definitions/{key} re-creates a deleted key: its old
+        # versions stay, new ones number on after them.
+        row.deleted_at = row.deleted_by = None
+        row.latest_version = None
+        row.created_at = func.now()
 
 
 async def add_version(

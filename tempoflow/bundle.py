@@ -67,6 +67,8 @@ class BundleWorkflow(_Model):
     versions: list[BundleVersion] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
     triggers: list[Any] = Field(default_factory=list)
+    disabledTriggers: list[str] = Field(default_factory=list)
+    """Triggers an operator turned off, by name (sorted): they stay off after the import."""
 
     @model_validator(mode="after")
     def _ascending(self) -> BundleWorkflow:

@@ -21,6 +21,7 @@ class Published:
     version: DefinitionVersionRow
     paused: bool
     previous: set[str]
+    disabled: set[str]
 
 
 async def apply_import(
@@ -42,7 +43,6 @@ async def apply_import(
     changed: list[Published] = []
     for wp in plan.workflows:
         w = wp.workflow
-        previous: set[str] = set()
         row = wp.row
         if row is None:
             row = await data.create_definition(
@@ -57,13 +57,15 @@ async def apply_import(
             old_versions: list[DefinitionVersionRow] = []
         else:
             old_versions = (await data.versions(session, tenant, [w.key]))[w.key]
-            previous = {n for v in old_versions for n in schedule_names(v.body)}
             if wp.write_meta:
                 data.replace_draft(
                     row, name=w.name, description=w.description, draft=w.draft, paused=w.paused
                 )
+        if wp.write_meta:
+            await data.replace_disabled_triggers(session, tenant, w.key, w.disabledTriggers, actor)
+        previous = {n for v in old_versions for n in schedule_names(v.body)}
         by_number = {v.version: v for v in w.versions}
-        latest: DefinitionVersionRow | None = None
+        latest = next((v for v in old_versions if v.version == row.latest_version), None)
         for step in wp.versions:
             if not step.create:
                 continue
@@ -79,11 +81,11 @@ async def apply_import(
                 published_by=actor,
             )
             previous |= set(schedule_names(source.definition))
-        if latest is not None:
+        if latest is not None and latest.version != row.latest_version:
             await data.make_latest(session, row, latest)
-            changed.append(Published(latest, w.paused, previous))
-        elif wp.row is not None and old_versions and wp.was_paused != w.paused:
-            # Only the pause changed: the schedules of the latest version follow it.
-            changed.append(Published(old_versions[-1], w.paused, previous))
+        if latest is not None:
+            # Created or updated: its schedules follow the latest version, the pause and
+            # the trigger switches (idempotent, like a repeated publish).
+            changed.append(Published(latest, w.paused, previous, set(w.disabledTriggers)))
         await session.flush()
     return changed

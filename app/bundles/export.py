@@ -27,7 +27,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def workflow_of(row: DefinitionRow, versions: list[DefinitionVersionRow]) -> dict[str, Any]:
+def workflow_of(
+    row: DefinitionRow, versions: list[DefinitionVersionRow], disabled: list[str]
+) -> dict[str, Any]:
     """A definition as a bundle workflow (no audit fields)."""
     listed = [
         {
@@ -49,6 +51,7 @@ def workflow_of(row: DefinitionRow, versions: list[DefinitionVersionRow]) -> dic
         "versions": listed,
         "settings": settings_of(body),
         "triggers": triggers_of(body),
+        "disabledTriggers": sorted(disabled),
     }
 
 
@@ -70,7 +73,8 @@ async def export_bundle(
     rows = await data.definitions(session, tenant, set(keys) if keys is not None else None)
     missing = sorted(set(keys or []) - {r.key for r in rows})
     versions = await data.versions(session, tenant, [r.key for r in rows])
-    workflows = [workflow_of(r, versions[r.key]) for r in rows]
+    disabled = await data.disabled_triggers(session, tenant, [r.key for r in rows])
+    workflows = [workflow_of(r, versions[r.key], disabled[r.key]) for r in rows]
     used = uses(body for w in workflows for body in _bodies(w))
     types = [event_type_of(t) for t in await data.event_types(session, tenant, used.event_types)]
     refs = set(used.schemas) | set(uses_in_schemas(t["schema"] for t in types))

@@ -54,7 +54,6 @@ class WorkflowPlan:
     row: DefinitionRow | None
     versions: list[VersionPlan]
     write_meta: bool
-    was_paused: bool = False
 
 
 @dataclass

@@ -94,20 +94,27 @@ def _plan_workflow(
     workflow: BundleWorkflow,
     row: DefinitionRow | None,
     versions: list[DefinitionVersionRow],
+    disabled: list[str],
     ctx: ImportContext,
     plan: Plan,
 ) -> None:
     key = workflow.key
     wanted = workflow.model_dump(by_alias=True)
-    if row is None:
-        fresh = [VersionPlan(v.version, v.version, True) for v in workflow.versions]
-        plan.workflows.append(WorkflowPlan(workflow, None, fresh, write_meta=True))
+    if row is None or row.deleted_at is not None:
+        # A new key keeps the bundle's numbers; a deleted key is re-created and its new
+        # versions number on after the old ones (which stay for their runs' history).
+        after = max((v.version for v in versions), default=0) if row is not None else None
+        fresh = [
+            VersionPlan(v.version, v.version if after is None else after + 1 + i, True)
+            for i, v in enumerate(workflow.versions)
+        ]
+        plan.workflows.append(WorkflowPlan(workflow, row, fresh, write_meta=True))
         plan.summary.created["workflows"].append(key)
         plan.summary.created["versions"] += [
             {"key": key, "version": s.number, "bundleVersion": s.bundle_version} for s in fresh
         ]
         return
-    if workflow_of(row, versions) == wanted:
+    if workflow_of(row, versions, disabled) == wanted:
         plan.summary.unchanged["workflows"].append(key)
         plan.summary.unchanged["versions"] += [
             {"key": key, "version": v.version, "bundleVersion": v.version} for v in versions
@@ -143,11 +150,15 @@ def _plan_workflow(
             # The bundle's latest matches an older version here: publish it again, as
             # publishing that content would (version numbers only grow).
             steps.append(VersionPlan(last.version, next_number, True))
-    meta = (row.name, row.description, row.draft, bool(row.paused))
-    write_meta = meta != (workflow.name, workflow.description, workflow.draft, workflow.paused)
-    plan.workflows.append(
-        WorkflowPlan(workflow, row, steps, write_meta, was_paused=bool(row.paused))
+    meta = (row.name, row.description, row.draft, bool(row.paused), sorted(disabled))
+    write_meta = meta != (
+        workflow.name,
+        workflow.description,
+        workflow.draft,
+        workflow.paused,
+        workflow.disabledTriggers,
     )
+    plan.workflows.append(WorkflowPlan(workflow, row, steps, write_meta))
     plan.summary.updated["workflows"].append(key)
     for s in steps:
         bucket = plan.summary.created if s.create else plan.summary.unchanged
@@ -168,10 +179,19 @@ async def plan_import(
     await _plan_schemas(session, bundle, ctx, plan)
     await _plan_event_types(session, bundle, ctx, plan)
     keys = [w.key for w in bundle.workflows]
-    rows = {r.key: r for r in await data.definitions(session, ctx.tenant, keys, for_update=lock)}
+    found = await data.definitions(session, ctx.tenant, keys, for_update=lock, include_deleted=True)
+    rows = {r.key: r for r in found}
     versions = await data.versions(session, ctx.tenant, list(rows))
+    disabled = await data.disabled_triggers(session, ctx.tenant, list(rows))
     for index, workflow in enumerate(bundle.workflows):
+        key = workflow.key
         _plan_workflow(
-            index, workflow, rows.get(workflow.key), versions.get(workflow.key, []), ctx, plan
+            index,
+            workflow,
+            rows.get(key),
+            versions.get(key, []),
+            disabled.get(key, []),
+            ctx,
+            plan,
         )
     return plan

@@ -277,6 +277,7 @@ async def _sync_schedules(
                 task_queue=settings.task_queue,
                 limits=settings.expression_limits,
                 run_limits=settings.run_limits,
+                disabled=item.disabled,
             )
         except RPCError as err:
             failed.append(

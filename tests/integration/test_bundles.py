@@ -693,3 +693,50 @@ async def test_pinned_named_schemas_round_trip(stack: Stack, other_tenant: dict[
     )
     assert r.status_code == 201, r.text
     assert await stack.result(r.json()) == {"output": {"id": 7}}
+
+
+async def test_trigger_switches_and_deleted_keys(
+    stack: Stack, other_tenant: dict[str, str]
+) -> None:
+    """A trigger an operator turned off stays off in the target (its schedule paused);
+    importing a key that was deleted re-creates it, its versions numbering on."""
+    h = stack.auth()
+    await stack.publish("scheduled", SCHEDULED)
+    r = await stack.http.post("/v1/definitions/scheduled/triggers/nightly/disable", headers=h)
+    assert r.status_code == 200, r.text
+    await heartbeat(stack)
+    text = await export(stack, h, "scheduled")
+    bundle = json.loads(text)
+    assert bundle["workflows"][0]["disabledTriggers"] == ["nightly"]
+
+    r = await stack.http.post(IMPORT, headers=other_tenant, content=text)
+    assert r.status_code == 200, r.text
+    assert without_time(await export(stack, other_tenant)) == without_time(text)
+    tenant = await _tenant_of(stack, other_tenant["Authorization"].split()[1])
+    handle = stack.client.get_schedule_handle(schedule_id(tenant, "scheduled", "nightly"))
+    assert (await handle.describe()).schedule.state.paused is True
+    r = await stack.http.get("/v1/definitions/scheduled/triggers", headers=other_tenant)
+    switches = {t["name"]: t["enabled"] for t in r.json()["items"]}
+    assert switches == {"nightly": False, "inbound": True}
+
+    # Force with the switch back on: the schedule runs again.
+    bundle["workflows"][0]["disabledTriggers"] = []
+    r = await stack.http.post(IMPORT, headers=other_tenant, params={"force": "true"}, json=bundle)
+    assert r.status_code == 200, r.text
+    assert r.json()["updated"]["workflows"] == ["scheduled"]
+    assert (await handle.describe()).schedule.state.paused is False
+
+    # Deleted, then imported again: re-created, version 2 (the old version 1 stays).
+    r = await stack.http.delete("/v1/definitions/scheduled", headers=other_tenant)
+    assert r.status_code == 204, r.text
+    r = await stack.http.get(EXPORT, headers=other_tenant)
+    assert json.loads(r.text)["workflows"] == []  # deleted keys are not exported
+    r = await stack.http.post(IMPORT, headers=other_tenant, json=bundle)
+    assert r.status_code == 200, r.text
+    assert r.json()["created"]["workflows"] == ["scheduled"]
+    assert r.json()["created"]["versions"] == [
+        {"key": "scheduled", "version": 2, "bundleVersion": 1}
+    ]
+    r = await stack.http.get("/v1/definitions/scheduled", headers=other_tenant)
+    assert r.status_code == 200 and r.json()["latestVersion"] == 2
+    assert (await handle.describe()).schedule.state.paused is False
