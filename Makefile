@@ -40,8 +40,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-schemas: $(STAMP)  ## regenerate schemas/definition.json from the definition models
+schemas: $(STAMP)  ## regenerate schemas/definition.json and schemas/bundle.v1.json from the models
 	$(BIN)/python -m tempoflow.definition.schema_export schemas/definition.json
+	$(BIN)/python -m tempoflow.bundle > schemas/bundle.v1.json
 
 format: $(STAMP)
 	$(BIN)/ruff format .

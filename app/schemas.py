@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tempoflow.definition import Issue
+from tempoflow.errors import ErrorItem
 from tempoflow.secrets import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH
 
 DEFINITION_KEY = r"^[a-z0-9][a-z0-9._-]{0,127}$"
@@ -693,3 +694,27 @@ class NodeTypePublic(_Public):
 
 class NodeTypesPublic(_Public):
     items: list[NodeTypePublic]
+
+
+class BundleVersionRef(_Public):
+    key: str
+    version: int = Field(description="the version's number in this tenant")
+    bundle_version: int = Field(description="its number in the bundle")
+
+
+class BundleItems(_Public):
+    workflows: list[str] = Field(default_factory=list)
+    versions: list[BundleVersionRef] = Field(default_factory=list)
+    event_types: list[str] = Field(default_factory=list)
+    schemas: list[str] = Field(default_factory=list)
+
+
+class BundleImportPublic(_Public):
+    """What an import created, updated and left unchanged (a dry run: would have)."""
+
+    dry_run: bool
+    force: bool
+    created: BundleItems
+    updated: BundleItems
+    unchanged: BundleItems
+    warnings: list[ErrorItem] = Field(default_factory=list)

@@ -178,10 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--tenant", help="only this tenant's runs")
     rebuild.set_defaults(func=cmd_rebuild)
     add_secret_commands(sub)
-    from launcher import cli_test, cli_validate
+    from launcher import cli_bundle, cli_test, cli_validate
 
     cli_validate.register(sub)
     cli_test.register(sub)
+    cli_bundle.register(sub)
     return parser
 
 

@@ -6,6 +6,7 @@ from app.routers import (
     actions,
     api_keys,
     audit,
+    bundles,
     codec,
     definitions,
     egress,
@@ -25,6 +26,7 @@ from app.routers import (
 
 ROUTERS = [
     health.router,
+    bundles.router,
     definitions.router,
     triggers.router,
     runs.bulk_router,

@@ -154,6 +154,9 @@ class StepBase(_Model):
     outputs_event: ClassVar[bool] = False
     """The step's output is an event it took (``redact``'s ``/payload`` pointers apply to
     its payload)."""
+    references: ClassVar[dict[str, Literal["definition", "event"]]] = {}
+    """``literal`` fields naming another definition or event types (a name or a list of
+    names): the dependencies a bundle lists and its import checks (``tempoflow.bundle``)."""
 
     def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
         """Nested blocks: (pointer suffix, steps, names they add to the envelope), read
@@ -420,6 +423,7 @@ class ControlCallWorkflow(StepBase):
         "output": "target",
         "timeout": "literal",
     }
+    references: ClassVar[dict[str, Literal["definition", "event"]]] = {"definition": "definition"}
     definition: str = Field(pattern=DEFINITION_KEY)
     version: int | None = Field(default=None, ge=1)
     input: Any = Field(default_factory=dict)
@@ -459,6 +463,10 @@ class EventWait(StepBase):
         "output": "target",
     }
     scope_names: ClassVar[dict[str, frozenset[str]]] = {"filter": frozenset({"event"})}
+    references: ClassVar[dict[str, Literal["definition", "event"]]] = {
+        "event": "event",
+        "anyOf": "event",
+    }
     event: EventName | None = None
     anyOf: list[EventName] | None = Field(default=None, min_length=1, max_length=20)
     correlationKey: Jsonata
