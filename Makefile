@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-unit conformance lint format bench clean
+.PHONY: dev test test-unit conformance lint format bench clean schemas
 
 EXAMPLE_PLUGIN := examples/plugin/tempoflow-example-plugin
 
@@ -39,6 +39,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+schemas: $(STAMP)  ## regenerate schemas/definition.json and schemas/bundle.v1.json from the models
+	$(BIN)/python -m tempoflow.definition.schema_export schemas/definition.json
+	$(BIN)/python -m tempoflow.bundle > schemas/bundle.v1.json
 
 format: $(STAMP)
 	$(BIN)/ruff format .

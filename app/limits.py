@@ -14,27 +14,37 @@ class _TooLarge(Exception):
 class BodySizeLimit:
     """Reject bodies over ``max_bytes``: by Content-Length, or while streaming."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        overrides: dict[str, tuple[int, str]] | None = None,
+    ) -> None:
+        """``overrides``: another limit (and the setting that raises it) by exact path."""
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = overrides or {}
 
-    def _reject(self) -> ASGIApp:
+    def _reject(self, limit: int, setting: str) -> ASGIApp:
         return problem(
             None,
             413,
             "payload_too_large",
             "Content too large",
-            f"request bodies are limited to {self.max_bytes} bytes",
-            hint="split the request or raise TEMPOFLOW_MAX_REQUEST_BYTES",
+            f"request bodies are limited to {limit} bytes",
+            hint=f"split the request or raise {setting}",
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes, setting = self.overrides.get(
+            scope.get("path", ""), (self.max_bytes, "TEMPOFLOW_MAX_REQUEST_BYTES")
+        )
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject()(scope, receive, send)
+            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
+                await self._reject(max_bytes, setting)(scope, receive, send)
                 return
         seen = 0
         started = rejected = False
@@ -44,12 +54,12 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes and not rejected:
+                if seen > max_bytes and not rejected:
                     # Answer now: frameworks turn errors raised while reading the body
                     # into a 400, which would hide the real reason.
                     rejected = True
                     if not started:
-                        await self._reject()(scope, receive, send)
+                        await self._reject(max_bytes, setting)(scope, receive, send)
                     raise _TooLarge
             return message
 

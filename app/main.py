@@ -98,7 +98,14 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(InputGuard, max_depth=settings.max_json_depth)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        # A bundle carries many definitions: its own limit.
+        overrides={
+            "/v1/definitions:import": (settings.max_bundle_bytes, "TEMPOFLOW_MAX_BUNDLE_BYTES")
+        },
+    )
     # Outermost, so the Temporal UI sees CORS headers on every codec answer, errors too.
     app.add_middleware(CodecCors, origins=settings.codec_cors_origins)
     instrument_app(app, settings)

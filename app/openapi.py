@@ -37,6 +37,7 @@ _DESCRIPTIONS = {
     403: "The API key lacks the role",
     404: "Not found in the caller's tenant",
     409: "Conflicts with the current state",
+    410: "The definition was deleted (its versions stay readable)",
     413: "Request body (or batch) too large",
     422: "Invalid request (every failing field is listed)",
     503: "PostgreSQL or Temporal is unavailable; retry later",
@@ -52,6 +53,8 @@ _MORE_SUCCESS = {
     ("post", "/v1/events"): {200: "Duplicate: the first receipt"},
     ("post", "/v1/events:batch"): {200: "Every event was a duplicate"},
 }
+_GONE = {("get", "/v1/definitions/{key}"), ("post", "/v1/runs")}
+"""Besides ``/v1/definitions/{key}/…`` (not its versions): 410 for a deleted definition."""
 _NO_CONFLICT = ("/validate", "/v1/expressions/evaluate", "/codec/decode", "/codec/encode")
 
 
@@ -62,6 +65,10 @@ def _error_statuses(method: str, path: str, operation: dict[str, Any]) -> set[in
     params = operation.get("parameters", [])
     if any(p.get("in") == "path" for p in params) or (method, path) == ("post", "/v1/runs"):
         statuses.add(404)
+    if (method, path) in _GONE or (
+        path.startswith("/v1/definitions/{key}/") and "/versions" not in path
+    ):
+        statuses.add(410)
     if method in {"post", "put", "patch"}:
         statuses.add(413)
     if method in {"post", "put", "delete"} and not path.endswith(_NO_CONFLICT):

@@ -83,6 +83,7 @@ def build_schedule(
     limits: ExpressionLimits | None = None,
     run_limits: RunLimits | None = None,
     search_attributes: bool = True,
+    disabled: bool = False,
 ) -> Schedule:
     """The Temporal Schedule of ``trigger``: its action starts the interpreter exactly as
     ``POST /v1/runs`` does (``app.run_starter.start_run``), with the run id left to the
@@ -125,12 +126,15 @@ def build_schedule(
         policy=SchedulePolicy(overlap=OVERLAP[spec.overlap], catchup_window=spec.catchupWindow)
         if spec.catchupWindow is not None
         else SchedulePolicy(overlap=OVERLAP[spec.overlap]),
-        state=ScheduleState(paused=paused, note=_note(paused)),
+        state=ScheduleState(paused=paused or disabled, note=note(paused, disabled)),
     )
 
 
-def _note(paused: bool) -> str:
-    return "definition paused" if paused else "managed by Tempoflow"
+def note(paused: bool, disabled: bool = False) -> str:
+    """The schedule's note: why Tempoflow paused it (the definition wins)."""
+    if paused:
+        return "definition paused"
+    return "trigger disabled" if disabled else "managed by Tempoflow"
 
 
 def _missing(err: RPCError) -> bool:
@@ -146,10 +150,13 @@ async def sync_schedules(
     task_queue: str,
     limits: ExpressionLimits | None = None,
     run_limits: RunLimits | None = None,
+    disabled: Iterable[str] = (),
 ) -> dict[str, list[str]]:
-    """Create or update one schedule per schedule trigger of ``version``; delete the
-    schedules of ``previous`` trigger names the version no longer has. Idempotent (a
-    repeated publish repeats it). Returns the trigger names by what happened."""
+    """Create or update one schedule per schedule trigger of ``version`` (paused with
+    the definition, or when its trigger is ``disabled``); delete the schedules of
+    ``previous`` trigger names the version no longer has. Idempotent (a repeated
+    publish repeats it). Returns the trigger names by what happened."""
+    off = set(disabled)
     done: dict[str, list[str]] = {"created": [], "updated": [], "deleted": []}
     wanted = schedule_triggers(version.body)
     for trigger in wanted:
@@ -161,6 +168,7 @@ async def sync_schedules(
             paused=paused,
             limits=limits,
             run_limits=run_limits,
+            disabled=trigger.name in off,
         )
         sid = schedule_id(version.tenant, version.key, trigger.name)
         try:
@@ -176,30 +184,46 @@ async def sync_schedules(
         await client.get_schedule_handle(sid).update(replace)
         done["updated"].append(trigger.name)
     names = {t.name for t in wanted}
-    for name in sorted(set(previous) - names):
+    done["deleted"] = await delete_schedules(
+        client, version.tenant, version.key, set(previous) - names
+    )
+    return done
+
+
+async def delete_schedules(
+    client: Client, tenant: str, key: str, names: Iterable[str]
+) -> list[str]:
+    """Delete the named triggers' schedules (missing ones are skipped); returns the names
+    of those that existed."""
+    deleted: list[str] = []
+    for name in sorted(set(names)):
         try:
-            await client.get_schedule_handle(
-                schedule_id(version.tenant, version.key, name)
-            ).delete()
+            await client.get_schedule_handle(schedule_id(tenant, key, name)).delete()
         except RPCError as err:
             if not _missing(err):
                 raise
             continue
-        done["deleted"].append(name)
-    return done
+        deleted.append(name)
+    return deleted
 
 
 async def pause_schedules(
-    client: Client, tenant: str, key: str, names: Iterable[str], paused: bool
+    client: Client,
+    tenant: str,
+    key: str,
+    names: Iterable[str],
+    paused: bool,
+    disabled: bool = False,
 ) -> None:
-    """Pause or unpause the schedules of a definition (with the definition's pause)."""
+    """Pause or unpause the named schedules: paused while the definition is ``paused``
+    or the trigger ``disabled``, running otherwise."""
     for name in names:
         handle = client.get_schedule_handle(schedule_id(tenant, key, name))
         try:
-            if paused:
-                await handle.pause(note=_note(True))
+            if paused or disabled:
+                await handle.pause(note=note(paused, disabled))
             else:
-                await handle.unpause(note=_note(False))
+                await handle.unpause(note=note(False))
         except RPCError as err:
             if not _missing(err):
                 raise

@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tempoflow.definition import Issue
+from tempoflow.errors import ErrorItem
 from tempoflow.secrets import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH
 
 DEFINITION_KEY = r"^[a-z0-9][a-z0-9._-]{0,127}$"
@@ -139,6 +140,9 @@ class ScheduleStart(_Public):
 
 class SchedulePublic(_Public):
     trigger: str
+    enabled: bool = Field(
+        default=True, description="false while an operator has the trigger disabled"
+    )
     schedule_id: str = Field(description="the Temporal Schedule's id")
     schedule: dict[str, Any] = Field(description="the trigger's schedule as published")
     exists: bool = Field(description="false when Temporal has no such schedule (publish again)")
@@ -153,6 +157,28 @@ class SchedulePublic(_Public):
 
 class SchedulesPublic(_Public):
     items: list[SchedulePublic]
+
+
+class TriggerPublic(_Public):
+    """One trigger of the definition and whether it may start runs."""
+
+    name: str | None = Field(description="unnamed event triggers cannot be switched off alone")
+    kind: Literal["event", "webhook", "schedule"] | None = Field(
+        description="null for a disabled name the latest version no longer has"
+    )
+    event: str | None = None
+    position: int | None = Field(default=None, description="index in the version's triggers")
+    in_latest_version: bool = True
+    enabled: bool = Field(description="false while disabled (the definition's pause aside)")
+    active: bool = Field(description="starts runs now: enabled and the definition not paused")
+    disabled_by: str | None = Field(default=None, description="API key id that disabled it")
+    disabled_at: datetime | None = None
+
+
+class TriggersPublic(_Public):
+    paused: bool = Field(description="the definition-wide pause")
+    version: int | None = Field(description="the latest published version the list is of")
+    items: list[TriggerPublic]
 
 
 class PublishedVersion(VersionPublic):
@@ -401,6 +427,9 @@ class HookPublic(_Public):
     signature: str
     version: int
     created_at: datetime
+    enabled: bool = Field(
+        default=True, description="false while an operator has the trigger disabled (409)"
+    )
 
 
 class HooksPublic(_Public):
@@ -629,3 +658,63 @@ class RunLogLinePublic(_Public):
 class RunLogsPublic(_Public):
     items: list[RunLogLinePublic]
     next_cursor: str | None = None
+
+
+class NamedSchemaWrite(_Write):
+    schema_: dict[str, Any] = Field(
+        alias="schema", description="a JSON Schema (checked against its meta-schema)"
+    )
+
+
+class NamedSchemaPublic(_Public):
+    ref: str
+    schema_: dict[str, Any] = Field(alias="schema")
+    content_hash: str
+    created_at: datetime
+
+
+class NamedSchemaSummary(_Public):
+    ref: str
+    content_hash: str
+    created_at: datetime
+
+
+class NamedSchemasPublic(_Public):
+    items: list[NamedSchemaSummary]
+    next_cursor: str | None = None
+
+
+class NodeTypePublic(_Public):
+    type: str
+    description: str
+    fields: dict[str, str]
+    scope_names: dict[str, list[str]]
+    config_schema: dict[str, Any]
+
+
+class NodeTypesPublic(_Public):
+    items: list[NodeTypePublic]
+
+
+class BundleVersionRef(_Public):
+    key: str
+    version: int = Field(description="the version's number in this tenant")
+    bundle_version: int = Field(description="its number in the bundle")
+
+
+class BundleItems(_Public):
+    workflows: list[str] = Field(default_factory=list)
+    versions: list[BundleVersionRef] = Field(default_factory=list)
+    event_types: list[str] = Field(default_factory=list)
+    schemas: list[str] = Field(default_factory=list)
+
+
+class BundleImportPublic(_Public):
+    """What an import created, updated and left unchanged (a dry run: would have)."""
+
+    dry_run: bool
+    force: bool
+    created: BundleItems
+    updated: BundleItems
+    unchanged: BundleItems
+    warnings: list[ErrorItem] = Field(default_factory=list)

@@ -239,7 +239,34 @@ def _cache() -> dict[str, GuardedJsonata]:
 
 def _from_jexception(err: jexception.JException, expression: str) -> ExpressionError:
     position = err.location if isinstance(err.location, int) and err.location >= 0 else None
+    if err.error == "S0211" and position is not None:
+        double = _double_equals(expression, position)
+        if double is not None:
+            return double
     return ExpressionError(err.error or "D0000", str(err), expression=expression, position=position)
+
+
+def _double_equals(expression: str, position: int) -> ExpressionError | None:
+    """``==`` (or ``!==``, ``===``) where the parser stopped: JSONata has no such operator
+    (jsonata-python reads ``a == b`` as ``a = (=b)`` and reports a unary ``=``), so say
+    what was meant. ``position`` is where the parser stopped, just after the ``==``."""
+    if expression[max(position - 2, 0) : position] != "==":
+        return None
+    start = position - 2
+    if start > 0 and expression[start - 1] == "!":
+        wrong, right, start, what = "!==", "!=", start - 1, "inequality"
+    elif expression[position : position + 1] == "=":
+        wrong, right, what = "===", "=", "equality"
+    else:
+        wrong, right, what = "==", "=", "equality"
+    return ExpressionError(
+        "TF1003",
+        f"JSONata has no {wrong!r} operator; {what} is {right!r}",
+        expression=expression,
+        position=start,
+        hint=f"write {right!r} (e.g. payload.status {right} 'paid'); position is where "
+        f"{wrong!r} starts",
+    )
 
 
 def compile_expression(expression: str) -> GuardedJsonata:

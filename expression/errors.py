@@ -12,6 +12,7 @@ class ExpressionError(Exception):
         code: JSONata error code (``S0201``, ``T2001``…) or one of ours (``TF…``).
         position: character offset in ``expression`` where the problem was found.
         path: JSON pointer of the expression inside the definition, when known.
+        hint: how to fix it, for errors where we know (``TF1003``).
     """
 
     def __init__(
@@ -22,6 +23,7 @@ class ExpressionError(Exception):
         expression: str,
         position: int | None = None,
         path: str | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -29,11 +31,17 @@ class ExpressionError(Exception):
         self.expression = expression
         self.position = position
         self.path = path
+        self.hint = hint
 
     def with_path(self, path: str) -> ExpressionError:
         """Return a copy that knows where in the definition the expression sits."""
         return ExpressionError(
-            self.code, self.message, expression=self.expression, position=self.position, path=path
+            self.code,
+            self.message,
+            expression=self.expression,
+            position=self.position,
+            path=path,
+            hint=self.hint,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from jsonata import jexception
+from jsonata import jexception, utils
 from jsonata.functions import Functions
 from jsonata.jsonata import Jsonata
 
@@ -16,7 +16,7 @@ from jsonata.jsonata import Jsonata
 BUILTIN = frozenset(Jsonata.static_frame.bindings)
 STANDARD = BUILTIN - {"eval"}
 # Ours, beside the standard ones.
-EXTRA = frozenset({"nowIso", "uuid", "parseJson"})
+EXTRA = frozenset({"nowIso", "uuid", "parseJson", "coalesce"})
 ALLOWED = STANDARD | EXTRA
 # Read the workflow's clock or random source instead of the machine's.
 BOUND_TO_CALLER = frozenset({"now", "millis", "random", "shuffle", "uuid", "nowIso"})
@@ -73,6 +73,22 @@ def _parse_json(text: str | None) -> Any:
         raise FunctionFailure("TF1101", f"$parseJson: not JSON ({err})") from None
 
 
+def _coalesce(*args: Any) -> Any:
+    """The first argument that has a value: neither undefined (a missing field, an empty
+    result) nor JSON ``null``. Every other value counts, ``""``, ``0``, ``false``, ``[]``
+    and ``{}`` included. With none: ``null`` when an argument was ``null``, else
+    undefined."""
+    saw_null = False
+    for arg in args:
+        if arg is None:
+            continue
+        if arg is utils.Utils.NULL_VALUE:
+            saw_null = True
+            continue
+        return arg
+    return utils.Utils.NULL_VALUE if saw_null else None
+
+
 def _eval_refused(*_args: Any) -> Any:
     raise FunctionFailure("TF3001", "$eval is not allowed in definitions")
 
@@ -89,6 +105,7 @@ def _named(functions: dict[str, Jsonata.JFunction]) -> dict[str, Jsonata.JFuncti
 STATIC_BINDINGS = _named(
     {
         "parseJson": function(_parse_json, "<s-:x>"),
+        "coalesce": function(_coalesce, "<x+:x>"),
         "eval": function(_eval_refused, "<xx?:x>"),
     }
 )

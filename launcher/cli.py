@@ -1,5 +1,5 @@
 """The ``tempoflow`` command: dev, api, worker, migrate, apikey, secrets, publish, run,
-status, event, runs, events, tail.
+status, event, runs, events, tail, validate, test, bundle.
 
 Exit codes of the commands that call the API: 0 success, 1 a check failed, 2 usage
 error, 3 server or connection error (docs/ci.md)."""
@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from importlib import import_module
 from typing import TYPE_CHECKING
 
 from tempoflow.settings import Settings
@@ -170,11 +169,6 @@ def build_parser() -> argparse.ArgumentParser:
     from launcher.secrets_cli import add_commands as add_secret_commands
 
     add_commands(sub)
-    # One line per command group (each module's register(sub) adds its parsers).
-    import_module("launcher.cli_publish").register(sub)
-    import_module("launcher.cli_runs").register(sub)
-    import_module("launcher.cli_events").register(sub)
-    import_module("launcher.cli_tail").register(sub)
     projections = sub.add_parser("projections", help="maintain the run projections")
     projections_sub = projections.add_subparsers(dest="projections_command", required=True)
     rebuild = projections_sub.add_parser(
@@ -187,6 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--tenant", help="only this tenant's runs")
     rebuild.set_defaults(func=cmd_rebuild)
     add_secret_commands(sub)
+    from launcher import (
+        cli_bundle,
+        cli_events,
+        cli_publish,
+        cli_runs,
+        cli_tail,
+        cli_test,
+        cli_validate,
+    )
+
+    cli_validate.register(sub)
+    cli_test.register(sub)
+    cli_bundle.register(sub)
+    cli_publish.register(sub)
+    cli_runs.register(sub)
+    cli_events.register(sub)
+    cli_tail.register(sub)
     return parser
 
 

@@ -28,16 +28,25 @@ from launcher.remote import (
     with_api,
 )
 
+SCENARIO = ".scenario.json"
+"""Scenario files (``tempoflow test``) live beside definitions; publish leaves them out."""
+
 
 def definition_files(paths: list[str]) -> list[Path]:
-    """The files named, a directory standing for its ``*.json`` files (not recursive)."""
+    """The files named, a directory standing for its ``*.json`` files (not recursive);
+    scenario files (``*.scenario.json``) are left out, so ``definitions/*.json`` works."""
     found: list[Path] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found.extend(sorted(p for p in path.glob("*.json") if p.is_file()))
+            found.extend(
+                sorted(
+                    p for p in path.glob("*.json") if p.is_file() and not p.name.endswith(SCENARIO)
+                )
+            )
         elif path.is_file():
-            found.append(path)
+            if not path.name.endswith(SCENARIO):
+                found.append(path)
         else:
             raise CliError(f"no such file or directory: {name}")
     if not found:

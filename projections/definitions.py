@@ -13,9 +13,18 @@ from tempoflow.definition import content_hash
 
 
 async def get_definition(
-    session: AsyncSession, tenant: str, key: str, *, for_update: bool = False
+    session: AsyncSession,
+    tenant: str,
+    key: str,
+    *,
+    for_update: bool = False,
+    include_deleted: bool = False,
 ) -> DefinitionRow | None:
+    """The definition; ``None`` when it does not exist or was deleted (unless
+    ``include_deleted``: then check ``deleted_at``)."""
     stmt = select(DefinitionRow).where(DefinitionRow.tenant == tenant, DefinitionRow.key == key)
+    if not include_deleted:
+        stmt = stmt.where(DefinitionRow.deleted_at.is_(None))
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
@@ -30,12 +39,20 @@ async def upsert_draft(
     description: str | None,
     body: dict[str, Any],
 ) -> tuple[DefinitionRow, bool]:
-    """Create or replace the draft; returns the row and whether it was created."""
-    row = await get_definition(session, tenant, key, for_update=True)
-    created = row is None
+    """Create or replace the draft; returns the row and whether it was created.
+
+    A deleted definition's key is re-created: a new draft, unpaused, with no published
+    version (its old versions stay, and the next publish numbers on after them)."""
+    row = await get_definition(session, tenant, key, for_update=True, include_deleted=True)
+    created = row is None or row.deleted_at is not None
     if row is None:
         row = DefinitionRow(tenant=tenant, key=key, latest_version=None)
         session.add(row)
+    elif row.deleted_at is not None:
+        row.deleted_at = row.deleted_by = None
+        row.latest_version = None
+        row.paused = False
+        row.created_at = func.now()
     row.name = name
     row.description = description
     row.draft = body
@@ -49,7 +66,9 @@ async def upsert_draft(
 async def list_definitions(
     session: AsyncSession, tenant: str, *, limit: int, after: str | None
 ) -> list[DefinitionRow]:
-    stmt = select(DefinitionRow).where(DefinitionRow.tenant == tenant)
+    stmt = select(DefinitionRow).where(
+        DefinitionRow.tenant == tenant, DefinitionRow.deleted_at.is_(None)
+    )
     if after is not None:
         stmt = stmt.where(DefinitionRow.key > after)
     stmt = stmt.order_by(DefinitionRow.key).limit(limit)
@@ -66,15 +85,22 @@ async def published_version(
     session: AsyncSession, tenant: str, key: str, version: int | None = None
 ) -> DefinitionVersionRow | None:
     """Published version ``version`` of a definition, or its latest when ``version`` is
-    ``None``; ``None`` when the definition or that version does not exist."""
-    if version is None:
-        version = await session.scalar(
+    ``None``, to start a run of; ``None`` when the definition does not exist, was deleted
+    or has no such version (``get_version`` reads a deleted definition's versions)."""
+    latest = (
+        await session.execute(
             select(DefinitionRow.latest_version).where(
-                DefinitionRow.tenant == tenant, DefinitionRow.key == key
+                DefinitionRow.tenant == tenant,
+                DefinitionRow.key == key,
+                DefinitionRow.deleted_at.is_(None),
             )
         )
-        if version is None:
-            return None
+    ).first()
+    if latest is None:
+        return None
+    version = version if version is not None else latest[0]
+    if version is None:
+        return None
     return await get_version(session, tenant, key, version)
 
 
@@ -93,30 +119,43 @@ async def publish(
     *,
     published_by: str,
     action_defaults: dict[str, Any] | None = None,
+    body: dict[str, Any] | None = None,
 ) -> tuple[DefinitionVersionRow, bool]:
     """Publish the (locked) draft; the same content as the latest version (with the same
     pinned ``action_defaults``) is not republished.
 
+    ``body``: what the version stores, when not the draft itself (the draft with the
+    named schemas it refers to pinned).
+
     Returns the version and whether it was created.
     """
+    body = definition.draft if body is None else body
+    body_hash = definition.draft_hash if body is definition.draft else content_hash(body)
     if definition.latest_version is not None:
         latest = await get_version(
             session, definition.tenant, definition.key, definition.latest_version
         )
         if (
             latest is not None
-            and latest.content_hash == definition.draft_hash
+            and latest.content_hash == body_hash
             and (latest.action_defaults or {}) == (action_defaults or {})
         ):
             return latest, False
+    # Numbers continue after every version the key ever had (a re-created key's too).
+    highest = await session.scalar(
+        select(func.max(DefinitionVersionRow.version)).where(
+            DefinitionVersionRow.tenant == definition.tenant,
+            DefinitionVersionRow.key == definition.key,
+        )
+    )
     version = DefinitionVersionRow(
         tenant=definition.tenant,
         key=definition.key,
-        version=(definition.latest_version or 0) + 1,
+        version=(highest or 0) + 1,
         name=definition.name,
         description=definition.description,
-        body=definition.draft,
-        content_hash=definition.draft_hash,
+        body=body,
+        content_hash=body_hash,
         published_by=published_by,
         action_defaults=action_defaults or None,
     )
@@ -131,5 +170,16 @@ async def publish(
 async def set_paused(session: AsyncSession, definition: DefinitionRow, paused: bool) -> None:
     definition.paused = paused
     definition.updated_at = func.now()
+    await session.flush()
+    await session.refresh(definition)
+
+
+async def mark_deleted(session: AsyncSession, definition: DefinitionRow, actor: str) -> None:
+    """Delete the (locked) definition: its triggers, hooks and trigger switches go; the
+    row stays, marked, so its versions stay readable and their numbers are not reused."""
+    definition.deleted_at = func.now()
+    definition.deleted_by = actor
+    definition.updated_at = func.now()
+    await triggers.remove_all(session, definition.tenant, definition.key)
     await session.flush()
     await session.refresh(definition)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.models import DefinitionRow, HookRow
+from projections.models import DefinitionRow, DisabledTrigger, HookRow
 from tempoflow.hooks import new_hook_id
 
 
@@ -49,19 +49,33 @@ async def sync_hooks(
     return ids
 
 
-async def get_hook(session: AsyncSession, hook_id: str) -> tuple[HookRow, bool] | None:
-    """The hook and whether its definition is paused; ``None`` for an unknown id."""
+async def get_hook(session: AsyncSession, hook_id: str) -> tuple[HookRow, bool, bool] | None:
+    """The hook, whether its definition is paused and whether its trigger is disabled;
+    ``None`` for an unknown id (or a deleted definition's)."""
     stmt = (
-        select(HookRow, DefinitionRow.paused)
+        select(HookRow, DefinitionRow.paused, DisabledTrigger.trigger_name)
         .join(
             DefinitionRow,
             (DefinitionRow.tenant == HookRow.tenant)
             & (DefinitionRow.key == HookRow.definition_key),
         )
-        .where(HookRow.hook_id == hook_id)
+        .outerjoin(
+            DisabledTrigger,
+            (DisabledTrigger.tenant == HookRow.tenant)
+            & (DisabledTrigger.definition_key == HookRow.definition_key)
+            & (DisabledTrigger.trigger_name == HookRow.trigger_name),
+        )
+        .where(HookRow.hook_id == hook_id, DefinitionRow.deleted_at.is_(None))
     )
     found = (await session.execute(stmt)).first()
-    return None if found is None else (found[0], bool(found[1]))
+    return None if found is None else (found[0], bool(found[1]), found[2] is not None)
+
+
+async def remove_hooks(session: AsyncSession, tenant: str, key: str) -> None:
+    """Delete the definition's hooks (their URLs answer 404 from now on)."""
+    await session.execute(
+        delete(HookRow).where(HookRow.tenant == tenant, HookRow.definition_key == key)
+    )
 
 
 async def list_hooks(session: AsyncSession, tenant: str, key: str) -> list[HookRow]:

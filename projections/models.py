@@ -1,5 +1,5 @@
 """Tables. Primary data: api keys, definitions, versions, trigger subscriptions, event
-types, egress rules, the event inbox, the secret store, worker presence and the audit
+types, named schemas, egress rules, the event inbox, the secret store, worker presence and the audit
 log. Projections: runs, steps, action invocations and their attempts, waits, event
 deliveries, human tasks, the run-activity feed and run logs."""
 
@@ -63,6 +63,10 @@ class DefinitionRow(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     paused: Mapped[bool] = mapped_column(Boolean, server_default=false())
     """A paused definition's triggers start no runs."""
+    deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """Set by ``DELETE /v1/definitions/{key}``: nothing starts runs of it any more; its
+    versions stay (runs in flight and their history); ``PUT`` re-creates the key."""
+    deleted_by: Mapped[str | None] = mapped_column(String(36))
 
 
 class DefinitionVersionRow(Base):
@@ -221,6 +225,30 @@ class TriggerSubscription(Base):
     event_name: Mapped[str] = mapped_column(String(128))
     filter: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer)
+    trigger_name: Mapped[str | None] = mapped_column(String(64))
+    """The trigger's ``name`` (event triggers may have none)."""
+
+
+class DisabledTrigger(Base):
+    """A trigger an operator turned off by name (``POST .../triggers/{name}:disable``).
+
+    Kept by name apart from the subscriptions, so republishing (which replaces those)
+    never turns it back on; only ``:enable`` (or deleting the definition) removes it."""
+
+    __tablename__ = "disabled_triggers"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant", "definition_key"],
+            ["definitions.tenant", "definitions.key"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    definition_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    trigger_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    disabled_by: Mapped[str | None] = mapped_column(String(36))
+    disabled_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
 
 class HookRow(Base):
@@ -259,6 +287,20 @@ class EventType(Base):
     buffer_ttl_seconds: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class NamedSchema(Base):
+    """A named JSON Schema (``payload.Order.v1``), immutable once written; definitions
+    and event types refer to it as ``{"$ref": "schema:<ref>"}`` and pin a copy."""
+
+    __tablename__ = "named_schemas"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(200), primary_key=True)
+    schema: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
 
 class Event(Base):

@@ -117,6 +117,12 @@ class Conflict(TempoflowError):
     title = "Conflict"
 
 
+class Gone(TempoflowError):
+    status = 410
+    code = "gone"
+    title = "Gone"
+
+
 class Unprocessable(TempoflowError):
     status = 422
     code = "validation_failed"

@@ -18,6 +18,8 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
+from tempoflow.named_schemas import embedded_ids, ref_of
+
 __all__ = [
     "Unresolvable",
     "UnusableSchema",
@@ -96,25 +98,37 @@ def safe_validator(schema: dict[str, Any], cls: Any = None) -> Any:
     return (cls or safe_validator_class(schema))(schema, registry=Registry())
 
 
-def unsafe_parts(schema: Any, path: str = "") -> list[tuple[str, str]]:
+def unsafe_parts(
+    schema: Any, path: str = "", ids: frozenset[str] | None = None
+) -> list[tuple[str, str]]:
     """What a safe validator would refuse at run time, found when the schema is stored:
     ``(JSON pointer, reason)`` for each ``$ref`` that leaves the schema and each pattern
-    RE2 cannot run."""
+    RE2 cannot run. A ``$ref`` to a resource embedded in the schema (its ``$id``) stays
+    inside it; a named-schema reference (``schema:…``) is not reported here (the caller
+    pins or reports it: :mod:`tempoflow.named_schemas`)."""
+    if ids is None:
+        ids = frozenset(embedded_ids(schema))
     found: list[tuple[str, str]] = []
     if isinstance(schema, dict):
         for key, value in schema.items():
             at = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
-            if key == "$ref" and isinstance(value, str) and not value.startswith("#"):
+            if (
+                key == "$ref"
+                and isinstance(value, str)
+                and not value.startswith("#")
+                and value.split("#", 1)[0] not in ids
+                and ref_of(value) is None
+            ):
                 found.append((at, f"$ref {value!r} leaves the schema (only '#…' refs resolve)"))
             elif key == "pattern" and isinstance(value, str):
                 found += _pattern_problem(at, value)
             elif key == "patternProperties" and isinstance(value, dict):
                 for pattern in value:
                     found += _pattern_problem(at, pattern)
-            found += unsafe_parts(value, at)
+            found += unsafe_parts(value, at, ids)
     elif isinstance(schema, list):
         for index, item in enumerate(schema):
-            found += unsafe_parts(item, f"{path}/{index}")
+            found += unsafe_parts(item, f"{path}/{index}", ids)
     return found
 
 

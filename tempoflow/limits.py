@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+"""Default largest bundle ``POST /v1/definitions:import`` accepts (413 above it; setting
+``TEMPOFLOW_MAX_BUNDLE_BYTES``). Every definition in it still obeys
+``TEMPOFLOW_MAX_DEFINITION_BYTES``; the import is one transaction, so this bounds its size."""
+
 
 class RunLimits(BaseModel):
     """What one run may put into Temporal (settings ``TEMPOFLOW_RUN_LIMITS__*``).

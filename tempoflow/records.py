@@ -61,6 +61,9 @@ class DeliveryStatus(StrEnum):
     RUN_CLOSED = "RUN_CLOSED"
     STARTED = "STARTED"
     """The event started the run (a definition trigger)."""
+    DISABLED = "DISABLED"
+    """The event matched a trigger that was off (definition paused or trigger disabled):
+    no run was started, and none is started when the trigger is turned back on."""
     FAILED = "FAILED"
     """Refused for good: by Temporal, or the event cannot be encoded (the reason says)."""
 

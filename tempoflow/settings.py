@@ -15,7 +15,7 @@ from expression.errors import ExpressionError
 from expression.limits import ExpressionLimits
 from tempoflow.codec import parse_payload_keys
 from tempoflow.keyring import DEV_SECRETS_KEY, Keyring, parse_keys
-from tempoflow.limits import RunLimits
+from tempoflow.limits import MAX_BUNDLE_BYTES, RunLimits
 
 DEV_PEPPER = "tempoflow-development-pepper"
 
@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=64, ge=8, le=200)
     """Deepest nesting of objects and arrays in a request body (422 beyond it); well below
     the ~255 levels pydantic and Temporal's data converter can serialize."""
+    max_bundle_bytes: int = Field(default=MAX_BUNDLE_BYTES, ge=1024)
+    """Largest bundle ``POST /v1/definitions:import`` accepts (413 above it; the only
+    request allowed over ``max_request_bytes``)."""
     max_definition_bytes: int = Field(default=262_144, ge=1024)
     """Largest definition body (JSON-encoded); bounded by Temporal's 2 MB payload limit."""
     max_run_input_bytes: int = Field(default=262_144, ge=1024)

@@ -120,7 +120,8 @@ async def _start(
         if version is not None:
             session.expunge(version)
     if version is None:
-        target.outcome, target.reason = DeliveryStatus.FILTERED, "definition not published"
+        target.outcome = DeliveryStatus.FILTERED
+        target.reason = "definition not published (or deleted)"
         return
     try:
         await start_run(

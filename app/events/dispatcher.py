@@ -99,7 +99,7 @@ class Dispatcher:
         if not batch:
             return 0
         async with self.sessions() as session:
-            subscriptions = await subscribed.active_subscriptions(
+            subscriptions = await subscribed.subscriptions(
                 session, ((e.tenant, e.name) for e in batch)
             )
         # Trigger filters are expressions: run them off the event loop.

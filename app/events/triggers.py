@@ -10,14 +10,17 @@ from app.events.routing import to_delivery
 from app.run_starter import run_id_for
 from expression import EvalContext, ExpressionError, evaluate, truthy
 from expression.limits import ExpressionLimits
-from projections.models import Event, TriggerSubscription
+from projections.models import Event
+from projections.triggers import Subscribed
 from tempoflow.ids import workflow_id
 from tempoflow.records import DeliveryStatus
 
 log = logging.getLogger("tempoflow.dispatcher")
 
-Subscriptions = dict[tuple[str, str], list[TriggerSubscription]]
-"""Active subscriptions by (tenant, event name)."""
+Subscriptions = dict[tuple[str, str], list[Subscribed]]
+"""Subscriptions by (tenant, event name), each with why it is off (if it is)."""
+
+OFF_REASON = "; events that arrive while a trigger is off start nothing and are not replayed"
 
 
 def trigger_key(definition: str, event_id: str) -> str:
@@ -34,20 +37,24 @@ def trigger_rows(
     subscriptions: Subscriptions, events: list[Event], limits: ExpressionLimits
 ) -> dict[int, list[dict[str, Any]]]:
     """The trigger deliveries (``EventDeliveryRow`` columns) of each event, by inbox
-    sequence: one per definition whose filter the event passes."""
+    sequence: one per definition whose filter the event passes; ``PENDING`` (a run to
+    start) when one of its matching triggers is on, else ``DISABLED`` with the reason."""
     return {e.seq: _rows(subscriptions.get((e.tenant, e.name), []), e, limits) for e in events}
 
 
 def _rows(
-    subscriptions: list[TriggerSubscription], event: Event, limits: ExpressionLimits
+    subscriptions: list[Subscribed], event: Event, limits: ExpressionLimits
 ) -> list[dict[str, Any]]:
+    verdict: dict[str, str | None] = {}  # definition -> None (start) or why not
+    for item in subscriptions:
+        key = item.subscription.definition_key
+        if verdict.get(key, "") is None or not matches(item.subscription.filter, event, limits):
+            continue  # a trigger of it starts the run already, or this one does not match
+        if item.off is None or key not in verdict:
+            verdict[key] = item.off
     rows: list[dict[str, Any]] = []
-    started: set[str] = set()
-    for sub in subscriptions:
-        if sub.definition_key in started or not matches(sub.filter, event, limits):
-            continue
-        started.add(sub.definition_key)
-        run_id = trigger_run_id(event.tenant, sub.definition_key, event.event_id)
+    for key, off in verdict.items():
+        run_id = trigger_run_id(event.tenant, key, event.event_id)
         rows.append(
             {
                 "tenant": event.tenant,
@@ -55,10 +62,10 @@ def _rows(
                 "run_id": run_id,
                 "workflow_id": workflow_id(event.tenant, run_id),
                 "kind": "trigger",
-                "status": DeliveryStatus.PENDING,
+                "status": DeliveryStatus.PENDING if off is None else DeliveryStatus.DISABLED,
                 "step_path": None,
-                "definition_key": sub.definition_key,
-                "reason": None,
+                "definition_key": key,
+                "reason": None if off is None else off + OFF_REASON,
             }
         )
     return rows

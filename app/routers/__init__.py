@@ -6,6 +6,7 @@ from app.routers import (
     actions,
     api_keys,
     audit,
+    bundles,
     codec,
     definitions,
     egress,
@@ -14,15 +15,20 @@ from app.routers import (
     expressions,
     health,
     hooks,
+    node_types,
     runs,
+    schemas,
     secrets,
     streams,
     tasks,
+    triggers,
 )
 
 ROUTERS = [
     health.router,
+    bundles.router,
     definitions.router,
+    triggers.router,
     runs.bulk_router,
     runs.router,
     actions.router,
@@ -37,4 +43,6 @@ ROUTERS = [
     secrets.router,
     streams.router,
     hooks.router,
+    node_types.router,
+    schemas.router,
 ]

@@ -11,8 +11,10 @@ from temporalio.service import RPCError
 from activities.registry import ActionRegistry
 from app import schedules
 from app.auth import Principal
+from app.definition_errors import definition_deleted, definition_not_found
 from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep, TemporalClientDep
 from app.pagination import decode_cursor, encode_cursor
+from app.schema_refs import pinned_definition
 from app.schemas import (
     DEFINITION_KEY,
     INT32_MAX,
@@ -29,7 +31,8 @@ from app.schemas import (
 from projections import audit
 from projections import definitions as data
 from projections import secrets as secret_store
-from projections.models import DefinitionVersionRow
+from projections import triggers as trigger_store
+from projections.models import DefinitionRow, DefinitionVersionRow
 from tempoflow.definition import (
     Issue,
     called_actions,
@@ -46,12 +49,18 @@ router = APIRouter(prefix="/v1/definitions", tags=["definitions"])
 KeyPath = Annotated[str, Path(pattern=DEFINITION_KEY)]
 
 
-def _not_found(key: str) -> NotFound:
-    return NotFound(
-        f"definition {key!r} does not exist",
-        code="definition_not_found",
-        hint="PUT /v1/definitions/{key} creates it",
+async def existing(
+    session: AsyncSession, tenant: str, key: str, *, for_update: bool = False
+) -> DefinitionRow:
+    """The definition, or 404 (never existed) / 410 (deleted) problems."""
+    row = await data.get_definition(
+        session, tenant, key, for_update=for_update, include_deleted=True
     )
+    if row is None:
+        raise definition_not_found(key)
+    if row.deleted_at is not None:
+        raise definition_deleted(key)
+    return row
 
 
 def _check_size(body: dict[str, Any], settings: Settings) -> None:
@@ -195,9 +204,7 @@ async def read_definitions(
 
 @router.get("/{key}", response_model=DefinitionPublic)
 async def read_definition(key: KeyPath, principal: Reader, session: SessionDep) -> DefinitionPublic:
-    row = await data.get_definition(session, principal.tenant, key)
-    if row is None:
-        raise _not_found(key)
+    row = await existing(session, principal.tenant, key)
     return DefinitionPublic.model_validate(row)
 
 
@@ -213,11 +220,10 @@ async def validate_definition_draft(
     """Validate the stored draft, or ``definition`` from the body; 422 lists every error."""
     definition = body.definition if body is not None else None
     if definition is None:
-        row = await data.get_definition(session, principal.tenant, key)
-        if row is None:
-            raise _not_found(key)
+        row = await existing(session, principal.tenant, key)
         definition = row.draft
     _check_size(definition, settings)
+    definition = await pinned_definition(session, principal.tenant, definition)
     extra = await _secret_warnings(session, principal.tenant, definition)
     warnings = _validate(definition, registry, extra)
     # Publishing with this key would be refused (403): say so ahead.
@@ -242,16 +248,15 @@ async def publish_definition(
 
     Then the version's schedule triggers become Temporal Schedules (created, updated, and
     deleted for triggers the version no longer has); publishing again repeats that."""
-    row = await data.get_definition(session, principal.tenant, key, for_update=True)
-    if row is None:
-        raise _not_found(key)
-    warnings = _validate(
-        row.draft, registry, await _secret_warnings(session, principal.tenant, row.draft)
-    )
+    row = await existing(session, principal.tenant, key, for_update=True)
+    # The version pins the named schemas the draft refers to (runs never look them up).
+    body = await pinned_definition(session, principal.tenant, row.draft)
+    warnings = _validate(body, registry, await _secret_warnings(session, principal.tenant, body))
     _check_roles(row.draft, registry, principal)
     version, created = await data.publish(
         session,
         row,
+        body=body,
         published_by=principal.key_id,
         action_defaults=_declared_defaults(row.draft, registry),
     )
@@ -271,11 +276,13 @@ async def publish_definition(
         if t.name is not None
     }
     paused = row.paused
+    off = set(await trigger_store.disabled(session, principal.tenant, key))
     await session.commit()
-    await _sync_schedules(client, settings, version, paused, scheduled)
+    await _sync_schedules(client, settings, version, paused, scheduled, off)
     response.status_code = 201 if created else 200
     published = PublishedVersion.model_validate(version)
-    published.warnings = warnings
+    # Disabled triggers stay off across publications: say so rather than surprise.
+    published.warnings = warnings + disabled_warnings(version.body, off)
     return published
 
 
@@ -285,12 +292,14 @@ async def _sync_schedules(
     version: DefinitionVersionRow,
     paused: bool,
     previous: set[str],
+    disabled: set[str],
 ) -> None:
     try:
         await schedules.sync_schedules(
             client,
             version,
             paused=paused,
+            disabled=disabled,
             previous=previous,
             task_queue=settings.task_queue,
             limits=settings.expression_limits,
@@ -311,27 +320,28 @@ async def read_schedules(
     key: KeyPath, principal: Reader, session: SessionDep, client: TemporalClientDep
 ) -> SchedulesPublic:
     """The schedule triggers of the latest published version, as Temporal sees them:
-    paused or not, next run times, recent starts (with their run ids)."""
-    row = await data.get_definition(session, principal.tenant, key)
-    if row is None:
-        raise _not_found(key)
+    paused or not, next run times, recent starts (with their run ids); ``enabled`` is
+    false for a trigger an operator disabled."""
+    row = await existing(session, principal.tenant, key)
     version = (
         await data.get_version(session, principal.tenant, key, row.latest_version)
         if row.latest_version
         else None
     )
     triggers = schedules.schedule_triggers(version.body) if version else []
+    off = await trigger_store.disabled(session, principal.tenant, key)
     await session.rollback()  # release the connection while Temporal is called
     items = await schedules.describe_schedules(client, principal.tenant, key, triggers)
-    return SchedulesPublic(items=items)
+    return SchedulesPublic(items=[{**i, "enabled": i["trigger"] not in off} for i in items])
 
 
 @router.get("/{key}/versions", response_model=list[VersionPublic])
 async def read_versions(
     key: KeyPath, principal: Reader, session: SessionDep
 ) -> list[VersionPublic]:
-    if await data.get_definition(session, principal.tenant, key) is None:
-        raise _not_found(key)
+    # A deleted definition's versions stay readable: its runs' history refers to them.
+    if await data.get_definition(session, principal.tenant, key, include_deleted=True) is None:
+        raise definition_not_found(key)
     return [
         VersionPublic.model_validate(v)
         for v in await data.list_versions(session, principal.tenant, key)
@@ -354,9 +364,7 @@ async def read_version(
 async def _pause(
     key: str, principal: Principal, session: SessionDep, paused: bool, client: TemporalClientDep
 ) -> DefinitionPublic:
-    row = await data.get_definition(session, principal.tenant, key, for_update=True)
-    if row is None:
-        raise _not_found(key)
+    row = await existing(session, principal.tenant, key, for_update=True)
     if row.paused != paused:
         await audit.record(
             session,
@@ -371,7 +379,13 @@ async def _pause(
         if row.latest_version
         else None
     )
-    names = [t.name for t in schedules.schedule_triggers(version.body) if t.name] if version else []
+    off = await trigger_store.disabled(session, principal.tenant, key)
+    # A disabled trigger's schedule stays paused whatever the definition does.
+    names = (
+        [t.name for t in schedules.schedule_triggers(version.body) if t.name and t.name not in off]
+        if version
+        else []
+    )
     public = DefinitionPublic.model_validate(row)
     await session.commit()
     try:
@@ -400,5 +414,21 @@ async def resume_definition(
     key: KeyPath, principal: Publisher, session: SessionDep, client: TemporalClientDep
 ) -> DefinitionPublic:
     """Let the definition's triggers start runs again (events received while paused are not
-    replayed; schedule times that passed while paused start nothing)."""
+    replayed; schedule times that passed while paused start nothing); triggers disabled
+    one by one stay off."""
     return await _pause(key, principal, session, False, client)
+
+
+def disabled_warnings(body: dict[str, Any], off: set[str]) -> list[Issue]:
+    """A warning per trigger of ``body`` that an operator has disabled."""
+    return [
+        Issue(
+            path=f"/triggers/{i}",
+            code="trigger_disabled",
+            severity="warning",
+            message=f"trigger {t['name']!r} is disabled and stays off in this version",
+            hint=f"POST /v1/definitions/{{key}}/triggers/{t['name']}/enable turns it on",
+        )
+        for i, t in enumerate(body.get("triggers") or [])
+        if isinstance(t, dict) and t.get("name") in off
+    ]

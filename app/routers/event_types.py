@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import jsonschema
 from fastapi import APIRouter, Path, Request, Response
 
 from app.deps import Publisher, Reader, SessionDep, SettingsDep
 from app.events.ingress import EVENT_ROOTS
+from app.schema_refs import pinned_schema
 from app.schemas import (
     EVENT_NAME,
     MAX_BUFFER_TTL,
@@ -98,18 +99,25 @@ async def put_event_type(
     response: Response,
 ) -> EventTypePublic:
     """Create or replace an event type (affects events received from now on)."""
-    errors = _check(body)
+    errors: list[Any] = list(_check(body))
+    schema = body.payload_schema
+    if schema is not None and not errors:
+        # Named-schema references are pinned now: the type keeps the schemas it was
+        # written with (named schemas are immutable, so this is what they resolve to).
+        schema, ref_errors = await pinned_schema(session, principal.tenant, schema, "/schema")
+        errors += ref_errors
     if errors:
         raise Unprocessable(
             f"the event type has {len(errors)} error(s)",
             code="event_type_invalid",
             errors=errors,
-            hint="schema is a JSON Schema; correlation is {expression} or {paths}",
+            hint='schema is a JSON Schema (named schemas as {"$ref": "schema:<ref>"}); '
+            "correlation is {expression} or {paths}",
         )
     ttl = body.buffer_ttl if body.buffer_ttl is not None else settings.default_event_buffer_ttl
     values = {
         "description": body.description,
-        "payload_schema": body.payload_schema,
+        "payload_schema": schema,
         "correlation": body.correlation.model_dump(exclude_none=True) if body.correlation else None,
         "buffer_ttl_seconds": int(ttl.total_seconds()),
     }

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 
 from activities.tracing import current_context
 from app import metrics
+from app.definition_errors import definition_deleted, definition_not_found
 from app.deps import Reader, SessionDep, SettingsDep
 from app.events.offload import off_loop
 from app.events.triggers import trigger_run_id
@@ -32,6 +33,7 @@ from projections import definitions, events
 from projections import hooks as store
 from projections import secrets as secret_store
 from projections.models import HookRow
+from projections.triggers import disabled as disabled_triggers
 from tempoflow import hooks
 from tempoflow.errors import Conflict, ErrorItem, NotFound, TempoflowError, Unauthorized
 from tempoflow.jsonsize import json_size
@@ -100,7 +102,7 @@ async def _secrets(session: Any, settings: Settings, hook: HookRow) -> list[str]
         200: {"model": HookReceipt, "description": "a repeated delivery id: the first answer"},
         401: {"description": "missing, wrong or stale signature"},
         404: {"description": "unknown hook"},
-        409: {"description": "the definition is paused"},
+        409: {"description": "the definition is paused or the trigger disabled"},
         413: {"description": "body too large"},
     },
     openapi_extra={
@@ -120,7 +122,7 @@ async def receive(
     found = await store.get_hook(session, hook_id) if _HOOK_ID.match(hook_id) else None
     if found is None:
         raise _unknown()
-    hook, paused = found
+    hook, paused, disabled = found
     raw = await request.body()
     if len(raw) > settings.max_event_bytes:
         raise TempoflowError(
@@ -149,6 +151,13 @@ async def receive(
             f"definition {hook.definition_key!r} is paused; the call was not accepted",
             code="definition_paused",
             hint="deliver it again after POST /v1/definitions/{key}/resume",
+        )
+    if disabled:
+        raise Conflict(
+            f"trigger {hook.trigger_name!r} of definition {hook.definition_key!r} is "
+            "disabled; the call was not accepted",
+            code="trigger_disabled",
+            hint="deliver it again after POST /v1/definitions/{key}/triggers/{name}/enable",
         )
     try:
         body = json.loads(raw) if raw else None
@@ -225,11 +234,13 @@ async def list_hooks(
     session: SessionDep,
 ) -> HooksPublic:
     """The hook URLs of the definition's webhook triggers (latest published version)."""
+    found = await definitions.get_definition(session, principal.tenant, key, include_deleted=True)
+    if found is None:
+        raise definition_not_found(key)
+    if found.deleted_at is not None:
+        raise definition_deleted(key)
     rows = await store.list_hooks(session, principal.tenant, key)
-    if not rows and await definitions.published_version(session, principal.tenant, key) is None:
-        found = await definitions.get_definition(session, principal.tenant, key)
-        if found is None:
-            raise NotFound(f"definition {key!r} does not exist", code="definition_not_found")
+    off = await disabled_triggers(session, principal.tenant, key)
     base = str(request.base_url).rstrip("/")
     return HooksPublic(
         items=[
@@ -240,6 +251,7 @@ async def list_hooks(
                 signature=h.config.get("signature", "standard"),
                 version=h.version,
                 created_at=h.created_at,
+                enabled=h.trigger_name not in off,
             )
             for h in rows
         ]

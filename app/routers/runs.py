@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from app import run_control
 from app.auth import Principal
+from app.definition_errors import definition_deleted
 from app.deps import Admin, Operator, SessionDep, SettingsDep, TemporalClientDep
 from app.metrics import RUNS_CLOSED_BY_TEMPORAL
 from app.pagination import decode_cursor, encode_cursor
@@ -163,7 +164,11 @@ async def create_run(
     """Start a run of a published version (latest when ``version`` is omitted); with
     ``startAt``, Temporal holds it until then and it is SCHEDULED meanwhile."""
     _check_start_at(body.start_at, datetime.now(UTC))
-    definition = await definitions.get_definition(session, principal.tenant, body.definition)
+    definition = await definitions.get_definition(
+        session, principal.tenant, body.definition, include_deleted=True
+    )
+    if definition is not None and definition.deleted_at is not None:
+        raise definition_deleted(body.definition)
     if definition is None:
         raise NotFound(
             f"definition {body.definition!r} does not exist",

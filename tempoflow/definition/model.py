@@ -25,7 +25,9 @@ To add a node type:
    ``tests/unit/test_replay_histories.py``).
 
 ``tests/unit/test_node_registry.py`` fails until all of these exist; nothing else
-names node types.
+names node types. Any change to the models changes the editors' JSON Schema:
+``make schemas`` regenerates ``schemas/definition.json`` (``tests/unit/test_schema_export.py``
+fails while it is stale).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
+from croniter import croniter  # at import: the interpreter re-validates in the sandbox
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tempoflow.jsonpointer import escape
@@ -63,7 +66,10 @@ def _is_envelope(value: Any) -> bool:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # Attribute docstrings become descriptions in the generated JSON Schema (editors show them).
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, use_attribute_docstrings=True
+    )
 
 
 class RetryPolicy(_Model):
@@ -148,6 +154,9 @@ class StepBase(_Model):
     outputs_event: ClassVar[bool] = False
     """The step's output is an event it took (``redact``'s ``/payload`` pointers apply to
     its payload)."""
+    references: ClassVar[dict[str, Literal["definition", "event"]]] = {}
+    """``literal`` fields naming another definition or event types (a name or a list of
+    names): the dependencies a bundle lists and its import checks (``tempoflow.bundle``)."""
 
     def children(self) -> list[tuple[str, list[Any], frozenset[str]]]:
         """Nested blocks: (pointer suffix, steps, names they add to the envelope), read
@@ -414,6 +423,7 @@ class ControlCallWorkflow(StepBase):
         "output": "target",
         "timeout": "literal",
     }
+    references: ClassVar[dict[str, Literal["definition", "event"]]] = {"definition": "definition"}
     definition: str = Field(pattern=DEFINITION_KEY)
     version: int | None = Field(default=None, ge=1)
     input: Any = Field(default_factory=dict)
@@ -453,6 +463,10 @@ class EventWait(StepBase):
         "output": "target",
     }
     scope_names: ClassVar[dict[str, frozenset[str]]] = {"filter": frozenset({"event"})}
+    references: ClassVar[dict[str, Literal["definition", "event"]]] = {
+        "event": "event",
+        "anyOf": "event",
+    }
     event: EventName | None = None
     anyOf: list[EventName] | None = Field(default=None, min_length=1, max_length=20)
     correlationKey: Jsonata
@@ -566,8 +580,6 @@ CRON_FIELDS = 5
 
 def check_cron(expression: str) -> str:
     """A standard five-field cron expression (minute hour day-of-month month day-of-week)."""
-    from croniter import croniter
-
     if len(expression.split()) != CRON_FIELDS or not croniter.is_valid(expression):
         raise ValueError(
             f"{expression!r} is not a five-field cron expression "
@@ -688,6 +700,9 @@ class Retention(_Model):
 class Definition(_Model):
     """A workflow definition: input schema, steps, optional output mapping."""
 
+    schema_uri: str | None = Field(default=None, alias="$schema", max_length=2000)
+    """The JSON Schema editors check the file against (``schemas/definition.json``);
+    ignored by Tempoflow."""
     schemaVersion: Literal[1] = 1
     description: str | None = Field(default=None, max_length=2000)
     inputSchema: dict[str, Any] | None = None

@@ -24,6 +24,7 @@ from tempoflow.definition.model import (
 )
 from tempoflow.errors import ErrorItem
 from tempoflow.jsonschema_safe import Unresolvable, UnusableSchema, safe_validator, unsafe_parts
+from tempoflow.named_schemas import container, is_ref, unresolved
 from tempoflow.secrets import SECRET_NAME, is_name, iter_references
 
 EVENT_NAMES = frozenset({"event"})
@@ -53,7 +54,7 @@ class Issue(ErrorItem):
             code=err.code,
             message=err.message,
             position=err.position,
-            hint="position is the character offset in the expression",
+            hint=err.hint or "position is the character offset in the expression",
         )
 
 
@@ -154,6 +155,7 @@ class _Checker:
         input_schemas: Mapping[str, dict[str, Any] | None] | None = None,
     ) -> None:
         self.actions = set(actions) if actions is not None else None
+        self.schema_refs: Literal["error", "warning"] = "error"
         self.input_schemas = input_schemas or {}
         self.validators: dict[str, Any] = {}
         self.issues: list[Issue] = []
@@ -209,6 +211,7 @@ class _Checker:
                 self.action(part.value, where)
             elif part.kind == "schema" and isinstance(part.value, dict):
                 _check_schema(part.value, where, f"{part.pointer}.invalid", self.issues)
+                self.issues += schema_ref_issues(part.value, where, self.schema_refs)
         self.action_input(path, model, raw)
         self.assigned |= model.assigned(raw)
 
@@ -275,6 +278,7 @@ def validate_definition(
     body: Any,
     actions: Iterable[str] | None = None,
     input_schemas: Mapping[str, dict[str, Any] | None] | None = None,
+    schema_refs: Literal["error", "warning"] = "error",
 ) -> list[Issue]:
     """Return every problem of ``body`` at once: errors (block publishing) and warnings.
 
@@ -287,6 +291,10 @@ def validate_definition(
         actions: names of registered actions; ``None`` skips that check.
         input_schemas: input JSON Schema per action name: the literal parts of each
             ``action.call`` input are checked against it (codes ``action.input.<keyword>``).
+        schema_refs: how a named-schema reference (``{"$ref": "schema:…"}``) that is not
+            pinned into ``body`` is reported: ``"error"`` (``schema_ref.unknown``; the
+            publish path pins what exists first) or ``"warning"``
+            (``schema_ref.unchecked``: offline, where the registry is not at hand).
     """
     try:
         Definition.model_validate(body)
@@ -296,12 +304,14 @@ def validate_definition(
     if not isinstance(body, dict):
         return issues
     checker = _Checker(actions, input_schemas)
+    checker.schema_refs = schema_refs
     for path, model, raw, names in _raw_steps(body.get("steps"), "/steps", frozenset()):
         checker.step(path, model, raw, names)
     checker.template(body.get("output"), "/output", frozenset())
     checker.secrets(body.get("output"), "/output", allowed=False)
     if isinstance(body.get("inputSchema"), dict):
         _check_schema(body["inputSchema"], "/inputSchema", "input_schema.invalid", checker.issues)
+        checker.issues += schema_ref_issues(body["inputSchema"], "/inputSchema", schema_refs)
     triggers = body.get("triggers")
     trigger_names: set[str] = set()
     for index, trigger in enumerate(triggers if isinstance(triggers, list) else []):
@@ -405,6 +415,45 @@ def unknown_secret_issues(refs: list[tuple[str, str]], existing: set[str]) -> li
         )
         for path, name in refs
         if name not in existing
+    ]
+
+
+def schema_ref_issues(
+    schema: dict[str, Any], path: str, severity: Literal["error", "warning"] = "error"
+) -> list[Issue]:
+    """The named-schema references of ``schema`` that are not pinned into it."""
+    refs = unresolved(schema, path)
+    if refs and container(schema) is None:
+        return [
+            Issue(
+                path=f"{path}/$schema",
+                code="schema_ref.unsupported_dialect",
+                message="named schemas can be referred to from draft 6 or later only",
+                hint='drop "$schema" (2020-12 is the default) or use draft-07 or later',
+            )
+        ]
+    if severity == "warning":
+        return [
+            Issue(
+                path=at,
+                code="schema_ref.unchecked",
+                severity="warning",
+                message=f"named schema {ref!r} is looked up when the definition is published",
+                hint="offline validation cannot see the server's named schemas; "
+                "GET /v1/schemas/{ref} shows one",
+            )
+            for at, ref in refs
+        ]
+    return [
+        Issue(
+            path=at,
+            code="schema_ref.unknown",
+            message=f"named schema {ref!r} does not exist"
+            if is_ref(ref)
+            else f"{ref!r} is not a named schema ref (e.g. payload.Order.v1)",
+            hint="PUT /v1/schemas/{ref} creates it; GET /v1/schemas lists them",
+        )
+        for at, ref in refs
     ]
 
 

@@ -77,6 +77,8 @@ async def test_every_problem_has_the_http_status(stack: Stack) -> None:
     h, http = stack.auth(), stack.http
     await stack.publish("flow", SIMPLE)
     await http.put("/v1/definitions/draft", headers=h, json={"name": "d", "definition": SIMPLE})
+    await stack.publish("gone", SIMPLE)
+    assert (await http.delete("/v1/definitions/gone", headers=h)).status_code == 204
     key = {"Authorization": "Bearer tf_x"}
     deep = {"definition": "flow", "input": nested(99)}
     reused = {"definition": "flow", "idempotencyKey": "k", "input": {"other": 1}}
@@ -94,7 +96,10 @@ async def test_every_problem_has_the_http_status(stack: Stack) -> None:
         ("GET", "/v1/nowhere", {}, 404, "not_found"),
         ("POST", "/v1/runs", {"json": {"definition": "no"}}, 404, "definition_not_found"),
         ("POST", "/v1/runs", {"json": {"definition": "draft"}}, 404, None),
-        ("DELETE", "/v1/definitions/flow", {}, 405, "method_not_allowed"),
+        ("PATCH", "/v1/definitions/flow", {}, 405, "method_not_allowed"),
+        ("DELETE", "/v1/definitions/nope", {}, 404, "definition_not_found"),
+        ("GET", "/v1/definitions/gone", {}, 410, "definition_deleted"),
+        ("POST", "/v1/runs", {"json": {"definition": "gone"}}, 410, "definition_deleted"),
         ("PUT", "/v1/definitions/x", {"content": b"{"}, 422, None),
         ("PUT", "/v1/definitions/x", {"json": {"name": ""}}, 422, "request_invalid"),
         ("GET", "/v1/runs?cursor=zzz", {}, 422, "cursor_invalid"),
@@ -118,9 +123,9 @@ async def test_every_problem_has_the_http_status(stack: Stack) -> None:
 
 
 async def test_405_names_every_allowed_method(stack: Stack) -> None:
-    r = await stack.http.delete("/v1/definitions/flow", headers=stack.auth())
+    r = await stack.http.patch("/v1/definitions/flow", headers=stack.auth())
     assert_problem(r, 405)
-    assert {m.strip() for m in r.headers["allow"].split(",")} >= {"GET", "PUT"}
+    assert {m.strip() for m in r.headers["allow"].split(",")} >= {"GET", "PUT", "DELETE"}
     r = await stack.http.patch("/v1/runs", headers=stack.auth())
     assert {m.strip() for m in r.headers["allow"].split(",")} >= {"GET", "POST"}
 

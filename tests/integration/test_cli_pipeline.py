@@ -136,6 +136,7 @@ async def test_publish_is_idempotent_and_says_what_changed(
     (defs / "echo.json").write_text(json.dumps(ECHO))
     (defs / "gated.json").write_text(json.dumps(GATED))
     (defs / "notes.txt").write_text("not a definition")  # a directory means its *.json
+    (defs / "echo.scenario.json").write_text("{}")  # scenarios beside them are not published
 
     out = await publish(str(defs), "--json")
     assert out.code == 0, out.stderr
@@ -147,7 +148,7 @@ async def test_publish_is_idempotent_and_says_what_changed(
     assert doc["summary"] == {"created": 2} and doc["valid"] is True
 
     # Again, unchanged: no new version, and the table says so per file.
-    out = await publish(str(defs / "echo.json"), str(defs / "gated.json"))
+    out = await publish(*sorted(str(p) for p in defs.glob("*.json")))  # definitions/*.json
     assert out.code == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if "json" in line]
     assert len(lines) == 2 and all("unchanged (version 1)" in line for line in lines), out.stdout

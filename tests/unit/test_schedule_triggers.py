@@ -163,3 +163,15 @@ def test_schedule_input_must_match_the_input_schema() -> None:
     # Without input the run gets {}: the required field is missing.
     missing = {**body(nightly()), "inputSchema": schema}
     assert errors(missing) == [("/triggers/0/input", "trigger.input_invalid")]
+
+
+def test_a_disabled_trigger_builds_a_paused_schedule_and_the_pause_note_wins() -> None:
+    definition = body({"name": "tick", "schedule": {"interval": "PT1M"}})
+    version = DefinitionVersionRow(tenant="t", key="k", version=1, body=definition)
+    (trigger,) = schedule_triggers(definition)
+    off = build_schedule(version, trigger, task_queue="q", paused=False, disabled=True)
+    assert (off.state.paused, off.state.note) == (True, "trigger disabled")
+    both = build_schedule(version, trigger, task_queue="q", paused=True, disabled=True)
+    assert (both.state.paused, both.state.note) == (True, "definition paused")
+    on = build_schedule(version, trigger, task_queue="q", paused=False, disabled=False)
+    assert (on.state.paused, on.state.note) == (False, "managed by Tempoflow")
