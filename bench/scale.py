@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,6 +43,13 @@ from launcher.worker import create_worker
 from projections.db import session_factory
 from projections.models import Event
 from tempoflow.settings import Settings
+
+_RESULTS = asyncio.Semaphore(100)
+
+
+async def _result(client: Client, workflow_id: str) -> Any:
+    async with _RESULTS:
+        return await client.get_workflow_handle(workflow_id).result()
 
 
 def _rss_mb(proc: psutil.Process) -> float:
@@ -141,8 +149,10 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 produced = await _produce(
                     "http", f"http://127.0.0.1:{port}", key, str(n), str(args.concurrency), EVENT
                 )
+                # Results read 100 at a time: 2,000 history long-polls at once exceed
+                # the server's concurrent poller limit (resumption is timed in the runs).
                 results = await asyncio.gather(
-                    *(client.get_workflow_handle(workflow_ids[i]).result() for i in range(n))
+                    *(_result(client, workflow_ids[i]) for i in range(n))
                 )
             resumed_at = [r["output"]["resumedAt"] for r in results]
             async with sessions() as session:
