@@ -5,12 +5,13 @@ step's policy."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, until
 
 
 async def history_kinds(stack: Stack, workflow_id: str) -> dict[str, list[str]]:
@@ -179,3 +180,40 @@ async def test_a_local_action_out_of_retries_fails_with_its_error(stack: Stack) 
     assert stack.effects.calls[(run["id"], "flaky")] == 2
     recorded = (await invocations(stack, run["id"]))["/steps/0"]
     assert recorded["status"] == "FAILED" and recorded["attempts"] == 2
+
+
+async def test_cancelling_a_run_cancels_its_local_action(stack: Stack) -> None:
+    await stack.publish(
+        "local-cancel",
+        {
+            "steps": [
+                {
+                    "id": "slow",
+                    "type": "action.call",
+                    "action": "test.localslow",
+                    "input": {"seconds": 30},
+                    "timeouts": {"startToClose": "PT60S"},
+                },
+                {"id": "after", "type": "action.call", "action": "test.mark"},
+            ]
+        },
+    )
+    run = await stack.start("local-cancel")
+
+    async def running() -> bool:
+        return stack.effects.calls[(run["id"], "slow")] == 1
+
+    await until(running)
+    handle = stack.client.get_workflow_handle(run["workflowId"])
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), 20)  # not after the 30 s sleep
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert stack.effects.calls[(run["id"], "after")] == 0
+
+    async def projected() -> bool:
+        return (await stack.run_view(run["id"]))["status"] == "CANCELED"
+
+    await until(projected)
+    steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
+    assert steps["slow"] == "CANCELED"
