@@ -9,9 +9,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
+from launcher.rebuild import rebuild
 from tests.integration.conftest import Stack, until
+from tests.integration.test_rebuild import TABLES, _same, _snapshot
 
 
 async def history_kinds(stack: Stack, workflow_id: str) -> dict[str, list[str]]:
@@ -217,3 +220,59 @@ async def test_cancelling_a_run_cancels_its_local_action(stack: Stack) -> None:
     await until(projected)
     steps = {s["stepId"]: s["status"] for s in await stack.steps(run["id"])}
     assert steps["slow"] == "CANCELED"
+
+
+async def test_local_steps_are_rebuilt_from_history(stack: Stack) -> None:
+    """A local action's input is not in history (its marker holds the result): the
+    rebuild takes the input from the replay and the outcome from the marker."""
+    await stack.publish(
+        "local-rebuild",
+        {
+            "steps": [
+                {"id": "noop", "type": "action.call", "action": "core.noop", "input": {"a": 1}},
+                {
+                    "id": "t",
+                    "type": "control.tryCatch",
+                    "try": [
+                        {
+                            "id": "flaky",
+                            "type": "action.call",
+                            "action": "test.localflaky",
+                            "input": {"failures": 5},
+                            "retry": {"initialInterval": "PT0.05S", "maxAttempts": 2},
+                        }
+                    ],
+                    "catch": [{"id": "caught", "type": "state.set", "values": {"c": True}}],
+                },
+            ]
+        },
+    )
+    run = await stack.start("local-rebuild")
+    assert (await stack.result(run))["output"]["c"] is True
+
+    async def settled() -> bool:
+        return (await stack.run_view(run["id"]))["status"] == "SUCCEEDED"
+
+    await until(settled)
+    await asyncio.sleep(0.5)
+    before = await _snapshot(stack, [run["id"]])
+    assert len(before["action_invocations"]) == 2
+    async with stack.sessions.begin() as session:
+        for table in (*TABLES, "action_attempts"):
+            await session.execute(
+                text(f"DELETE FROM {table} WHERE run_id = ANY(:ids)"), {"ids": [run["id"]]}
+            )
+    summary = await rebuild(stack.client, stack.sessions, run_id=run["id"], tenant=stack.tenant)
+    assert summary.failures == [] and summary.runs == 1
+    after = await _snapshot(stack, [run["id"]])
+    for table, rows in before.items():
+        assert rows.keys() == after[table].keys(), table
+        for key, row in rows.items():
+            differs = {
+                column: (value, after[table][key][column])
+                for column, value in row.items()
+                if not _same(value, after[table][key][column])
+            }
+            assert differs == {}, (table, key)
+    statuses = {row["action"]: row["status"] for row in after["action_invocations"].values()}
+    assert statuses == {"core.noop": "SUCCEEDED", "test.localflaky": "FAILED"}
