@@ -107,63 +107,70 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        worker = create_worker(
-            client, task_queue=queue, registry=default_registry(), sessions=sessions
-        )
-        headers = {"Authorization": f"Bearer {key}"}
-        n = args.runs
-        async with (
-            worker,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as http,
-        ):
-            await embedded.wait_for_port("127.0.0.1", port, within=60)
-            r = await http.put(
-                f"/v1/event-types/{EVENT}", json={"correlation": {"paths": ["/payload/key"]}}
+        try:  # the API process must not outlive a failed run
+            worker = create_worker(
+                client, task_queue=queue, registry=default_registry(), sessions=sessions
             )
-            r.raise_for_status()
-            procs = {"worker": psutil.Process(), "api": psutil.Process(api.pid)}
-            rest = {name: _rss_mb(p) for name, p in procs.items()}
-            version = published("bench-scale", DEFINITION)
-            workflow_ids: dict[int, str] = {}
+            headers = {"Authorization": f"Bearer {key}"}
+            n = args.runs
+            async with (
+                worker,
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as http,
+            ):
+                await embedded.wait_for_port("127.0.0.1", port, within=60)
+                r = await http.put(
+                    f"/v1/event-types/{EVENT}", json={"correlation": {"paths": ["/payload/key"]}}
+                )
+                r.raise_for_status()
+                procs = {"worker": psutil.Process(), "api": psutil.Process(api.pid)}
+                rest = {name: _rss_mb(p) for name, p in procs.items()}
+                version = published("bench-scale", DEFINITION)
+                workflow_ids: dict[int, str] = {}
 
-            async def start(i: int) -> None:
-                started = await start_run(
-                    client,
-                    task_queue=queue,
-                    tenant=TENANT,
-                    version=version,
-                    data={"key": f"k-{i}"},
-                    idempotency_key=None,
-                )
-                workflow_ids[i] = started.workflow_id
+                async def start(i: int) -> None:
+                    started = await start_run(
+                        client,
+                        task_queue=queue,
+                        tenant=TENANT,
+                        version=version,
+                        data={"key": f"k-{i}"},
+                        idempotency_key=None,
+                    )
+                    workflow_ids[i] = started.workflow_id
 
-            with PeakRss(procs) as parking:
-                t0 = time.perf_counter()
-                start_s, _ = await drive(n, args.concurrency, start)
-                await _until_waiting(sessions, n)
-                park_s = time.perf_counter() - t0
-            parked = {name: _rss_mb(p) for name, p in procs.items()}
+                with PeakRss(procs) as parking:
+                    t0 = time.perf_counter()
+                    start_s, _ = await drive(n, args.concurrency, start)
+                    await _until_waiting(sessions, n)
+                    park_s = time.perf_counter() - t0
+                parked = {name: _rss_mb(p) for name, p in procs.items()}
 
-            with PeakRss(procs) as resuming:
-                first_send = time.time() * 1000
-                produced = await _produce(
-                    "http", f"http://127.0.0.1:{port}", key, str(n), str(args.concurrency), EVENT
-                )
-                # Results read 100 at a time: 2,000 history long-polls at once exceed
-                # the server's concurrent poller limit (resumption is timed in the runs).
-                results = await asyncio.gather(
-                    *(_result(client, workflow_ids[i]) for i in range(n))
-                )
-            resumed_at = [r["output"]["resumedAt"] for r in results]
-            async with sessions() as session:
-                routed = await session.scalar(
-                    select(func.max(Event.routed_at)).where(Event.routed_at.is_not(None))
-                )
-                routed_count = await session.scalar(
-                    select(func.count()).select_from(Event).where(Event.routed_at.is_not(None))
-                )
-        api.terminate()
-        await api.wait()
+                with PeakRss(procs) as resuming:
+                    first_send = time.time() * 1000
+                    produced = await _produce(
+                        "http",
+                        f"http://127.0.0.1:{port}",
+                        key,
+                        str(n),
+                        str(args.concurrency),
+                        EVENT,
+                    )
+                    # Results read 100 at a time: 2,000 history long-polls at once exceed
+                    # the server's concurrent poller limit (resumption is timed in the runs).
+                    results = await asyncio.gather(
+                        *(_result(client, workflow_ids[i]) for i in range(n))
+                    )
+                resumed_at = [r["output"]["resumedAt"] for r in results]
+                async with sessions() as session:
+                    routed = await session.scalar(
+                        select(func.max(Event.routed_at)).where(Event.routed_at.is_not(None))
+                    )
+                    routed_count = await session.scalar(
+                        select(func.count()).select_from(Event).where(Event.routed_at.is_not(None))
+                    )
+        finally:
+            api.terminate()
+            await api.wait()
     assert routed is not None
     routed_s = (routed.timestamp() * 1000 - first_send) / 1000
     all_resumed_s = (max(resumed_at) - first_send) / 1000
