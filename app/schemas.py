@@ -291,6 +291,9 @@ class ActionPublic(_Public):
     version: int | None = Field(description="null: only workers know this action")
     description: str = ""
     side_effects: bool | None = None
+    local: bool | None = Field(
+        default=None, description="runs as a Temporal local activity (in versions published now)"
+    )
     input_schema: dict[str, Any] | None = None
     output_schema: dict[str, Any] | None = None
     retry: dict[str, Any] | None = Field(default=None, description="declared default retry")

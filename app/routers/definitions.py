@@ -148,15 +148,10 @@ def _check_roles(
 
 
 def _declared_defaults(definition: dict[str, Any], registry: ActionRegistry) -> dict[str, Any]:
-    """The declared retry/timeout defaults of the actions the definition calls (pinned
-    with the version, so every run of it schedules the same way)."""
-    found: dict[str, Any] = {}
-    for _, name in _action_steps(definition):
-        spec = registry.get(name)
-        declared = spec.declared_defaults() if spec is not None else {}
-        if declared:
-            found[name] = declared
-    return found
+    """The declared retry/timeout defaults of the actions the definition calls, and which
+    of them are local (pinned with the version, so every run of it schedules the same
+    way)."""
+    return registry.pinned_defaults(definition)
 
 
 @router.put("/{key}", response_model=DefinitionPublic)
