@@ -14,6 +14,7 @@ from app.routers import (
     expressions,
     health,
     hooks,
+    notifications,
     runs,
     secrets,
     streams,
@@ -37,4 +38,5 @@ ROUTERS = [
     secrets.router,
     streams.router,
     hooks.router,
+    notifications.router,
 ]
