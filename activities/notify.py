@@ -30,6 +30,7 @@ from activities.channels import ChannelMessage, ChannelRegistry, ChannelSpec
 from activities.registry import ActionContext, ActionError
 from activities.secrets import SecretResolver, masked_heartbeat
 from projections import notifications as log
+from tempoflow.error_types import ErrorType
 from temporal_workflows.models import NOTIFY_ACTIVITY, NotificationReceipt, NotificationRequest
 
 LEASE_GRACE = 5.0
@@ -104,7 +105,7 @@ class NotificationActivities:
         if claim.status == "HELD":
             raise ApplicationError(
                 f"notification {request.id} is being sent by another attempt",
-                type="NotificationInFlight",
+                type=ErrorType.NOTIFICATION_IN_FLIGHT,
                 next_retry_delay=IN_FLIGHT_DELAY,
             )
         spec = self.channels.get(request.channel)
@@ -113,13 +114,13 @@ class NotificationActivities:
                 raise ApplicationError(
                     f"the notification could not be rendered: {request.render_error['message']}",
                     request.render_error,
-                    type="NotificationRenderError",
+                    type=ErrorType.NOTIFICATION_RENDER_ERROR,
                     non_retryable=True,
                 )
             if spec is None:
                 raise ApplicationError(
                     f"channel {request.channel!r} is not registered on this worker",
-                    type="ChannelNotFound",
+                    type=ErrorType.CHANNEL_NOT_FOUND,
                     non_retryable=True,
                 )
             message_id = await self.secrets.run(
@@ -144,7 +145,7 @@ class NotificationActivities:
             raise ApplicationError(
                 f"invalid {spec.name} template: {err.error_count()} error(s)",
                 err.errors(include_url=False, include_context=False, include_input=False),
-                type="NotificationInvalid",
+                type=ErrorType.NOTIFICATION_INVALID,
                 non_retryable=True,
             ) from None
         ctx = ActionContext(
@@ -174,6 +175,6 @@ class NotificationActivities:
             raise ApplicationError(
                 f"invalid {spec.name} notification: {err.error_count()} error(s)",
                 err.errors(include_url=False, include_context=False, include_input=False),
-                type="NotificationInvalid",
+                type=ErrorType.NOTIFICATION_INVALID,
                 non_retryable=True,
             ) from None

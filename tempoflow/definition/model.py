@@ -157,6 +157,10 @@ class Notification(_Model):
 Notify = Annotated[list[Notification], Field(max_length=MAX_NOTIFICATIONS)]
 
 
+COMMON_FIELDS = frozenset({"type", "id", "name", "notify"})
+"""Fields every node type has (``notify`` is validated on its own, for every step)."""
+
+
 class StepBase(_Model):
     id: str = Field(pattern=STEP_ID)
     name: str | None = Field(default=None, max_length=200)
@@ -581,12 +585,7 @@ NODE_TYPES = frozenset(NODE_MODELS)
 def _check_declarations() -> None:
     """Every node field is declared in ``fields`` (so validation reads it)."""
     for node_type, model in NODE_MODELS.items():
-        names = {f.alias or n for n, f in model.model_fields.items()} - {
-            "type",
-            "id",
-            "name",
-            "notify",
-        }
+        names = {f.alias or n for n, f in model.model_fields.items()} - COMMON_FIELDS
         if names != set(model.fields):
             raise TypeError(f"{node_type}: fields {sorted(names ^ set(model.fields))} undeclared")
         if not set(model.scope_names) | model.target_keys <= names:
