@@ -73,7 +73,9 @@ from temporal_workflows.models import ActionInvocation as Invocation
 
 log = logging.getLogger("tempoflow.rebuild")
 
-INTERNAL_ACTIVITIES = frozenset({"tempoflow.project", "tempoflow.register_wait"})
+INTERNAL_ACTIVITIES = frozenset(
+    {"tempoflow.project", "tempoflow.register_wait", "tempoflow.notify"}
+)
 _CLOSED_BY_TEMPORAL = (WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT)
 _CLOSES = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "completed",

@@ -66,8 +66,9 @@ async def resend_notification(
     count = await log.resends(session, principal.tenant, notification_id)
     key = f"{original.key}:resend:{count + 1}"
     request = original.model_copy(
-        update={"key": key, "id": notify.notification_id(key), "resend_of": row.id}
+        update={"key": key, "id": notify.notification_id(key), "resend_of": notification_id}
     )
+    details = {"resend": request.id, "runId": row.run_id, "channel": row.channel}
     await session.rollback()  # release the connection while Temporal is called
     try:
         await client.start_workflow(
@@ -87,8 +88,8 @@ async def resend_notification(
         tenant=principal.tenant,
         actor=principal.key_id,
         action="notification.resend",
-        target=row.id,
-        details={"resend": request.id, "runId": row.run_id, "channel": row.channel},
+        target=notification_id,
+        details=details,
     )
     await session.commit()
-    return ResendPublic(id=request.id, resend_of=row.id, status="PENDING")
+    return ResendPublic(id=request.id, resend_of=notification_id, status="PENDING")

@@ -42,7 +42,11 @@ def test_a_valid_policy_publishes() -> None:
     body = {
         "steps": [noop(notify=[EMAIL])],
         "notify": [
-            {**EMAIL, "on": "failed", "template": {"subject": {"$expr": "notification.error.message"}}},
+            {
+                **EMAIL,
+                "on": "failed",
+                "template": {"subject": {"$expr": "notification.error.message"}},
+            },
             {**EMAIL, "on": "waiting"},
         ],
     }
