@@ -106,7 +106,8 @@ async def test_step_and_run_notifications_are_sent_and_logged(
                         "template": email(
                             port,
                             subject={
-                                "$expr": "'Charged ' & $string(notification.output.amount) & ' in step ' & notification.step.id"
+                                "$expr": "'Charged ' & $string(notification.output.amount)"
+                                " & ' in step ' & notification.step.id"
                             },
                         ),
                     }
