@@ -494,7 +494,7 @@ class NotificationRow(Base):
     __tablename__ = "notifications"
     __table_args__ = (
         UniqueConstraint("tenant", "key"),
-        Index("ix_notifications_tenant_run", "tenant", "run_id", "created_at"),
+        Index("ix_notifications_run", "run_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

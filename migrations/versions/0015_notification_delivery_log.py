@@ -50,11 +50,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
         sa.UniqueConstraint("tenant", "key", name=op.f("uq_notifications_tenant")),
     )
-    op.create_index(
-        "ix_notifications_tenant_run", "notifications", ["tenant", "run_id", "created_at"]
-    )
+    op.create_index("ix_notifications_run", "notifications", ["run_id", "created_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_notifications_tenant_run", table_name="notifications")
+    op.drop_index("ix_notifications_run", table_name="notifications")
     op.drop_table("notifications")

@@ -305,3 +305,62 @@ async def test_a_run_without_notify_schedules_nothing_for_it(stack: Stack) -> No
     ]
     assert "tempoflow.notify" not in names
     assert await log(stack, run["id"]) == []
+
+
+async def test_waiting_notifies_the_step_and_the_run_while_the_run_waits(
+    stack: Stack, sink: tuple[Sink, int], receiver: Receiver
+) -> None:
+    """``waiting``: sent while the run waits (before anyone completes the task), from
+    the step's policy and the definition's."""
+    smtp, port = sink
+    url = receiver.url("/json")
+    definition = {
+        "notify": [
+            {
+                "on": "waiting",
+                "channel": "email",
+                "to": "ops@example.com",
+                "template": email(port, subject={"$expr": "'Waiting at ' & notification.step.id"}),
+            }
+        ],
+        "steps": [
+            {
+                "id": "approve",
+                "type": "human.task",
+                "title": "Approve",
+                "form": {"type": "object"},
+                "notify": [
+                    {
+                        "on": "waiting",
+                        "channel": "webhook",
+                        "to": url,
+                        "template": hook(url, {"task": {"$expr": "notification.step.path"}}),
+                    }
+                ],
+            }
+        ],
+    }
+    await stack.publish("approval-notified", definition)
+    run = await stack.start("approval-notified")
+
+    async def both_sent() -> list[dict[str, Any]] | None:
+        entries = await log(stack, run["id"])
+        return (
+            entries if len(entries) == 2 and all(e["status"] == "SENT" for e in entries) else None
+        )
+
+    entries = await until(both_sent)
+    assert {e["policy"] for e in entries} == {"/notify/0", "/steps/0/notify/0"}
+    assert all(e["stepPath"] == "/steps/0" for e in entries)
+    assert (await stack.run_view(run["id"]))["status"] == "WAITING"  # still waiting
+    assert smtp.received[0][1]["Subject"] == "Waiting at approve"
+    assert json.loads(receiver.at("/json")[0].body) == {"task": "/steps/0"}
+
+    r = await stack.http.get(f"/v1/tasks?runId={run['id']}", headers=stack.auth("operator"))
+    (task,) = r.json()["items"]
+    r = await stack.http.post(
+        f"/v1/tasks/{task['id']}/complete", headers=stack.auth("operator"), json={"data": {}}
+    )
+    assert r.status_code == 200, r.text
+    await stack.result(run)
+    assert len(await log(stack, run["id"])) == 2  # nothing more
