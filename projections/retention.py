@@ -4,9 +4,9 @@ A run is pruned with everything keyed by its id (steps, waits, human tasks, acti
 invocations and attempts, event deliveries, the notification delivery log) once it has
 been closed longer than its retention: the definition's ``retention.closedRuns`` (latest
 published version), else the tenant's default. Inbox events are pruned once settled
-(never ``PENDING``, no delivery still ``PENDING``), older than the tenant's retention and than their type's
-buffer TTL. Each batch is one transaction taking its rows with ``FOR UPDATE SKIP
-LOCKED``, so any number of pruners may run at once.
+(never ``PENDING``, no delivery still ``PENDING``), older than the tenant's retention
+and than their type's buffer TTL. Each batch is one transaction taking its rows with
+``FOR UPDATE SKIP LOCKED``, so any number of pruners may run at once.
 """
 
 from __future__ import annotations
