@@ -162,7 +162,7 @@ def load_channels(actions: ActionRegistry, *, group: str = ENTRY_POINT_GROUP) ->
     raises :class:`PluginError` naming the first plugin that fails."""
     channels = builtin_channels(actions)
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
-        source = f"entry point {ep.name!r} ({ep.value})"
+        source = f"channel entry point {ep.name!r} ({ep.value})"
         try:
             register = ep.load()
             if not callable(register):
