@@ -4,15 +4,21 @@ webhooks to an HTTP receiver, both on loopback and allow-listed through the API.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from pydantic import BaseModel
 from standardwebhooks import Webhook
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 
+from activities.channels import ChannelMessage, channels_for
+from activities.registry import ActionContext, ActionError
+from projections import notifications
 from tests.integration.conftest import Stack, until
 from tests.integration.test_email import Sink, free_port
 from tests.receiver import Receiver
@@ -364,3 +370,128 @@ async def test_waiting_notifies_the_step_and_the_run_while_the_run_waits(
     assert r.status_code == 200, r.text
     await stack.result(run)
     assert len(await log(stack, run["id"])) == 2  # nothing more
+
+
+def claim_row(tenant: str, key: str) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "tenant": tenant,
+        "key": key,
+        "run_id": "r1",
+        "definition_key": "d",
+        "policy": "/notify/0",
+        "event": "started",
+        "channel": "email",
+        "request": {},
+    }
+
+
+async def test_the_claim_lets_one_attempt_send_and_never_after_success(stack: Stack) -> None:
+    """What makes a retry (or a second, overlapping attempt) never send twice."""
+    row = claim_row(stack.tenant, "k1")
+    lease = timedelta(minutes=1)
+    async with stack.sessions.begin() as s:
+        assert (await notifications.claim(s, row, attempt=1, lease=lease)).status == "SEND"
+    async with stack.sessions.begin() as s:  # attempt 1's lease is live: attempt 2 waits
+        assert (await notifications.claim(s, row, attempt=2, lease=lease)).status == "HELD"
+    async with stack.sessions.begin() as s:
+        await notifications.record(
+            s, stack.tenant, "k1", status="SENT", attempt=1, provider_message_id="<m1>"
+        )
+    async with stack.sessions.begin() as s:
+        again = await notifications.claim(s, row, attempt=3, lease=lease)
+    assert (again.status, again.provider_message_id) == ("SENT", "<m1>")
+    async with stack.sessions.begin() as s:  # a late failure never overwrites SENT
+        await notifications.record(s, stack.tenant, "k1", status="FAILED", attempt=2)
+        assert (await notifications.claim(s, row, attempt=4, lease=lease)).status == "SENT"
+
+    # A failed attempt (lease released) or an expired lease: the next attempt sends.
+    other = claim_row(stack.tenant, "k2")
+    async with stack.sessions.begin() as s:
+        await notifications.claim(s, other, attempt=1, lease=timedelta(0))
+    async with stack.sessions.begin() as s:
+        assert (await notifications.claim(s, other, attempt=2, lease=lease)).status == "SEND"
+        await notifications.record(s, stack.tenant, "k2", status="RETRYING", attempt=2)
+    async with stack.sessions.begin() as s:
+        assert (await notifications.claim(s, other, attempt=3, lease=lease)).status == "SEND"
+
+
+class MemoTemplate(BaseModel):
+    text: str
+    token: str
+
+
+async def test_a_plugin_channel_gets_the_secret_and_its_failures_stay_out_of_the_run(
+    stack: Stack, other_tenant: dict[str, str]
+) -> None:
+    received: list[tuple[Any, MemoTemplate, str]] = []
+    channels = channels_for(stack.worker_registry)
+
+    @channels.channel(f"memo{uuid.uuid4().hex[:8]}", template_model=MemoTemplate, required={"text"})
+    async def memo(message: ChannelMessage, ctx: ActionContext) -> str | None:
+        template = message.template
+        assert isinstance(template, MemoTemplate)
+        if message.to == "refuse":
+            raise ActionError("MemoRefused", f"refused with {template.token}", retryable=False)
+        received.append((message.to, template, message.key))
+        return f"memo-{len(received)}"
+
+    name = next(n for n in channels.names() if n.startswith("memo"))
+    r = await stack.http.put(
+        "/v1/secrets/memo-token", headers=stack.auth(), json={"value": "s3cr3t-value"}
+    )
+    assert r.status_code in (200, 201), r.text
+    template = {"text": {"$expr": "'hello ' & payload.who"}, "token": {"$secret": "memo-token"}}
+    definition = {
+        "steps": [
+            {
+                "id": "hi",
+                "type": "state.set",
+                "values": {"x": 1},
+                "notify": [
+                    {"on": "started", "channel": name, "to": "desk", "template": template},
+                    {"on": "completed", "channel": name, "to": "refuse", "template": template},
+                ],
+            }
+        ]
+    }
+    await stack.publish("memo", definition)
+    bad = {
+        **definition,
+        "steps": [
+            {
+                **definition["steps"][0],
+                "notify": [{"on": "started", "channel": name, "to": "x", "template": {}}],
+            }
+        ],
+    }
+    r = await stack.http.post(
+        "/v1/definitions/memo/validate", headers=stack.auth(), json={"definition": bad}
+    )
+    assert r.status_code == 422
+    assert ("/steps/0/notify/0/template", "notify.template_incomplete") in {
+        (e["path"], e["code"]) for e in r.json()["errors"]
+    }
+
+    run = await stack.start("memo", {"who": "Ada"})
+    await stack.result(run)
+    ((to, got, key),) = received
+    assert (to, got.text, got.token) == ("desk", "hello Ada", "s3cr3t-value")
+    assert len(key) == 40  # the notification's idempotency key, for the provider
+    entries = {e["event"]: e for e in await log(stack, run["id"])}
+    assert entries["started"]["providerMessageId"] == "memo-1"
+    failed = entries["completed"]
+    assert (failed["status"], failed["error"]["type"]) == ("FAILED", "MemoRefused")
+    # the secret's value is masked in the recorded error and absent from history
+    assert (
+        "s3cr3t-value" not in json.dumps(failed)
+        and "[secret:memo-token]" in failed["error"]["message"]
+    )
+    history = await stack.client.get_workflow_handle(run["workflowId"]).fetch_history()
+    assert "s3cr3t-value" not in history.to_json()
+
+    # another tenant sees neither the log nor the notification
+    r = await stack.http.get(f"/v1/runs/{run['id']}/notifications", headers=other_tenant)
+    assert r.status_code == 404
+    r = await stack.http.post(f"/v1/notifications/{failed['id']}/resend", headers=other_tenant)
+    assert r.status_code == 404
