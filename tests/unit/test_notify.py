@@ -209,3 +209,35 @@ def test_a_plugin_channel_registers_and_names_are_checked() -> None:
         channels.channel("sms", template_model=SmsTemplate)(send)
     with pytest.raises(ValueError, match="must match"):
         ChannelSpec("Bad Name", SmsTemplate, send)
+
+
+def register_sms(channels: ChannelRegistry) -> None:
+    """A channel plugin, loaded through a real entry point below."""
+
+    @channels.channel("sms", template_model=SmsTemplate, required={"text"})
+    async def send(message: Any, ctx: Any) -> str:
+        return "sms-1"
+
+
+def register_broken(channels: ChannelRegistry) -> None:
+    channels.channel("email", template_model=SmsTemplate)(register_broken)  # type: ignore[arg-type]
+
+
+def test_channel_plugins_load_through_the_entry_point_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    import activities.channels as module
+    from activities.plugins import PluginError
+
+    points = [EntryPoint("acme-sms", f"{__name__}:register_sms", "tempoflow.channels")]
+    monkeypatch.setattr(module, "entry_points", lambda group: points if group == "g" else [])
+    assert sorted(load_channels(default_registry(), group="g").names()) == [
+        "email",
+        "sms",
+        "webhook",
+    ]
+    points[:] = [EntryPoint("broken", f"{__name__}:register_broken", "tempoflow.channels")]
+    with pytest.raises(PluginError, match=r"broken.*already registered"):
+        load_channels(default_registry(), group="g")
