@@ -469,6 +469,9 @@ def unknown_secret_issues(refs: list[tuple[str, str]], existing: set[str]) -> li
                 f"secret {name!r} does not exist; the webhook refuses every call signed "
                 "with it until it is created"
                 if path.startswith("/triggers/")
+                else f"secret {name!r} does not exist; the notification is recorded FAILED "
+                "(SecretNotFound) unless it is created before it is sent"
+                if "/notify/" in path
                 else f"secret {name!r} does not exist; the step fails with SecretNotFound "
                 "unless it is created before the step runs"
             ),

@@ -129,6 +129,7 @@ async def test_step_and_run_notifications_are_sent_and_logged(
     await stack.publish("notified", definition)
     run = await stack.start("notified", {"amount": 5, "email": "ada@example.com"})
     assert await stack.result(run) == {"output": {"amount": 5}}
+    await stack.record_history(run, "notify_policies")
 
     # Deliveries end before the run does: the log is complete once it has closed.
     entries = await log(stack, run["id"])
@@ -369,6 +370,7 @@ async def test_waiting_notifies_the_step_and_the_run_while_the_run_waits(
     )
     assert r.status_code == 200, r.text
     await stack.result(run)
+    await stack.record_history(run, "notify_waiting")
     assert len(await log(stack, run["id"])) == 2  # nothing more
 
 
