@@ -241,3 +241,17 @@ def test_channel_plugins_load_through_the_entry_point_group(
     points[:] = [EntryPoint("broken", f"{__name__}:register_broken", "tempoflow.channels")]
     with pytest.raises(PluginError, match=r"broken.*already registered"):
         load_channels(default_registry(), group="g")
+
+
+def test_secret_references_of_templates_are_listed_for_the_unknown_secret_warning() -> None:
+    from tempoflow.definition.validation import secret_references, unknown_secret_issues
+
+    policy = {**EMAIL, "template": {"subject": "x", "smtp": {"password": {"$secret": "smtp"}}}}
+    body = {"steps": [noop(notify=[policy])], "notify": [policy]}
+    refs = secret_references(body)
+    assert refs == [
+        ("/notify/0/template/smtp/password", "smtp"),
+        ("/steps/0/notify/0/template/smtp/password", "smtp"),
+    ]
+    (warning, _) = unknown_secret_issues(refs, set())
+    assert warning.severity == "warning" and "notification" in warning.message
