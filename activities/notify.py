@@ -30,6 +30,7 @@ from activities.channels import ChannelMessage, ChannelRegistry, ChannelSpec
 from activities.registry import ActionContext, ActionError
 from activities.secrets import SecretResolver, masked_heartbeat
 from projections import notifications as log
+from projections.db import is_transient
 from tempoflow.error_types import ErrorType
 from temporal_workflows.models import NOTIFY_ACTIVITY, NotificationReceipt, NotificationRequest
 
@@ -93,9 +94,19 @@ class NotificationActivities:
         attempt = info.attempt
         left = _time_left(info, started)
         lease = timedelta(seconds=(left if left is not None else 600.0) + LEASE_GRACE)
-        claim = await self._in_transaction(
-            lambda s: log.claim(s, row_of(request), attempt=attempt, lease=lease)
-        )
+        try:
+            claim = await self._in_transaction(
+                lambda s: log.claim(s, row_of(request), attempt=attempt, lease=lease)
+            )
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            # Not an attempt: the workflow waits on a timer and schedules it again.
+            raise ApplicationError(
+                f"the database is unreachable: {err!r}",
+                type=ErrorType.BOOKKEEPING_UNAVAILABLE,
+                non_retryable=True,
+            ) from None
         if claim.status == log.SENT:
             return NotificationReceipt(
                 status="DEDUPLICATED",

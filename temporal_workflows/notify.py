@@ -22,10 +22,11 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from tempoflow.definition.model import Notification
 from tempoflow.definition.model import RetryPolicy as PolicyModel
+from tempoflow.error_types import ErrorType
 from tempoflow.secrets import iter_references
 from temporal_workflows.context import RunContext
 from temporal_workflows.failures import StepFailure
@@ -45,6 +46,8 @@ DEFAULT_RETRY = PolicyModel(
 )
 """Delivery attempts of a notification that sets no ``retry``."""
 ATTEMPT_TIMEOUT = timedelta(minutes=2)
+BOOKKEEPING_BACKOFF = timedelta(seconds=1)
+BOOKKEEPING_MAX_BACKOFF = timedelta(minutes=2)
 
 
 def notification_id(key: str) -> str:
@@ -72,6 +75,38 @@ def retry_policy(policy: PolicyModel | None) -> RetryPolicy:
         maximum_interval=p.maxInterval,
         non_retryable_error_types=p.nonRetryableErrors or None,
     )
+
+
+async def deliver(request: NotificationRequest, retry: PolicyModel | None) -> bool:
+    """Run the notification activity; ``False`` when it failed for good (it recorded
+    that; it is only logged here). An attempt given back because the delivery log was
+    unreachable (before anything was sent) is no attempt: wait durably and schedule the
+    notification again."""
+    delay = BOOKKEEPING_BACKOFF
+    while True:
+        try:
+            await workflow.execute_activity(
+                NOTIFY_ACTIVITY,
+                request,
+                result_type=NotificationReceipt,
+                start_to_close_timeout=ATTEMPT_TIMEOUT,
+                retry_policy=retry_policy(retry),
+                summary=f"notify {request.event} via {request.channel}",
+            )
+            return True
+        except ActivityError as err:
+            cause = err.cause
+            if (
+                isinstance(cause, ApplicationError)
+                and cause.type == ErrorType.BOOKKEEPING_UNAVAILABLE
+            ):
+                await workflow.sleep(delay)
+                delay = min(delay * 2, BOOKKEEPING_MAX_BACKOFF)
+                continue
+            workflow.logger.warning(
+                "notification %s (%s) was not delivered: %s", request.id, request.policy, cause
+            )
+            return False
 
 
 class Notifier:
@@ -163,19 +198,7 @@ class Notifier:
             return request.model_copy(update={"render_error": failure.to_dict()})
 
     async def _send(self, request: NotificationRequest, policy: Notification) -> None:
-        try:
-            await workflow.execute_activity(
-                NOTIFY_ACTIVITY,
-                request,
-                result_type=NotificationReceipt,
-                start_to_close_timeout=ATTEMPT_TIMEOUT,
-                retry_policy=retry_policy(policy.retry),
-                summary=f"notify {request.event} via {request.channel}",
-            )
-        except ActivityError as err:
-            workflow.logger.warning(
-                "notification %s (%s) was not delivered: %s", request.id, request.policy, err.cause
-            )
+        await deliver(request, policy.retry)
 
     async def drain(self) -> None:
         """Wait for every delivery in flight (before the execution closes)."""
@@ -190,12 +213,6 @@ class ResendWorkflow:
     same message through the same activity, under a key of its own."""
 
     @workflow.run
-    async def run(self, request: NotificationRequest) -> NotificationReceipt:
-        return await workflow.execute_activity(
-            NOTIFY_ACTIVITY,
-            request,
-            result_type=NotificationReceipt,
-            start_to_close_timeout=ATTEMPT_TIMEOUT,
-            retry_policy=retry_policy(None),
-            summary=f"resend {request.resend_of} via {request.channel}",
-        )
+    async def run(self, request: NotificationRequest) -> bool:
+        """Whether it was delivered (the delivery log has the details)."""
+        return await deliver(request, None)

@@ -255,3 +255,51 @@ def test_secret_references_of_templates_are_listed_for_the_unknown_secret_warnin
     ]
     (warning, _) = unknown_secret_issues(refs, set())
     assert warning.severity == "warning" and "notification" in warning.message
+
+
+async def test_an_unreachable_delivery_log_gives_the_attempt_back() -> None:
+    """The claim cannot be written (PostgreSQL refuses the connection): the activity
+    sends nothing and fails as ``BookkeepingUnavailable``, which the workflow answers
+    with a timer and a new activity, not a spent attempt."""
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.notify import NotificationActivities
+    from activities.secrets import SecretResolver
+    from projections.db import create_engine, session_factory
+    from tempoflow.keyring import Keyring
+    from temporal_workflows.models import NotificationRequest
+    from tests.servers import closed_port
+
+    sent: list[Any] = []
+    channels = ChannelRegistry()
+
+    @channels.channel("sms", template_model=SmsTemplate)
+    async def send(message: Any, ctx: Any) -> str:
+        sent.append(message)
+        return "sms-1"
+
+    with closed_port() as port:
+        engine = create_engine(f"postgresql+asyncpg://u:p@127.0.0.1:{port}/db", pre_ping=False)
+        sessions = session_factory(engine)
+        activities = NotificationActivities(
+            sessions, channels, SecretResolver(sessions, Keyring([bytes(32)]))
+        )
+        request = NotificationRequest(
+            id="n1",
+            key="k1",
+            tenant="acme",
+            run_id="r1",
+            workflow_id="acme/r1",
+            definition_key="d",
+            policy="/notify/0",
+            event="started",
+            channel="sms",
+            to="+1",
+            template={"text": "hi"},
+        )
+        with pytest.raises(ApplicationError) as raised:
+            await ActivityEnvironment().run(activities.notify, request)
+        await engine.dispose()
+    assert raised.value.type == "BookkeepingUnavailable" and raised.value.non_retryable
+    assert sent == []
