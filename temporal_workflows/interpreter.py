@@ -168,7 +168,6 @@ class InterpreterWorkflow:
                 failure.message, error, type=failure.type, non_retryable=True
             ) from None
         except ContinueAsNew as can:
-            await shielded(self._notifier.drain())
             if await self._closing_flush():
                 await self._cancelled_at_boundary(ctx)
             if self._patched:
@@ -234,18 +233,20 @@ class InterpreterWorkflow:
         activity runs inside the workflow task that completes the run, and when Temporal
         refuses that task (a cancel or an update arrived meanwhile) the outcome it wrote
         never happened. Returns whether a cancellation arrived meanwhile."""
+        drained = False  # a cancellation arrived while notifications were delivered
         if self._notifier.pending:
-            await shielded(self._notifier.drain())  # deliveries end before the run does
+            # Deliveries end before the execution does (closes or continues as new).
+            _, drained = await shielded(self._notifier.drain())
         if run is not None and run.closed_at is not None:
             run_metrics.run_finished(
                 run.tenant, run.definition_key, run.status, run.started_at, run.closed_at
             )
         if not self._patched:
             await self._flush(run)
-            return False
+            return drained
         if run is None:
             _, cancelled = await shielded(self._flush())
-            return cancelled
+            return drained or cancelled
         assert self._ctx is not None
         limit = self._ctx.inp.run_limits.max_payload_bytes
         if self._ctx.pending_size() + self._ctx.payload_size(run) > limit:
@@ -266,7 +267,7 @@ class InterpreterWorkflow:
                     summary=f"project {run.status.value}",
                 )
             )
-        return cancelled or late
+        return drained or cancelled or late
 
     async def _project_locally(self, batch: ProjectionBatch) -> None:
         await workflow.execute_local_activity(
