@@ -416,6 +416,11 @@ async def test_the_claim_lets_one_attempt_send_and_never_after_success(stack: St
         await notifications.record(s, stack.tenant, "k2", status="RETRYING", attempt=2)
     async with stack.sessions.begin() as s:
         assert (await notifications.claim(s, other, attempt=3, lease=lease)).status == "SEND"
+    # while it is being sent, an operator cannot resend it
+    r = await stack.http.post(
+        f"/v1/notifications/{other['id']}/resend", headers=stack.auth("operator")
+    )
+    assert r.status_code == 409 and r.json()["code"] == "notification_in_flight"
 
 
 class MemoTemplate(BaseModel):
