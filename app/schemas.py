@@ -721,3 +721,34 @@ class BundleImportPublic(_Public):
     updated: BundleItems
     unchanged: BundleItems
     warnings: list[ErrorItem] = Field(default_factory=list)
+
+
+class NotificationPublic(_Public):
+    """One entry of a run's notification delivery log."""
+
+    id: str
+    run_id: str
+    policy: str = Field(description="pointer to the policy in the definition")
+    step_path: str | None = None
+    loop: LoopIndexes = None
+    event: str
+    channel: str
+    recipient: Any = None
+    status: str = Field(description="SENDING, RETRYING, SENT or FAILED")
+    attempts: int
+    error: dict[str, Any] | None = None
+    provider_message_id: str | None = None
+    resend_of: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None
+
+
+class NotificationsPublic(_Public):
+    items: list[NotificationPublic]
+
+
+class ResendPublic(_Public):
+    id: str = Field(description="the new delivery log entry (the resend)")
+    resend_of: str
+    status: str

@@ -74,7 +74,9 @@ from temporal_workflows.models import ActionInvocation as Invocation
 
 log = logging.getLogger("tempoflow.rebuild")
 
-INTERNAL_ACTIVITIES = frozenset({"tempoflow.project", "tempoflow.register_wait"})
+INTERNAL_ACTIVITIES = frozenset(
+    {"tempoflow.project", "tempoflow.register_wait", "tempoflow.notify"}
+)
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
 _CLOSED_BY_TEMPORAL = (WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT)
 _CLOSES = {

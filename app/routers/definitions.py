@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError
 
+from activities.channels import channels_for
 from activities.registry import ActionRegistry
 from app import schedules
 from app.auth import Principal
@@ -92,7 +93,12 @@ def _validate(
     definition: dict[str, Any], registry: ActionRegistry, extra: list[Issue] | None = None
 ) -> list[Issue]:
     """Validate; raise 422 with every error (and the warnings); return the warnings."""
-    issues = validate_definition(definition, registry.names(), registry.input_schemas())
+    issues = validate_definition(
+        definition,
+        registry.names(),
+        registry.input_schemas(),
+        channels=channels_for(registry).requirements(),
+    )
     issues += extra or []
     errors = [i for i in issues if i.severity == "error"]
     warnings = [i for i in issues if i.severity == "warning"]

@@ -61,6 +61,7 @@ async def _ask(
         )
     )
     await ctx.flush(RunStatus.WAITING)
+    ctx.notify("waiting", step, path, error=error)
     try:
         await workflow.wait_condition(lambda: pending.decision is not None)
     finally:
