@@ -48,7 +48,8 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)  ## every benchmark; each prints a JSON line last
+bench: $(STAMP)  ## every benchmark; each prints a JSON line last (charts need the bench extra)
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
 	@for script in $(filter-out bench/_%,$(wildcard bench/*.py)); do \
 		echo "== $$script"; $(BIN)/python $$script $(BENCH_ARGS) || exit 1; \
 	done

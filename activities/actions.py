@@ -104,6 +104,16 @@ def _capped_delay(delay: timedelta | None, policy: RetryPolicy | None) -> timede
     return min(delay, policy.maximum_interval)
 
 
+def _beat(info: activity.Info) -> None:
+    """Heartbeat, except in a local activity (which has none)."""
+    if not info.is_local:
+        activity.heartbeat()
+
+
+def _no_heartbeat(*details: Any) -> None:
+    """``ActionContext.heartbeat`` of a local action: nothing to report to."""
+
+
 class BookkeepingUnavailableError(Exception):
     """The invocation could not be claimed within the attempt's waiting budget."""
 
@@ -497,7 +507,7 @@ class TempoflowActivities:
                 left = budget - (time.monotonic() - waited)
                 if left <= 0:
                     raise ClaimHeldError(claim)
-            activity.heartbeat()
+            _beat(info)
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 1.0)
 
@@ -543,7 +553,7 @@ class TempoflowActivities:
                     outcome.action,
                     err,
                 )
-            activity.heartbeat()
+            _beat(info)
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 1.0)
 
@@ -619,7 +629,7 @@ class TempoflowActivities:
             attempt=attempt,
             idempotency_key=inv.idempotency_key,
             logger=activity.logger,
-            heartbeat=masked_heartbeat,
+            heartbeat=_no_heartbeat if activity.info().is_local else masked_heartbeat,
         )
         try:
             with metrics.observe_action(inv.action):

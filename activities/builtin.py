@@ -68,6 +68,7 @@ def register_builtins(
         output_model=NoopOutput,
         description="Does nothing; returns its input.",
         side_effects=False,
+        local=True,
     )(noop)
     registry.action(
         "core.log",
@@ -75,6 +76,7 @@ def register_builtins(
         output_model=LogOutput,
         description="Writes a message to the worker log.",
         side_effects=False,
+        local=True,
     )(log)
     settings = settings or Settings()
     allow_lists = AllowLists(sessions, settings.egress_rules_cache_seconds)

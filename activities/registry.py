@@ -13,6 +13,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from tempoflow.definition import called_actions, parse_definition
+from tempoflow.definition.action_options import LOCAL_KEY
 from tempoflow.definition.model import ACTION_NAME, RetryPolicy, Timeouts
 from tempoflow.errors import TempoflowBaseError
 
@@ -109,6 +111,13 @@ class ActionSpec(Generic[In, Out]):
         description: one line for ``GET /v1/actions``.
         side_effects: whether the action changes anything outside the run (``False``:
             repeating it is harmless, e.g. a pure computation or a log line).
+        local: run it as a Temporal *local activity* (in the worker running the
+            workflow, no activity task round trip, fewer history events): for short
+            actions (well under the workflow task timeout) that never heartbeat (a local
+            activity has no heartbeat; ``ctx.heartbeat`` does nothing there). Pinned into
+            each definition version at publish, so a run schedules its steps the same
+            way on every replay; a step with a ``timeouts.heartbeat`` runs as a regular
+            activity anyway.
         retry: default retry policy for steps calling it (fields left out fall through
             to the built-in defaults; the definition's and the step's win).
         timeouts: default timeouts, same precedence.
@@ -126,12 +135,15 @@ class ActionSpec(Generic[In, Out]):
     retry: RetryPolicy | None = None
     timeouts: Timeouts | None = None
     publish_roles: frozenset[str] | None = None
+    local: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(ACTION_NAME, self.name):
             raise ValueError(
                 f"action name {self.name!r} must be dotted lowercase words (e.g. 'acme.send')"
             )
+        if not isinstance(self.local, bool):
+            raise TypeError(f"action {self.name}: local must be a boolean")
         if not isinstance(self.version, int) or self.version < 1:
             raise ValueError(f"action {self.name}: version must be a positive integer")
         for model in (self.input_model, self.output_model):
@@ -141,9 +153,12 @@ class ActionSpec(Generic[In, Out]):
             object.__setattr__(self, "publish_roles", frozenset(self.publish_roles))
 
     def declared_defaults(self) -> dict[str, Any]:
-        """The retry and timeout fields the action declares (only those it writes), as
-        JSON: pinned into published versions (``RunInput.action_defaults``)."""
+        """The retry and timeout fields the action declares (only those it writes), and
+        ``"local": true`` for a local action, as JSON: pinned into published versions
+        (``RunInput.action_defaults``)."""
         found: dict[str, Any] = {}
+        if self.local:
+            found[LOCAL_KEY] = True
         if self.retry is not None and self.retry.model_fields_set:
             found["retry"] = self.retry.model_dump(mode="json", exclude_unset=True)
         if self.timeouts is not None and self.timeouts.model_fields_set:
@@ -162,6 +177,7 @@ class ActionSpec(Generic[In, Out]):
             "version": self.version,
             "description": self.description,
             "sideEffects": self.side_effects,
+            "local": self.local,
             "inputSchema": self.input_model.model_json_schema(),
             "outputSchema": self.output_model.model_json_schema(),
             "retry": self.retry.model_dump(mode="json") if self.retry else None,
@@ -194,6 +210,7 @@ class ActionRegistry:
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         publish_roles: Iterable[str] | None = None,
+        local: bool = False,
     ) -> Callable[[Handler[In, Out]], Handler[In, Out]]:
         """Decorator registering ``handler`` as action ``name`` (see :class:`ActionSpec`)."""
 
@@ -210,11 +227,25 @@ class ActionRegistry:
                     retry=retry,
                     timeouts=timeouts,
                     publish_roles=frozenset(publish_roles) if publish_roles is not None else None,
+                    local=local,
                 )
             )
             return handler
 
         return register
+
+    def pinned_defaults(self, definition: dict[str, Any]) -> dict[str, Any]:
+        """What a published version of ``definition`` pins per action it calls: the
+        declared retry/timeout defaults and whether the action is local
+        (:meth:`ActionSpec.declared_defaults`), so every run of the version schedules
+        the same way whatever the registry later declares."""
+        found: dict[str, Any] = {}
+        for _, name in called_actions(parse_definition(definition)):
+            spec = self.get(name)
+            declared = spec.declared_defaults() if spec is not None else {}
+            if declared:
+                found[name] = declared
+        return found
 
     def input_schemas(self) -> dict[str, dict[str, Any]]:
         """The JSON Schema of every action's input, by name (computed once each)."""

@@ -22,13 +22,20 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistoryEv
 
 from tempoflow.ids import workflow_id
 from temporal_workflows.models import (
+    NOTIFY_ACTIVITY,
     PROJECT_ACTIVITY,
     REGISTER_WAIT_ACTIVITY,
     RESOLVE_DEFINITION_ACTIVITY,
 )
 
 RETRYABLE = (WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED)
-_INTERNAL = {PROJECT_ACTIVITY, REGISTER_WAIT_ACTIVITY, RESOLVE_DEFINITION_ACTIVITY}
+# Notifications never decide where a run resumes (they never fail it).
+_INTERNAL = {
+    PROJECT_ACTIVITY,
+    REGISTER_WAIT_ACTIVITY,
+    RESOLVE_DEFINITION_ACTIVITY,
+    NOTIFY_ACTIVITY,
+}
 _ACTION_ENDS = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "failed",
     EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "timed out",

@@ -291,6 +291,9 @@ class ActionPublic(_Public):
     version: int | None = Field(description="null: only workers know this action")
     description: str = ""
     side_effects: bool | None = None
+    local: bool | None = Field(
+        default=None, description="runs as a Temporal local activity (in versions published now)"
+    )
     input_schema: dict[str, Any] | None = None
     output_schema: dict[str, Any] | None = None
     retry: dict[str, Any] | None = Field(default=None, description="declared default retry")
@@ -718,3 +721,34 @@ class BundleImportPublic(_Public):
     updated: BundleItems
     unchanged: BundleItems
     warnings: list[ErrorItem] = Field(default_factory=list)
+
+
+class NotificationPublic(_Public):
+    """One entry of a run's notification delivery log."""
+
+    id: str
+    run_id: str
+    policy: str = Field(description="pointer to the policy in the definition")
+    step_path: str | None = None
+    loop: LoopIndexes = None
+    event: str
+    channel: str
+    recipient: Any = None
+    status: str = Field(description="SENDING, RETRYING, SENT or FAILED")
+    attempts: int
+    error: dict[str, Any] | None = None
+    provider_message_id: str | None = None
+    resend_of: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None
+
+
+class NotificationsPublic(_Public):
+    items: list[NotificationPublic]
+
+
+class ResendPublic(_Public):
+    id: str = Field(description="the new delivery log entry (the resend)")
+    resend_of: str
+    status: str

@@ -26,11 +26,10 @@ from temporalio.client import Client
 
 from activities.builtin import default_registry
 from app.run_starter import start_run
-from bench._drive import drive
+from bench._drive import drive, published
 from bench._stack import bench_stack
 from launcher.worker import create_worker
 from projections.db import session_factory
-from projections.models import DefinitionVersionRow
 from tempoflow.codec import ENCODING, EncryptionCodec, new_key
 from tempoflow.settings import Settings
 from tempoflow.temporal_client import data_converter
@@ -80,7 +79,7 @@ async def measure_codec_ratio(quick: bool, concurrency: int = 50) -> dict[str, o
             data_converter=data_converter(Settings(payload_key=f"bench:{new_key()}")),
         )
         sessions = session_factory(stack.engine)
-        version = DefinitionVersionRow(key="bench-codec", version=1, body=DEFINITION)
+        version = published("bench-codec", DEFINITION)
         sides: dict[str, tuple[Client, str]] = {
             "plain": (plain, f"bench-plain-{uuid.uuid4()}"),
             "encrypted": (encrypted, f"bench-enc-{uuid.uuid4()}"),

@@ -10,8 +10,19 @@ from typing import Any
 
 from temporalio.client import Client
 
+from activities.builtin import default_registry
+from activities.registry import ActionRegistry
 from app.run_starter import start_run
 from projections.models import DefinitionVersionRow
+
+
+def published(
+    key: str, body: dict[str, Any], registry: ActionRegistry | None = None
+) -> DefinitionVersionRow:
+    """Version 1 of ``body`` as ``POST /v1/definitions/{key}/publish`` pins it (the
+    actions' declared defaults, and which of them run as local activities)."""
+    pins = (registry or default_registry()).pinned_defaults(body)
+    return DefinitionVersionRow(key=key, version=1, body=body, action_defaults=pins or None)
 
 
 async def drive(

@@ -36,13 +36,13 @@ from sqlalchemy import func, select
 from temporalio.client import Client
 
 from activities.builtin import close_resources, default_registry
-from bench._drive import compared, drive, run_to_end
+from bench._drive import compared, drive, published, run_to_end
 from bench._http_baseline import STEPS, BaselineHttp, HttpBaselineWorkflow
 from bench._stack import bench_stack
 from launcher.worker import create_worker
 from projections.db import session_factory
 from projections.egress import put_allow_list
-from projections.models import DefinitionVersionRow, RunRow
+from projections.models import RunRow
 from tempoflow.settings import Settings
 
 TENANT = "bench"
@@ -122,7 +122,7 @@ async def measure(args: argparse.Namespace, port: int) -> dict[str, Any]:
             workflows=[HttpBaselineWorkflow],
             activities=[baseline_http.call],
         )
-        version = DefinitionVersionRow(key="bench-http", version=1, body=definition(url))
+        version = published("bench-http", definition(url), registry)
 
         async def tempoflow(i: int) -> None:
             await run_to_end(client, queue, TENANT, version, {"n": i})

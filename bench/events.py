@@ -39,12 +39,12 @@ from activities.builtin import default_registry
 from app.auth import create_api_key
 from app.run_starter import start_run
 from bench._baseline import BaselineWait
-from bench._drive import pct
+from bench._drive import pct, published
 from bench._stack import bench_stack
 from launcher import embedded
 from launcher.worker import create_worker
 from projections.db import session_factory
-from projections.models import DefinitionVersionRow, Event, WaitRow
+from projections.models import Event, WaitRow
 from tempoflow.settings import Settings
 
 PRODUCER = str(Path(__file__).resolve().parent / "_producer.py")
@@ -140,7 +140,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 f"/v1/event-types/{EVENT}", json={"correlation": {"paths": ["/payload/key"]}}
             )
             r.raise_for_status()
-            version = DefinitionVersionRow(key="bench-wait", version=1, body=DEFINITION)
+            version = published("bench-wait", DEFINITION)
             n = args.runs
 
             # -- Tempoflow: runs wait on keys; events over HTTP ----------------------------

@@ -27,6 +27,7 @@ from jsonata.jsonata import Jsonata
 
 from activities.builtin import default_registry
 from app.run_starter import start_run
+from bench._drive import published
 from bench._stack import bench_stack
 from expression import EvalContext, evaluate
 from launcher.worker import create_worker
@@ -138,9 +139,7 @@ async def throughput(runs: int) -> dict[str, float]:
         out = {}
         async with worker:
             for label, flag in (("none", False), ("ten_per_step", True)):
-                version = DefinitionVersionRow(
-                    key=f"expr-{label}", version=1, body=_definition(flag)
-                )
+                version = published(f"expr-{label}", _definition(flag))
 
                 async def one(i: int, version: DefinitionVersionRow = version) -> None:
                     started = await start_run(

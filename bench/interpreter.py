@@ -28,12 +28,12 @@ from temporalio.worker import UnsandboxedWorkflowRunner
 from activities.builtin import default_registry
 from app.run_starter import start_run
 from bench._baseline import STEPS, BaselineLoop, BaselineWorkflow, baseline_noop
-from bench._drive import compared, drive, run_to_end
+from bench._drive import compared, drive, published, run_to_end
 from bench._meter import Meter, Reading, per_step
 from bench._stack import bench_stack
 from launcher.worker import create_worker
 from projections.db import session_factory
-from projections.models import DefinitionVersionRow, RunRow, StepRow
+from projections.models import RunRow, StepRow
 
 TENANT = "bench"
 DEFINITION = {
@@ -64,7 +64,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             activities=[baseline_noop],
             workflow_runner=UnsandboxedWorkflowRunner() if args.unsandboxed else None,
         )
-        version = DefinitionVersionRow(key="bench-noop", version=1, body=DEFINITION)
+        version = published("bench-noop", DEFINITION)
 
         async def tempoflow(i: int) -> None:
             await run_to_end(client, queue, TENANT, version, {"n": i})
@@ -158,7 +158,7 @@ async def _loops(client: Client, queue: str, items: int, concurrency: int) -> tu
             }
         ]
     }
-    version = DefinitionVersionRow(key=f"bench-loop-{concurrency}", version=1, body=body)
+    version = published(f"bench-loop-{concurrency}", body)
     t0 = time.perf_counter()
     started = await start_run(
         client, task_queue=queue, tenant=TENANT, version=version, data={}, idempotency_key=None

@@ -26,11 +26,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from activities.builtin import default_registry
 from activities.telemetry import sdk_metrics
 from app.run_starter import start_run
+from bench._drive import drive, published
 from bench._stack import bench_stack
-from bench.interpreter import DEFINITION, _drive
+from bench.interpreter import DEFINITION
 from launcher.worker import create_worker
 from projections.db import session_factory
-from projections.models import DefinitionVersionRow
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
@@ -41,7 +41,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             target, data_converter=pydantic_data_converter, runtime=sdk_metrics().runtime
         )
         sessions = session_factory(stack.engine)
-        version = DefinitionVersionRow(key="bench-metrics", version=1, body=DEFINITION)
+        version = published("bench-metrics", DEFINITION)
         sides = {}
         for name, client in (("plain", plain), ("metered", metered)):
             queue = f"bench-{name}-{uuid.uuid4()}"
@@ -67,10 +67,10 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             await worker.__aenter__()
         try:
             for _, run in sides.values():  # warm up
-                await _drive(max(5, args.runs // 20), args.concurrency, run)
+                await drive(max(5, args.runs // 20), args.concurrency, run)
             for _ in range(2):  # alternate halves so neither side gets a warmer server
                 for name, (_, run) in sides.items():
-                    elapsed, _lat = await _drive(half, args.concurrency, run)
+                    elapsed, _lat = await drive(half, args.concurrency, run)
                     times[name] += elapsed
         finally:
             for worker, _ in sides.values():

@@ -59,11 +59,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def _registry(who: str) -> ActionRegistry:
     """Built-ins and plugins (logged); exits naming the plugin when one fails to load, so
     a process never runs with part of the set."""
+    from activities.channels import channels_for
     from activities.plugins import PluginError, load_plugins
 
     try:
         settings = _settings()
         loaded = load_plugins(settings.action_modules, settings=settings)
+        channels_for(loaded.registry)  # the notification channels' plugins, too
     except PluginError as err:
         print(f"tempoflow {who}: {err}; not starting", file=sys.stderr)
         sys.exit(2)

@@ -179,11 +179,12 @@ async def _serve(
 
 def run_dev(settings: Settings) -> int:
     """Run the stack in the foreground until Ctrl-C; returns the exit code."""
+    from activities.channels import load_channels
     from activities.plugins import PluginError, load_plugins
 
     try:
         # The worker and the API load the same plugins; refuse before starting anything.
-        load_plugins(settings.action_modules)
+        load_channels(load_plugins(settings.action_modules).registry)
     except PluginError as err:
         print(f"tempoflow dev: {err}; not starting", file=sys.stderr)
         return 2

@@ -4,7 +4,8 @@ Every projection record a run writes is made by deterministic workflow code from
 history, so replaying the history re-creates them: the replay captures what the workflow
 hands to its projection activities (the batches of steps, waits, tasks and run rows, the
 waits it registers, the step an action starts). What the action activity writes itself
-is read from the activity's events: the step's resolved input (the activity's input),
+is read from the activity's events (a local action's from its marker, its input from the
+replay): the step's resolved input (the activity's input),
 the attempt that ended the invocation, its output or error, and the action's version
 (in the activity's result or failure). Runs Temporal closed without their own closing
 write (terminated, timed out) are closed as the reconciler closes them.
@@ -20,7 +21,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, update
@@ -73,7 +74,10 @@ from temporal_workflows.models import ActionInvocation as Invocation
 
 log = logging.getLogger("tempoflow.rebuild")
 
-INTERNAL_ACTIVITIES = frozenset({"tempoflow.project", "tempoflow.register_wait"})
+INTERNAL_ACTIVITIES = frozenset(
+    {"tempoflow.project", "tempoflow.register_wait", "tempoflow.notify"}
+)
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 _CLOSED_BY_TEMPORAL = (WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT)
 _CLOSES = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "completed",
@@ -84,10 +88,11 @@ _CLOSES = {
 
 
 class _Capture(Interceptor):
-    """Collects the arguments the workflow passes to activities, in order."""
+    """Collects the arguments the workflow passes to activities, in order, and whether
+    each was a local activity (the n-th call is the activity of sequence number n)."""
 
     def __init__(self) -> None:
-        self.calls: list[Any] = []
+        self.calls: list[tuple[bool, Any]] = []
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
@@ -96,11 +101,11 @@ class _Capture(Interceptor):
 
         class Outbound(WorkflowOutboundInterceptor):
             def start_activity(self, input: StartActivityInput) -> Any:
-                calls.extend(input.args)
+                calls.append((False, input.args[0] if input.args else None))
                 return super().start_activity(input)
 
             def start_local_activity(self, input: StartLocalActivityInput) -> Any:
-                calls.extend(input.args)
+                calls.append((True, input.args[0] if input.args else None))
                 return super().start_local_activity(input)
 
         class Inbound(WorkflowInboundInterceptor):
@@ -182,6 +187,61 @@ def _activities(events: Sequence[HistoryEvent]) -> dict[tuple[str, int], _Activi
     return found
 
 
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, dict) or "seconds" not in value:
+        return None
+    return datetime.fromtimestamp(value["seconds"] + value.get("nanos", 0) / 1e9, UTC)
+
+
+def _marker_json(payloads: Any) -> Any:
+    """A marker's JSON payload (``None``: none, or not JSON, e.g. ``binary/null``)."""
+    try:
+        return _payload(payloads)
+    except ValueError:
+        return None
+
+
+def _local_activities(events: Sequence[HistoryEvent]) -> dict[int, dict[str, Any]]:
+    """What the local activity markers say, by activity sequence number: the attempt,
+    schedule and completion times, and the result or the failure (a local action's input
+    is not in history: the replay gives it)."""
+    found: dict[int, dict[str, Any]] = {}
+    for event in events:
+        if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+            continue
+        attrs = event.marker_recorded_event_attributes
+        if attrs.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in attrs.details:
+            continue
+        data = _marker_json(attrs.details["data"])
+        if not isinstance(data, dict) or not isinstance(data.get("seq"), int):
+            continue
+        found[data["seq"]] = {
+            "attempt": data.get("attempt") or 1,
+            "scheduled_at": _timestamp(data.get("original_schedule_time")),
+            "closed_at": _timestamp(data.get("complete_time")),
+            "result": _marker_json(attrs.details["result"]) if "result" in attrs.details else None,
+            "failure": attrs.failure if attrs.HasField("failure") else None,
+            "at": event.event_time.ToDatetime().astimezone(),
+        }
+    return found
+
+
+def _local_action(inv: Invocation, marker: dict[str, Any]) -> _Activity:
+    """A local action's attempt as its marker recorded it."""
+    at = marker["at"]
+    act = _Activity(inv, marker["scheduled_at"] or at, attempt=marker["attempt"])
+    act.started_at = marker["scheduled_at"] or at
+    act.closed_at = marker["closed_at"] or at
+    if marker["failure"] is not None:
+        failure = marker["failure"]
+        # A failed local activity's failure may be wrapped (activity failure info).
+        act.failure = failure.cause if failure.HasField("activity_failure_info") else failure
+        act.closed = "failed"
+    elif marker["result"] is not None:
+        act.closed, act.result = "completed", marker["result"]
+    return act
+
+
 def _step_started(act: _Activity) -> StepRecord:
     """The RUNNING step the action activity writes when it claims the invocation."""
     inv = act.invocation
@@ -259,8 +319,9 @@ async def rebuild_execution(history: WorkflowHistory) -> Rebuilt:
     )
     await replayer.replay_workflow(history, raise_on_replay_failure=True)
     activities = _activities(history.events)
+    markers = _local_activities(history.events)
     rebuilt = Rebuilt()
-    for arg in capture.calls:
+    for seq, (local, arg) in enumerate(capture.calls, start=1):
         if isinstance(arg, ProjectionBatch):
             rebuilt.batches.append(arg)
         elif isinstance(arg, RegisterWait):
@@ -268,6 +329,8 @@ async def rebuild_execution(history: WorkflowHistory) -> Rebuilt:
             rebuilt.batches.append(arg.pending.model_copy(update={"waits": waits}))
         elif isinstance(arg, Invocation):
             act = activities.get((arg.step_path + "@" + (arg.loop or ""), arg.seq))
+            if local and seq in markers:
+                act = _local_action(arg, markers[seq])
             steps = [*arg.pending.steps]
             invocations = [*arg.pending.invocations]
             if act is not None:

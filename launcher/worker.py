@@ -17,6 +17,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities import runlogs
 from activities.actions import TempoflowActivities
 from activities.builtin import close_resources
+from activities.channels import ChannelRegistry, channels_for
+from activities.notify import NotificationActivities
 from activities.plugins import load_plugins
 from activities.presence import PresenceReporter
 from activities.registry import ActionRegistry
@@ -30,6 +32,7 @@ from tempoflow.keyring import Keyring
 from tempoflow.settings import Settings
 from tempoflow.temporal_client import connect_temporal
 from temporal_workflows.interpreter import InterpreterWorkflow
+from temporal_workflows.notify import ResendWorkflow
 
 log = logging.getLogger("tempoflow.worker")
 
@@ -69,19 +72,24 @@ def create_worker(
     graceful_shutdown: timedelta = timedelta(seconds=5),
     workflow_runner: WorkflowRunner | None = None,
     keyring: Keyring | None = None,
+    channels: ChannelRegistry | None = None,
 ) -> Worker:
     """A worker running the interpreter and the action/projection activities
-    (``keyring``: the secret store's keys, by default those of ``Settings()``)."""
+    (``keyring``: the secret store's keys, by default those of ``Settings()``) and the
+    notification activity (``channels``: the built-ins and the ``tempoflow.channels``
+    plugins on ``registry``'s actions by default)."""
     impl = TempoflowActivities(registry, sessions, keyring)
+    notifier = NotificationActivities(sessions, channels or channels_for(registry), impl.secrets)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[InterpreterWorkflow, *workflows],
+        workflows=[InterpreterWorkflow, ResendWorkflow, *workflows],
         activities=[
             impl.invoke_action,
             impl.project,
             impl.register_wait,
             impl.resolve_definition,
+            notifier.notify,
             *activities,
         ],
         workflow_runner=workflow_runner or sandboxed_runner(),

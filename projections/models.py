@@ -1,7 +1,8 @@
 """Tables. Primary data: api keys, definitions, versions, trigger subscriptions, event
 types, named schemas, egress rules, the event inbox, the secret store, worker presence and the audit
 log. Projections: runs, steps, action invocations and their attempts, waits, event
-deliveries, human tasks, the run-activity feed and run logs."""
+deliveries, human tasks, the run-activity feed and run logs; the notification
+delivery log is written by the notification activity as it sends."""
 
 from __future__ import annotations
 
@@ -524,3 +525,39 @@ class RunLogRow(Base):
     message: Mapped[str] = mapped_column(Text)
     fields: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
     logged_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class NotificationRow(Base):
+    """The delivery log: one row per notification (idempotency key), written by the
+    notification activity as it sends (its attempts, outcome and the provider's message
+    id) and kept with the rendered message (secret references, never values) so an
+    operator can send it again."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("tenant", "key"),
+        Index("ix_notifications_run", "run_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[str] = mapped_column(String(36))
+    definition_key: Mapped[str] = mapped_column(String(128))
+    policy: Mapped[str] = mapped_column(String(1024))
+    step_path: Mapped[str | None] = mapped_column(String(1024))
+    loop: Mapped[str | None] = mapped_column(String(256))
+    event: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[Any] = mapped_column(Json, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    provider_message_id: Mapped[str | None] = mapped_column(Text)
+    request: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    resend_of: Mapped[str | None] = mapped_column(String(36))
+    claimed_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    """End of the sending attempt's lease; another attempt does not send before it."""
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -1,12 +1,12 @@
 """Retention: delete closed runs' rows and settled inbox events in bounded batches.
 
 A run is pruned with everything keyed by its id (steps, waits, human tasks, action
-invocations and attempts, event deliveries) once it has been closed longer than its
-retention: the definition's ``retention.closedRuns`` (latest published version), else
-the tenant's default. Inbox events are pruned once settled (never ``PENDING``, no
-delivery still ``PENDING``), older than the tenant's retention and than their type's
-buffer TTL. Each batch is one transaction taking its rows with ``FOR UPDATE SKIP
-LOCKED``, so any number of pruners may run at once.
+invocations and attempts, event deliveries, the notification delivery log) once it has
+been closed longer than its retention: the definition's ``retention.closedRuns`` (latest
+published version), else the tenant's default. Inbox events are pruned once settled
+(never ``PENDING``, no delivery still ``PENDING``), older than the tenant's retention
+and than their type's buffer TTL. Each batch is one transaction taking its rows with
+``FOR UPDATE SKIP LOCKED``, so any number of pruners may run at once.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ RUN_TABLES = (
     "action_invocations",
     "run_logs",
     "run_feed",
+    "notifications",
 )
 """Tables whose rows belong to one run (``run_id``), deleted with it. Event deliveries
 go too, except those of events still pending."""

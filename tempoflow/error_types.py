@@ -98,6 +98,17 @@ class ErrorType(StrEnum):
     - ``WebhookSecretInvalid``: ``webhook.send``'s signing secret is not a Standard
       Webhooks secret (base64, optionally ``whsec_``-prefixed). Not retryable.
 
+    Failures of a notification (the ``tempoflow.notify`` activity; recorded in the delivery
+    log, never a step's type: a notification never fails its run):
+
+    - ``NotificationInFlight``: another attempt holds the notification's lease; retried
+      after a pause without sending.
+    - ``NotificationRenderError``: the policy's ``to`` or ``template`` failed to render in
+      the workflow (an expression error, too large); nothing is sent. Not retryable.
+    - ``NotificationInvalid``: the rendered message does not fit the channel (its
+      template model or the action's input model). Not retryable.
+    - ``ChannelNotFound``: the channel is not registered on the worker. Not retryable.
+
     Failures of a whole run or of a request to it (never a step's type, so never caught):
 
     - ``DefinitionInvalid``: the run's definition no longer parses (the interpreter,
@@ -151,3 +162,7 @@ class ErrorType(StrEnum):
     HTTP_URL_INVALID = "HttpUrlInvalid"
     EGRESS_DENIED = "EgressDenied"
     WEBHOOK_SECRET_INVALID = "WebhookSecretInvalid"
+    NOTIFICATION_IN_FLIGHT = "NotificationInFlight"
+    NOTIFICATION_RENDER_ERROR = "NotificationRenderError"
+    NOTIFICATION_INVALID = "NotificationInvalid"
+    CHANNEL_NOT_FOUND = "ChannelNotFound"

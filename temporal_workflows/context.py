@@ -53,6 +53,8 @@ class Shared:
     run_sent: bool = False
     status: RunStatus = RunStatus.RUNNING
     flush: Callable[[RunStatus], Awaitable[None]] | None = None
+    notify: Callable[..., None] | None = None
+    """Fires the notification policies of an event (``temporal_workflows.notify``)."""
 
 
 def parse_target(target: str) -> list[str]:
@@ -316,6 +318,11 @@ class RunContext:
         shared.steps, shared.waits, shared.deliveries, shared.tasks = [], [], [], []
         shared.invocations = []
         return batch
+
+    def notify(self, event: str, step: Any = None, path: str | None = None, **info: Any) -> None:
+        """The notification policies on ``event`` of ``step`` (of the run: ``None``)."""
+        if self.shared.notify is not None:
+            self.shared.notify(self, event, step=step, path=path, **info)
 
     async def flush(self, status: RunStatus) -> None:
         assert self.shared.flush is not None

@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal_workflows.nodes import EXECUTORS, Runtime
     from temporal_workflows.nodes.base import shielded
+    from temporal_workflows.notify import Notifier
 
 # Projection writes retry without limit: the activities raise only on transient database
 # errors (unstorable data is written degraded). Backoff beyond the threshold waits on a
@@ -76,6 +77,7 @@ class InterpreterWorkflow:
     @workflow.init
     def __init__(self, inp: RunInput) -> None:
         self._ctx: RunContext | None = None
+        self._notifier = Notifier([])
         self._current: str | None = None
         self._max_history = DEFAULT_MAX_HISTORY
         # Signal and update handlers run before ``run`` in the first activation: their
@@ -129,6 +131,10 @@ class InterpreterWorkflow:
                 type=ErrorType.DEFINITION_INVALID,
                 non_retryable=True,
             ) from None
+        self._notifier.run_policies = list(definition.notify)
+        ctx.shared.notify = self._notifier.fire
+        if inp.resume is None:
+            ctx.notify("started")
         if definition.redact:
             ctx.shared.redact = list(definition.redact)
             ctx.shared.redaction = Redaction(
@@ -154,6 +160,7 @@ class InterpreterWorkflow:
             error = failure.to_dict()
             if self._patched and ctx.payload_size(error) > inp.run_limits.max_payload_bytes // 2:
                 error["details"] = {"omitted": "the error's details are too large to keep"}
+            ctx.notify("failed", error=error)
             await self._closing_flush(
                 ctx.run_record(RunStatus.FAILED, error=error, closed_at=workflow.now())
             )
@@ -188,6 +195,7 @@ class InterpreterWorkflow:
         except asyncio.CancelledError:
             await self._closing_flush(ctx.run_record(RunStatus.CANCELED, closed_at=workflow.now()))
             raise
+        ctx.notify("completed", output=output)
         # A cancellation arriving while the outcome is written no longer changes it.
         await self._closing_flush(
             ctx.run_record(RunStatus.SUCCEEDED, output=output, closed_at=workflow.now())
@@ -225,16 +233,20 @@ class InterpreterWorkflow:
         activity runs inside the workflow task that completes the run, and when Temporal
         refuses that task (a cancel or an update arrived meanwhile) the outcome it wrote
         never happened. Returns whether a cancellation arrived meanwhile."""
+        drained = False  # a cancellation arrived while notifications were delivered
+        if self._notifier.pending:
+            # Deliveries end before the execution does (closes or continues as new).
+            _, drained = await shielded(self._notifier.drain())
         if run is not None and run.closed_at is not None:
             run_metrics.run_finished(
                 run.tenant, run.definition_key, run.status, run.started_at, run.closed_at
             )
         if not self._patched:
             await self._flush(run)
-            return False
+            return drained
         if run is None:
             _, cancelled = await shielded(self._flush())
-            return cancelled
+            return drained or cancelled
         assert self._ctx is not None
         limit = self._ctx.inp.run_limits.max_payload_bytes
         if self._ctx.pending_size() + self._ctx.payload_size(run) > limit:
@@ -255,7 +267,7 @@ class InterpreterWorkflow:
                     summary=f"project {run.status.value}",
                 )
             )
-        return cancelled or late
+        return drained or cancelled or late
 
     async def _project_locally(self, batch: ProjectionBatch) -> None:
         await workflow.execute_local_activity(
@@ -329,12 +341,16 @@ class InterpreterWorkflow:
                 )
             )
 
+        if step.notify:
+            ctx.notify("started", step, path)
         try:
             outcome = await EXECUTORS[step.type](step, path, seq, ctx, self._rt)
         except StepFailure as failure:
             if failure.path is None:
                 failure.path = path
             finish(StepStatus.FAILED, attempt=failure.attempt, error=failure.to_dict())
+            if step.notify:
+                ctx.notify("failed", step, path, error=failure.to_dict())
             raise
         except RunReturned as returned:
             # The return step itself (the first to see it) carries the output; enclosing
@@ -351,6 +367,8 @@ class InterpreterWorkflow:
             output=outcome.output,
             attempt=outcome.attempt,
         )
+        if step.notify:
+            ctx.notify("completed", step, path, output=outcome.output)
 
     async def _flush_status(self, status: RunStatus) -> None:
         """Project a status change of a running run (WAITING before a timer or a wait)."""

@@ -17,6 +17,8 @@ RESOLVE_DEFINITION_ACTIVITY = "tempoflow.resolve_definition"
 REGISTER_WAIT_ACTIVITY = "tempoflow.register_wait"
 EVENT_SIGNAL = "tempoflow.event"
 COMPLETE_TASK_UPDATE = "tempoflow.complete_task"
+NOTIFY_ACTIVITY = "tempoflow.notify"
+RESEND_WORKFLOW = "tempoflow.notification.resend"
 
 
 class RunInput(BaseModel):
@@ -194,3 +196,41 @@ class BookkeepingInterrupted(BaseModel):
     attempt: int
     reason: Literal["database", "claimed"] | None = None
     """``None`` in failures recorded before the reason was given."""
+
+
+class NotificationRequest(BaseModel):
+    """One notification to send (``tempoflow.notify``), rendered in the workflow:
+    ``to`` and ``template`` hold no secret values, only ``{"$secret": name}`` references
+    (``secrets``: the pointers, under ``/template``, the definition wrote)."""
+
+    id: str
+    """The delivery log entry's id (derived from ``key``)."""
+    key: str
+    """Idempotency key: run, notification, step (and loop iteration), event, channel."""
+    tenant: str
+    run_id: str
+    workflow_id: str
+    definition_key: str
+    policy: str
+    """Pointer to the notification policy in the definition (``/notify/0``,
+    ``/steps/2/notify/1``)."""
+    step_path: str | None = None
+    step_id: str | None = None
+    loop: str | None = None
+    event: str
+    channel: str
+    to: Any = None
+    template: dict[str, Any] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list)
+    resend_of: str | None = None
+    render_error: dict[str, Any] | None = None
+    """The policy could not be rendered (an expression failed, too large): recorded
+    ``FAILED``, nothing sent."""
+
+
+class NotificationReceipt(BaseModel):
+    """What the notification activity reports (the delivery log has the rest)."""
+
+    status: Literal["SENT", "DEDUPLICATED"]
+    attempts: int
+    provider_message_id: str | None = None

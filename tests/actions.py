@@ -129,4 +129,28 @@ def build_registry(
         effects.log[ctx.run_id].append(ctx.step_id)
         return Anything()
 
+    # Local actions (run as Temporal local activities; tests/integration/test_local_actions.py).
+    @registry.action(
+        "test.localflaky",
+        input_model=FlakyInput,
+        output_model=Anything,
+        side_effects=False,
+        local=True,
+    )
+    async def local_flaky(data: FlakyInput, ctx: ActionContext) -> Anything:
+        count = effects.record(ctx)
+        if count <= data.failures:
+            raise ActionError("Transient", f"failure {count}", retryable=True)
+        return Anything(succeededOnAttempt=ctx.attempt, key=ctx.idempotency_key)
+
+    @registry.action("test.localslow", input_model=Anything, output_model=Anything, local=True)
+    async def local_slow(data: Anything, ctx: ActionContext) -> Anything:
+        """A local action with side effects (it claims its invocation) that sleeps
+        ``seconds`` on its first attempt."""
+        count = effects.record(ctx)
+        if count == 1:
+            await asyncio.sleep(float((data.model_extra or {}).get("seconds", 0)))
+        ctx.heartbeat()  # does nothing in a local activity (and must not fail)
+        return Anything(calls=count)
+
     return registry

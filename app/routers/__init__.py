@@ -16,6 +16,7 @@ from app.routers import (
     health,
     hooks,
     node_types,
+    notifications,
     runs,
     schemas,
     secrets,
@@ -45,4 +46,5 @@ ROUTERS = [
     hooks.router,
     node_types.router,
     schemas.router,
+    notifications.router,
 ]

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError
 
+from activities.channels import channels_for
 from activities.registry import ActionRegistry
 from app import schedules
 from app.auth import Principal
@@ -92,7 +93,12 @@ def _validate(
     definition: dict[str, Any], registry: ActionRegistry, extra: list[Issue] | None = None
 ) -> list[Issue]:
     """Validate; raise 422 with every error (and the warnings); return the warnings."""
-    issues = validate_definition(definition, registry.names(), registry.input_schemas())
+    issues = validate_definition(
+        definition,
+        registry.names(),
+        registry.input_schemas(),
+        channels=channels_for(registry).requirements(),
+    )
     issues += extra or []
     errors = [i for i in issues if i.severity == "error"]
     warnings = [i for i in issues if i.severity == "warning"]
@@ -148,15 +154,10 @@ def _check_roles(
 
 
 def _declared_defaults(definition: dict[str, Any], registry: ActionRegistry) -> dict[str, Any]:
-    """The declared retry/timeout defaults of the actions the definition calls (pinned
-    with the version, so every run of it schedules the same way)."""
-    found: dict[str, Any] = {}
-    for _, name in _action_steps(definition):
-        spec = registry.get(name)
-        declared = spec.declared_defaults() if spec is not None else {}
-        if declared:
-            found[name] = declared
-    return found
+    """The declared retry/timeout defaults of the actions the definition calls, and which
+    of them are local (pinned with the version, so every run of it schedules the same
+    way)."""
+    return registry.pinned_defaults(definition)
 
 
 @router.put("/{key}", response_model=DefinitionPublic)

@@ -142,7 +142,7 @@ def _check_start_at(start_at: datetime | None, now: datetime) -> None:
     )
 
 
-async def _ensure_run(session: AsyncSession, client: Client, tenant: str, run_id: str) -> None:
+async def ensure_run(session: AsyncSession, client: Client, tenant: str, run_id: str) -> None:
     """404 unless the run exists: in the projection, or else in Temporal (the authority),
     so a run started a moment ago is an empty page, not a 404."""
     if await runs.get_run(session, tenant, run_id) is not None:
@@ -291,7 +291,7 @@ async def read_run_steps(
 ) -> StepsPublic:
     steps = await runs.list_steps(session, principal.tenant, run_id)
     if not steps:
-        await _ensure_run(session, client, principal.tenant, run_id)
+        await ensure_run(session, client, principal.tenant, run_id)
     return StepsPublic(items=[StepPublic.model_validate(s) for s in steps])
 
 
@@ -302,7 +302,7 @@ async def read_run_invocations(
     """The run's action invocations: one per idempotency key, with every attempt."""
     rows = await invocations.list_invocations(session, principal.tenant, run_id)
     if not rows:
-        await _ensure_run(session, client, principal.tenant, run_id)
+        await ensure_run(session, client, principal.tenant, run_id)
     body = await redaction.run_definition(session, principal.tenant, run_id) if rows else None
     redact = Redaction.of_definition(body)
     items = []
@@ -325,7 +325,7 @@ async def read_run_waits(
     """The run's event waits: what it waits (or waited) for, and which event it took."""
     rows = await routing.list_waits(session, principal.tenant, run_id)
     if not rows:
-        await _ensure_run(session, client, principal.tenant, run_id)
+        await ensure_run(session, client, principal.tenant, run_id)
     return WaitsPublic(items=[WaitPublic.model_validate(w) for w in rows])
 
 

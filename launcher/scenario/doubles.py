@@ -23,6 +23,7 @@ from tempoflow.error_types import ErrorType
 from tempoflow.records import ProjectionBatch, RunRecord, StepRecord, TaskRecord
 from tempoflow.secrets import iter_references, substitute
 from temporal_workflows.models import (
+    NOTIFY_ACTIVITY,
     PROJECT_ACTIVITY,
     REGISTER_WAIT_ACTIVITY,
     RESOLVE_DEFINITION_ACTIVITY,
@@ -32,6 +33,8 @@ from temporal_workflows.models import (
     DefinitionRef,
     DefinitionRequest,
     EventDelivery,
+    NotificationReceipt,
+    NotificationRequest,
     RegisterWait,
 )
 
@@ -65,6 +68,8 @@ class Recorder:
     runs: list[RunRecord] = field(default_factory=list)
     steps: list[StepRecord] = field(default_factory=list)
     tasks: list[TaskRecord] = field(default_factory=list)
+    notifications: list[NotificationRequest] = field(default_factory=list)
+    """The notifications the runs' ``notify`` policies sent (rendered, not delivered)."""
 
     updated: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever records arrive (waiters clear it)."""
@@ -200,6 +205,15 @@ class Doubles:
             recorder.take(request.pending)
         return []
 
+    @activity.defn(name=NOTIFY_ACTIVITY)
+    async def notify(self, request: NotificationRequest) -> NotificationReceipt:
+        """A ``notify`` policy's notification: recorded, never delivered anywhere."""
+        recorder = self.recorders.get(request.tenant)
+        if recorder is not None:
+            recorder.notifications.append(request)
+            recorder.updated.set()
+        return NotificationReceipt(status="SENT", attempts=activity.info().attempt)
+
     @activity.defn(name=RESOLVE_DEFINITION_ACTIVITY)
     async def resolve_definition(self, request: DefinitionRequest) -> DefinitionRef:
         """A child definition: the file ``<key>.json`` beside the scenario's definition
@@ -217,4 +231,10 @@ class Doubles:
         return DefinitionRef(key=request.key, version=request.version or 1, body=body)
 
     def activities(self) -> list[Any]:
-        return [self.invoke_action, self.project, self.register_wait, self.resolve_definition]
+        return [
+            self.invoke_action,
+            self.project,
+            self.register_wait,
+            self.notify,
+            self.resolve_definition,
+        ]

@@ -142,6 +142,9 @@ class Expectations(_Model):
     in order, e.g. one per loop iteration), or ``null`` (the step never ran)."""
     calls: dict[str, list[Any]] | None = None
     """By action name: the inputs the run sent, one per attempt, in order (exactly)."""
+    notifications: list[dict[str, Any]] | None = None
+    """The notifications the ``notify`` policies sent, in order: each compared on the
+    fields given (``on``, ``channel``, ``step``, ``to``, ``template``)."""
 
 
 class Scenario(_Model):

@@ -103,4 +103,27 @@ def check(
     for action, inputs in (expect.calls or {}).items():
         sent = [c.input for c in recorder.calls if c.action == action]
         out += diff(inputs, sent, f"/calls/{action}")
+    if expect.notifications is not None:
+        out += _notifications(expect.notifications, recorder)
+    return out
+
+
+def _notifications(want: list[dict[str, Any]], recorder: Recorder) -> list[Difference]:
+    """Each expected notification against the one sent at its position (partially)."""
+    sent = [
+        {"on": n.event, "channel": n.channel, "step": n.step_id, "to": n.to, "template": n.template}
+        for n in recorder.notifications
+    ]
+    out: list[Difference] = []
+    for index, (w, got) in enumerate(zip(want, sent, strict=False)):
+        out += diff(w, got, f"/notifications/{index}", partial=True)
+    if len(want) != len(sent):
+        out.append(
+            Difference(
+                "/notifications",
+                len(want),
+                len(sent),
+                f"expected {len(want)} notification(s), {len(sent)} were sent",
+            )
+        )
     return out

@@ -1,7 +1,7 @@
 """per-trigger enablement and deleted definitions
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 Create Date: 2026-11-23
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016"
-down_revision: str | None = "0013"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -136,9 +136,46 @@ def root_of(target: str) -> str:
     return target.split(".")[0]
 
 
+NOTIFY_EVENTS = ("started", "completed", "failed", "waiting")
+CHANNEL_NAME = r"^[a-z][a-z0-9_-]{0,39}$"
+MAX_NOTIFICATIONS = 10
+
+
+class Notification(_Model):
+    """A notification policy: when ``on`` happens (to the step carrying it, or to the run
+    for the definition's own ``notify``), send a message through ``channel``.
+
+    ``to`` and ``template`` are templates over the run envelope (``{"$expr": …}``
+    anywhere), which also holds ``notification`` (``event``, ``step``, ``error``,
+    ``output``); they are rendered in the workflow. ``{"$secret": name}`` references in
+    ``template`` are resolved by the notification activity only. ``retry`` bounds the
+    delivery attempts (a notification that still fails is recorded ``FAILED``; the run
+    goes on).
+    """
+
+    on: Literal["started", "completed", "failed", "waiting"]
+    channel: str = Field(pattern=CHANNEL_NAME)
+    to: Any
+    template: dict[str, Any] = Field(default_factory=dict)
+    retry: RetryPolicy | None = None
+
+
+Notify = Annotated[list[Notification], Field(max_length=MAX_NOTIFICATIONS)]
+
+
+COMMON_FIELDS = frozenset({"type", "id", "name", "notify"})
+"""Fields every node type has (``notify`` is validated on its own, for every step)."""
+
+
 class StepBase(_Model):
     id: str = Field(pattern=STEP_ID)
     name: str | None = Field(default=None, max_length=200)
+    notify: Notify = Field(default_factory=list)
+    """Notification policies of this step (``Notification``); every node type has it."""
+
+    waits: ClassVar[bool] = False
+    """The step may wait for something outside the run (an event, a person, an
+    operator's decision): ``notify`` may use ``on: waiting``."""
 
     fields: ClassVar[dict[str, FieldKind]] = {}
     """Every field of the node besides ``type``, ``id`` and ``name``, by its JSON name
@@ -242,6 +279,7 @@ class ActionCall(StepBase):
     """Run a registered action as a Temporal activity."""
 
     type: Literal["action.call"]
+    waits: ClassVar[bool] = True  # with ``onFailure: ask``
     secret_fields: ClassVar[frozenset[str]] = frozenset({"input"})
     fields: ClassVar[dict[str, FieldKind]] = {
         "action": "action",
@@ -453,6 +491,7 @@ class EventWait(StepBase):
 
     type: Literal["event.wait"]
     outputs_event: ClassVar[bool] = True
+    waits: ClassVar[bool] = True
     fields: ClassVar[dict[str, FieldKind]] = {
         "event": "literal",
         "anyOf": "literal",
@@ -493,6 +532,7 @@ class HumanTask(StepBase):
     ``form`` (a JSON Schema), or until ``due`` passes."""
 
     type: Literal["human.task"]
+    waits: ClassVar[bool] = True
     fields: ClassVar[dict[str, FieldKind]] = {
         "title": "template",
         "description": "template",
@@ -559,7 +599,7 @@ NODE_TYPES = frozenset(NODE_MODELS)
 def _check_declarations() -> None:
     """Every node field is declared in ``fields`` (so validation reads it)."""
     for node_type, model in NODE_MODELS.items():
-        names = {f.alias or n for n, f in model.model_fields.items()} - {"type", "id", "name"}
+        names = {f.alias or n for n, f in model.model_fields.items()} - COMMON_FIELDS
         if names != set(model.fields):
             raise TypeError(f"{node_type}: fields {sorted(names ^ set(model.fields))} undeclared")
         if not set(model.scope_names) | model.target_keys <= names:
@@ -716,6 +756,9 @@ class Definition(_Model):
     """JSON pointers to mask in the run's records (``tempoflow.redaction``)."""
     retention: Retention | None = None
     """Operational: applies to the runs of every version once this one is the latest."""
+    notify: list[Notification] = Field(default_factory=list, max_length=2 * MAX_NOTIFICATIONS)
+    """Notification policies of the run: ``started``, ``completed`` (succeeded),
+    ``failed``, and ``waiting`` (each time one of its steps starts waiting)."""
 
 
 for _model in (

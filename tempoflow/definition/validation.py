@@ -30,6 +30,8 @@ from tempoflow.secrets import SECRET_NAME, is_name, iter_references
 EVENT_NAMES = frozenset({"event"})
 HOOK_NAMES = frozenset({"body", "headers"})
 """What a webhook trigger's ``input`` expression sees."""
+NOTIFY_NAMES = frozenset({"notification"})
+"""What a notification's ``to`` and ``template`` see besides the run envelope."""
 HINT = "see docs/definition-language.md for the node types and their fields"
 MAX_EXPRESSION = 8192
 
@@ -153,9 +155,11 @@ class _Checker:
         self,
         actions: Iterable[str] | None,
         input_schemas: Mapping[str, dict[str, Any] | None] | None = None,
+        channels: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.actions = set(actions) if actions is not None else None
         self.schema_refs: Literal["error", "warning"] = "error"
+        self.channels = channels
         self.input_schemas = input_schemas or {}
         self.validators: dict[str, Any] = {}
         self.issues: list[Issue] = []
@@ -214,6 +218,59 @@ class _Checker:
                 self.issues += schema_ref_issues(part.value, where, self.schema_refs)
         self.action_input(path, model, raw)
         self.assigned |= model.assigned(raw)
+        waits = model.waits and (
+            model.fields.get("onFailure") is None or raw.get("onFailure") == "ask"
+        )
+        self.notify(raw.get("notify"), path, names, waits=waits)
+
+    def notify(
+        self, policies: Any, path: str, names: frozenset[str], *, waits: bool | None
+    ) -> None:
+        """A ``notify`` list (of a step, or of the definition: ``waits`` ``None``)."""
+        for index, policy in enumerate(policies if isinstance(policies, list) else []):
+            if not isinstance(policy, dict):
+                continue  # the schema error says so
+            where = f"{path}/notify/{index}"
+            seen = names | NOTIFY_NAMES
+            self.template(policy.get("to"), f"{where}/to", seen)
+            self.secrets(policy.get("to"), f"{where}/to", allowed=False)
+            self.template(policy.get("template"), f"{where}/template", seen)
+            self.secrets(policy.get("template"), f"{where}/template", allowed=True)
+            if policy.get("on") == "waiting" and waits is False:
+                self.issues.append(
+                    Issue(
+                        path=f"{where}/on",
+                        code="notify.on_unsupported",
+                        message="this step never waits for anything outside the run",
+                        hint="'waiting' applies to event.wait, human.task and action.call "
+                        "with onFailure 'ask' (a delay is the run's own timer), or to the "
+                        "definition's notify",
+                    )
+                )
+            channel = policy.get("channel")
+            if self.channels is None or not isinstance(channel, str):
+                continue
+            if channel not in self.channels:
+                self.issues.append(
+                    Issue(
+                        path=f"{where}/channel",
+                        code="notify.channel_unknown",
+                        message=f"channel {channel!r} is not registered",
+                        hint=f"registered channels: {', '.join(sorted(self.channels))}",
+                    )
+                )
+                continue
+            template = policy.get("template")
+            for key in sorted(self.channels[channel]):
+                if isinstance(template, dict) and key not in template:
+                    self.issues.append(
+                        Issue(
+                            path=f"{where}/template",
+                            code="notify.template_incomplete",
+                            message=f"a {channel} notification's template needs {key!r}",
+                            hint="docs/notifications.md lists each channel's template fields",
+                        )
+                    )
 
     def action_input(self, path: str, model: type[StepBase], raw: dict[str, Any]) -> None:
         """The literal parts of an action's input against its input schema."""
@@ -279,6 +336,7 @@ def validate_definition(
     actions: Iterable[str] | None = None,
     input_schemas: Mapping[str, dict[str, Any] | None] | None = None,
     schema_refs: Literal["error", "warning"] = "error",
+    channels: Mapping[str, frozenset[str]] | None = None,
 ) -> list[Issue]:
     """Return every problem of ``body`` at once: errors (block publishing) and warnings.
 
@@ -295,6 +353,8 @@ def validate_definition(
             pinned into ``body`` is reported: ``"error"`` (``schema_ref.unknown``; the
             publish path pins what exists first) or ``"warning"``
             (``schema_ref.unchecked``: offline, where the registry is not at hand).
+        channels: the notification channels, each with the template fields it requires;
+            ``None`` skips those checks.
     """
     try:
         Definition.model_validate(body)
@@ -303,10 +363,11 @@ def validate_definition(
         issues = _pydantic_issues(err)
     if not isinstance(body, dict):
         return issues
-    checker = _Checker(actions, input_schemas)
+    checker = _Checker(actions, input_schemas, channels)
     checker.schema_refs = schema_refs
     for path, model, raw, names in _raw_steps(body.get("steps"), "/steps", frozenset()):
         checker.step(path, model, raw, names)
+    checker.notify(body.get("notify"), "", frozenset(), waits=None)
     checker.template(body.get("output"), "/output", frozenset())
     checker.secrets(body.get("output"), "/output", allowed=False)
     if isinstance(body.get("inputSchema"), dict):
@@ -388,6 +449,16 @@ def secret_references(body: Any) -> list[tuple[str, str]]:
         for ref_path, name in iter_references(part.value, f"{path}/{part.pointer}")
         if is_name(name)
     ]
+    notifying = [("", body)] + [
+        (path, raw) for path, _, raw, _ in _raw_steps(body.get("steps"), "/steps", frozenset())
+    ]
+    for path, holder in notifying:
+        policies = holder.get("notify")
+        for index, policy in enumerate(policies if isinstance(policies, list) else []):
+            if isinstance(policy, dict):
+                where = f"{path}/notify/{index}/template"
+                refs += [(p, n) for p, n in iter_references(policy.get("template"), where)]
+    refs = [(p, n) for p, n in refs if is_name(n)]
     triggers = body.get("triggers")
     for index, trigger in enumerate(triggers if isinstance(triggers, list) else []):
         hook = trigger.get("webhook") if isinstance(trigger, dict) else None
@@ -408,6 +479,9 @@ def unknown_secret_issues(refs: list[tuple[str, str]], existing: set[str]) -> li
                 f"secret {name!r} does not exist; the webhook refuses every call signed "
                 "with it until it is created"
                 if path.startswith("/triggers/")
+                else f"secret {name!r} does not exist; the notification is recorded FAILED "
+                "(SecretNotFound) unless it is created before it is sent"
+                if "/notify/" in path
                 else f"secret {name!r} does not exist; the step fails with SecretNotFound "
                 "unless it is created before the step runs"
             ),

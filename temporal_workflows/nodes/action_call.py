@@ -13,7 +13,12 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.workflow import ActivityCancellationType
 
 from tempoflow.definition import ActionCall
-from tempoflow.definition.action_options import ActionOptions, parse_defaults, resolve_options
+from tempoflow.definition.action_options import (
+    ActionOptions,
+    parse_declared,
+    parse_defaults,
+    resolve_options,
+)
 from tempoflow.error_types import ErrorType
 from tempoflow.records import RunStatus, StepStatus
 from tempoflow.secrets import iter_references
@@ -56,6 +61,7 @@ async def _ask(
         )
     )
     await ctx.flush(RunStatus.WAITING)
+    ctx.notify("waiting", step, path, error=error)
     try:
         await workflow.wait_condition(lambda: pending.decision is not None)
     finally:
@@ -79,6 +85,9 @@ def _key(step: ActionCall, path: str, ctx: RunContext) -> str:
 
 
 BOOKKEEPING_PATCH = "tempoflow-bookkeeping-unavailable"
+LOCAL_PATCH = "tempoflow-local-actions"
+"""Guards scheduling pinned-local actions as local activities (a history recorded
+without the marker replays with regular activities)."""
 BOOKKEEPING_BACKOFF = timedelta(seconds=1)
 BOOKKEEPING_MAX_BACKOFF = timedelta(minutes=2)
 
@@ -134,10 +143,12 @@ def _options(step: ActionCall, path: str, ctx: RunContext) -> ActionOptions:
     built-in); unreadable pinned defaults fail the step rather than the workflow task
     (which would retry forever)."""
     try:
+        declared, local = parse_declared(ctx.inp.action_defaults.get(step.action))
         return resolve_options(
             step,
             parse_defaults(ctx.inp.definition.get("actionDefaults")),
-            parse_defaults(ctx.inp.action_defaults.get(step.action)),
+            declared,
+            local=local,
         )
     except ValidationError as err:
         raise StepFailure(
@@ -179,26 +190,45 @@ async def execute(
     # pinned input only: runs without the new fields schedule exactly as before.
     options = _options(step, path, ctx)
     policy = options.retry
+    # Only actions pinned local at publish; the patch marker keeps older histories (and
+    # runs a worker without this code began) on regular activities when replayed.
+    local = options.local and workflow.patched(LOCAL_PATCH)
     delay = BOOKKEEPING_BACKOFF
     budget_base = 0  # attempts before an operator's retry decision (a fresh budget)
     while True:
-        activity = workflow.execute_activity(
-            step.action,
-            invocation,
-            result_type=ActionOutcome,
-            start_to_close_timeout=options.start_to_close,
-            schedule_to_close_timeout=options.schedule_to_close,
-            heartbeat_timeout=options.heartbeat,
-            retry_policy=RetryPolicy(
-                maximum_attempts=policy.maxAttempts - (invocation.attempt_base - budget_base),
-                initial_interval=policy.initialInterval,
-                backoff_coefficient=policy.backoffCoefficient,
-                maximum_interval=policy.maxInterval,
-                non_retryable_error_types=policy.nonRetryableErrors or None,
-            ),
-            cancellation_type=_CANCELLATION[step.cancellation],
-            summary=step.id if ctx.loop is None else f"{step.id} [{ctx.loop}]",
+        retry_policy = RetryPolicy(
+            maximum_attempts=policy.maxAttempts - (invocation.attempt_base - budget_base),
+            initial_interval=policy.initialInterval,
+            backoff_coefficient=policy.backoffCoefficient,
+            maximum_interval=policy.maxInterval,
+            non_retryable_error_types=policy.nonRetryableErrors or None,
         )
+        summary = step.id if ctx.loop is None else f"{step.id} [{ctx.loop}]"
+        if local:
+            # The same timeouts and retry policy; the worker retries locally (backoff
+            # past a minute becomes a durable timer), and the outcome is a marker.
+            activity = workflow.execute_local_activity(
+                step.action,
+                invocation,
+                result_type=ActionOutcome,
+                start_to_close_timeout=options.start_to_close,
+                schedule_to_close_timeout=options.schedule_to_close,
+                retry_policy=retry_policy,
+                cancellation_type=_CANCELLATION[step.cancellation],
+                summary=summary,
+            )
+        else:
+            activity = workflow.execute_activity(
+                step.action,
+                invocation,
+                result_type=ActionOutcome,
+                start_to_close_timeout=options.start_to_close,
+                schedule_to_close_timeout=options.schedule_to_close,
+                heartbeat_timeout=options.heartbeat,
+                retry_policy=retry_policy,
+                cancellation_type=_CANCELLATION[step.cancellation],
+                summary=summary,
+            )
         try:
             if step.cancellation == "tryCancel":
                 outcome = await activity
@@ -210,14 +240,18 @@ async def execute(
                     raise asyncio.CancelledError()
                 outcome = task.result()
             break
-        except ActivityError as err:
-            if isinstance(err.cause, CancelledError):
+        except (ActivityError, ApplicationError, TimeoutError, CancelledError) as err:
+            if not isinstance(err, ActivityError) and not local:
+                raise
+            # A local activity's failure may come as it is, not wrapped in ActivityError.
+            cause = err.cause if isinstance(err, ActivityError) else err
+            if isinstance(cause, CancelledError):
                 # The activity was cancelled because this step is (a cancelled run, a
                 # sibling branch that failed): that is cancellation, not a catchable failure.
                 raise asyncio.CancelledError() from None
-            interrupted = _bookkeeping_interrupted(err.cause)
+            interrupted = _bookkeeping_interrupted(cause)
             if interrupted is None or not workflow.patched(BOOKKEEPING_PATCH):
-                failure = _failure(err.cause, path)
+                failure = _failure(cause, path)
                 if step.onFailure != "ask":
                     raise failure from None
                 decision = await _ask(step, path, seq, ctx, rt, failure)

@@ -129,6 +129,7 @@ async def execute(
     wanted = rt.mailbox.want(names, key)
     matched: EventDelivery | None = None
     skipped: list[EventDelivery] = []  # filtered out here; back to the inbox afterwards
+    notified = resumed is not None  # the wait began in an earlier execution
     try:
         more = await _read_page(rt, wait, names, key, 0)
         while matched is None:
@@ -163,6 +164,9 @@ async def execute(
                 can = ContinueAsNew()
                 can.positions[resume_key] = {"seq": seq, "since": since.isoformat()}
                 raise can
+            if not notified:  # nothing matched at once: the step waits from here
+                notified = True
+                ctx.notify("waiting", step, path)
             try:
                 await workflow.wait_condition(
                     lambda: (

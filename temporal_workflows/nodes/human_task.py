@@ -63,6 +63,7 @@ async def execute(
     task = rt.tasks.open(record.id, step.form)
     ctx.shared.tasks.append(record)
     await ctx.flush(RunStatus.WAITING)  # the task is listed before anyone can complete it
+    ctx.notify("waiting", step, path)
     timed_out = False
     try:
         await workflow.wait_condition(

@@ -56,6 +56,7 @@ def registry() -> ActionRegistry:
         timeouts=Timeouts(startToClose=timedelta(seconds=40), heartbeat=timedelta(seconds=8)),
     )(echo)
     reg.action("test.amount", input_model=Amount, output_model=Anything)(echo)
+    reg.action("test.plain", input_model=Anything, output_model=Anything)(echo)
     reg.action(
         "test.restricted", input_model=Anything, output_model=Anything, publish_roles=["admin"]
     )(echo)
@@ -156,7 +157,7 @@ async def test_defaults_step_over_definition_over_action_over_built_in(stack: Ap
                 "retry": {"maxAttempts": 2},
                 "timeouts": {"startToClose": "PT10S"},
             },
-            {"id": "c", "type": "action.call", "action": "core.noop"},
+            {"id": "c", "type": "action.call", "action": "test.plain"},
         ],
     }
     r = await stack.publish("defaults", with_defaults)

@@ -47,7 +47,9 @@ async def test_run_past_the_history_limit_fails_and_is_projected(
                             "id": "each",
                             "type": "control.forEach",
                             "items": "[1..100]",
-                            "steps": [{"id": "n", "type": "action.call", "action": "core.noop"}],
+                            # Regular activities: a local one (core.noop) adds too few history
+                            # events per step to get there.
+                            "steps": [{"id": "n", "type": "action.call", "action": "test.echo"}],
                         }
                     ],
                 }

@@ -18,7 +18,7 @@ from tempoflow.definition import (
     validate_definition,
     walk_steps,
 )
-from tempoflow.definition.model import NODE_MODELS, NODE_TYPES, Step
+from tempoflow.definition.model import COMMON_FIELDS, NODE_MODELS, NODE_TYPES, Step
 
 ACTIONS = ["core.noop", "core.log"]
 
@@ -212,7 +212,7 @@ def test_every_node_model_declares_every_field() -> None:
     union = typing.get_args(typing.get_args(Step)[0])
     assert set(NODE_MODELS.values()) == set(union) and NODE_TYPES == set(NODE_MODELS)
     for model in union:
-        names = {f.alias or n for n, f in model.model_fields.items()} - {"type", "id", "name"}
+        names = {f.alias or n for n, f in model.model_fields.items()} - COMMON_FIELDS
         assert set(model.fields) == names, model.__name__
         assert set(model.scope_names) <= names
 

@@ -57,6 +57,10 @@ def test_values_never_change() -> None:
         "WebhookSecretInvalid",
         "SecretNotFound",
         "SecretUnreadable",
+        "NotificationInFlight",
+        "NotificationRenderError",
+        "NotificationInvalid",
+        "ChannelNotFound",
     }
     assert all(t == t.value and f"``{t.value}``" in ErrorType.__doc__ for t in ErrorType)
 

@@ -16,6 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tempoflow.definition import NODE_MODELS, NODE_TYPES, parse_definition, walk_steps
+from tempoflow.definition.model import COMMON_FIELDS
 from tempoflow.definition.validation import validate_definition
 from temporal_workflows.failures import StepFailure
 from temporal_workflows.models import RunInput
@@ -70,7 +71,7 @@ def test_executors_match_node_types() -> None:
 def test_node_type_is_complete(node_type: str) -> None:
     model = NODE_MODELS[node_type]
     assert callable(EXECUTORS.get(node_type)), f"{node_type} has no executor"
-    declared = {f.alias or n for n, f in model.model_fields.items()} - {"type", "id", "name"}
+    declared = {f.alias or n for n, f in model.model_fields.items()} - COMMON_FIELDS
     assert set(model.fields) == declared, f"{node_type}: undeclared fields"
     assert DOCS.get(node_type), f"{node_type} has no example in {DOC.name}"
     assert RECORDED.get(node_type), f"{node_type} is in no recorded history"
