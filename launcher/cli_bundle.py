@@ -14,49 +14,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from launcher.remote import Api, CliError, _problem
+from launcher.remote import EXIT_OK, EXIT_USAGE, Api, CliError, api_options, with_api
 
 EXPORT = "/v1/definitions:export"
 IMPORT = "/v1/definitions:import"
 KINDS = ("workflows", "versions", "eventTypes", "schemas")
 
 
-class _Failed(Exception):
-    def __init__(self, code: int, message: str, body: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.body = body
-
-
-def _request(api: Api, method: str, path: str, **kw: Any) -> httpx.Response:
-    try:
-        response = api.http.request(method, path, **kw)
-    except httpx.TransportError as err:
-        raise _Failed(
-            3, f"cannot reach the API at {api.url} ({str(err) or type(err).__name__})"
-        ) from None
-    if response.status_code >= 400:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        code = 3 if response.status_code >= 500 else 1
-        raise _Failed(code, str(_problem(response)), body)
-    return response
-
-
 def cmd_export(args: argparse.Namespace, api: Api) -> int:
     params = [("key", k) for k in args.key or []]
-    text = _request(api, "GET", EXPORT, params=params, timeout=args.timeout).text
+    text = api.send("GET", EXPORT, (200,), params=params, timeout=args.timeout).text
     if not args.output:
         sys.stdout.write(text)
-        return 0
+        return EXIT_OK
     try:
         Path(args.output).write_text(text, encoding="utf-8")
     except OSError as err:
-        raise _Failed(2, f"cannot write {args.output}: {err}") from None
+        raise CliError(f"cannot write {args.output}: {err}", EXIT_USAGE) from None
     bundle = json.loads(text)
     counts = {
         "workflows": len(bundle["workflows"]),
@@ -72,7 +46,7 @@ def cmd_export(args: argparse.Namespace, api: Api) -> int:
             f"{counts['eventTypes']} event type(s), {counts['schemas']} named schema(s) "
             f"to {args.output}"
         )
-    return 0
+    return EXIT_OK
 
 
 def _label(kind: str, item: Any) -> str:
@@ -111,12 +85,12 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
     try:
         raw = Path(args.file).read_bytes()
     except OSError as err:
-        raise _Failed(2, f"cannot read {args.file}: {err}") from None
+        raise CliError(f"cannot read {args.file}: {err}", EXIT_USAGE) from None
     params = {"force": str(args.force).lower(), "dryRun": str(args.dry_run).lower()}
-    response = _request(
-        api,
+    response = api.send(
         "POST",
         IMPORT,
+        (200, 201),
         params=params,
         content=raw,
         headers={"Content-Type": "application/json"},
@@ -124,39 +98,12 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
     )
     summary = response.json()
     print(json.dumps(summary, indent=2) if args.json else summary_table(summary))
-    return 0
-
-
-def _run(command: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            with Api(args) as api:
-                return int(command(args, api))
-        except CliError as err:  # configuration: no key, a bad URL
-            _report(args, 2, str(err), None)
-            return 2
-        except _Failed as err:
-            _report(args, err.code, str(err), err.body)
-            return err.code
-
-    return run
-
-
-def _report(args: argparse.Namespace, code: int, message: str, body: Any) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(body if isinstance(body, dict) else {"error": message, "exit": code}))
-    print(f"tempoflow: {message}", file=sys.stderr)
+    return EXIT_OK
 
 
 def register(sub: Any) -> None:
     """Add ``tempoflow bundle export|import``."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--api-url",
-        help="default: $TEMPOFLOW_API_URL, else http://$TEMPOFLOW_API_HOST:$TEMPOFLOW_API_PORT",
-    )
-    common.add_argument("--api-key", help="default: $TEMPOFLOW_API_KEY")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common = api_options()
     common.add_argument("--timeout", type=float, default=120, help="HTTP timeout (seconds)")
     bundle = sub.add_parser("bundle", help="export and import bundles of definitions")
     bundle_sub = bundle.add_subparsers(dest="bundle_command", required=True)
@@ -167,7 +114,7 @@ def register(sub: Any) -> None:
     )
     export.add_argument("--key", action="append", help="a definition key (repeat it)")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
-    export.set_defaults(func=_run(cmd_export))
+    export.set_defaults(func=with_api(cmd_export))
     imp = bundle_sub.add_parser(
         "import", parents=[common], help="import a bundle file in one transaction (admin key)"
     )
@@ -178,4 +125,4 @@ def register(sub: Any) -> None:
         help="replace drafts, metadata and triggers of existing keys; add new versions",
     )
     imp.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
-    imp.set_defaults(func=_run(cmd_import))
+    imp.set_defaults(func=with_api(cmd_import))

@@ -552,7 +552,9 @@ async def test_cli_export_and_import(
         path.write_text(json.dumps(changed))
         code = await asyncio.to_thread(run, "import", str(path), "--json", "--api-key", other)
         assert code == 1
-        assert json.loads(capsys.readouterr().out)["code"] == "definition_key_conflict"
+        error = json.loads(capsys.readouterr().out)["error"]
+        assert (error["exitCode"], error["status"]) == (1, 409)
+        assert error["problem"]["code"] == "definition_key_conflict"
         code = await asyncio.to_thread(run, "import", str(path), "--force", "--api-key", other)
         assert code == 0
         out = capsys.readouterr().out
