@@ -227,5 +227,7 @@ async def test_work_inside_a_builtin_fails_the_step_catchably_without_wedging(
         elif e.HasField("workflow_task_completed_event_attributes"):
             begun = started[e.workflow_task_completed_event_attributes.started_event_id]
             longest = max(longest, at - begun)
-    assert longest < 1.5  # Temporal's deadlock detector fires at 2 s
+    # Temporal's deadlock detector fires at 2 s; the work is bounded by the step budget,
+    # so wall time on a loaded two-core machine (tests in parallel) stays below that.
+    assert longest < 1.9
     await stack.record_history(run, "metered_builtins")
