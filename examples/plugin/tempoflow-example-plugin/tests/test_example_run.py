@@ -57,16 +57,19 @@ def test_a_run_uses_the_plugin(tmp_path: Path) -> None:
         TEMPOFLOW_API_PORT=str(port),
         TEMPOFLOW_TEMPORAL_PORT=str(_free_port()),
         TEMPOFLOW_TEMPORAL_UI_PORT=str(_free_port()),
+        # Not the default 9464: other stacks of the test suite may run at the same time.
+        TEMPOFLOW_WORKER_METRICS_PORT=str(_free_port()),
         TEMPOFLOW_ACTION_MODULES="tempoflow_example_plugin",
         TEMPOFLOW_EXAMPLE_OUTBOX=str(outbox),
         PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")])),
     )
+    errors = (tmp_path / "dev.err").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "launcher.cli", "dev"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=errors,
         text=True,
         start_new_session=True,
     )
@@ -78,7 +81,9 @@ def test_a_run_uses_the_plugin(tmp_path: Path) -> None:
             key = line.split()[-1] if "API key" in line else key
             if "Press Ctrl-C" in line or time.monotonic() > deadline:
                 break
-        assert key.startswith("tf_"), "the dev stack did not start"
+        assert key.startswith("tf_"), (
+            "the dev stack did not start: " + (tmp_path / "dev.err").read_text()[-2000:]
+        )
         api = httpx.Client(
             base_url=f"http://127.0.0.1:{port}",
             headers={"Authorization": f"Bearer {key}"},
@@ -113,3 +118,4 @@ def test_a_run_uses_the_plugin(tmp_path: Path) -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+        errors.close()
