@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from tempoflow.settings import ClientSettings
 
-OPEN_RUN = ("SCHEDULED", "RUNNING", "WAITING")
+OPEN_RUN = ("SCHEDULED", "QUEUED", "RUNNING", "WAITING")
 UNSETTLED_DELIVERY = ("PENDING", "SIGNALED")
 
 

@@ -17,6 +17,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities import runlogs
 from activities.actions import TempoflowActivities
 from activities.builtin import close_resources
+from activities.flow import FlowActivities
 from activities.plugins import load_plugins
 from activities.presence import PresenceReporter
 from activities.registry import ActionRegistry
@@ -29,6 +30,7 @@ from projections.db import create_engine, session_factory
 from tempoflow.keyring import Keyring
 from tempoflow.settings import Settings
 from tempoflow.temporal_client import connect_temporal
+from temporal_workflows.gate import GateWorkflow
 from temporal_workflows.interpreter import InterpreterWorkflow
 
 log = logging.getLogger("tempoflow.worker")
@@ -66,6 +68,10 @@ def create_worker(
     workflows: Sequence[type] = (),
     activities: Sequence[Any] = (),
     max_concurrent_activities: int = 100,
+    max_concurrent_local_activities: int = 100,
+    max_concurrent_workflow_tasks: int = 100,
+    workflow_task_pollers: int = 5,
+    activity_task_pollers: int = 5,
     graceful_shutdown: timedelta = timedelta(seconds=5),
     workflow_runner: WorkflowRunner | None = None,
     keyring: Keyring | None = None,
@@ -73,19 +79,26 @@ def create_worker(
     """A worker running the interpreter and the action/projection activities
     (``keyring``: the secret store's keys, by default those of ``Settings()``)."""
     impl = TempoflowActivities(registry, sessions, keyring)
+    flow = FlowActivities(impl.writer.write)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[InterpreterWorkflow, *workflows],
+        workflows=[InterpreterWorkflow, GateWorkflow, *workflows],
         activities=[
             impl.invoke_action,
             impl.project,
             impl.register_wait,
             impl.resolve_definition,
+            flow.acquire,
+            flow.check,
             *activities,
         ],
         workflow_runner=workflow_runner or sandboxed_runner(),
         max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_local_activities=max_concurrent_local_activities,
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        max_concurrent_workflow_task_polls=workflow_task_pollers,
+        max_concurrent_activity_task_polls=activity_task_pollers,
         graceful_shutdown_timeout=graceful_shutdown,
     )
 
@@ -114,6 +127,11 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         registry=registry,
         sessions=sessions,
         keyring=settings.keyring,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        workflow_task_pollers=settings.worker_workflow_task_pollers,
+        activity_task_pollers=settings.worker_activity_task_pollers,
     )
     http: WorkerHttp | None = None
     if settings.worker_metrics_port:
