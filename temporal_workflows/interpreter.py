@@ -162,7 +162,12 @@ class InterpreterWorkflow:
             raise
         finally:
             if leaving:
-                await shielded(self._leave_gate(gate))
+                leave = self._leave_gate(gate)
+                try:
+                    await shielded(leave)
+                except BaseException:  # evicted from the worker's cache: nothing to send
+                    leave.close()
+                    raise
 
     async def _enter_gate(self, gate: str, definition: Any, ctx: RunContext) -> None:
         """Wait for a slot: the run is QUEUED until the gate grants one (its next

@@ -71,7 +71,7 @@ async def test_failed_and_terminated_runs_free_their_slots(stack: Stack) -> None
             "limits": {"maxConcurrentRuns": 1},
             "steps": [
                 {"id": "wait", "type": "delay", "duration": "PT1S"},
-                {"id": "boom", "type": "control.return", "output": "$error('boom')"},
+                {"id": "boom", "type": "transform.assign", "assign": {"x": "$error('boom')"}},
             ],
         },
     )
