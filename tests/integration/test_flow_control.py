@@ -61,6 +61,8 @@ async def test_runs_beyond_the_limit_are_queued_and_start_in_order(stack: Stack)
     assert datetime.fromisoformat(two["startedAt"]) >= datetime.fromisoformat(one["finishedAt"])
     await until(lambda: status_of(stack, second["id"], "SUCCEEDED"))
     assert second["id"] not in await listed(stack, "QUEUED")
+    await stack.record_history(second, "flow_queued_then_granted")
+    await stack.record_history(third, "flow_cancelled_while_queued")
 
 
 @pytest.mark.timeout(180)
