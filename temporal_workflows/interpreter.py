@@ -83,6 +83,12 @@ REQUEUE_AFTER = timedelta(minutes=10)
 loses nothing queued: each waiting run asks again)."""
 
 
+def _ignore_failure(task: asyncio.Task[None]) -> None:
+    """A release the gate did not take (it was terminated): it holds nothing of the run."""
+    if not task.cancelled():
+        task.exception()
+
+
 @workflow.defn(name=WORKFLOW_NAME)
 class InterpreterWorkflow:
     """Runs a definition step by step; side effects only through activities."""
@@ -162,12 +168,7 @@ class InterpreterWorkflow:
             raise
         finally:
             if leaving:
-                leave = self._leave_gate(gate)
-                try:
-                    await shielded(leave)
-                except BaseException:  # evicted from the worker's cache: nothing to send
-                    leave.close()
-                    raise
+                self._leave_gate(gate)
 
     async def _enter_gate(self, gate: str, definition: Any, ctx: RunContext) -> None:
         """Wait for a slot: the run is QUEUED until the gate grants one (its next
@@ -210,13 +211,18 @@ class InterpreterWorkflow:
                 )
                 raise
 
-    async def _leave_gate(self, gate: str) -> None:
+    def _leave_gate(self, gate: str) -> None:
+        """Release the slot (or the place in the queue). Sent with the run's last
+        commands, not awaited: the run closes in the same workflow task."""
+        release = workflow.get_external_workflow_handle(gate).signal(
+            GATE_RELEASE_SIGNAL, workflow.info().workflow_id
+        )
         try:
-            await workflow.get_external_workflow_handle(gate).signal(
-                GATE_RELEASE_SIGNAL, workflow.info().workflow_id
-            )
-        except Exception:  # the gate is gone (terminated): it holds nothing of this run
-            workflow.logger.warning("flow control gate %s did not take the release", gate)
+            task = asyncio.create_task(release)
+        except BaseException:  # evicted from the worker's cache: nothing to send
+            release.close()
+            raise
+        task.add_done_callback(_ignore_failure)
 
     @workflow.signal(name=GRANT_SIGNAL)
     def granted(self) -> None:

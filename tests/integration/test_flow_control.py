@@ -117,8 +117,11 @@ async def api_process(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
         "TEMPOFLOW_API_HOST": "127.0.0.1",
         "TEMPOFLOW_API_PORT": str(port),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "launcher.cli", "api"],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "launcher.cli",
+        "api",
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -127,7 +130,7 @@ async def api_process(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
 
             async def up() -> bool:
-                assert proc.poll() is None, "the API process exited"
+                assert proc.returncode is None, "the API process exited"
                 try:
                     return (await http.get("/healthz")).status_code == 200
                 except httpx.TransportError:
@@ -138,9 +141,10 @@ async def api_process(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     finally:
         proc.terminate()
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
             proc.kill()
+            await proc.wait()
 
 
 @pytest.mark.timeout(600)
