@@ -141,6 +141,8 @@ class GateWorkflow:
         self._changed = True
         self._regrant: list[str] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at = workflow.now()
 
     @workflow.signal(name=GATE_ACQUIRE_SIGNAL)
     def acquire(self, request: GateRequest) -> None:
@@ -180,16 +182,21 @@ class GateWorkflow:
                 await self._drain_grants()
                 return
             # Wake on a signal, when the rate window lets the next start through, to
-            # check holders while someone waits, or to close when idle.
+            # check holders while someone waits, or to close when idle. One timer at a
+            # time (re-armed when it fires, not on every signal: a busy gate would
+            # otherwise start and cancel a timer per signal).
             wake = now + (CHECK_INTERVAL if state.queue else IDLE_CLOSE)
             rate = next_rate_slot(state)
             if rate is not None:
                 wake = min(wake, rate)
-            with_timeout = max(wake - now, timedelta(milliseconds=1))
-            try:
-                await workflow.wait_condition(lambda: self._changed, timeout=with_timeout)
-            except TimeoutError:
-                pass
+            if self._timer is None or self._timer.done() or wake < self._timer_at:
+                if self._timer is not None and not self._timer.done():
+                    self._timer.cancel()
+                self._timer_at = wake
+                self._timer = asyncio.create_task(
+                    workflow.sleep(max(wake - now, timedelta(milliseconds=1)))
+                )
+            await workflow.wait_condition(self._woken)
             if state.queue and state.holders and workflow.now() - checked >= CHECK_INTERVAL:
                 checked = workflow.now()
                 closed: list[str] = await workflow.execute_activity(
@@ -200,6 +207,9 @@ class GateWorkflow:
                 )
                 for wid in closed:
                     release(state, wid)
+
+    def _woken(self) -> bool:
+        return self._changed or self._timer is None or self._timer.done()
 
     def _grant(self, run_workflow_id: str) -> None:
         """Tell the run it holds a slot; a run that is gone frees it again."""
