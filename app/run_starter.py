@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -33,6 +33,13 @@ TEMPORAL_STATUS = {
     WorkflowExecutionStatus.CANCELED: "CANCELED",
     WorkflowExecutionStatus.CONTINUED_AS_NEW: "RUNNING",
 }
+
+
+def run_priority(body: dict[str, Any]) -> Priority:
+    """The definition's ``priority`` as Temporal's task priority (the default when unset):
+    the run's workflow tasks and, inherited, its activities are dispatched by it."""
+    key = body.get("priority") if isinstance(body, dict) else None
+    return Priority(priority_key=key) if isinstance(key, int) else Priority.default
 
 
 def run_id_for(tenant: str, idempotency_key: str | None) -> str:
@@ -108,6 +115,7 @@ async def start_run(
             memo={"requestHash": request_hash},
             static_summary=f"{version.key} v{version.version}",
             start_delay=delay,
+            priority=run_priority(version.body),
         )
     except WorkflowAlreadyStartedError:
         if idempotency_key is None:

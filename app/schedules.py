@@ -29,6 +29,7 @@ from temporalio.client import (
 from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from app.run_starter import run_priority
 from expression.limits import ExpressionLimits
 from projections.models import DefinitionVersionRow
 from tempoflow.definition.model import Trigger
@@ -112,6 +113,7 @@ def build_schedule(
         else TypedSearchAttributes.empty,
         memo={"trigger": {"schedule": trigger.name}},
         static_summary=f"{key} v{version.version} (schedule {trigger.name})",
+        priority=run_priority(version.body),
     )
     return Schedule(
         action=action,

@@ -567,7 +567,7 @@ class AuditPublic(_Public):
 class BulkFilter(_Write):
     definition: str | None = Field(default=None, min_length=1, max_length=128)
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    status: Literal["SCHEDULED", "RUNNING", "WAITING"] | None = None
+    status: Literal["SCHEDULED", "QUEUED", "RUNNING", "WAITING"] | None = None
     started_after: AwareTimestamp | None = None
     started_before: AwareTimestamp | None = None
 

@@ -18,6 +18,7 @@ from activities import runlogs
 from activities.actions import TempoflowActivities
 from activities.builtin import close_resources
 from activities.channels import ChannelRegistry, channels_for
+from activities.flow import FlowActivities
 from activities.notify import NotificationActivities
 from activities.plugins import load_plugins
 from activities.presence import PresenceReporter
@@ -31,6 +32,7 @@ from projections.db import create_engine, session_factory
 from tempoflow.keyring import Keyring
 from tempoflow.settings import Settings
 from tempoflow.temporal_client import connect_temporal
+from temporal_workflows.gate import GateWorkflow
 from temporal_workflows.interpreter import InterpreterWorkflow
 from temporal_workflows.notify import ResendWorkflow
 
@@ -69,6 +71,10 @@ def create_worker(
     workflows: Sequence[type] = (),
     activities: Sequence[Any] = (),
     max_concurrent_activities: int = 100,
+    max_concurrent_local_activities: int = 100,
+    max_concurrent_workflow_tasks: int = 100,
+    workflow_task_pollers: int = 5,
+    activity_task_pollers: int = 5,
     graceful_shutdown: timedelta = timedelta(seconds=5),
     workflow_runner: WorkflowRunner | None = None,
     keyring: Keyring | None = None,
@@ -80,20 +86,27 @@ def create_worker(
     plugins on ``registry``'s actions by default)."""
     impl = TempoflowActivities(registry, sessions, keyring)
     notifier = NotificationActivities(sessions, channels or channels_for(registry), impl.secrets)
+    flow = FlowActivities(impl.writer.write)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[InterpreterWorkflow, ResendWorkflow, *workflows],
+        workflows=[InterpreterWorkflow, ResendWorkflow, GateWorkflow, *workflows],
         activities=[
             impl.invoke_action,
             impl.project,
             impl.register_wait,
             impl.resolve_definition,
             notifier.notify,
+            flow.acquire,
+            flow.check,
             *activities,
         ],
         workflow_runner=workflow_runner or sandboxed_runner(),
         max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_local_activities=max_concurrent_local_activities,
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        max_concurrent_workflow_task_polls=workflow_task_pollers,
+        max_concurrent_activity_task_polls=activity_task_pollers,
         graceful_shutdown_timeout=graceful_shutdown,
     )
 
@@ -122,6 +135,11 @@ async def run_worker(settings: Settings, registry: ActionRegistry | None = None)
         registry=registry,
         sessions=sessions,
         keyring=settings.keyring,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        workflow_task_pollers=settings.worker_workflow_task_pollers,
+        activity_task_pollers=settings.worker_activity_task_pollers,
     )
     http: WorkerHttp | None = None
     if settings.worker_metrics_port:

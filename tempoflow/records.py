@@ -18,6 +18,9 @@ class RunStatus(StrEnum):
     SCHEDULED = "SCHEDULED"
     """Started with ``startAt``: Temporal holds it until then (its start delay); it has
     not begun yet (not terminal)."""
+    QUEUED = "QUEUED"
+    """Started, waiting for a slot of its definition's ``limits`` (flow control); it has
+    not begun yet (not terminal)."""
     RUNNING = "RUNNING"
     WAITING = "WAITING"
     SUCCEEDED = "SUCCEEDED"

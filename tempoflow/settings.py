@@ -202,6 +202,16 @@ class Settings(BaseSettings):
     """How often a worker records its loaded actions (``GET /v1/actions`` shows them)."""
     worker_presence_seconds: float = Field(default=60.0, gt=0)
     """A worker seen within this many seconds counts as running (``workers.available``)."""
+    worker_max_concurrent_activities: int = Field(default=100, ge=1, le=10_000)
+    """Activities (action attempts, projection writes) one worker runs at once."""
+    worker_max_concurrent_local_activities: int = Field(default=100, ge=1, le=10_000)
+    """Local activities (projection writes of a run, flow control requests) at once."""
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=2, le=10_000)
+    """Workflow tasks (interpreter steps) one worker processes at once."""
+    worker_workflow_task_pollers: int = Field(default=5, ge=2, le=100)
+    """Long polls a worker keeps open for workflow tasks (at least 2: sticky + normal)."""
+    worker_activity_task_pollers: int = Field(default=5, ge=1, le=100)
+    """Long polls a worker keeps open for activity tasks."""
     http_max_response_bytes: int = Field(default=1_048_576, ge=1024, le=1_400_000)
     """Largest response body ``http.request`` and ``webhook.send`` read (decoded); reading
     stops there and the step fails ``HttpResponseTooLarge``. Below Temporal's 2 MB payload

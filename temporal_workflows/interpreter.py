@@ -32,6 +32,15 @@ with workflow.unsafe.imports_passed_through():
     from temporal_workflows.context import RunContext
     from temporal_workflows.events import DecisionBoard, Mailbox, TaskBoard, decision_key
     from temporal_workflows.failures import ContinueAsNew, RunReturned, StepFailure, position_key
+    from temporal_workflows.gate import (
+        DEFAULT_PRIORITY,
+        GATE_ACQUIRE_ACTIVITY,
+        GATE_RELEASE_SIGNAL,
+        GRANT_SIGNAL,
+        GateAcquire,
+        GateRequest,
+        gate_id,
+    )
     from temporal_workflows.models import (
         COMPLETE_TASK_UPDATE,
         DECIDE_UPDATE,
@@ -68,6 +77,17 @@ PATCH_2026_11 = "tempoflow-2026-11-pause-anywhere"
 """Runs started on this interpreter: loops and branches pause anywhere to continue as new,
 cancellation is never a catchable failure, closing writes are shielded from cancellation,
 payload sizes and the history limit are checked before Temporal refuses them."""
+PATCH_FLOW = "tempoflow-flow-control"
+"""Runs of a definition with ``limits`` wait for a slot of its gate (``gate.py``)."""
+REQUEUE_AFTER = timedelta(minutes=10)
+"""A queued run repeats its request this often (a gate that was terminated or reset
+loses nothing queued: each waiting run asks again)."""
+
+
+def _ignore_failure(task: asyncio.Task[None]) -> None:
+    """A release the gate did not take (it was terminated): it holds nothing of the run."""
+    if not task.cancelled():
+        task.exception()
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -92,6 +112,7 @@ class InterpreterWorkflow:
         self._inp = inp
         self._tasks = TaskBoard()
         self._decisions = DecisionBoard()
+        self._granted = False
         if inp.resume is not None:
             self._mailbox.restore(inp.resume.processed_events, inp.resume.inbox)
 
@@ -133,13 +154,89 @@ class InterpreterWorkflow:
             ) from None
         self._notifier.run_policies = list(definition.notify)
         ctx.shared.notify = self._notifier.fire
-        if inp.resume is None:
-            ctx.notify("started")
         if definition.redact:
             ctx.shared.redact = list(definition.redact)
             ctx.shared.redaction = Redaction(
                 definition.redact, output_is_vars=definition.output is None
             )
+        if definition.limits is None or not workflow.patched(PATCH_FLOW):
+            if inp.resume is None:
+                ctx.notify("started")
+            return await self._execute(inp, ctx, definition)
+        gate = gate_id(inp.tenant, inp.definition_key)
+        leaving = True
+        try:
+            if inp.resume is None:  # a continued run holds its slot already
+                await self._enter_gate(gate, definition, ctx)
+                ctx.notify("started")  # when it starts, not while it is queued
+            return await self._execute(inp, ctx, definition)
+        except workflow.ContinueAsNewError:
+            leaving = False  # the next execution (same workflow id) keeps the slot
+            raise
+        finally:
+            if leaving:
+                self._leave_gate(gate)
+
+    async def _enter_gate(self, gate: str, definition: Any, ctx: RunContext) -> None:
+        """Wait for a slot: the run is QUEUED until the gate grants one (its next
+        projection write carries RUNNING). A cancellation while queued ends the run
+        (its release takes it out of the queue)."""
+        limits = definition.limits
+        request = GateRequest(
+            workflow_id=workflow.info().workflow_id,
+            max_concurrent=limits.maxConcurrentRuns,
+            starts_per_minute=limits.startsPerMinute,
+            priority=definition.priority or DEFAULT_PRIORITY,
+        )
+        ctx.shared.status = RunStatus.QUEUED
+        pending: Any = ctx.take_pending(ctx.run_record(RunStatus.QUEUED))
+        while not self._granted:
+            _, cancelled = await shielded(
+                workflow.execute_local_activity(
+                    GATE_ACQUIRE_ACTIVITY,
+                    GateAcquire(
+                        gate_id=gate,
+                        task_queue=workflow.info().task_queue,
+                        request=request,
+                        pending=pending,
+                    ),
+                    start_to_close_timeout=timedelta(seconds=10),
+                    retry_policy=_PROJECTION_RETRY,
+                    local_retry_threshold=_PROJECTION_LOCAL_RETRY,
+                )
+            )
+            pending = None
+            try:
+                if cancelled:
+                    raise asyncio.CancelledError()
+                await workflow.wait_condition(lambda: self._granted, timeout=REQUEUE_AFTER)
+            except TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                await self._closing_flush(
+                    ctx.run_record(RunStatus.CANCELED, closed_at=workflow.now())
+                )
+                raise
+
+    def _leave_gate(self, gate: str) -> None:
+        """Release the slot (or the place in the queue). Sent with the run's last
+        commands, not awaited: the run closes in the same workflow task."""
+        release = workflow.get_external_workflow_handle(gate).signal(
+            GATE_RELEASE_SIGNAL, workflow.info().workflow_id
+        )
+        try:
+            task = asyncio.create_task(release)
+        except BaseException:  # evicted from the worker's cache: nothing to send
+            release.close()
+            raise
+        task.add_done_callback(_ignore_failure)
+
+    @workflow.signal(name=GRANT_SIGNAL)
+    def granted(self) -> None:
+        """The definition's gate gave this run a slot."""
+        self._granted = True
+
+    async def _execute(self, inp: RunInput, ctx: RunContext, definition: Any) -> RunResult:
         try:
             try:
                 await self._run_block(definition.steps, "/steps", ctx)

@@ -737,6 +737,22 @@ class Retention(_Model):
     closedRuns: timedelta = Field(ge=timedelta(hours=1), le=timedelta(days=3650))
 
 
+class Limits(_Model):
+    """Flow control of a definition's runs (``tempoflow.flow``): starts beyond a limit wait,
+    in order and durably, with status ``QUEUED`` until a slot frees up."""
+
+    maxConcurrentRuns: int | None = Field(default=None, ge=1, le=10_000)
+    """At most this many of the definition's runs (every version) run at once."""
+    startsPerMinute: int | None = Field(default=None, ge=1, le=60_000)
+    """At most this many of its runs begin in any sliding minute."""
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> Limits:
+        if self.maxConcurrentRuns is None and self.startsPerMinute is None:
+            raise ValueError("set maxConcurrentRuns, startsPerMinute or both")
+        return self
+
+
 class Definition(_Model):
     """A workflow definition: input schema, steps, optional output mapping."""
 
@@ -759,6 +775,11 @@ class Definition(_Model):
     notify: list[Notification] = Field(default_factory=list, max_length=2 * MAX_NOTIFICATIONS)
     """Notification policies of the run: ``started``, ``completed`` (succeeded),
     ``failed``, and ``waiting`` (each time one of its steps starts waiting)."""
+    limits: Limits | None = None
+    """Flow control: pinned with the version each run runs (``tempoflow.flow``)."""
+    priority: int | None = Field(default=None, ge=1, le=5)
+    """Temporal task priority of the definition's runs (1 highest, 5 lowest, 3 when
+    unset); queued runs of a limited definition are also granted in this order."""
 
 
 for _model in (

@@ -1,0 +1,66 @@
+"""Flow control activities: ask a definition's gate for a slot, check its holders."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from tempoflow.records import ProjectionBatch
+from temporal_workflows.gate import (
+    GATE_ACQUIRE_ACTIVITY,
+    GATE_ACQUIRE_SIGNAL,
+    GATE_CHECK_ACTIVITY,
+    GATE_WORKFLOW,
+    GateAcquire,
+    GateState,
+)
+
+Write = Callable[[list[ProjectionBatch]], Awaitable[object]]
+
+
+class FlowActivities:
+    """Bound to the worker's projection writer (the run's ``QUEUED`` row goes first)."""
+
+    def __init__(self, write: Write) -> None:
+        self._write = write
+
+    @activity.defn(name=GATE_ACQUIRE_ACTIVITY)
+    async def acquire(self, request: GateAcquire) -> None:
+        """Write the run's QUEUED row, then signal-with-start the gate (a repeat of
+        either is harmless: the write is an idempotent upsert, the gate ignores a
+        request it already holds)."""
+        if request.pending is not None:
+            await self._write([request.pending])
+        await activity.client().start_workflow(
+            GATE_WORKFLOW,
+            GateState(),
+            id=request.gate_id,
+            task_queue=request.task_queue,
+            start_signal=GATE_ACQUIRE_SIGNAL,
+            start_signal_args=[request.request],
+            static_summary="flow control gate",
+        )
+
+    @activity.defn(name=GATE_CHECK_ACTIVITY)
+    async def check(self, workflow_ids: list[str]) -> list[str]:
+        """Those of the holders' runs that are no longer open (terminated, timed out, or
+        gone): the gate frees their slots."""
+        client = activity.client()
+        closed: list[str] = []
+        for wid in workflow_ids:
+            try:
+                desc = await client.get_workflow_handle(wid).describe()
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    closed.append(wid)
+                    continue
+                raise
+            if desc.status not in (
+                WorkflowExecutionStatus.RUNNING,
+                WorkflowExecutionStatus.CONTINUED_AS_NEW,
+            ):
+                closed.append(wid)
+        return closed
