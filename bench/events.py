@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import psutil
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from activities.builtin import default_registry
@@ -75,6 +76,37 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def spawn_api(
+    stack: Any, queue: str
+) -> tuple[asyncio.subprocess.Process, int, str, async_sessionmaker[AsyncSession]]:
+    """The API in its own process, as deployed (the worker runs in the benchmark's), on
+    ``queue``: the process, its port, an admin key of ``TENANT`` and the sessions."""
+    sessions = session_factory(stack.engine)
+    settings = Settings(environment="test", database_url=stack.database_url, task_queue=queue)
+    async with sessions.begin() as session:
+        key = await create_api_key(
+            session, tenant=TENANT, roles=["admin"], pepper=settings.api_key_pepper
+        )
+    port = _free_port()
+    api = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "launcher.cli",
+        "api",
+        env={
+            **os.environ,
+            "TEMPOFLOW_ENVIRONMENT": "test",
+            "TEMPOFLOW_DATABASE_URL": stack.database_url,
+            "TEMPOFLOW_TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
+            "TEMPOFLOW_TASK_QUEUE": queue,
+            "TEMPOFLOW_API_PORT": str(port),
+        },
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    return api, port, key, sessions
+
+
 async def _send_all(count: int, concurrency: int, send) -> tuple[float, dict[int, float]]:  # type: ignore[no-untyped-def]
     """Call ``send(i)`` for every i with ``concurrency`` in flight; returns the elapsed
     seconds and each send's start (epoch ms)."""
@@ -95,31 +127,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     async with bench_stack() as stack:
         client: Client = stack.client
         queue = f"bench-{uuid.uuid4()}"
-        sessions = session_factory(stack.engine)
-        settings = Settings(environment="test", database_url=stack.database_url, task_queue=queue)
-        async with sessions.begin() as session:
-            key = await create_api_key(
-                session, tenant=TENANT, roles=["admin"], pepper=settings.api_key_pepper
-            )
-        port = _free_port()
-        # The API runs in its own process, as deployed (the worker runs in this one).
+        api, port, key, sessions = await spawn_api(stack, queue)
         target = client.service_client.config.target_host
-        api = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "launcher.cli",
-            "api",
-            env={
-                **os.environ,
-                "TEMPOFLOW_ENVIRONMENT": "test",
-                "TEMPOFLOW_DATABASE_URL": stack.database_url,
-                "TEMPOFLOW_TEMPORAL_ADDRESS": target,
-                "TEMPOFLOW_TASK_QUEUE": queue,
-                "TEMPOFLOW_API_PORT": str(port),
-            },
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
         worker = create_worker(
             client,
             task_queue=queue,

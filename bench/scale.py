@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 import uuid
@@ -33,16 +32,13 @@ from sqlalchemy import func, select
 from temporalio.client import Client
 
 from activities.builtin import default_registry
-from app.auth import create_api_key
 from app.run_starter import start_run
 from bench._drive import drive, pct, published
 from bench._stack import bench_stack
-from bench.events import DEFINITION, EVENT, TENANT, _free_port, _produce, _until_waiting
+from bench.events import DEFINITION, EVENT, TENANT, _produce, _until_waiting, spawn_api
 from launcher import embedded
 from launcher.worker import create_worker
-from projections.db import session_factory
 from projections.models import Event
-from tempoflow.settings import Settings
 
 _RESULTS = asyncio.Semaphore(100)
 
@@ -83,30 +79,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     async with bench_stack() as stack:
         client: Client = stack.client
         queue = f"bench-{uuid.uuid4()}"
-        sessions = session_factory(stack.engine)
-        settings = Settings(environment="test", database_url=stack.database_url, task_queue=queue)
-        async with sessions.begin() as session:
-            key = await create_api_key(
-                session, tenant=TENANT, roles=["admin"], pepper=settings.api_key_pepper
-            )
-        port = _free_port()
-        target = client.service_client.config.target_host
-        api = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "launcher.cli",
-            "api",
-            env={
-                **os.environ,
-                "TEMPOFLOW_ENVIRONMENT": "test",
-                "TEMPOFLOW_DATABASE_URL": stack.database_url,
-                "TEMPOFLOW_TEMPORAL_ADDRESS": target,
-                "TEMPOFLOW_TASK_QUEUE": queue,
-                "TEMPOFLOW_API_PORT": str(port),
-            },
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        api, port, key, sessions = await spawn_api(stack, queue)
         try:  # the API process must not outlive a failed run
             worker = create_worker(
                 client, task_queue=queue, registry=default_registry(), sessions=sessions

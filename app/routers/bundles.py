@@ -8,14 +8,14 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import ValidationError
+from pydantic import StringConstraints, ValidationError
 from temporalio.service import RPCError
 
 from app import bundles, schedules
 from app.deps import Admin, Reader, RegistryDep, SessionDep, SettingsDep, TemporalClientDep
 from app.routers.event_types import _check as event_type_errors
 from app.routers.schemas import MAX_SCHEMA_BYTES
-from app.schemas import BundleImportPublic, EventTypeWrite
+from app.schemas import DEFINITION_KEY, BundleImportPublic, EventTypeWrite
 from projections import audit
 from projections.workers import action_presence
 from tempoflow.bundle import (
@@ -51,7 +51,10 @@ async def export_definitions(
     principal: Reader,
     session: SessionDep,
     registry: RegistryDep,
-    key: Annotated[list[str] | None, Query(max_length=1000)] = None,
+    key: Annotated[
+        list[Annotated[str, StringConstraints(pattern=DEFINITION_KEY)]] | None,
+        Query(max_length=1000),
+    ] = None,
 ) -> Response:
     """The bundle of the definitions ``key`` names (repeat it), or of every definition:
     canonical JSON (sorted keys, 2-space indent, final newline)."""

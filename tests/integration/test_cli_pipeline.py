@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from app.main import create_app
 from tests.integration.conftest import Stack, until
-from tests.servers import closed_port
+from tests.servers import closed_port, serve_app
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -95,19 +94,8 @@ async def served(stack: Stack) -> AsyncIterator[str]:
     # A heartbeat each second: `tail --timeout` sees the time pass on a quiet stream.
     settings = stack.settings.model_copy(update={"stream_heartbeat_seconds": 1.0})
     app = create_app(settings, registry=stack.worker_registry, temporal=stack.client)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not serving.done(), "the server did not start"
-            await asyncio.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
+    async with serve_app(app) as base:
+        yield base
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
@@ -22,6 +21,7 @@ from tempoflow.codec import ENCODING, KEY_ID_METADATA, new_key
 from tempoflow.settings import Settings
 from tempoflow.temporal_client import data_converter
 from tests.integration.conftest import Stack, open_stack
+from tests.servers import serve_app
 
 MARKER = "card-4111-secret-7731"
 OLD, NEW = new_key(), new_key()
@@ -299,15 +299,7 @@ async def test_the_temporal_cli_reads_history_through_the_codec_endpoint(
     async with open_stack(database_url, client, sessions, payload_key=key) as stack:
         run = await run_once(stack, "cli-card")
         app = create_app(stack.settings, registry=stack.worker_registry, temporal=client)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        )
-        serving = asyncio.create_task(server.serve())
-        try:
-            while not server.started:
-                assert not serving.done(), "the server did not start"
-                await asyncio.sleep(0.05)
-            port = server.servers[0].sockets[0].getsockname()[1]
+        async with serve_app(app) as base:
             cli = [
                 str(Path(sys.executable).with_name("temporal")),
                 "workflow",
@@ -331,7 +323,7 @@ async def test_the_temporal_cli_reads_history_through_the_codec_endpoint(
             encoded = base64.b64encode(MARKER.encode()).decode()[:16]
             raw = await show()
             assert MARKER not in raw and encoded not in raw
-            endpoint = f"http://127.0.0.1:{port}/codec"
+            endpoint = f"{base}/codec"
             decoded = await show(
                 "--codec-endpoint", endpoint, "--codec-auth", f"Bearer {stack.keys['operator']}"
             )
@@ -339,6 +331,3 @@ async def test_the_temporal_cli_reads_history_through_the_codec_endpoint(
             encrypted = base64.b64encode(ENCODING).decode()
             assert shown and all(p["metadata"]["encoding"] != encrypted for p in shown)
             assert any(MARKER.encode() in base64.b64decode(p["data"]) for p in shown)
-        finally:
-            server.should_exit = True
-            await serving

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from app.main import create_app
 from tests.integration.conftest import Stack
+from tests.servers import serve_app
 
 EXAMPLES = int(os.environ.get("TEMPOFLOW_FUZZ_EXAMPLES", "15"))
 # Fuzzing time budget (seconds) of schemathesis itself; the pytest timeout leaves room.
@@ -53,16 +53,7 @@ def _assert_clean(returncode: int, text: str) -> None:
 async def test_fuzzing_finds_no_server_error(stack: Stack, tmp_path: Path) -> None:
     await stack.publish("flow", {"steps": [{"id": "a", "type": "state.set", "values": {"x": 1}}]})
     app = create_app(stack.settings, registry=stack.worker_registry, temporal=stack.client)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not serving.done(), "the server did not start"
-            await asyncio.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        base = f"http://127.0.0.1:{port}"
+    async with serve_app(app) as base:
         fuzz = await asyncio.create_subprocess_exec(
             str(ST),
             "run",
@@ -96,6 +87,3 @@ async def test_fuzzing_finds_no_server_error(stack: Stack, tmp_path: Path) -> No
         output, _ = await fuzz.communicate()
         text = output.decode(errors="replace")
         _assert_clean(fuzz.returncode, text)
-    finally:
-        server.should_exit = True
-        await serving

@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy import func, select, text
@@ -28,6 +26,7 @@ from projections.models import RunFeedRow
 from projections.writer import write_batch
 from tempoflow.records import ProjectionBatch, RunRecord, RunStatus, StepRecord, StepStatus
 from tests.integration.conftest import Stack, make_keys, until
+from tests.servers import serve_app
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,24 +45,6 @@ class Reading:
     events: list[Event] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
     closed_by_server: bool = False
-
-
-@contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
-    """The app on a real uvicorn server on loopback; its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not serving.done(), "the server did not start"
-            await asyncio.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
 
 
 def streaming_app(stack: Stack) -> FastAPI:
@@ -132,7 +113,7 @@ async def test_stream_sees_every_step_of_a_20_step_run_in_order(stack: Stack) ->
     await stack.publish("twenty", twenty_steps())
     run = await stack.start("twenty")
     app = streaming_app(stack)
-    async with serve(app) as base:
+    async with serve_app(app) as base:
         # Connect while the first step holds the run: the rest arrives live.
         await asyncio.wait_for(stack.effects.reached[run["id"]].wait(), 30)
         task = asyncio.create_task(
@@ -182,7 +163,7 @@ async def test_reconnecting_with_last_event_id_loses_and_repeats_nothing(stack: 
     run = await stack.start("twenty")
     path = f"/v1/runs/{run['id']}/stream"
     app = streaming_app(stack)
-    async with serve(app) as base:
+    async with serve_app(app) as base:
         await asyncio.wait_for(stack.effects.reached[run["id"]].wait(), 30)
         stack.effects.release[run["id"]].set()
         # Disconnect after a few events, several times, resuming each time.
@@ -220,7 +201,7 @@ async def test_a_second_api_process_streams_what_the_worker_writes(stack: Stack)
         "other", {"steps": [{"id": "n", "type": "action.call", "action": "core.noop"}]}
     )
     first, second = streaming_app(stack), streaming_app(stack)
-    async with serve(first) as base1, serve(second) as base2:
+    async with serve_app(first) as base1, serve_app(second) as base2:
         reading = Reading()
         task = asyncio.create_task(
             read_stream(
@@ -273,7 +254,7 @@ async def test_streams_and_logs_are_tenant_scoped(stack: Stack) -> None:
     )
     other = {"Authorization": f"Bearer {other_keys['operator']}"}
     app = streaming_app(stack)
-    async with serve(app) as base, httpx.AsyncClient(base_url=base) as http:
+    async with serve_app(app) as base, httpx.AsyncClient(base_url=base) as http:
         for path in (f"/v1/runs/{run['id']}/stream", f"/v1/runs/{run['id']}/logs"):
             r = await http.get(path, headers=other)
             assert r.status_code == 404, r.text
@@ -382,7 +363,7 @@ async def test_run_logs_by_level_and_in_the_stream(stack: Stack) -> None:
     assert r.status_code == 422
 
     app = streaming_app(stack)
-    async with serve(app) as base:
+    async with serve_app(app) as base:
         reading = await read_stream(base, f"/v1/runs/{run['id']}/stream", stack.auth())
     lines = kinds(reading, "log")
     assert [(x["message"], x["level"], x["attempt"]) for x in lines] == [
@@ -492,7 +473,7 @@ async def test_a_run_closed_from_temporal_ends_its_stream(stack: Stack) -> None:
     settings = stack.settings.model_copy(update={"stream_poll_seconds": 1.0})
     app = create_app(settings, registry=stack.worker_registry, temporal=stack.client)
     try:
-        async with serve(app) as base:
+        async with serve_app(app) as base:
             for run in (first, second):
                 await asyncio.wait_for(stack.effects.reached[run["id"]].wait(), 30)
             readings = [
@@ -533,7 +514,7 @@ async def test_entries_held_back_by_an_unrelated_transaction_arrive_when_it_ends
     entries back only while it lasts: the stream looks again after its wake-up."""
     now = await _db_now(stack)
     app = streaming_app(stack)  # polls every 60 s: only the wake-up and settling help
-    async with serve(app) as base:
+    async with serve_app(app) as base:
         reading = Reading()
         task = asyncio.create_task(
             read_stream(
