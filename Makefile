@@ -26,7 +26,7 @@ PYTEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),-n 0,-n $(PYTEST_WORKERS) --dist loadfile)
 
 test: $(STAMP)  ## run the whole suite against real, self-started servers
-	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) --durations=12 $(PYTEST_ARGS)
 
 test-unit: $(STAMP)  ## the pure tests only (no server), well under a minute
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
