@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from temporalio import activity
@@ -17,6 +18,9 @@ from temporal_workflows.gate import (
     GateAcquire,
     GateState,
 )
+
+CHECK_CONCURRENCY = 10
+"""Describe calls in flight at once in the holder check."""
 
 Write = Callable[[list[ProjectionBatch]], Awaitable[object]]
 
@@ -49,18 +53,21 @@ class FlowActivities:
         """Those of the holders' runs that are no longer open (terminated, timed out, or
         gone): the gate frees their slots."""
         client = activity.client()
-        closed: list[str] = []
-        for wid in workflow_ids:
-            try:
-                desc = await client.get_workflow_handle(wid).describe()
-            except RPCError as err:
-                if err.status == RPCStatusCode.NOT_FOUND:
-                    closed.append(wid)
-                    continue
-                raise
-            if desc.status not in (
+        limit = asyncio.Semaphore(CHECK_CONCURRENCY)
+
+        async def is_closed(wid: str) -> bool:
+            async with limit:
+                try:
+                    desc = await client.get_workflow_handle(wid).describe()
+                except RPCError as err:
+                    if err.status == RPCStatusCode.NOT_FOUND:
+                        return True
+                    raise
+            return desc.status not in (
                 WorkflowExecutionStatus.RUNNING,
                 WorkflowExecutionStatus.CONTINUED_AS_NEW,
-            ):
-                closed.append(wid)
-        return closed
+            )
+
+        # Side by side (a few at a time): one by one, 50 holders took seconds.
+        results = await asyncio.gather(*(is_closed(wid) for wid in workflow_ids))
+        return [wid for wid, closed in zip(workflow_ids, results, strict=True) if closed]

@@ -38,8 +38,16 @@ CHECK_INTERVAL = timedelta(seconds=10)
 some run waits for a slot: an idle gate checks nothing)."""
 IDLE_CLOSE = timedelta(minutes=5)
 """An empty gate ends after this long (the next request starts it again)."""
-MAX_HISTORY = 2_000
-"""Continue as new past this many events (the state carried is the holders and queue)."""
+MAX_HISTORY = 10_000
+"""Continue as new past this many events (the state carried is the holders and queue),
+or sooner when Temporal suggests it. Each continue-as-new stalls the gate (it waits for
+its grants in flight, then a new run starts), so not too often: a grant costs about a
+dozen events."""
+LEGACY_MAX_HISTORY = 2_000
+"""The threshold of gates started before ``GATE_PATCH`` (their histories replay as is)."""
+GATE_PATCH = "tempoflow-gate-background-check"
+"""Gates from this version check their holders in the background (granting goes on
+meanwhile) and continue as new past ``MAX_HISTORY`` rather than ``LEGACY_MAX_HISTORY``."""
 WINDOW = timedelta(minutes=1)
 
 
@@ -143,6 +151,7 @@ class GateWorkflow:
         self._sending: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._timer_at = workflow.now()
+        self._checking: asyncio.Task[None] | None = None
 
     @workflow.signal(name=GATE_ACQUIRE_SIGNAL)
     def acquire(self, request: GateRequest) -> None:
@@ -160,6 +169,8 @@ class GateWorkflow:
         state = self._state
         idle_since = workflow.now()
         checked = workflow.now()
+        background = workflow.patched(GATE_PATCH)
+        max_history = MAX_HISTORY if background else LEGACY_MAX_HISTORY
         while True:
             now = workflow.now()
             granted = [r.workflow_id for r in next_grants(state, now)]
@@ -168,11 +179,13 @@ class GateWorkflow:
             for wid in granted:
                 self._grant(wid)
             self._changed = False
-            if workflow.info().get_current_history_length() > MAX_HISTORY or (
+            if workflow.info().get_current_history_length() > max_history or (
                 workflow.info().is_continue_as_new_suggested()
             ):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._drain_grants()
+                if self._checking is not None:
+                    await self._checking
                 workflow.continue_as_new(state)
             busy = bool(state.holders or state.queue)
             if busy:
@@ -198,15 +211,27 @@ class GateWorkflow:
                 )
             await workflow.wait_condition(self._woken)
             if state.queue and state.holders and workflow.now() - checked >= CHECK_INTERVAL:
-                checked = workflow.now()
-                closed: list[str] = await workflow.execute_activity(
-                    GATE_CHECK_ACTIVITY,
-                    sorted(state.holders),
-                    result_type=list[str],
-                    start_to_close_timeout=timedelta(seconds=30),
-                )
-                for wid in closed:
-                    release(state, wid)
+                if not background:
+                    checked = workflow.now()
+                    await self._check(sorted(state.holders))
+                elif self._checking is None or self._checking.done():
+                    # In the background: the gate goes on granting the slots that
+                    # releases free while Temporal describes the holders.
+                    checked = workflow.now()
+                    self._checking = asyncio.create_task(self._check(sorted(state.holders)))
+
+    async def _check(self, holders: list[str]) -> None:
+        """Free the slots of holders whose runs ended without releasing them."""
+        closed: list[str] = await workflow.execute_activity(
+            GATE_CHECK_ACTIVITY,
+            holders,
+            result_type=list[str],
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        for wid in closed:
+            release(self._state, wid)
+        if closed:
+            self._changed = True
 
     def _woken(self) -> bool:
         return self._changed or self._timer is None or self._timer.done()

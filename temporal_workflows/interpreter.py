@@ -78,6 +78,9 @@ PATCH_2026_11 = "tempoflow-2026-11-pause-anywhere"
 cancellation is never a catchable failure, closing writes are shielded from cancellation,
 payload sizes and the history limit are checked before Temporal refuses them."""
 PATCH_FLOW = "tempoflow-flow-control"
+PATCH_RELEASE = "tempoflow-flow-release-delivered"
+"""A limited run awaits its release signal's delivery before it closes (before this
+patch it was sent with the closing commands, which Temporal drops)."""
 """Runs of a definition with ``limits`` wait for a slot of its gate (``gate.py``)."""
 REQUEUE_AFTER = timedelta(minutes=10)
 """A queued run repeats its request this often (a gate that was terminated or reset
@@ -169,13 +172,34 @@ class InterpreterWorkflow:
             if inp.resume is None:  # a continued run holds its slot already
                 await self._enter_gate(gate, definition, ctx)
                 ctx.notify("started")  # when it starts, not while it is queued
-            return await self._execute(inp, ctx, definition)
+            result = await self._execute(inp, ctx, definition)
         except workflow.ContinueAsNewError:
             leaving = False  # the next execution (same workflow id) keeps the slot
             raise
-        finally:
-            if leaving:
+        except (Exception, asyncio.CancelledError):
+            leaving = False
+            if workflow.patched(PATCH_RELEASE):
+                await self._release_delivered(gate)
+            else:
                 self._leave_gate(gate)
+            raise
+        finally:
+            if leaving and not workflow.patched(PATCH_RELEASE):
+                self._leave_gate(gate)
+        if workflow.patched(PATCH_RELEASE):
+            await self._release_delivered(gate)
+        return result
+
+    async def _release_delivered(self, gate: str) -> None:
+        """Release the slot and wait until Temporal delivered the signal: a signal
+        sent with a run's last commands is dropped when the run closes (the gate then
+        only freed the slot at its next holder check, 10 s later)."""
+        try:
+            await workflow.get_external_workflow_handle(gate).signal(
+                GATE_RELEASE_SIGNAL, workflow.info().workflow_id
+            )
+        except Exception:  # the gate is gone: nothing holds the slot
+            workflow.logger.debug("release signal to %s failed", gate)
 
     async def _enter_gate(self, gate: str, definition: Any, ctx: RunContext) -> None:
         """Wait for a slot: the run is QUEUED until the gate grants one (its next

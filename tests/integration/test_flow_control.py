@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from projections.models import RunRow, StepRow
+from temporal_workflows.gate import GATE_RELEASE_SIGNAL, gate_id
 from tests.integration.conftest import Stack, until
 
 SLOW = {
@@ -61,6 +62,17 @@ async def test_runs_beyond_the_limit_are_queued_and_start_in_order(stack: Stack)
     assert datetime.fromisoformat(two["startedAt"]) >= datetime.fromisoformat(one["finishedAt"])
     await until(lambda: status_of(stack, second["id"], "SUCCEEDED"))
     assert second["id"] not in await listed(stack, "QUEUED")
+    # Each run's release reached the gate (a signal sent with a run's closing commands
+    # is dropped by Temporal: the slot was then only freed by the 10 s holder check).
+    tenant = first["workflowId"].split("/")[0]
+    gate = stack.client.get_workflow_handle(gate_id(tenant, "one-at-a-time"))
+    released = set()
+    async for event in gate.fetch_history_events():
+        if event.HasField("workflow_execution_signaled_event_attributes"):
+            attrs = event.workflow_execution_signaled_event_attributes
+            if attrs.signal_name == GATE_RELEASE_SIGNAL:
+                released.add(attrs.input.payloads[0].data.decode().strip('"'))
+    assert {first["workflowId"], second["workflowId"], third["workflowId"]} <= released
     await stack.record_history(second, "flow_queued_then_granted")
     await stack.record_history(third, "flow_cancelled_while_queued")
 
