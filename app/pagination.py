@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError
 
@@ -49,3 +50,23 @@ def decode_cursor(cursor: str | None, shape: int | tuple[type, ...]) -> list[Any
             errors=[ErrorItem(path="query:/cursor", code="cursor_invalid", message="bad cursor")],
             hint="pass back the nextCursor value of the previous page unchanged",
         ) from None
+
+
+Row = TypeVar("Row")
+
+
+async def keyed_page(
+    fetch: Callable[[int, str | None], Awaitable[list[Row]]],
+    key: Callable[[Row], str],
+    *,
+    limit: int | None,
+    cursor: str | None,
+    default_size: int,
+    max_size: int,
+) -> tuple[list[Row], str | None]:
+    """One page of rows ordered by a unique string ``key``: ``fetch(n, after)`` returns up
+    to ``n`` rows after that key; one more than the page tells whether a next page exists."""
+    size = min(limit or default_size, max_size)
+    after = decode_cursor(cursor, (str,))
+    rows = await fetch(size + 1, after[0] if after else None)
+    return rows[:size], encode_cursor([key(rows[size - 1])]) if len(rows) > size else None

@@ -14,7 +14,7 @@ from app import schedules
 from app.auth import Principal
 from app.definition_errors import definition_deleted, definition_not_found
 from app.deps import Publisher, Reader, RegistryDep, SessionDep, SettingsDep, TemporalClientDep
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import keyed_page
 from app.schema_refs import pinned_definition
 from app.schemas import (
     DEFINITION_KEY,
@@ -192,14 +192,16 @@ async def read_definitions(
     limit: Annotated[int | None, Query(ge=1)] = None,
     cursor: str | None = None,
 ) -> DefinitionsPublic:
-    size = min(limit or settings.default_page_size, settings.max_page_size)
-    after = decode_cursor(cursor, (str,))
-    rows = await data.list_definitions(
-        session, principal.tenant, limit=size + 1, after=after[0] if after else None
+    rows, next_cursor = await keyed_page(
+        lambda n, after: data.list_definitions(session, principal.tenant, limit=n, after=after),
+        lambda row: row.key,
+        limit=limit,
+        cursor=cursor,
+        default_size=settings.default_page_size,
+        max_size=settings.max_page_size,
     )
-    next_cursor = encode_cursor([rows[size - 1].key]) if len(rows) > size else None
     return DefinitionsPublic(
-        items=[DefinitionSummary.model_validate(r) for r in rows[:size]], next_cursor=next_cursor
+        items=[DefinitionSummary.model_validate(r) for r in rows], next_cursor=next_cursor
     )
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from app.deps import Publisher, Reader, SessionDep, SettingsDep
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import keyed_page
 from app.schema_refs import schema_errors
 from app.schemas import (
     NamedSchemaPublic,
@@ -132,14 +132,16 @@ async def read_named_schemas(
     limit: Annotated[int | None, Query(ge=1)] = None,
     cursor: str | None = None,
 ) -> NamedSchemasPublic:
-    size = min(limit or settings.default_page_size, settings.max_page_size)
-    after = decode_cursor(cursor, (str,))
-    rows = await data.list_named_schemas(
-        session, principal.tenant, limit=size + 1, after=after[0] if after else None
+    rows, next_cursor = await keyed_page(
+        lambda n, after: data.list_named_schemas(session, principal.tenant, limit=n, after=after),
+        lambda row: row.ref,
+        limit=limit,
+        cursor=cursor,
+        default_size=settings.default_page_size,
+        max_size=settings.max_page_size,
     )
-    next_cursor = encode_cursor([rows[size - 1].ref]) if len(rows) > size else None
     return NamedSchemasPublic(
-        items=[NamedSchemaSummary.model_validate(r) for r in rows[:size]], next_cursor=next_cursor
+        items=[NamedSchemaSummary.model_validate(r) for r in rows], next_cursor=next_cursor
     )
 
 
