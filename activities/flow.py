@@ -14,8 +14,11 @@ from temporal_workflows.gate import (
     GATE_ACQUIRE_ACTIVITY,
     GATE_ACQUIRE_SIGNAL,
     GATE_CHECK_ACTIVITY,
+    GATE_CLOSE_ACTIVITY,
+    GATE_RELEASE_SIGNAL,
     GATE_WORKFLOW,
     GateAcquire,
+    GateClose,
     GateState,
 )
 
@@ -47,6 +50,26 @@ class FlowActivities:
             start_signal_args=[request.request],
             static_summary="flow control gate",
         )
+
+    @activity.defn(name=GATE_CLOSE_ACTIVITY)
+    async def close(self, request: GateClose) -> None:
+        """Write a limited run's closing projections, then release its slot. The run's
+        outcome is durable by then and nothing of it runs but its completion, so the next
+        run starts one workflow task sooner than with a release signal the run sends and
+        waits to see delivered (a repeat is harmless: the gate ignores the release of a
+        run that holds nothing)."""
+        if not request.batch.is_empty():
+            await self._write([request.batch])
+        try:
+            await (
+                activity.client()
+                .get_workflow_handle(request.gate_id)
+                .signal(GATE_RELEASE_SIGNAL, request.workflow_id)
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # The gate has ended (idle, or gone): nothing holds the slot.
 
     @activity.defn(name=GATE_CHECK_ACTIVITY)
     async def check(self, workflow_ids: list[str]) -> list[str]:

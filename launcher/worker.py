@@ -99,6 +99,7 @@ def create_worker(
             notifier.notify,
             flow.acquire,
             flow.check,
+            flow.close,
             *activities,
         ],
         workflow_runner=workflow_runner or sandboxed_runner(),

@@ -31,6 +31,7 @@ GATE_RELEASE_SIGNAL = "tempoflow.gate.release"
 GRANT_SIGNAL = "tempoflow.gate.granted"
 GATE_ACQUIRE_ACTIVITY = "tempoflow.gate_acquire"
 GATE_CHECK_ACTIVITY = "tempoflow.gate_check"
+GATE_CLOSE_ACTIVITY = "tempoflow.gate_close"
 
 DEFAULT_PRIORITY = 3
 CHECK_INTERVAL = timedelta(seconds=10)
@@ -73,6 +74,15 @@ class GateAcquire(BaseModel):
     request: GateRequest
     pending: ProjectionBatch | None = None
     """Written first: the run row with status QUEUED."""
+
+
+class GateClose(BaseModel):
+    """Input of ``GATE_CLOSE_ACTIVITY``: a limited run's closing projections, written
+    first, then the release of its slot (or of its place in the queue)."""
+
+    gate_id: str
+    workflow_id: str
+    batch: ProjectionBatch
 
 
 class GateState(BaseModel):

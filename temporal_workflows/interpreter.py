@@ -35,9 +35,11 @@ with workflow.unsafe.imports_passed_through():
     from temporal_workflows.gate import (
         DEFAULT_PRIORITY,
         GATE_ACQUIRE_ACTIVITY,
+        GATE_CLOSE_ACTIVITY,
         GATE_RELEASE_SIGNAL,
         GRANT_SIGNAL,
         GateAcquire,
+        GateClose,
         GateRequest,
         gate_id,
     )
@@ -79,6 +81,9 @@ cancellation is never a catchable failure, closing writes are shielded from canc
 payload sizes and the history limit are checked before Temporal refuses them."""
 PATCH_FLOW = "tempoflow-flow-control"
 PATCH_RELEASE = "tempoflow-flow-release-delivered"
+PATCH_RELEASE_CLOSE = "tempoflow-flow-release-on-close"
+"""Limited runs from this version release their slot with their closing write (one
+activity), not with a signal the run waits to see delivered (one more workflow task)."""
 """A limited run awaits its release signal's delivery before it closes (before this
 patch it was sent with the closing commands, which Temporal drops)."""
 """Runs of a definition with ``limits`` wait for a slot of its gate (``gate.py``)."""
@@ -106,6 +111,10 @@ class InterpreterWorkflow:
         # Signal and update handlers run before ``run`` in the first activation: their
         # state (with what a continued run carried over) exists before them.
         self._refusals: list[DeliveryRecord] = []
+        self._gate: str | None = None
+        """The gate this run holds a slot of (or waits in): released with the closing
+        write."""
+        self._released = False
         self._mailbox = Mailbox(on_refused=self._refused)
         if not inp.run_id:
             # A schedule's run: the run id is the workflow id after ``<tenant>/`` (Temporal
@@ -166,7 +175,7 @@ class InterpreterWorkflow:
             if inp.resume is None:
                 ctx.notify("started")
             return await self._execute(inp, ctx, definition)
-        gate = gate_id(inp.tenant, inp.definition_key)
+        gate = self._gate = gate_id(inp.tenant, inp.definition_key)
         leaving = True
         try:
             if inp.resume is None:  # a continued run holds its slot already
@@ -178,15 +187,17 @@ class InterpreterWorkflow:
             raise
         except (Exception, asyncio.CancelledError):
             leaving = False
+            if self._released:
+                raise
             if workflow.patched(PATCH_RELEASE):
                 await self._release_delivered(gate)
             else:
                 self._leave_gate(gate)
             raise
         finally:
-            if leaving and not workflow.patched(PATCH_RELEASE):
+            if leaving and not self._released and not workflow.patched(PATCH_RELEASE):
                 self._leave_gate(gate)
-        if workflow.patched(PATCH_RELEASE):
+        if not self._released and workflow.patched(PATCH_RELEASE):
             await self._release_delivered(gate)
         return result
 
@@ -376,6 +387,8 @@ class InterpreterWorkflow:
         else:
             cancelled = False
         batch = self._ctx.take_pending(run)
+        if self._gate is not None and workflow.patched(PATCH_RELEASE_CLOSE):
+            return drained or cancelled or await self._close_and_release(batch, limit)
         if self._ctx.payload_size(batch) > limit:
             _, late = await shielded(self._project_locally(batch))
         else:
@@ -389,6 +402,29 @@ class InterpreterWorkflow:
                 )
             )
         return drained or cancelled or late
+
+    async def _close_and_release(self, batch: ProjectionBatch, limit: int) -> bool:
+        """A limited run's closing write, then the release of its slot, in one activity
+        (a batch too large for the activity's input is written locally first). Returns
+        whether a cancellation arrived meanwhile."""
+        assert self._gate is not None and self._ctx is not None
+        late = False
+        if self._ctx.payload_size(batch) > limit:
+            _, late = await shielded(self._project_locally(batch))
+            batch = ProjectionBatch()
+        self._released = True
+        _, cancelled = await shielded(
+            workflow.execute_activity(
+                GATE_CLOSE_ACTIVITY,
+                GateClose(
+                    gate_id=self._gate, workflow_id=workflow.info().workflow_id, batch=batch
+                ),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=_PROJECTION_RETRY,
+                summary="project the outcome, release the slot",
+            )
+        )
+        return late or cancelled
 
     async def _project_locally(self, batch: ProjectionBatch) -> None:
         await workflow.execute_local_activity(

@@ -73,8 +73,8 @@ async def test_runs_beyond_the_limit_are_queued_and_start_in_order(stack: Stack)
             if attrs.signal_name == GATE_RELEASE_SIGNAL:
                 released.add(attrs.input.payloads[0].data.decode().strip('"'))
     assert {first["workflowId"], second["workflowId"], third["workflowId"]} <= released
-    await stack.record_history(second, "flow_queued_then_granted")
-    await stack.record_history(third, "flow_cancelled_while_queued")
+    await stack.record_history(second, "flow_queued_then_granted_released_on_close")
+    await stack.record_history(third, "flow_cancelled_while_queued_released_on_close")
 
 
 @pytest.mark.timeout(180)
