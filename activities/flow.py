@@ -15,8 +15,10 @@ from temporal_workflows.gate import (
     GATE_ACQUIRE_SIGNAL,
     GATE_CHECK_ACTIVITY,
     GATE_CLOSE_ACTIVITY,
+    GATE_GRANT_ACTIVITY,
     GATE_RELEASE_SIGNAL,
     GATE_WORKFLOW,
+    GRANT_SIGNAL,
     GateAcquire,
     GateClose,
     GateState,
@@ -24,6 +26,8 @@ from temporal_workflows.gate import (
 
 CHECK_CONCURRENCY = 10
 """Describe calls in flight at once in the holder check."""
+GRANT_CONCURRENCY = 20
+"""Grant signals in flight at once."""
 
 Write = Callable[[list[ProjectionBatch]], Awaitable[object]]
 
@@ -41,7 +45,16 @@ class FlowActivities:
         request it already holds)."""
         if request.pending is not None:
             await self._write([request.pending])
-        await activity.client().start_workflow(
+        client = activity.client()
+        try:
+            await client.get_workflow_handle(request.gate_id).signal(
+                GATE_ACQUIRE_SIGNAL, request.request
+            )
+            return
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+        await client.start_workflow(
             GATE_WORKFLOW,
             GateState(),
             id=request.gate_id,
@@ -70,6 +83,27 @@ class FlowActivities:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
             # The gate has ended (idle, or gone): nothing holds the slot.
+
+    @activity.defn(name=GATE_GRANT_ACTIVITY)
+    async def grant(self, workflow_ids: list[str]) -> list[str]:
+        """Signal each run that it holds a slot (a few at a time); returns the runs that
+        no longer exist (their slots are free again). A repeat is harmless: a run that
+        holds its slot ignores another grant."""
+        client = activity.client()
+        limit = asyncio.Semaphore(GRANT_CONCURRENCY)
+
+        async def gone(wid: str) -> bool:
+            async with limit:
+                try:
+                    await client.get_workflow_handle(wid).signal(GRANT_SIGNAL)
+                except RPCError as err:
+                    if err.status == RPCStatusCode.NOT_FOUND:  # closed or never existed
+                        return True
+                    raise
+            return False
+
+        results = await asyncio.gather(*(gone(wid) for wid in workflow_ids))
+        return [wid for wid, g in zip(workflow_ids, results, strict=True) if g]
 
     @activity.defn(name=GATE_CHECK_ACTIVITY)
     async def check(self, workflow_ids: list[str]) -> list[str]:

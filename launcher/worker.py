@@ -100,6 +100,7 @@ def create_worker(
             flow.acquire,
             flow.check,
             flow.close,
+            flow.grant,
             *activities,
         ],
         workflow_runner=workflow_runner or sandboxed_runner(),

@@ -32,6 +32,7 @@ GRANT_SIGNAL = "tempoflow.gate.granted"
 GATE_ACQUIRE_ACTIVITY = "tempoflow.gate_acquire"
 GATE_CHECK_ACTIVITY = "tempoflow.gate_check"
 GATE_CLOSE_ACTIVITY = "tempoflow.gate_close"
+GATE_GRANT_ACTIVITY = "tempoflow.gate_grant"
 
 DEFAULT_PRIORITY = 3
 CHECK_INTERVAL = timedelta(seconds=10)
@@ -49,6 +50,10 @@ LEGACY_MAX_HISTORY = 2_000
 GATE_PATCH = "tempoflow-gate-background-check"
 """Gates from this version check their holders in the background (granting goes on
 meanwhile) and continue as new past ``MAX_HISTORY`` rather than ``LEGACY_MAX_HISTORY``."""
+GRANT_PATCH = "tempoflow-gate-batched-grants"
+"""Gates from this version send the grants of one workflow task together, from a local
+activity (one marker in the gate's history), not one signal command each (two events
+each, and a workflow task for their confirmations)."""
 WINDOW = timedelta(minutes=1)
 
 
@@ -162,6 +167,7 @@ class GateWorkflow:
         self._timer: asyncio.Task[None] | None = None
         self._timer_at = workflow.now()
         self._checking: asyncio.Task[None] | None = None
+        self._batched = False
 
     @workflow.signal(name=GATE_ACQUIRE_SIGNAL)
     def acquire(self, request: GateRequest) -> None:
@@ -180,14 +186,19 @@ class GateWorkflow:
         idle_since = workflow.now()
         checked = workflow.now()
         background = workflow.patched(GATE_PATCH)
+        self._batched = workflow.patched(GRANT_PATCH)
         max_history = MAX_HISTORY if background else LEGACY_MAX_HISTORY
         while True:
             now = workflow.now()
             granted = [r.workflow_id for r in next_grants(state, now)]
             granted += self._regrant
             self._regrant = []
-            for wid in granted:
-                self._grant(wid)
+            if self._batched:
+                if granted:
+                    self._grant_batch(granted)
+            else:
+                for wid in granted:
+                    self._grant(wid)
             self._changed = False
             if workflow.info().get_current_history_length() > max_history or (
                 workflow.info().is_continue_as_new_suggested()
@@ -245,6 +256,25 @@ class GateWorkflow:
 
     def _woken(self) -> bool:
         return self._changed or self._timer is None or self._timer.done()
+
+    def _grant_batch(self, run_workflow_ids: list[str]) -> None:
+        """Tell these runs they hold a slot (a local activity signals them side by side);
+        the runs that are gone free theirs again."""
+        task = asyncio.create_task(self._send_grants(run_workflow_ids))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_grants(self, run_workflow_ids: list[str]) -> None:
+        gone: list[str] = await workflow.execute_local_activity(
+            GATE_GRANT_ACTIVITY,
+            run_workflow_ids,
+            result_type=list[str],
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        for wid in gone:
+            release(self._state, wid)
+        if gone:
+            self._changed = True
 
     def _grant(self, run_workflow_id: str) -> None:
         """Tell the run it holds a slot; a run that is gone frees it again."""

@@ -416,9 +416,7 @@ class InterpreterWorkflow:
         _, cancelled = await shielded(
             workflow.execute_activity(
                 GATE_CLOSE_ACTIVITY,
-                GateClose(
-                    gate_id=self._gate, workflow_id=workflow.info().workflow_id, batch=batch
-                ),
+                GateClose(gate_id=self._gate, workflow_id=workflow.info().workflow_id, batch=batch),
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=_PROJECTION_RETRY,
                 summary="project the outcome, release the slot",

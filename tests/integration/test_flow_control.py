@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from temporalio.testing import ActivityEnvironment
 
+from activities.flow import FlowActivities
 from projections.models import RunRow, StepRow
 from temporal_workflows.gate import GATE_RELEASE_SIGNAL, gate_id
 from tests.integration.conftest import Stack, until
@@ -213,3 +215,27 @@ async def test_two_api_processes_never_start_more_than_the_limit(stack: Stack) -
         peak = max(peak, running)
     assert peak <= limit, peak
     assert peak == limit  # the limit was used, not just respected
+
+
+async def test_grants_go_out_together_and_a_vanished_run_frees_its_slot(stack: Stack) -> None:
+    """The gate sends the grants of one workflow task from a local activity (markers in
+    its history, no signal commands); a run it grants that no longer exists is reported
+    back, so its slot is free again."""
+    await stack.publish("two-at-a-time", {**SLOW, "limits": {"maxConcurrentRuns": 2}})
+    runs = [await stack.start("two-at-a-time", {"n": n}) for n in range(4)]
+    for run in runs:
+        await asyncio.wait_for(stack.result(run), 60)
+    tenant = runs[0]["workflowId"].split("/")[0]
+    gate = stack.client.get_workflow_handle(gate_id(tenant, "two-at-a-time"))
+    markers = commands = 0
+    async for event in gate.fetch_history_events():
+        markers += event.HasField("marker_recorded_event_attributes")
+        commands += event.HasField("signal_external_workflow_execution_initiated_event_attributes")
+    assert commands == 0 and markers >= 2  # the patch, and at least one batch of grants
+    done = runs[0]["workflowId"]
+    env = ActivityEnvironment(client=stack.client)
+    gone = await env.run(
+        FlowActivities(lambda batches: asyncio.sleep(0)).grant,
+        [done, f"{tenant}/never-started"],
+    )
+    assert gone == [done, f"{tenant}/never-started"]
