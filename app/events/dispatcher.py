@@ -7,6 +7,12 @@ routing locks of their keys, and records a PENDING delivery per open wait and pe
 matching trigger. Signals and starts happen after the commit; a second transaction marks
 each delivery and routes the event, or schedules a retry with backoff. Delivery is
 at-least-once; runs ignore an event id they already applied.
+
+Rounds overlap: the next claim does not wait for the previous round's signals and
+settling (up to ``ROUNDS_IN_FLIGHT`` rounds at once), so an event that arrives while a
+round signals is routed right away instead of after that round. A workflow's deliveries
+still go one after another in inbox order across rounds (each waits for that workflow's
+deliveries of the earlier rounds).
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ log = logging.getLogger("tempoflow.dispatcher")
 LEASE = timedelta(seconds=60)
 """A claimed event is not claimed again for this long (a dispatcher that died mid-way)."""
 CONCURRENCY = 32
+"""Signals and starts in flight at once (all rounds together)."""
+ROUNDS_IN_FLIGHT = 4
+"""Rounds whose deliveries and settling may overlap."""
 
 
 class Dispatcher:
@@ -49,6 +58,10 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._limit = asyncio.Semaphore(CONCURRENCY)
+        self._rounds = asyncio.Semaphore(ROUNDS_IN_FLIGHT)
+        self._finishing: set[asyncio.Task[None]] = set()
+        self._chains: dict[str, asyncio.Task[None]] = {}
+        """Each workflow's latest delivery task: the next round's wait for it."""
 
     def start(self) -> None:
         self._stopping = False
@@ -61,6 +74,7 @@ class Dispatcher:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await asyncio.gather(*self._finishing, return_exceptions=True)
 
     def wake(self) -> None:
         """New events are in the inbox: route them now rather than at the next poll."""
@@ -71,7 +85,7 @@ class Dispatcher:
         while not self._stopping:
             self._wake.clear()
             try:
-                claimed = await self.dispatch_once()
+                claimed = await self._begin_round()
                 failures = 0
             except Exception:  # the database is down or a bug: log, back off, go on
                 log.exception("event dispatch failed")
@@ -93,11 +107,50 @@ class Dispatcher:
 
     # -- one round -------------------------------------------------------------------------
     async def dispatch_once(self) -> int:
-        """Route one batch of due events; returns how many were claimed."""
+        """Route one batch of due events, signals and settling included; returns how many
+        were claimed."""
+        prepared = await self._prepare()
+        if prepared is None:
+            return 0
+        await self._finish(*prepared)
+        return len(prepared[0])
+
+    async def _begin_round(self) -> int:
+        """Claim and route a batch, and leave its deliveries and settling to a task of
+        their own (at most ``ROUNDS_IN_FLIGHT`` at once); returns how many were claimed."""
+        await self._rounds.acquire()
+        try:
+            prepared = await self._prepare()
+        except BaseException:
+            self._rounds.release()
+            raise
+        if prepared is None:
+            self._rounds.release()
+            return 0
+        task = asyncio.create_task(self._finish_logged(*prepared))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        task.add_done_callback(lambda _: self._rounds.release())
+        return len(prepared[0])
+
+    async def _finish_logged(self, *prepared: Any) -> None:
+        try:
+            await self._finish(*prepared)
+        except Exception:  # its events' leases run out and they are claimed again
+            log.exception("settling a dispatch round failed")
+
+    async def _prepare(
+        self,
+    ) -> (
+        tuple[list[Event], dict[int, int], list[Target], dict[int, str], list[asyncio.Task[None]]]
+        | None
+    ):
+        """Claim due events and record their pending deliveries; the deliveries are
+        started (each after the same workflow's earlier ones) before this returns."""
         async with self.sessions.begin() as session:  # the lease holds them for us
             batch, claimed = await self._claim(session)
         if not batch:
-            return 0
+            return None
         async with self.sessions() as session:
             subscriptions = await subscribed.subscriptions(
                 session, ((e.tenant, e.name) for e in batch)
@@ -132,15 +185,49 @@ class Dispatcher:
         by_workflow: dict[str, list[Target]] = {}
         for target in sorted(targets, key=lambda t: t.event.seq):
             by_workflow.setdefault(target.row["workflow_id"], []).append(target)
-        await asyncio.gather(*(self._deliver_in_order(ts) for ts in by_workflow.values()))
+        # Started here, before the next claim: their order is the rounds' order.
+        sending = [self._chain(wid, ts) for wid, ts in by_workflow.items()]
+        return batch, claimed, targets, broken, sending
+
+    async def _finish(
+        self,
+        batch: list[Event],
+        claimed: dict[int, int],
+        targets: list[Target],
+        broken: dict[int, str],
+        sending: list[asyncio.Task[None]],
+    ) -> None:
+        """Wait for a round's deliveries, then settle it."""
+        if sending:
+            await asyncio.wait(sending)
         async with self.sessions.begin() as session:
             await self._settle(session, batch, targets, claimed, broken)
-        return len(batch)
 
-    async def _deliver_in_order(self, targets: list[Target]) -> None:
+    def _chain(self, workflow_id: str, targets: list[Target]) -> asyncio.Task[None]:
+        """Deliver ``targets`` (one workflow's, in inbox order) after that workflow's
+        deliveries of earlier rounds."""
+        previous = self._chains.get(workflow_id)
+        task = asyncio.create_task(self._deliver_in_order(targets, previous))
+        self._chains[workflow_id] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._chains.get(workflow_id) is done:
+                del self._chains[workflow_id]
+
+        task.add_done_callback(forget)
+        return task
+
+    async def _deliver_in_order(
+        self, targets: list[Target], previous: asyncio.Task[None] | None = None
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # its outcome is its round's to settle
         for target in targets:
             async with self._limit:
-                await deliver(target, self.client, self.sessions, self.settings)
+                await self._deliver_one(target)
+
+    async def _deliver_one(self, target: Target) -> None:
+        await deliver(target, self.client, self.sessions, self.settings)
 
     async def _claim(self, session: AsyncSession) -> tuple[list[Event], dict[int, int]]:
         """Lock due events and lease them; returns them and each one's attempt number
