@@ -43,7 +43,7 @@ LEASE = timedelta(seconds=60)
 """A claimed event is not claimed again for this long (a dispatcher that died mid-way)."""
 CONCURRENCY = 32
 """Signals and starts in flight at once (all rounds together)."""
-ROUNDS_IN_FLIGHT = 4
+ROUNDS_IN_FLIGHT = 2
 """Rounds whose deliveries and settling may overlap."""
 
 
