@@ -1,11 +1,13 @@
 """Flow control: one gate workflow per (tenant, definition) hands out run slots.
 
 The semaphore pattern of Temporal's samples. A run of a definition with ``limits`` asks
-the gate for a slot before its first step (``GATE_ACQUIRE_ACTIVITY`` signals-with-start
-the gate), shows ``QUEUED`` until the gate signals ``GRANT_SIGNAL`` to it, and signals
-``GATE_RELEASE_SIGNAL`` on every way out of the run (completed, failed, cancelled, and
-also while still queued: a release of a run that holds nothing only takes it out of the
-queue). Runs that end without running code (terminated, timed out) are found by the
+the gate for a slot before its first step (``GATE_ACQUIRE_ACTIVITY`` signals the gate,
+or signals-with-start it when it is not running), shows ``QUEUED`` until the gate
+signals ``GRANT_SIGNAL`` to it (``GATE_GRANT_ACTIVITY`` sends one workflow task's grants
+together), and releases its slot on every way out of the run (completed, failed,
+cancelled, and also while still queued: a release of a run that holds nothing only
+takes it out of the queue) with ``GATE_RELEASE_SIGNAL``, sent by the activity that
+writes the run's outcome (``GATE_CLOSE_ACTIVITY``). Runs that end without running code (terminated, timed out) are found by the
 gate's holder check (``GATE_CHECK_ACTIVITY`` asks Temporal which of them are closed).
 
 The queue lives in the gate's state (its history), so nothing queued is lost when a
