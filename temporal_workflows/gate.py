@@ -7,8 +7,9 @@ signals ``GRANT_SIGNAL`` to it (``GATE_GRANT_ACTIVITY`` sends one workflow task'
 together), and releases its slot on every way out of the run (completed, failed,
 cancelled, and also while still queued: a release of a run that holds nothing only
 takes it out of the queue) with ``GATE_RELEASE_SIGNAL``, sent by the activity that
-writes the run's outcome (``GATE_CLOSE_ACTIVITY``). Runs that end without running code (terminated, timed out) are found by the
-gate's holder check (``GATE_CHECK_ACTIVITY`` asks Temporal which of them are closed).
+writes the run's outcome (``GATE_CLOSE_ACTIVITY``). Runs that end without running code
+(terminated, timed out) are found by the gate's holder check (``GATE_CHECK_ACTIVITY``
+asks Temporal which of them are closed).
 
 The queue lives in the gate's state (its history), so nothing queued is lost when a
 worker, an API process or the server restarts; every start source (API, events,
@@ -251,9 +252,13 @@ class GateWorkflow:
             result_type=list[str],
             start_to_close_timeout=timedelta(seconds=30),
         )
-        for wid in closed:
+        self._free(closed)
+
+    def _free(self, run_workflow_ids: list[str]) -> None:
+        """Free the slots (or queue places) of runs that are gone."""
+        for wid in run_workflow_ids:
             release(self._state, wid)
-        if closed:
+        if run_workflow_ids:
             self._changed = True
 
     def _woken(self) -> bool:
@@ -262,9 +267,7 @@ class GateWorkflow:
     def _grant_batch(self, run_workflow_ids: list[str]) -> None:
         """Tell these runs they hold a slot (a local activity signals them side by side);
         the runs that are gone free theirs again."""
-        task = asyncio.create_task(self._send_grants(run_workflow_ids))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._track(asyncio.create_task(self._send_grants(run_workflow_ids)))
 
     async def _send_grants(self, run_workflow_ids: list[str]) -> None:
         gone: list[str] = await workflow.execute_local_activity(
@@ -273,14 +276,14 @@ class GateWorkflow:
             result_type=list[str],
             start_to_close_timeout=timedelta(seconds=30),
         )
-        for wid in gone:
-            release(self._state, wid)
-        if gone:
-            self._changed = True
+        self._free(gone)
 
     def _grant(self, run_workflow_id: str) -> None:
         """Tell the run it holds a slot; a run that is gone frees it again."""
-        task = asyncio.create_task(self._send_grant(run_workflow_id))
+        self._track(asyncio.create_task(self._send_grant(run_workflow_id)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        """A grant in flight (continue-as-new and closing wait for them)."""
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
