@@ -227,12 +227,21 @@ async def create_run(
         workflow_id=started.workflow_id,
         definition=version.key,
         version=version.version,
-        status=RunStatus.SCHEDULED if body.start_at is not None else RunStatus.RUNNING,
+        status=_first_status(version.body, body.start_at),
         input=shown_input,
         start_at=body.start_at,
         source="temporal",
         temporal_ui_url=_ui_url(settings, started.workflow_id),
     )
+
+
+def _first_status(body: dict[str, Any], start_at: datetime | None) -> RunStatus:
+    """What a run just started is: SCHEDULED until ``startAt``; QUEUED when its
+    definition has ``limits`` (it asks its gate for a slot before its first step, and is
+    RUNNING once granted, at once when a slot is free); RUNNING otherwise."""
+    if start_at is not None:
+        return RunStatus.SCHEDULED
+    return RunStatus.QUEUED if body.get("limits") else RunStatus.RUNNING
 
 
 @router.get("", response_model=RunsPublic)

@@ -46,6 +46,8 @@ async def test_runs_beyond_the_limit_are_queued_and_start_in_order(stack: Stack)
     await until(lambda: status_of(stack, first["id"], "WAITING"))  # in its delay
     second = await stack.start("one-at-a-time", {"n": 2})
     third = await stack.start("one-at-a-time", {"n": 3})
+    # POST /v1/runs answers what a limited run is when it begins: QUEUED.
+    assert first["status"] == second["status"] == third["status"] == "QUEUED"
     await until(lambda: status_of(stack, second["id"], "QUEUED"))
     await until(lambda: status_of(stack, third["id"], "QUEUED"))
     queued = await listed(stack, "QUEUED")
