@@ -26,7 +26,15 @@ from tempoflow.settings import to_asyncpg_url
 from tests.servers import TemporalDevServer, listener_is_ours
 
 # With WAL pragmas and Tempoflow's search attributes (added by the server command).
-DEV_SERVER_ARGS = ["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=100"]
+# Timers fire within ~20 ms instead of up to a second late (the history service batches
+# timer reads by up to ``timerProcessorMaxTimeShift``, 1 s by default): a PT0.2S delay
+# took a second, which most of the suite's waiting was.
+DEV_SERVER_ARGS = [
+    "--dynamic-config-value",
+    "limit.historyCount.suggestContinueAsNew=100",
+    "--dynamic-config-value",
+    'history.timerProcessorMaxTimeShift="10ms"',
+]
 
 
 @contextlib.asynccontextmanager
